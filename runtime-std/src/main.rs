@@ -1,0 +1,7 @@
+//! The `lockstep` binary.
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = lockstep::run(&args, &mut std::io::stdout(), &mut std::io::stderr());
+    std::process::exit(code);
+}
