@@ -1,0 +1,9 @@
+//! Entry points of the fuzz targets, shared with the test that replays `fuzz/seeds/`. Not API:
+//! behind the `_fuzz` feature. Each takes arbitrary bytes, must never panic except on a broken
+//! invariant, and asserts what must hold for every input.
+
+mod signature;
+mod webhook;
+
+pub use signature::signature;
+pub use webhook::webhook;

@@ -1,0 +1,51 @@
+//! lockstep's core: everything that decides something, and nothing that waits.
+//!
+//! This crate is deterministic and sans-IO. It reads no clock (time is an argument: [`time`]),
+//! opens no socket and no file, allocates nothing and never panics on input: it is
+//! `#![no_std]` without `alloc`, and `#![forbid(unsafe_code)]`. The runtimes (`lockstep` on
+//! std, `lockstep-minimal` on picoserve) feed it bytes and timestamps and carry out what it
+//! answers, so the same logic runs on a server and on a microcontroller, and tests drive it
+//! faster than real time.
+//!
+//! Modules, in the order a webhook meets them:
+//! - [`webhook`]: the request target and JSON body of a registry's notification, parsed into a
+//!   borrowed, validated [`webhook::Notification`].
+//! - [`signature`]: the shared [`signature::Secret`], the Bintray scheme and lockstep's own
+//!   timestamped scheme with its replay cache; constant-time comparisons.
+//! - [`bundle`]: digests and the other identifiers of bundles.
+//! - [`json`]: the strict JSON scanner the parsers run before serde-json-core.
+//! - [`status`]: the HTTP status each refusal answers.
+//! - [`time`]: milliseconds, monotonic and wall-clock.
+//!
+//! Every parser follows the same contract: after it returns `Ok`, the value is valid and nothing
+//! derived from it can fail; every error is a small `Copy` enum whose variants each name one
+//! reason, with a [`status::Status`] for the HTTP answer.
+
+#![no_std]
+#![forbid(unsafe_code)]
+// Panic-freedom is a promise of this crate: no unwrap, no indexing, no unchecked arithmetic.
+// Tests may relax these (each test module says why).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
+#![warn(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod bundle;
+pub mod json;
+pub mod signature;
+pub mod status;
+pub mod time;
+pub mod webhook;
+
+#[cfg(feature = "_fuzz")]
+pub mod fuzz;
