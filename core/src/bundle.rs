@@ -1,10 +1,12 @@
-//! Identifiers of bundles (PROTOCOL.md §4): the SHA-256 [`Digest`] of a bundle or configuration
-//! zip, the [`Segment`] that names an organisation, repository, package or tag, and the
-//! published [`Version`] `<tag>-<digest>`.
+//! Identifiers of bundles (PROTOCOL.md §3, §4): the SHA-256 [`Digest`] of a bundle or
+//! configuration zip, the [`BundleId`] ConductR derives from them with its short form and
+//! prefix matching ([`IdPrefix`]), the [`Segment`] that names an organisation, repository,
+//! package or tag, the published [`Version`] `<tag>-<digest>`, and the operator's bundle
+//! [`Shorthand`] `[urn:x-bundle:][org/][repo/]package[:tag[-digest]]`.
 
 use core::fmt;
 
-use crate::json::hex_value;
+use crate::hex::{self, HexError};
 
 /// The SHA-256 of a bundle or configuration zip file.
 ///
@@ -50,40 +52,23 @@ impl Digest {
 
     /// Parses 64 hex characters of either case.
     pub fn parse(hex: &str) -> Result<Self, DigestError> {
-        let hex = hex.as_bytes();
-        if hex.len() != Self::HEX_LEN {
-            return Err(DigestError::Length);
-        }
-        let mut bytes = [0u8; 32];
-        for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
-            let [hi, lo] = pair else {
-                return Err(DigestError::Length);
-            };
-            let (Some(hi), Some(lo)) = (hex_value(*hi), hex_value(*lo)) else {
-                return Err(DigestError::NotHex);
-            };
-            *byte = (hi << 4) | lo;
-        }
-        Ok(Self(bytes))
+        hex::decode(hex.as_bytes()).map(Self).map_err(|e| match e {
+            HexError::Length => DigestError::Length,
+            HexError::NotHex => DigestError::NotHex,
+        })
+    }
+
+    /// The first [`SHORT_ID_LEN`] hex characters, as the official client shows a digest.
+    pub fn short(&self) -> heapless::String<SHORT_ID_LEN> {
+        let hex = self.to_hex();
+        ascii_string(hex.as_str().as_bytes().get(..SHORT_ID_LEN).unwrap_or(&[]))
     }
 
     /// The lowercase hex spelling.
     pub fn to_hex(&self) -> DigestHex {
         let mut out = [0u8; 64];
-        write_hex(&self.0, &mut out);
+        hex::encode(&self.0, &mut out);
         DigestHex(out)
-    }
-}
-
-/// Writes `bytes` as lowercase hex into `out` (which should be twice as long; extra bytes of
-/// either are left alone).
-pub(crate) fn write_hex(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        if let [hi, lo] = pair {
-            *hi = DIGITS.get(usize::from(byte >> 4)).copied().unwrap_or(b'0');
-            *lo = DIGITS.get(usize::from(byte & 0xf)).copied().unwrap_or(b'0');
-        }
     }
 }
 
@@ -243,8 +228,472 @@ impl fmt::Display for Version<'_> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Bundle ids
+// ---------------------------------------------------------------------------------------------
+
+/// How many hex characters of each part a short id keeps (PROTOCOL.md §3).
+pub const SHORT_ID_LEN: usize = 7;
+
+/// A ConductR bundle id: the first 32 hex characters of the bundle's digest, then, when the
+/// bundle was loaded with a configuration, `-` and the first 32 of the configuration's digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BundleId {
+    bundle: [u8; 16],
+    config: Option<[u8; 16]>,
+}
+
+/// Why a string is not a [`BundleId`] or an [`IdPrefix`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum BundleIdError {
+    /// A part of the wrong length: 32 for an id, 7 to 32 for a prefix.
+    Length,
+    /// A character that is not a hexadecimal digit.
+    NotHex,
+    /// More than two `-`-separated parts.
+    TooManyParts,
+}
+
+impl fmt::Display for BundleIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Length => "each part of a bundle id is 32 hex characters (7 to 32 as a prefix)",
+            Self::NotHex => "a bundle id may hold only hexadecimal characters and one `-`",
+            Self::TooManyParts => "a bundle id has at most two `-`-separated parts",
+        })
+    }
+}
+
+/// Splits `<a>[-<b>]`; more than one `-` is refused.
+fn id_parts(s: &str) -> Result<(&str, Option<&str>), BundleIdError> {
+    match s.split_once('-') {
+        None => Ok((s, None)),
+        Some((_, second)) if second.contains('-') => Err(BundleIdError::TooManyParts),
+        Some((first, second)) => Ok((first, Some(second))),
+    }
+}
+
+/// 32 hex characters of either case → 16 bytes.
+fn id_part(hex: &str) -> Result<[u8; 16], BundleIdError> {
+    hex::decode(hex.as_bytes()).map_err(|e| match e {
+        HexError::Length => BundleIdError::Length,
+        HexError::NotHex => BundleIdError::NotHex,
+    })
+}
+
+/// The first 16 bytes of a digest: its first 32 hex characters.
+fn half(digest: &Digest) -> [u8; 16] {
+    let mut part = [0u8; 16];
+    for (dst, src) in part.iter_mut().zip(digest.as_bytes()) {
+        *dst = *src;
+    }
+    part
+}
+
+impl BundleId {
+    /// The id ConductR gives a bundle with this digest, loaded with this configuration.
+    pub fn of(bundle: &Digest, config: Option<&Digest>) -> Self {
+        Self {
+            bundle: half(bundle),
+            config: config.map(half),
+        }
+    }
+
+    /// Parses `<32 hex>` or `<32 hex>-<32 hex>`, either case.
+    pub fn parse(s: &str) -> Result<Self, BundleIdError> {
+        let (bundle, config) = id_parts(s)?;
+        Ok(Self {
+            bundle: id_part(bundle)?,
+            config: config.map(id_part).transpose()?,
+        })
+    }
+
+    /// Whether the id has a configuration part.
+    pub const fn has_config(&self) -> bool {
+        self.config.is_some()
+    }
+
+    /// The same bundle without its configuration part.
+    #[must_use]
+    pub const fn without_config(&self) -> Self {
+        Self {
+            bundle: self.bundle,
+            config: None,
+        }
+    }
+
+    /// Whether this bundle was made from a zip with `digest`.
+    pub fn is_of_bundle(&self, digest: &Digest) -> bool {
+        self.bundle == half(digest)
+    }
+
+    /// The full lowercase spelling.
+    pub fn to_text(&self) -> heapless::String<65> {
+        let mut text = [0u8; 65];
+        hex::encode(&self.bundle, &mut text);
+        let len = match &self.config {
+            Some(config) => {
+                if let Some((dash, rest)) = text.get_mut(32..).and_then(|t| t.split_first_mut()) {
+                    *dash = b'-';
+                    hex::encode(config, rest);
+                }
+                65
+            }
+            None => 32,
+        };
+        ascii_string(text.get(..len).unwrap_or(&[]))
+    }
+
+    /// The short id: each part cut to [`SHORT_ID_LEN`] characters (`d073991-a53237c`).
+    pub fn short(&self) -> heapless::String<15> {
+        let full = self.to_text();
+        let mut short = heapless::String::new();
+        for (i, part) in full.split('-').enumerate() {
+            if i > 0 {
+                let _ = short.push('-');
+            }
+            let _ = short.push_str(part.get(..SHORT_ID_LEN).unwrap_or(part));
+        }
+        short
+    }
+
+    /// Whether `prefix` names this bundle: its first part prefixes this id's bundle part and,
+    /// when it has a second part, that prefixes this id's configuration part (an id without one
+    /// does not match). A full id is its own prefix.
+    pub fn matches(&self, prefix: &IdPrefix) -> bool {
+        let full = self.to_text();
+        let Ok((bundle, config)) = id_parts(&full) else {
+            return false;
+        };
+        let part_matches = |have: &str, want: &HexPrefix| have.starts_with(want.as_str());
+        part_matches(bundle, &prefix.bundle)
+            && match (&prefix.config, config) {
+                (None, _) => true,
+                (Some(want), Some(have)) => part_matches(have, want),
+                (Some(_), None) => false,
+            }
+    }
+}
+
+/// ASCII bytes into a heapless string that is large enough (callers size it exactly).
+fn ascii_string<const N: usize>(bytes: &[u8]) -> heapless::String<N> {
+    let mut s = heapless::String::new();
+    let _ = s.push_str(core::str::from_utf8(bytes).unwrap_or(""));
+    s
+}
+
+impl fmt::Display for BundleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
+impl fmt::Debug for BundleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BundleId({self})")
+    }
+}
+
+/// Up to 32 lowercase hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+struct HexPrefix {
+    hex: [u8; 32],
+    len: u8,
+}
+
+impl HexPrefix {
+    fn parse(s: &str) -> Result<Self, BundleIdError> {
+        if !(SHORT_ID_LEN..=32).contains(&s.len()) {
+            return Err(BundleIdError::Length);
+        }
+        let mut hex = [0u8; 32];
+        for (dst, src) in hex.iter_mut().zip(s.bytes()) {
+            if hex::value(src).is_none() {
+                return Err(BundleIdError::NotHex);
+            }
+            *dst = src.to_ascii_lowercase();
+        }
+        Ok(Self {
+            hex,
+            len: u8::try_from(s.len()).map_err(|_| BundleIdError::Length)?,
+        })
+    }
+
+    fn as_str(&self) -> &str {
+        let hex = self.hex.get(..usize::from(self.len)).unwrap_or(&[]);
+        core::str::from_utf8(hex).unwrap_or("")
+    }
+}
+
+/// A bundle id as an operator or the control API may give it (`idOrName`, PROTOCOL.md §5): a
+/// full id, or a prefix of at least [`SHORT_ID_LEN`] characters of each part, either case.
+///
+/// A string that is not one (`visualizer`, `cafe`) names a bundle by its name instead.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct IdPrefix {
+    bundle: HexPrefix,
+    config: Option<HexPrefix>,
+}
+
+impl IdPrefix {
+    /// Parses `<7-32 hex>[-<7-32 hex>]`.
+    pub fn parse(s: &str) -> Result<Self, BundleIdError> {
+        let (bundle, config) = id_parts(s)?;
+        Ok(Self {
+            bundle: HexPrefix::parse(bundle)?,
+            config: config.map(HexPrefix::parse).transpose()?,
+        })
+    }
+}
+
+impl fmt::Display for IdPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.bundle.as_str())?;
+        if let Some(config) = &self.config {
+            write!(f, "-{}", config.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for IdPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdPrefix({self})")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bundle shorthand
+// ---------------------------------------------------------------------------------------------
+
+/// The organisation of a shorthand that names none.
+pub const DEFAULT_ORG: &str = "typesafe";
+/// The repository of a shorthand that names none.
+pub const DEFAULT_REPO: &str = "bundle";
+/// The optional prefix of a shorthand.
+pub const URN_PREFIX: &str = "urn:x-bundle:";
+
+/// A digest given by a prefix of 7 to 64 hex characters (PROTOCOL.md §3): identifies a version
+/// when exactly one published digest starts with it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DigestPrefix {
+    hex: [u8; 64],
+    len: u8,
+}
+
+impl DigestPrefix {
+    /// The shortest prefix accepted.
+    pub const MIN_LEN: usize = SHORT_ID_LEN;
+
+    /// 7 to 64 hex characters of either case, or `None`.
+    pub fn parse(s: &str) -> Option<Self> {
+        if !(Self::MIN_LEN..=Digest::HEX_LEN).contains(&s.len()) {
+            return None;
+        }
+        let mut hex = [0u8; 64];
+        for (dst, src) in hex.iter_mut().zip(s.bytes()) {
+            hex::value(src)?;
+            *dst = src.to_ascii_lowercase();
+        }
+        Some(Self {
+            hex,
+            len: u8::try_from(s.len()).ok()?,
+        })
+    }
+
+    /// The prefix in lowercase.
+    pub fn as_str(&self) -> &str {
+        let hex = self.hex.get(..usize::from(self.len)).unwrap_or(&[]);
+        core::str::from_utf8(hex).unwrap_or("")
+    }
+
+    /// Whether `digest` starts with this prefix.
+    pub fn matches(&self, digest: &Digest) -> bool {
+        digest.to_hex().as_str().starts_with(self.as_str())
+    }
+
+    /// The digest itself, when all 64 characters were given.
+    pub fn full(&self) -> Option<Digest> {
+        Digest::parse(self.as_str()).ok()
+    }
+}
+
+impl fmt::Display for DigestPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for DigestPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DigestPrefix({self})")
+    }
+}
+
+/// Which version a shorthand asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum VersionSelector<'a> {
+    /// No `:tag`: the latest published version.
+    Latest,
+    /// `:tag`: the latest version published with that tag.
+    Tag(Segment<'a>),
+    /// `:tag-digest`: exactly the version with that tag whose digest starts with the prefix.
+    Exact {
+        /// The tag.
+        tag: Segment<'a>,
+        /// The digest, or a prefix of at least 7 characters of it.
+        digest: DigestPrefix,
+    },
+}
+
+/// A bundle shorthand, `[urn:x-bundle:][org/][repo/]package[:tag[-digest]]` (PROTOCOL.md §3),
+/// with the defaults filled in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Shorthand<'a> {
+    /// The organisation ([`DEFAULT_ORG`] unless given).
+    pub org: Segment<'a>,
+    /// The repository ([`DEFAULT_REPO`] unless given).
+    pub repo: Segment<'a>,
+    /// The package: the bundle name.
+    pub package: Segment<'a>,
+    /// The version asked for.
+    pub version: VersionSelector<'a>,
+}
+
+/// Why a string is not a bundle shorthand. Every malformed case of PROTOCOL.md §3 has its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ShorthandError {
+    /// Nothing (or only the `urn:x-bundle:` prefix).
+    Empty,
+    /// An empty `/`-separated part (`a//b`, `/b`, `b/`).
+    EmptyPart,
+    /// More than three `/`-separated parts.
+    TooManyParts,
+    /// More than one `:` after the optional prefix.
+    TooManyColons,
+    /// The organisation is not a valid segment.
+    Org(SegmentError),
+    /// The repository is not a valid segment.
+    Repo(SegmentError),
+    /// The package is not a valid segment.
+    Package(SegmentError),
+    /// A `:` with nothing after it.
+    EmptyVersion,
+    /// A `-` that ends the version: a digest was started but not given.
+    EmptyDigest,
+    /// The tag is not a valid segment.
+    Tag(SegmentError),
+}
+
+impl fmt::Display for ShorthandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("no bundle named"),
+            Self::EmptyPart => f.write_str("an empty part between `/`"),
+            Self::TooManyParts => f.write_str("at most org/repo/package before the `:`"),
+            Self::TooManyColons => f.write_str("at most one `:`, before the version"),
+            Self::Org(e) => write!(f, "the organisation {e}"),
+            Self::Repo(e) => write!(f, "the repository {e}"),
+            Self::Package(e) => write!(f, "the package {e}"),
+            Self::EmptyVersion => f.write_str("nothing after the `:`"),
+            Self::EmptyDigest => f.write_str("nothing after the last `-` of the version"),
+            Self::Tag(e) => write!(f, "the tag {e}"),
+        }
+    }
+}
+
+impl<'a> Shorthand<'a> {
+    /// Parses a shorthand; see the type's doc for the form and defaults.
+    ///
+    /// The version is split at its last `-`: when what follows is 7 to 64 hex characters it is
+    /// a digest (prefix) and what precedes it the tag; otherwise the whole version is the tag
+    /// (`v2-rc-1` is a tag). A tag whose last part looks like a digest prefix (`rc-1234567`)
+    /// must therefore be given with its digest.
+    pub fn parse(s: &'a str) -> Result<Self, ShorthandError> {
+        let s = s.strip_prefix(URN_PREFIX).unwrap_or(s);
+        if s.is_empty() {
+            return Err(ShorthandError::Empty);
+        }
+        let (path, version) = match s.split_once(':') {
+            Some((_, version)) if version.contains(':') => {
+                return Err(ShorthandError::TooManyColons);
+            }
+            Some((path, version)) => (path, Some(version)),
+            None => (s, None),
+        };
+        let mut parts = path.split('/');
+        let (first, second, third) = (parts.next(), parts.next(), parts.next());
+        if parts.next().is_some() {
+            return Err(ShorthandError::TooManyParts);
+        }
+        let (org, repo, package) = match (first, second, third) {
+            (Some(package), None, None) => (DEFAULT_ORG, DEFAULT_REPO, package),
+            (Some(repo), Some(package), None) => (DEFAULT_ORG, repo, package),
+            (Some(org), Some(repo), Some(package)) => (org, repo, package),
+            _ => return Err(ShorthandError::Empty),
+        };
+        if [org, repo, package].iter().any(|part| part.is_empty()) {
+            return Err(ShorthandError::EmptyPart);
+        }
+        Ok(Self {
+            org: Segment::parse(org).map_err(ShorthandError::Org)?,
+            repo: Segment::parse(repo).map_err(ShorthandError::Repo)?,
+            package: Segment::parse(package).map_err(ShorthandError::Package)?,
+            version: match version {
+                None => VersionSelector::Latest,
+                Some(version) => parse_selector(version)?,
+            },
+        })
+    }
+}
+
+fn parse_selector(version: &str) -> Result<VersionSelector<'_>, ShorthandError> {
+    if version.is_empty() {
+        return Err(ShorthandError::EmptyVersion);
+    }
+    if version.ends_with('-') {
+        return Err(ShorthandError::EmptyDigest);
+    }
+    if let Some((tag, digest)) = version.rsplit_once('-')
+        && let Some(digest) = DigestPrefix::parse(digest)
+    {
+        let tag = Segment::parse(tag).map_err(ShorthandError::Tag)?;
+        return Ok(VersionSelector::Exact { tag, digest });
+    }
+    Segment::parse(version)
+        .map(VersionSelector::Tag)
+        .map_err(ShorthandError::Tag)
+}
+
+impl fmt::Display for Shorthand<'_> {
+    /// The canonical long form, `org/repo/package[:tag[-digest]]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.org, self.repo, self.package)?;
+        match &self.version {
+            VersionSelector::Latest => Ok(()),
+            VersionSelector::Tag(tag) => write!(f, ":{tag}"),
+            VersionSelector::Exact { tag, digest } => write!(f, ":{tag}-{digest}"),
+        }
+    }
+}
+
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+#[allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests fail loudly"
+)]
 mod tests {
     use std::string::ToString;
 
@@ -324,5 +773,201 @@ mod tests {
             Version::parse("v2-"),
             Err(VersionError::Digest(DigestError::Length))
         );
+    }
+
+    // ---- bundle ids ---------------------------------------------------------------------
+
+    // PROTOCOL.md §5's example element: a bundle with a configuration.
+    const ID: &str = "6a1e3b5c9d0f4e2a8b7c6d5e4f3a2b1c-0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+    #[test]
+    fn test_parse_bundle_id() {
+        let id = BundleId::parse(ID).unwrap();
+        assert!(id.has_config());
+        assert_eq!(id.to_string(), ID);
+        assert_eq!(BundleId::parse(&ID.to_ascii_uppercase()).unwrap(), id);
+        let bare = BundleId::parse(&ID[..32]).unwrap();
+        assert!(!bare.has_config());
+        assert_eq!(bare.to_string(), &ID[..32]);
+        assert_eq!(id.without_config(), bare);
+    }
+
+    #[test]
+    fn test_bundle_id_of_digests() {
+        let bundle = Digest::parse(&[&ID[..32], &ID[..32]].concat()).unwrap();
+        let config = Digest::parse(&[&ID[33..], &ID[33..]].concat()).unwrap();
+        assert_eq!(BundleId::of(&bundle, Some(&config)).to_string(), ID);
+        assert_eq!(BundleId::of(&bundle, None).to_string(), &ID[..32]);
+        assert!(BundleId::of(&bundle, Some(&config)).is_of_bundle(&bundle));
+        assert!(!BundleId::of(&config, None).is_of_bundle(&bundle));
+    }
+
+    #[test]
+    fn test_reject_bundle_ids() {
+        assert_eq!(BundleId::parse(""), Err(BundleIdError::Length));
+        assert_eq!(BundleId::parse(&ID[..31]), Err(BundleIdError::Length));
+        assert_eq!(BundleId::parse(&ID[..33]), Err(BundleIdError::Length));
+        assert_eq!(BundleId::parse(&ID[..64]), Err(BundleIdError::Length));
+        assert_eq!(
+            BundleId::parse(&[ID, "-0"].concat()),
+            Err(BundleIdError::TooManyParts)
+        );
+        let bad = ["g", &ID[1..]].concat();
+        assert_eq!(BundleId::parse(&bad), Err(BundleIdError::NotHex));
+    }
+
+    // PROTOCOL.md §3: "every `-`-separated part cut to 7 characters (`d073991-a53237c`)".
+    #[test]
+    fn test_short_ids() {
+        let id =
+            BundleId::parse("d073991e7e3c5f2a9b8c7d6e5f4a3b2c-a53237c1d2e3f4a5b6c7d8e9f0a1b2c3")
+                .unwrap();
+        assert_eq!(id.short().as_str(), "d073991-a53237c");
+        assert_eq!(id.without_config().short().as_str(), "d073991");
+        assert_eq!(Digest::parse(EMPTY).unwrap().short().as_str(), "e3b0c44");
+    }
+
+    #[test]
+    fn test_id_prefix_matching() {
+        let id = BundleId::parse(ID).unwrap();
+        let bare = id.without_config();
+        let matches = |prefix: &str| id.matches(&IdPrefix::parse(prefix).unwrap());
+        assert!(matches(ID));
+        assert!(matches("6a1e3b5"));
+        assert!(matches("6A1E3B5C9D"));
+        assert!(matches("6a1e3b5-0f1e2d3"));
+        assert!(matches(&ID[..32]));
+        assert!(!matches("6a1e3b6"));
+        assert!(!matches("6a1e3b5-0f1e2d4"));
+        assert!(!bare.matches(&IdPrefix::parse("6a1e3b5-0f1e2d3").unwrap()));
+        assert!(bare.matches(&IdPrefix::parse("6a1e3b5").unwrap()));
+        assert_eq!(
+            IdPrefix::parse("6a1e3b5-0F1E2D3").unwrap().to_string(),
+            "6a1e3b5-0f1e2d3"
+        );
+    }
+
+    #[test]
+    fn test_reject_id_prefixes() {
+        // Shorter than 7 characters: a name, not an id (`cafe`, `visualizer`).
+        assert_eq!(IdPrefix::parse("6a1e3b"), Err(BundleIdError::Length));
+        assert_eq!(
+            IdPrefix::parse("6a1e3b5-0f1e2d"),
+            Err(BundleIdError::Length)
+        );
+        assert_eq!(IdPrefix::parse("visualizer"), Err(BundleIdError::NotHex));
+        assert_eq!(
+            IdPrefix::parse(&[&ID[..32], "0"].concat()),
+            Err(BundleIdError::Length)
+        );
+        assert_eq!(
+            IdPrefix::parse("6a1e3b5-0f1e2d3-1"),
+            Err(BundleIdError::TooManyParts)
+        );
+        assert_eq!(IdPrefix::parse("-0f1e2d3"), Err(BundleIdError::Length));
+    }
+
+    // ---- shorthand ----------------------------------------------------------------------
+
+    fn shorthand(s: &str) -> std::string::String {
+        Shorthand::parse(s).unwrap().to_string()
+    }
+
+    // PROTOCOL.md §3: one part = package, two = repo/package, three = org/repo/package.
+    #[test]
+    fn test_parse_shorthand_defaults() {
+        assert_eq!(shorthand("visualizer"), "typesafe/bundle/visualizer");
+        assert_eq!(
+            shorthand("urn:x-bundle:visualizer"),
+            "typesafe/bundle/visualizer"
+        );
+        assert_eq!(
+            shorthand("bundles/visualizer"),
+            "typesafe/bundles/visualizer"
+        );
+        assert_eq!(
+            shorthand("acme/bundles/visualizer"),
+            "acme/bundles/visualizer"
+        );
+        assert_eq!(
+            shorthand("urn:x-bundle:acme/bundles/visualizer:v2"),
+            "acme/bundles/visualizer:v2"
+        );
+        assert_eq!(
+            Shorthand::parse("visualizer").unwrap().version,
+            VersionSelector::Latest
+        );
+    }
+
+    #[test]
+    fn test_parse_shorthand_versions() {
+        let v = Shorthand::parse("visualizer:v2").unwrap().version;
+        assert_eq!(v, VersionSelector::Tag(Segment::parse("v2").unwrap()));
+        // A tag with `-` whose last part is no digest prefix stays a tag.
+        let v = Shorthand::parse("visualizer:v2-rc-1").unwrap().version;
+        assert_eq!(v, VersionSelector::Tag(Segment::parse("v2-rc-1").unwrap()));
+        let VersionSelector::Exact { tag, digest } = Shorthand::parse("visualizer:v2-rc-1-E3B0C44")
+            .unwrap()
+            .version
+        else {
+            panic!("not exact");
+        };
+        assert_eq!((tag.as_str(), digest.as_str()), ("v2-rc-1", "e3b0c44"));
+        assert!(digest.matches(&Digest::parse(EMPTY).unwrap()));
+        assert!(digest.full().is_none());
+        let full = std::format!("visualizer:v2-{EMPTY}");
+        let VersionSelector::Exact { digest, .. } = Shorthand::parse(&full).unwrap().version else {
+            panic!("not exact");
+        };
+        assert_eq!(digest.full(), Some(Digest::parse(EMPTY).unwrap()));
+        // Six hex characters are no digest prefix: the whole is a tag.
+        let v = Shorthand::parse("visualizer:v2-e3b0c4").unwrap().version;
+        assert_eq!(
+            v,
+            VersionSelector::Tag(Segment::parse("v2-e3b0c4").unwrap())
+        );
+        // 65 hex characters are no digest either: the whole is a tag, here too long for one.
+        let long = std::format!("visualizer:v2-{EMPTY}0");
+        assert_eq!(
+            Shorthand::parse(&long),
+            Err(ShorthandError::Tag(SegmentError::TooLong))
+        );
+    }
+
+    #[test]
+    fn test_reject_shorthand_forms() {
+        let long = "p".repeat(65);
+        let cases = [
+            ("", ShorthandError::Empty),
+            ("urn:x-bundle:", ShorthandError::Empty),
+            ("a//b", ShorthandError::EmptyPart),
+            ("/visualizer", ShorthandError::EmptyPart),
+            ("visualizer/", ShorthandError::EmptyPart),
+            (":v2", ShorthandError::EmptyPart),
+            ("a/b/c/d", ShorthandError::TooManyParts),
+            ("visualizer:v2:x", ShorthandError::TooManyColons),
+            ("visualizer:", ShorthandError::EmptyVersion),
+            ("visualizer:v2-", ShorthandError::EmptyDigest),
+            (
+                "visualizer:-e3b0c44",
+                ShorthandError::Tag(SegmentError::Empty),
+            ),
+            ("visualizer:v 2", ShorthandError::Tag(SegmentError::BadChar)),
+            ("visualizer:..", ShorthandError::Tag(SegmentError::Dots)),
+            ("a%b/c/d", ShorthandError::Org(SegmentError::BadChar)),
+            ("../visualizer", ShorthandError::Repo(SegmentError::Dots)),
+            (
+                "vis ualizer",
+                ShorthandError::Package(SegmentError::BadChar),
+            ),
+            (
+                long.as_str(),
+                ShorthandError::Package(SegmentError::TooLong),
+            ),
+        ];
+        for (text, e) in cases {
+            assert_eq!(Shorthand::parse(text), Err(e), "{text:?}");
+            assert!(!e.to_string().is_empty());
+        }
     }
 }

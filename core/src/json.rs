@@ -11,6 +11,7 @@
 
 use core::fmt;
 
+use crate::hex;
 use crate::status::Status;
 
 /// The deepest nesting any of lockstep's JSON inputs may have: the outermost object or array
@@ -314,22 +315,12 @@ impl Scanner<'_> {
         for _ in 0..4 {
             let digit = self
                 .peek()
-                .and_then(hex_value)
+                .and_then(hex::value)
                 .ok_or_else(|| self.syntax())?;
             unit = (unit << 4) | u16::from(digit);
             self.bump();
         }
         Ok(unit)
-    }
-}
-
-/// The value of one hexadecimal digit of either case.
-pub(crate) const fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b.wrapping_sub(b'0')),
-        b'a'..=b'f' => Some(b.wrapping_sub(b'a').wrapping_add(10)),
-        b'A'..=b'F' => Some(b.wrapping_sub(b'A').wrapping_add(10)),
-        _ => None,
     }
 }
 
@@ -361,7 +352,7 @@ impl<'a> Unescape<'a> {
         let mut unit = 0u32;
         for _ in 0..4 {
             let c = self.rest.next()?;
-            let digit = u8::try_from(c).ok().and_then(hex_value)?;
+            let digit = u8::try_from(c).ok().and_then(hex::value)?;
             unit = (unit << 4) | u32::from(digit);
         }
         Some(unit)

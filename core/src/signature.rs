@@ -29,8 +29,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use zeroize::Zeroize;
 
-use crate::bundle::write_hex;
-use crate::json::hex_value;
+use crate::hex;
 use crate::status::Status;
 use crate::time::{Duration, UnixTime};
 
@@ -438,15 +437,7 @@ fn parse_timestamp(digits: &[u8]) -> Option<(u64, [u8; MAX_T_DIGITS], u8)> {
 
 /// Exactly 64 hex digits of either case.
 fn parse_hex_mac(hex: &[u8]) -> Option<[u8; MAC_LEN]> {
-    if hex.len() != 2 * MAC_LEN {
-        return None;
-    }
-    let mut mac = [0u8; MAC_LEN];
-    for (byte, pair) in mac.iter_mut().zip(hex.chunks_exact(2)) {
-        let [hi, lo] = pair else { return None };
-        *byte = (hex_value(*hi)? << 4) | hex_value(*lo)?;
-    }
-    Some(mac)
+    hex::decode(hex).ok()
 }
 
 /// Proof that a lockstep signature verified and was not in the replay cache when checked.
@@ -500,7 +491,7 @@ pub fn lockstep_sign(secret: &Secret, t: u64, body: &[u8]) -> LockstepHeaderValu
     let _ = write!(digits, "{t}");
     let mac = hmac_sha256(secret.expose(), &[digits.as_bytes(), b".", body]);
     let mut hex = [0u8; 2 * MAC_LEN];
-    write_hex(&mac, &mut hex);
+    hex::encode(&mac, &mut hex);
     let hex = core::str::from_utf8(&hex).unwrap_or("");
     let mut out = heapless::String::new();
     let _ = write!(out, "t={digits},v1={hex}");

@@ -1,0 +1,73 @@
+//! Hexadecimal, as digests, bundle ids and MACs are spelled: read in either case, written in
+//! lowercase.
+
+/// Why bytes are not the hex spelling of `N` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HexError {
+    /// Not exactly `2 * N` characters.
+    Length,
+    /// A character that is not a hexadecimal digit.
+    NotHex,
+}
+
+/// The value of one hexadecimal digit of either case.
+pub(crate) const fn value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b.wrapping_sub(b'0')),
+        b'a'..=b'f' => Some(b.wrapping_sub(b'a').wrapping_add(10)),
+        b'A'..=b'F' => Some(b.wrapping_sub(b'A').wrapping_add(10)),
+        _ => None,
+    }
+}
+
+/// Exactly `2 * N` hex digits of either case → `N` bytes.
+pub(crate) fn decode<const N: usize>(hex: &[u8]) -> Result<[u8; N], HexError> {
+    if hex.len() != N.saturating_mul(2) {
+        return Err(HexError::Length);
+    }
+    let mut bytes = [0u8; N];
+    for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+        let [hi, lo] = pair else {
+            return Err(HexError::Length);
+        };
+        let (Some(hi), Some(lo)) = (value(*hi), value(*lo)) else {
+            return Err(HexError::NotHex);
+        };
+        *byte = (hi << 4) | lo;
+    }
+    Ok(bytes)
+}
+
+/// Writes `bytes` as lowercase hex into `out` (which should be twice as long; extra bytes of
+/// either are left alone).
+pub(crate) fn encode(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        if let [hi, lo] = pair {
+            *hi = DIGITS.get(usize::from(byte >> 4)).copied().unwrap_or(b'0');
+            *lo = DIGITS.get(usize::from(byte & 0xf)).copied().unwrap_or(b'0');
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_decode_either_case_and_encode_lowercase() {
+        assert_eq!(decode::<2>(b"aB0f"), Ok([0xab, 0x0f]));
+        let mut out = [0u8; 4];
+        encode(&[0xab, 0x0f], &mut out);
+        assert_eq!(&out, b"ab0f");
+    }
+
+    #[test]
+    fn test_reject_hex() {
+        assert_eq!(decode::<2>(b"ab0"), Err(HexError::Length));
+        assert_eq!(decode::<2>(b"ab0f0"), Err(HexError::Length));
+        assert_eq!(decode::<2>(b"ab0g"), Err(HexError::NotHex));
+        assert_eq!(decode::<1>("é".as_bytes()), Err(HexError::NotHex));
+    }
+}
