@@ -12,7 +12,9 @@
 //!   borrowed, validated [`webhook::Notification`].
 //! - [`signature`]: the shared [`signature::Secret`], the Bintray scheme and lockstep's own
 //!   timestamped scheme with its replay cache; constant-time comparisons.
-//! - [`bundle`]: digests and the other identifiers of bundles.
+//! - [`bundle`]: digests, bundle ids, versions and the operator's bundle shorthand.
+//! - [`archive`]: the bundle.conf inside a bundle zip, read through [`archive::RandomAccess`].
+//! - [`hocon`]: the bounded HOCON reader for bundle.conf and settings.conf.
 //! - [`json`]: the strict JSON scanner the parsers run before serde-json-core.
 //! - [`status`]: the HTTP status each refusal answers.
 //! - [`time`]: milliseconds, monotonic and wall-clock.
@@ -40,7 +42,10 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod archive;
 pub mod bundle;
+mod hex;
+pub mod hocon;
 pub mod json;
 pub mod signature;
 pub mod status;

@@ -27,3 +27,18 @@ fn test_seeds_webhook() {
 fn test_seeds_signature() {
     replay("signature", lockstep_core::fuzz::signature);
 }
+
+#[test]
+fn test_seeds_shorthand() {
+    replay("shorthand", lockstep_core::fuzz::shorthand);
+}
+
+#[test]
+fn test_seeds_hocon() {
+    replay("hocon", lockstep_core::fuzz::hocon);
+}
+
+#[test]
+fn test_seeds_archive() {
+    replay("archive", lockstep_core::fuzz::archive);
+}

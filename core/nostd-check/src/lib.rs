@@ -7,7 +7,9 @@
 
 use core::hint::black_box;
 
-use lockstep_core::bundle::{Digest, Segment, Version};
+use lockstep_core::bundle::{BundleId, Digest, IdPrefix, Segment, Shorthand, Version};
+use lockstep_core::archive::{self, Inflater};
+use lockstep_core::hocon::Document;
 use lockstep_core::json;
 use lockstep_core::signature;
 use lockstep_core::time::{Duration, UnixTime};
@@ -31,7 +33,19 @@ pub extern "C" fn lockstep_nostd_check(input: &[u8; 64]) -> u32 {
     ok += u32::from(Segment::parse(text).is_ok());
     ok += u32::from(Version::parse(text).is_ok());
     ok += u32::from(Digest::parse(text).is_ok());
+    ok += u32::from(Shorthand::parse(text).is_ok());
+    if let (Ok(id), Ok(prefix)) = (BundleId::parse(text), IdPrefix::parse(text)) {
+        ok += u32::from(id.matches(&prefix)) + u32::from(id.short().len() == 7);
+    }
     ok += signature_checks(input, text);
+    if let Ok(doc) = Document::parse_bytes(input) {
+        ok += u32::from(doc.get("compatibilityVersion").is_some());
+        ok += u32::from(matches!(doc.get_str::<64>("name"), Some(Ok(_))));
+    }
+    let mut zip = input;
+    let mut inflater = Inflater::new();
+    let mut conf = [0u8; 256];
+    ok += u32::from(archive::read_bundle_conf(&mut zip, &mut inflater, &mut conf).is_ok());
     ok
 }
 

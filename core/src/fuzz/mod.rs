@@ -2,8 +2,14 @@
 //! behind the `_fuzz` feature. Each takes arbitrary bytes, must never panic except on a broken
 //! invariant, and asserts what must hold for every input.
 
+mod archive;
+mod hocon;
+mod shorthand;
 mod signature;
 mod webhook;
 
+pub use archive::archive;
+pub use hocon::hocon;
+pub use shorthand::shorthand;
 pub use signature::signature;
 pub use webhook::webhook;
