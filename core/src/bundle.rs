@@ -330,6 +330,11 @@ impl BundleId {
         self.bundle == half(digest)
     }
 
+    /// Whether this bundle was loaded with the configuration zip with `digest`.
+    pub fn is_of_config(&self, digest: &Digest) -> bool {
+        self.config == Some(half(digest))
+    }
+
     /// The full lowercase spelling.
     pub fn to_text(&self) -> heapless::String<65> {
         let mut text = [0u8; 65];

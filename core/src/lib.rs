@@ -44,11 +44,13 @@ extern crate std;
 
 pub mod archive;
 pub mod bundle;
+pub mod deployer;
 mod hex;
 pub mod hocon;
 pub mod json;
 pub mod signature;
 pub mod status;
+pub mod text;
 pub mod time;
 pub mod webhook;
 

@@ -143,6 +143,24 @@ impl UnixTime {
     }
 }
 
+/// The two clocks at one moment, as the runtime passes them into the deployer: the monotonic
+/// one for deadlines, the wall clock for the times a listing shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Now {
+    /// Monotonic time.
+    pub instant: Instant,
+    /// Wall-clock time.
+    pub unix: UnixTime,
+}
+
+impl Now {
+    /// Both clocks at one moment.
+    pub const fn new(instant: Instant, unix: UnixTime) -> Self {
+        Self { instant, unix }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,9 +10,10 @@ use core::hint::black_box;
 use lockstep_core::bundle::{BundleId, Digest, IdPrefix, Segment, Shorthand, Version};
 use lockstep_core::archive::{self, Inflater};
 use lockstep_core::hocon::Document;
+use lockstep_core::deployer::{self, Deployer, EventLog, Input, Output};
 use lockstep_core::json;
 use lockstep_core::signature;
-use lockstep_core::time::{Duration, UnixTime};
+use lockstep_core::time::{Duration, Instant, Now, UnixTime};
 use lockstep_core::webhook::{self, BodyLimit, Target};
 
 #[panic_handler]
@@ -46,7 +47,40 @@ pub extern "C" fn lockstep_nostd_check(input: &[u8; 64]) -> u32 {
     let mut inflater = Inflater::new();
     let mut conf = [0u8; 256];
     ok += u32::from(archive::read_bundle_conf(&mut zip, &mut inflater, &mut conf).is_ok());
-    ok
+    ok + deployer_checks(input)
+}
+
+fn deployer_checks(input: &[u8]) -> u32 {
+    let mut machine = Deployer::<2>::new(deployer::Policy::default());
+    let now = Now::new(Instant::from_millis(1), UnixTime::from_secs(1_700_000_000));
+    let mut id = [0u8; 16];
+    for (dst, src) in id.iter_mut().zip(input) {
+        *dst = *src;
+    }
+    let request = deployer::Request {
+        id: deployer::DeploymentId::random_v4(id),
+        org: deployer::Name::truncated("typesafe"),
+        repo: deployer::Name::truncated("bundle"),
+        package: deployer::Name::truncated("visualizer"),
+        tag: deployer::Name::truncated("v2"),
+        digest: Digest::from_bytes([input.first().copied().unwrap_or(0); 32]),
+        tags: deployer::Tags::NONE,
+        at: now.unix,
+    };
+    let mut ok = u32::from(matches!(
+        machine.handle(now, Input::Notify(request)),
+        deployer::Handled::Admitted { .. }
+    ));
+    let mut log = EventLog::new(request.id);
+    while let Some(output) = machine.poll() {
+        if let Output::Event(event) = output {
+            log.push(&event);
+        }
+    }
+    let _ = machine.handle(now, Input::Timeout);
+    let mut json = [0u8; 512];
+    ok += u32::from(log.write_json(&mut json).is_ok());
+    ok + u32::from(machine.poll_timeout().is_some())
 }
 
 fn signature_checks(input: &[u8], text: &str) -> u32 {

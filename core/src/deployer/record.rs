@@ -1,0 +1,735 @@
+//! What a deployment is and how far it got: the [`Record`] a runtime persists and retains, and
+//! the identifiers, phases and failures it holds. Everything here is `Copy`.
+
+use core::fmt;
+
+use crate::bundle::{BundleId, Digest, Segment};
+use crate::hex;
+use crate::text::InlineStr;
+use crate::time::UnixTime;
+use crate::webhook::MAX_TAGS;
+
+/// A bundle name, tag, organisation, repository or compatibilityVersion, inline.
+pub type Name = InlineStr<64>;
+
+/// A [`Name`] from a segment, which always fits.
+pub fn name(segment: Segment<'_>) -> Name {
+    Name::new(segment.as_str()).unwrap_or(Name::EMPTY)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deployment ids
+// ---------------------------------------------------------------------------------------------
+
+/// A deployment's id: 16 bytes the runtime draws at random, written as a UUID
+/// (`7c1f21a3-91d1-44fa-8875-cf9a316d68ce`), which never contains `:` (PROTOCOL.md §1).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DeploymentId([u8; 16]);
+
+/// Why a string is not a [`DeploymentId`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DeploymentIdError;
+
+impl fmt::Display for DeploymentIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a deployment id is a UUID, 8-4-4-4-12 hexadecimal digits")
+    }
+}
+
+impl DeploymentId {
+    /// The id made of these bytes. The runtime fills them from a random source and marks them
+    /// as a version 4 UUID ([`DeploymentId::random_v4`]).
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// A version 4 (random) UUID from 16 random bytes: the version and variant bits are set.
+    pub const fn random_v4(mut bytes: [u8; 16]) -> Self {
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        Self(bytes)
+    }
+
+    /// The 16 bytes.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// Parses the hyphenated UUID form, either case.
+    pub fn parse(s: &str) -> Result<Self, DeploymentIdError> {
+        let b = s.as_bytes();
+        if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b.get(i) != Some(&b'-')) {
+            return Err(DeploymentIdError);
+        }
+        let mut digits = [0u8; 32];
+        for (dst, src) in digits.iter_mut().zip(b.iter().filter(|&&c| c != b'-')) {
+            *dst = *src;
+        }
+        hex::decode(&digits)
+            .map(Self)
+            .map_err(|_| DeploymentIdError)
+    }
+
+    /// The hyphenated lowercase UUID text.
+    pub fn to_text(&self) -> InlineStr<36> {
+        let mut digits = [0u8; 32];
+        hex::encode(&self.0, &mut digits);
+        let mut text = [b'-'; 36];
+        for (i, d) in digits.iter().enumerate() {
+            let at = match i {
+                0..=7 => i,
+                8..=11 => i.saturating_add(1),
+                12..=15 => i.saturating_add(2),
+                16..=19 => i.saturating_add(3),
+                _ => i.saturating_add(4),
+            };
+            if let Some(slot) = text.get_mut(at) {
+                *slot = *d;
+            }
+        }
+        InlineStr::new(core::str::from_utf8(&text).unwrap_or("")).unwrap_or(InlineStr::EMPTY)
+    }
+}
+
+impl fmt::Display for DeploymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.to_text().as_str())
+    }
+}
+
+impl fmt::Debug for DeploymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeploymentId({self})")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The request
+// ---------------------------------------------------------------------------------------------
+
+/// The `?tag=` values of a webhook, inline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Tags {
+    tags: [Name; MAX_TAGS],
+    len: u8,
+}
+
+impl Tags {
+    /// No tags: no narrowing.
+    pub const NONE: Self = Self {
+        tags: [Name::EMPTY; MAX_TAGS],
+        len: 0,
+    };
+
+    /// The given tags (at most [`MAX_TAGS`]; more are ignored, which the webhook parser never
+    /// produces).
+    pub fn new<'a>(segments: impl IntoIterator<Item = Segment<'a>>) -> Self {
+        let mut tags = Self::NONE;
+        for segment in segments.into_iter().take(MAX_TAGS) {
+            if let Some(slot) = tags.tags.get_mut(usize::from(tags.len)) {
+                *slot = name(segment);
+                tags.len = tags.len.saturating_add(1);
+            }
+        }
+        tags
+    }
+
+    /// The tags.
+    pub fn as_slice(&self) -> &[Name] {
+        self.tags.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
+    /// Whether there are none.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A verified notification, as the service hands it to the deployer: what to deploy, where it
+/// is published, which running bundles it may replace, and the id a new deployment gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Request {
+    /// The id of the deployment, if a new one is created (the runtime draws it).
+    pub id: DeploymentId,
+    /// The repository's organisation.
+    pub org: Name,
+    /// The repository.
+    pub repo: Name,
+    /// The bundle name.
+    pub package: Name,
+    /// The version's tag.
+    pub tag: Name,
+    /// The version's digest: the SHA-256 of the bundle zip.
+    pub digest: Digest,
+    /// Only running bundles carrying one of these tags are replaced (none: no narrowing).
+    pub tags: Tags,
+    /// When the notification was accepted (wall clock).
+    pub at: UnixTime,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+// ---------------------------------------------------------------------------------------------
+
+/// One of the two bundles of a lock-step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Side {
+    /// The running bundle being replaced.
+    Old,
+    /// The bundle being deployed.
+    New,
+}
+
+/// Where a lock-step (or its rollback) stands: the absolute scales last requested of each
+/// bundle, which one was changed last, and whether that request is still in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Step {
+    /// The scale last requested of the old bundle (0 when there is none).
+    pub old: u32,
+    /// The scale last requested of the new bundle.
+    pub new: u32,
+    /// The bundle whose scale was set last: the one being waited for.
+    pub moved: Side,
+    /// Whether that bundle was scaled up (wait until at least this many started) or down
+    /// (until at most this many).
+    pub up: bool,
+    /// False while the scale request is in flight, true once it was accepted and the
+    /// instances are awaited.
+    pub waiting: bool,
+}
+
+impl Step {
+    /// The step before this one's request: the moved bundle's scale back where it was.
+    #[must_use]
+    pub const fn undone(&self) -> Self {
+        let mut before = *self;
+        match (self.moved, self.up) {
+            (Side::Old, true) => before.old = self.old.saturating_sub(1),
+            (Side::Old, false) => before.old = self.old.saturating_add(1),
+            (Side::New, true) => before.new = self.new.saturating_sub(1),
+            (Side::New, false) => before.new = self.new.saturating_add(1),
+        }
+        before
+    }
+
+    /// The scale requested of `side`.
+    pub const fn of(&self, side: Side) -> u32 {
+        match side {
+            Side::Old => self.old,
+            Side::New => self.new,
+        }
+    }
+}
+
+/// Where a deployment stands (DESIGN.md "The deployment, step by step").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Phase {
+    /// Downloading and checking the bundle, reading its bundle.conf (step 2).
+    Resolving,
+    /// Resolved; another deployment of its key is active, and this one waits as the key's
+    /// single pending deployment (step 3).
+    Queued,
+    /// Looking at the running bundles to pick the one to replace (step 4).
+    Targeting,
+    /// Fetching the old bundle's configuration (step 5).
+    FetchingConfig,
+    /// Loading the new bundle, with that configuration (step 5).
+    Loading,
+    /// Loaded; observing the cluster once to log where the lock-step starts (step 6).
+    Observing,
+    /// The lock-step (step 6).
+    LockStep(Step),
+    /// The lock-step run backwards after a failure (step 7).
+    RollingBack(Step),
+    /// Ended: see [`Record::outcome`].
+    Ended,
+}
+
+/// The state of a deployment in a listing (PROTOCOL.md §7, `GET /deployments`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum State {
+    /// `resolving`
+    Resolving,
+    /// `queued`
+    Queued,
+    /// `deploying`
+    Deploying,
+    /// `rollingBack`
+    RollingBack,
+    /// `succeeded`
+    Succeeded,
+    /// `failed`
+    Failed,
+}
+
+impl State {
+    /// The listing's spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Resolving => "resolving",
+            Self::Queued => "queued",
+            Self::Deploying => "deploying",
+            Self::RollingBack => "rollingBack",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failures
+// ---------------------------------------------------------------------------------------------
+
+/// How the agent failed to carry out a command, after its own retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The repository or control API could not be reached.
+    Unreachable,
+    /// The request did not complete within its time limit.
+    TimedOut,
+    /// The server answered with this error status.
+    Status(u16),
+    /// The repository has no such version.
+    NotFound,
+    /// The downloaded bundle's SHA-256 is not the notified digest.
+    DigestMismatch,
+    /// The bundle is larger than the download limit.
+    TooLarge,
+    /// The bundle is not a zip with a readable bundle.conf.
+    BadArchive,
+    /// bundle.conf is not valid HOCON, or lacks `name` or `compatibilityVersion`.
+    BadBundleConf,
+    /// The server's answer could not be understood.
+    Protocol,
+    /// The local bundle store failed.
+    Storage,
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unreachable => f.write_str("unreachable"),
+            Self::TimedOut => f.write_str("timed out"),
+            Self::Status(code) => write!(f, "answered {code}"),
+            Self::NotFound => f.write_str("no such version in the repository"),
+            Self::DigestMismatch => f.write_str("the download does not match the notified digest"),
+            Self::TooLarge => f.write_str("the bundle is over the download size limit"),
+            Self::BadArchive => f.write_str("the bundle is not a zip holding a bundle.conf"),
+            Self::BadBundleConf => {
+                f.write_str("bundle.conf is not valid or lacks name or compatibilityVersion")
+            }
+            Self::Protocol => f.write_str("the answer could not be read"),
+            Self::Storage => f.write_str("the local bundle store failed"),
+        }
+    }
+}
+
+/// The step of a deployment something went wrong in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Doing {
+    /// Listing the running bundles.
+    Targeting,
+    /// Fetching the old bundle's configuration.
+    FetchingConfig,
+    /// Loading the new bundle.
+    Loading,
+    /// Observing the cluster.
+    Observing,
+    /// Setting the scale of a bundle, or waiting for its instances.
+    Scaling {
+        /// Which bundle.
+        side: Side,
+        /// To what scale.
+        to: u32,
+    },
+}
+
+impl fmt::Display for Doing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Targeting => f.write_str("listing the running bundles"),
+            Self::FetchingConfig => f.write_str("fetching the old bundle's configuration"),
+            Self::Loading => f.write_str("loading the new bundle"),
+            Self::Observing => f.write_str("observing the cluster"),
+            Self::Scaling { side, to } => {
+                let which = match side {
+                    Side::Old => "old",
+                    Side::New => "new",
+                };
+                write!(f, "scaling the {which} bundle to {to}")
+            }
+        }
+    }
+}
+
+/// What went wrong in a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Fault {
+    /// The step's deadline passed.
+    Deadline,
+    /// The control API refused or failed the request.
+    Command(CommandError),
+    /// The bundle reports an error (`hasError`).
+    InstanceError,
+    /// The bundle is no longer loaded.
+    Vanished,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Deadline => f.write_str("the deadline passed"),
+            Self::Command(e) => write!(f, "the control API {e}"),
+            Self::InstanceError => f.write_str("the bundle reports an error"),
+            Self::Vanished => f.write_str("the bundle is no longer loaded"),
+        }
+    }
+}
+
+/// The most running bundles a [`Cause::Several`] failure names.
+pub const SEVERAL_SHOWN: usize = 3;
+
+/// Why a deployment failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Cause {
+    /// A deployment of the same key notified later replaces this one (step 3).
+    Superseded {
+        /// The later deployment.
+        by: DeploymentId,
+    },
+    /// Downloading, checking or reading the bundle failed (step 2).
+    Resolve(CommandError),
+    /// Resolving took longer than its deadline.
+    ResolveDeadline,
+    /// The bundle's bundle.conf names another bundle than the notified package.
+    NameMismatch {
+        /// The name bundle.conf gives.
+        found: Name,
+    },
+    /// No running bundle has this name and compatibilityVersion (and `?tag=`) (step 4).
+    NoRunning {
+        /// The new bundle's compatibilityVersion.
+        compatibility_version: Name,
+        /// The compatibilityVersion of a running bundle of the same name, if there is one.
+        running: Option<Name>,
+        /// Whether `?tag=` narrowed the candidates.
+        narrowed: bool,
+    },
+    /// Several running bundles are compatible: replacing several is not supported (step 4).
+    Several {
+        /// How many.
+        count: u32,
+        /// The first few of them.
+        ids: [Option<BundleId>; SEVERAL_SHOWN],
+    },
+    /// The new version already runs beside the compatible bundle it would replace (an earlier
+    /// deployment was left half-way): an operator must settle it.
+    AlreadyBeside {
+        /// The bundle it would replace.
+        old: BundleId,
+    },
+    /// The configuration fetched from the old bundle does not match its id.
+    ConfigMismatch,
+    /// The control API loaded the bundle under another id than its digests give.
+    LoadedIdMismatch {
+        /// The id it reported.
+        id: BundleId,
+    },
+    /// A step of the deployment failed.
+    Step {
+        /// What was being done.
+        doing: Doing,
+        /// What went wrong.
+        fault: Fault,
+    },
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Superseded { by } => write!(f, "superseded by {by}"),
+            Self::Resolve(e) => write!(f, "the bundle could not be resolved: {e}"),
+            Self::ResolveDeadline => f.write_str("resolving the bundle took too long"),
+            Self::NameMismatch { found } => {
+                write!(
+                    f,
+                    "the bundle's bundle.conf names {found}, not the notified package"
+                )
+            }
+            Self::NoRunning {
+                compatibility_version,
+                running,
+                narrowed,
+            } => {
+                write!(
+                    f,
+                    "no running bundle with compatibilityVersion {compatibility_version}"
+                )?;
+                if *narrowed {
+                    f.write_str(" and one of the requested tags")?;
+                }
+                if let Some(other) = running {
+                    write!(f, " (a bundle with compatibilityVersion {other} runs)")?;
+                }
+                Ok(())
+            }
+            Self::Several { count, ids } => {
+                write!(f, "{count} compatible bundles are running (")?;
+                for (i, id) in ids.iter().flatten().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    f.write_str(&id.short())?;
+                }
+                f.write_str("); name the one to replace with ?tag=")
+            }
+            Self::AlreadyBeside { old } => write!(
+                f,
+                "the new version already runs beside {}: stop one of them first",
+                old.short()
+            ),
+            Self::ConfigMismatch => {
+                f.write_str("the old bundle's configuration does not match its id")
+            }
+            Self::LoadedIdMismatch { id } => {
+                write!(
+                    f,
+                    "the control API loaded the bundle as {id}, not the expected id"
+                )
+            }
+            Self::Step { doing, fault } => write!(f, "{doing}: {fault}"),
+        }
+    }
+}
+
+/// How a failed deployment left the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Rollback {
+    /// Nothing had been scaled: nothing to undo.
+    NotNeeded,
+    /// The lock-step was run backwards: the old bundle is back at its scale, the new at 0.
+    Completed {
+        /// The old bundle's scale, restored.
+        old: u32,
+    },
+    /// Rollback is off (policy): the bundles were left at these requested scales.
+    Off {
+        /// The old bundle's requested scale.
+        old: u32,
+        /// The new bundle's requested scale.
+        new: u32,
+    },
+    /// The rollback failed too; the bundles were left at these requested scales.
+    Failed {
+        /// What failed during the rollback.
+        doing: Doing,
+        /// How.
+        fault: Fault,
+        /// The old bundle's requested scale.
+        old: u32,
+        /// The new bundle's requested scale.
+        new: u32,
+    },
+}
+
+/// Why a deployment failed, and what its rollback did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Failure {
+    /// What failed.
+    pub cause: Cause,
+    /// How the cluster was left.
+    pub rollback: Rollback,
+}
+
+impl fmt::Display for Failure {
+    /// The one line `deploymentFailure` carries (PROTOCOL.md §2).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.cause.fmt(f)?;
+        match self.rollback {
+            Rollback::NotNeeded => Ok(()),
+            Rollback::Completed { old } => {
+                write!(f, "; rolled back: the old bundle runs at {old} again")
+            }
+            Rollback::Off { old, new } => write!(
+                f,
+                "; not rolled back (rollback is off): old bundle at {old}, new bundle at {new}"
+            ),
+            Rollback::Failed {
+                doing,
+                fault,
+                old,
+                new,
+            } => write!(
+                f,
+                "; the rollback failed too ({doing}: {fault}): old bundle at {old}, new bundle \
+                 at {new}"
+            ),
+        }
+    }
+}
+
+/// How a deployment ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Outcome {
+    /// The new bundle runs at the old scale; the old one is stopped and still loaded.
+    Succeeded {
+        /// The new version was already running: nothing was changed.
+        nothing_to_do: bool,
+    },
+    /// It failed.
+    Failed(Failure),
+}
+
+// ---------------------------------------------------------------------------------------------
+// The record
+// ---------------------------------------------------------------------------------------------
+
+/// Everything about a deployment that must survive a restart: persisted by the runtime, given
+/// back with [`Input::Resume`](super::Input::Resume), and handed out when it ends for the
+/// runtime to retain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Record {
+    /// What was notified, with the deployment's id.
+    pub request: Request,
+    /// Notification order: admissions are numbered, and a deployment notified later
+    /// supersedes an earlier one of its key.
+    pub order: u64,
+    /// The new bundle's compatibilityVersion, once resolved: with the package, the key.
+    pub compatibility_version: Option<Name>,
+    /// Where it stands.
+    pub phase: Phase,
+    /// The running bundle it replaces, once chosen.
+    pub old: Option<BundleId>,
+    /// The old bundle's scale when chosen: the lock-step's N (1 when starting from nothing).
+    pub scale: u32,
+    /// The configuration carried over from the old bundle, once fetched.
+    pub config: Option<Digest>,
+    /// The new bundle, once loaded.
+    pub new: Option<BundleId>,
+    /// Why the lock-step is being rolled back, while it is.
+    pub cause: Option<Cause>,
+    /// How it ended, once it has.
+    pub outcome: Option<Outcome>,
+    /// When it ended (wall clock).
+    pub ended_at: Option<UnixTime>,
+    /// The sequence number its next event gets (the first is 1).
+    pub next_seq: u32,
+}
+
+impl Record {
+    /// The deployment's id.
+    pub const fn id(&self) -> DeploymentId {
+        self.request.id
+    }
+
+    /// Its state in a listing.
+    pub const fn state(&self) -> State {
+        match (&self.phase, &self.outcome) {
+            (_, Some(Outcome::Succeeded { .. })) => State::Succeeded,
+            (_, Some(Outcome::Failed(_))) => State::Failed,
+            (Phase::Resolving, None) => State::Resolving,
+            (Phase::Queued, None) => State::Queued,
+            (Phase::RollingBack(_), None) => State::RollingBack,
+            _ => State::Deploying,
+        }
+    }
+
+    /// The failure, if it failed.
+    pub const fn failure(&self) -> Option<&Failure> {
+        match &self.outcome {
+            Some(Outcome::Failed(failure)) => Some(failure),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use std::string::ToString;
+
+    use super::*;
+
+    // The example id of PROTOCOL.md §1.
+    const UUID: &str = "7c1f21a3-91d1-44fa-8875-cf9a316d68ce";
+
+    #[test]
+    fn test_parse_deployment_id() {
+        let id = DeploymentId::parse(UUID).unwrap();
+        assert_eq!(id.to_string(), UUID);
+        assert_eq!(DeploymentId::parse(&UUID.to_ascii_uppercase()).unwrap(), id);
+        assert!(!id.to_string().contains(':'));
+    }
+
+    #[test]
+    fn test_reject_deployment_ids() {
+        for bad in [
+            "",
+            &UUID[..35],
+            "7c1f21a391d144fa8875cf9a316d68ce",
+            "7c1f21a3-91d1-44fa-8875-cf9a316d68cg",
+            "7c1f21a3-91d1-44fa-8875:cf9a316d68ce",
+            "7c1f21a3-91d144fa-8875-cf9a-316d68ce",
+        ] {
+            assert_eq!(DeploymentId::parse(bad), Err(DeploymentIdError), "{bad}");
+        }
+    }
+
+    #[test]
+    fn test_random_v4_sets_version_and_variant() {
+        let id = DeploymentId::random_v4([0xff; 16]).to_string();
+        assert_eq!(id, "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        let id = DeploymentId::random_v4([0; 16]).to_string();
+        assert_eq!(id, "00000000-0000-4000-8000-000000000000");
+    }
+
+    #[test]
+    fn test_failure_text() {
+        let failure = Failure {
+            cause: Cause::Step {
+                doing: Doing::Scaling {
+                    side: Side::New,
+                    to: 2,
+                },
+                fault: Fault::Deadline,
+            },
+            rollback: Rollback::Completed { old: 3 },
+        };
+        assert_eq!(
+            failure.to_string(),
+            "scaling the new bundle to 2: the deadline passed; rolled back: the old bundle runs \
+             at 3 again"
+        );
+        let failure = Failure {
+            cause: Cause::NoRunning {
+                compatibility_version: Name::new("2").unwrap(),
+                running: Some(Name::new("1").unwrap()),
+                narrowed: false,
+            },
+            rollback: Rollback::NotNeeded,
+        };
+        assert_eq!(
+            failure.to_string(),
+            "no running bundle with compatibilityVersion 2 (a bundle with compatibilityVersion \
+             1 runs)"
+        );
+    }
+}
