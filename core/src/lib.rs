@@ -56,3 +56,5 @@ pub mod webhook;
 
 #[cfg(feature = "_fuzz")]
 pub mod fuzz;
+#[cfg(feature = "_sim")]
+pub mod sim;

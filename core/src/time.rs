@@ -145,7 +145,7 @@ impl UnixTime {
 
 /// The two clocks at one moment, as the runtime passes them into the deployer: the monotonic
 /// one for deadlines, the wall clock for the times a listing shows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Now {
     /// Monotonic time.

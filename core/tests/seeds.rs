@@ -42,3 +42,8 @@ fn test_seeds_hocon() {
 fn test_seeds_archive() {
     replay("archive", lockstep_core::fuzz::archive);
 }
+
+#[test]
+fn test_seeds_deployer() {
+    replay("deployer", lockstep_core::fuzz::deployer);
+}

@@ -48,7 +48,7 @@ pub use record::{
 };
 
 /// What to do when no compatible bundle runs (DESIGN.md step 4).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum NothingRunning {
     /// Fail: "no running bundle ..." (the default: a webhook should not start what an operator
@@ -60,7 +60,7 @@ pub enum NothingRunning {
 }
 
 /// Whether a failed lock-step is run backwards (DESIGN.md step 7).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RollbackPolicy {
     /// Roll back (the default).
@@ -71,7 +71,7 @@ pub enum RollbackPolicy {
 }
 
 /// The deployer's policies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Policy {
     /// When no compatible bundle runs.
@@ -178,7 +178,7 @@ pub enum Handled {
 
 /// Something the agent must do for a deployment; its answer is an [`Input::Reply`] with the
 /// same deployment and token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Command {
     /// The deployment.
@@ -190,7 +190,7 @@ pub struct Command {
 }
 
 /// The commands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[allow(
     clippy::large_enum_variant,
@@ -260,7 +260,7 @@ pub enum Output {
 /// Events waiting to be polled out of one slot; their payloads come from the record.
 const PENDING_EVENTS: usize = 8;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 enum Pending {
     Started,
@@ -272,7 +272,7 @@ enum Pending {
     Failure,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 struct Slot {
     record: Record,
@@ -419,7 +419,7 @@ impl Slot {
 /// `size_of::<Deployer<64>>()` 96,296 (a test keeps these figures true). Most of a record is
 /// inline names: package, tag, organisation, repository, compatibilityVersion and up to eight
 /// `?tag=` values of 64 bytes each.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Deployer<const N: usize> {
     slots: [Option<Slot>; N],
     policy: Policy,
@@ -702,20 +702,6 @@ impl<const N: usize> Deployer<N> {
                 if step.waiting =>
             {
                 self.step_observed(now, index, step, bundles);
-            }
-            (Phase::LockStep(step) | Phase::RollingBack(step), Reply::Failed(e))
-                if !step.waiting =>
-            {
-                // A refused scale request was not applied: the scales stand where the step
-                // before left them.
-                if let Some(slot) = self.slot_mut(index) {
-                    let before = step.undone();
-                    slot.record.phase = match phase {
-                        Phase::RollingBack(_) => Phase::RollingBack(before),
-                        _ => Phase::LockStep(before),
-                    };
-                }
-                self.fault(now, index, scaling(&step), Fault::Command(e));
             }
             (phase, Reply::Failed(e)) => {
                 let doing = match phase {
@@ -1052,29 +1038,42 @@ impl<const N: usize> Deployer<N> {
             return;
         };
         let cause = Cause::Step { doing, fault };
+        // A refused scale request did not take effect: the scales to report are those of the
+        // step before. The rollback itself starts from the request as if it had taken effect:
+        // from either pair its steps stay within N-1..N+1, and after a restart the pair before
+        // is not known.
+        let reported = |step: Step| {
+            if matches!(fault, Fault::Command(_)) && !step.waiting {
+                step.undone()
+            } else {
+                step
+            }
+        };
         match slot.record.phase {
             Phase::LockStep(step) if rollback == RollbackPolicy::On => {
                 slot.record.cause = Some(cause);
                 self.backward(now, index, step.old, step.new);
             }
             Phase::LockStep(step) => {
+                let left = reported(step);
                 let failure = Failure {
                     cause,
                     rollback: Rollback::Off {
-                        old: step.old,
-                        new: step.new,
+                        old: left.old,
+                        new: left.new,
                     },
                 };
                 self.end(now, index, Outcome::Failed(failure));
             }
             Phase::RollingBack(step) => {
+                let left = reported(step);
                 let failure = Failure {
                     cause: slot.record.cause.unwrap_or(cause),
                     rollback: Rollback::Failed {
                         doing,
                         fault,
-                        old: step.old,
-                        new: step.new,
+                        old: left.old,
+                        new: left.new,
                     },
                 };
                 self.end(now, index, Outcome::Failed(failure));

@@ -150,7 +150,7 @@ impl Tags {
 
 /// A verified notification, as the service hands it to the deployer: what to deploy, where it
 /// is published, which running bundles it may replace, and the id a new deployment gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Request {
     /// The id of the deployment, if a new one is created (the runtime draws it).
@@ -604,7 +604,7 @@ pub enum Outcome {
 /// Everything about a deployment that must survive a restart: persisted by the runtime, given
 /// back with [`Input::Resume`](super::Input::Resume), and handed out when it ends for the
 /// runtime to retain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Record {
     /// What was notified, with the deployment's id.

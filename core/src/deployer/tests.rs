@@ -1015,8 +1015,18 @@ fn test_lockstep_refusal_midway_rolls_back_in_lock_step() {
     h.run(&mut cluster);
     assert_eq!(
         h.deploys(),
-        [(3, 0), (3, 1), (2, 1), (2, 2), (2, 1), (3, 1), (3, 0)],
-        "from 2 v 2 (the refused request was not applied): new down, old up, new down"
+        [
+            (3, 0),
+            (3, 1),
+            (2, 1),
+            (2, 2),
+            (2, 2),
+            (2, 1),
+            (3, 1),
+            (3, 0)
+        ],
+        "from the refused request's pair (1 v 2, in fact 2 v 2): old to 2 (already there), new \
+         down, old up, new down"
     );
     let f = h.failure(id(1));
     assert_eq!(f.rollback, Rollback::Completed { old: 3 });

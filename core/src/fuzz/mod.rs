@@ -3,12 +3,14 @@
 //! invariant, and asserts what must hold for every input.
 
 mod archive;
+mod deployer;
 mod hocon;
 mod shorthand;
 mod signature;
 mod webhook;
 
 pub use archive::archive;
+pub use deployer::deployer;
 pub use hocon::hocon;
 pub use shorthand::shorthand;
 pub use signature::signature;
