@@ -443,6 +443,33 @@ pub fn unescape_into<const N: usize>(
     Ok(())
 }
 
+/// A JSON string's raw contents (escapes not decoded), borrowed from the input: what
+/// serde-json-core hands a `Deserialize` when it has no unescape buffer.
+pub(crate) struct RawStr<'a>(pub(crate) &'a str);
+
+impl<'de> serde::Deserialize<'de> for RawStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for StrVisitor {
+            type Value = RawStr<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(RawStr(v))
+            }
+        }
+
+        deserializer.deserialize_str(StrVisitor)
+    }
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,

@@ -13,6 +13,8 @@
 //! - [`signature`]: the shared [`signature::Secret`], the Bintray scheme and lockstep's own
 //!   timestamped scheme with its replay cache; constant-time comparisons.
 //! - [`bundle`]: digests, bundle ids, versions and the operator's bundle shorthand.
+//! - [`conductr`]: the ConductR control API codec: the bundle list, the load and scale
+//!   requests, multipart bodies, the bundle event stream.
 //! - [`archive`]: the bundle.conf inside a bundle zip, read through [`archive::RandomAccess`].
 //! - [`hocon`]: the bounded HOCON reader for bundle.conf and settings.conf.
 //! - [`json`]: the strict JSON scanner the parsers run before serde-json-core.
@@ -44,6 +46,7 @@ extern crate std;
 
 pub mod archive;
 pub mod bundle;
+pub mod conductr;
 pub mod deployer;
 mod hex;
 pub mod hocon;

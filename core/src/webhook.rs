@@ -23,7 +23,7 @@ use core::fmt;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::bundle::{Segment, SegmentError, Version, VersionError};
-use crate::json::{self, ScanError};
+use crate::json::{self, RawStr, ScanError};
 use crate::status::Status;
 
 /// The body limit when none is configured: 8 KiB.
@@ -445,29 +445,6 @@ impl<'de> Deserialize<'de> for RawBody<'de> {
         }
 
         deserializer.deserialize_map(BodyVisitor)
-    }
-}
-
-/// A JSON string's raw contents, borrowed.
-struct RawStr<'a>(&'a str);
-
-impl<'de> Deserialize<'de> for RawStr<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct StrVisitor;
-
-        impl<'de> Visitor<'de> for StrVisitor {
-            type Value = RawStr<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(RawStr(v))
-            }
-        }
-
-        deserializer.deserialize_str(StrVisitor)
     }
 }
 

@@ -47,3 +47,8 @@ fn test_seeds_archive() {
 fn test_seeds_deployer() {
     replay("deployer", lockstep_core::fuzz::deployer);
 }
+
+#[test]
+fn test_seeds_conductr() {
+    replay("conductr", lockstep_core::fuzz::conductr);
+}

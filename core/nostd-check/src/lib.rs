@@ -9,6 +9,7 @@ use core::hint::black_box;
 
 use lockstep_core::bundle::{BundleId, Digest, IdPrefix, Segment, Shorthand, Version};
 use lockstep_core::archive::{self, Inflater};
+use lockstep_core::conductr::{bundles, multipart, sse};
 use lockstep_core::hocon::Document;
 use lockstep_core::deployer::{self, Deployer, EventLog, Input, Output};
 use lockstep_core::json;
@@ -47,7 +48,33 @@ pub extern "C" fn lockstep_nostd_check(input: &[u8; 64]) -> u32 {
     let mut inflater = Inflater::new();
     let mut conf = [0u8; 256];
     ok += u32::from(archive::read_bundle_conf(&mut zip, &mut inflater, &mut conf).is_ok());
-    ok + deployer_checks(input)
+    ok + deployer_checks(input) + conductr_checks(input)
+}
+
+fn conductr_checks(input: &[u8]) -> u32 {
+    let mut ok = 0u32;
+    let mut element = [0u8; 128];
+    let mut splitter = bundles::ArraySplitter::new(&mut element);
+    let mut rest = input;
+    while let Ok(Some(bytes)) = splitter.next_element(&mut rest) {
+        ok += u32::from(bundles::BundleInfo::parse(bytes).is_ok());
+    }
+    ok += u32::from(bundles::RequestAnswer::parse(input).is_ok());
+    if let Ok(boundary) = multipart::Boundary::new("nostd") {
+        let mut head = [0u8; multipart::HEAD_BUFFER_LEN];
+        let mut reader = multipart::MultipartReader::new(boundary, &mut head);
+        let mut rest = input;
+        while let Ok(Some(_)) = reader.next(&mut rest) {
+            ok += 1;
+        }
+    }
+    let mut line = [0u8; 64];
+    let mut events = sse::EventStream::new(&mut line);
+    let mut rest = input;
+    while let Ok(Some(_)) = events.next(&mut rest) {
+        ok += 1;
+    }
+    ok
 }
 
 fn deployer_checks(input: &[u8]) -> u32 {

@@ -3,6 +3,7 @@
 //! invariant, and asserts what must hold for every input.
 
 mod archive;
+mod conductr;
 mod deployer;
 mod hocon;
 mod shorthand;
@@ -10,6 +11,7 @@ mod signature;
 mod webhook;
 
 pub use archive::archive;
+pub use conductr::conductr;
 pub use deployer::deployer;
 pub use hocon::hocon;
 pub use shorthand::shorthand;
