@@ -1,0 +1,1138 @@
+//! A bundle repository in a directory (PROTOCOL.md §4): what `lockstep publish` writes, what
+//! the sandbox serves, and what any static file server can serve in Bintray's place.
+//!
+//! Under the root, per package:
+//!
+//! ```text
+//! {org}/{repo}/{org}/{package}/versions.json
+//! {org}/{repo}/{org}/{package}/{version}/{package}-{version}.zip     version = <tag>-<digest>
+//! ```
+//!
+//! `versions.json` is a JSON array of `{"version": "<tag>-<digest>", "published": "<RFC 3339
+//! time>"}`, oldest first; the latest version is the last entry, and the latest with a tag the
+//! last entry with that tag. [`DirRepository::publish`] writes the zip, then the index, each to
+//! a temporary file in the same directory that is then renamed over the real name: a reader (a
+//! file server, another lockstep) sees the old file or the new one, never a part, and never an
+//! index entry whose zip is not there yet. Publishes through one [`DirRepository`] are
+//! serialised; two processes publishing the same package at the same instant may lose one of
+//! the two index entries (the last rename wins), so publish from one place at a time.
+//!
+//! Every organisation, repository, package and tag is checked as a [`Segment`] before it
+//! becomes part of a path: nothing outside the root is ever named.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lockstep_core::bundle::{
+    Digest, DigestPrefix, Segment, SegmentError, Version, VersionSelector,
+};
+
+use crate::zip;
+
+/// The index file of a package's versions.
+pub const INDEX_FILE: &str = "versions.json";
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// Which part of a package's coordinates a [`RepoError::Segment`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    /// The organisation.
+    Org,
+    /// The repository.
+    Repo,
+    /// The package (the bundle name).
+    Package,
+    /// The tag of a version.
+    Tag,
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Org => "organisation",
+            Self::Repo => "repository",
+            Self::Package => "package",
+            Self::Tag => "tag",
+        })
+    }
+}
+
+/// What is wrong with a `versions.json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// Not JSON (or not UTF-8).
+    NotJson,
+    /// JSON, but not an array.
+    NotAnArray,
+    /// The element at this position (from 0) is not an object with a `version` string of the
+    /// form `<tag>-<64 hex>` and a `published` string.
+    BadEntry(usize),
+}
+
+impl fmt::Display for IndexError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotJson => f.write_str("not JSON"),
+            Self::NotAnArray => f.write_str("not a JSON array"),
+            Self::BadEntry(i) => write!(
+                f,
+                "entry {i} is not {{\"version\": \"<tag>-<64 hex digest>\", \"published\": \"<time>\"}}"
+            ),
+        }
+    }
+}
+
+/// Why a repository operation failed. Nothing was changed unless the variant says so.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RepoError {
+    /// An organisation, repository, package or tag that is not a valid [`Segment`].
+    Segment {
+        /// Which one.
+        field: Field,
+        /// What is wrong with it.
+        error: SegmentError,
+    },
+    /// Reading or writing a file failed. A publish that fails writing the index has already
+    /// written the zip (which no index entry names: harmless, and overwritten by a retry).
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        error: io::Error,
+    },
+    /// A `versions.json` that cannot be read as an index; a publish leaves it as it is.
+    BadIndex {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        error: IndexError,
+    },
+    /// A publication time outside the years 0000 to 9999, which RFC 3339 cannot write.
+    TimeOutOfRange,
+    /// No published version matches.
+    NotFound,
+    /// More than one published version with the tag has a digest starting with the prefix.
+    Ambiguous {
+        /// How many.
+        count: usize,
+    },
+}
+
+impl fmt::Display for RepoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Segment { field, error } => write!(f, "the {field} {error}"),
+            Self::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            Self::BadIndex { path, error } => write!(f, "{}: {error}", path.display()),
+            Self::TimeOutOfRange => {
+                f.write_str("the publication time is outside the years 0000 to 9999")
+            }
+            Self::NotFound => f.write_str("no published version matches"),
+            Self::Ambiguous { count } => write!(
+                f,
+                "the digest prefix matches {count} published versions: give more of it"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RepoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+fn segment(field: Field, s: &str) -> Result<Segment<'_>, RepoError> {
+    Segment::parse(s).map_err(|error| RepoError::Segment { field, error })
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RepoError + '_ {
+    move |error| RepoError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Versions
+// ---------------------------------------------------------------------------------------------
+
+/// One entry of a package's `versions.json`: a version and when it was published.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PublishedVersion {
+    /// A valid [`Segment`]: checked wherever one is made.
+    tag: String,
+    digest: Digest,
+    published: String,
+}
+
+impl PublishedVersion {
+    /// The tag.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// The SHA-256 of the bundle zip.
+    pub const fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// When it was published, RFC 3339, as the index holds it.
+    pub fn published(&self) -> &str {
+        &self.published
+    }
+
+    /// The version, `<tag>-<digest>`.
+    pub fn version(&self) -> Version<'_> {
+        Version {
+            // Every constructor checks the tag.
+            tag: Segment::parse(&self.tag).expect("a published version's tag is a segment"),
+            digest: self.digest,
+        }
+    }
+}
+
+impl fmt::Display for PublishedVersion {
+    /// `<tag>-<digest>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.tag, self.digest)
+    }
+}
+
+impl fmt::Debug for PublishedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublishedVersion({self} at {})", self.published)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The repository
+// ---------------------------------------------------------------------------------------------
+
+/// A repository in the directory `root`; see the module doc for its layout.
+#[derive(Debug)]
+pub struct DirRepository {
+    root: PathBuf,
+    /// Held while an index is read, changed and written back.
+    publishing: Mutex<()>,
+}
+
+impl DirRepository {
+    /// The repository under `root`, which [`publish`](Self::publish) creates when needed.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            publishing: Mutex::new(()),
+        }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of a package: `{root}/{org}/{repo}/{org}/{package}`.
+    fn package_dir(&self, org: Segment<'_>, repo: Segment<'_>, package: Segment<'_>) -> PathBuf {
+        let mut dir = self.root.clone();
+        for part in [org, repo, org, package] {
+            dir.push(part.as_str());
+        }
+        dir
+    }
+
+    /// Where a package's index lives: `{root}/{org}/{repo}/{org}/{package}/versions.json`.
+    pub fn index_path(&self, org: Segment<'_>, repo: Segment<'_>, package: Segment<'_>) -> PathBuf {
+        self.package_dir(org, repo, package).join(INDEX_FILE)
+    }
+
+    /// Where a version's zip lives:
+    /// `{root}/{org}/{repo}/{org}/{package}/{version}/{package}-{version}.zip`.
+    pub fn path_of(
+        &self,
+        org: Segment<'_>,
+        repo: Segment<'_>,
+        package: Segment<'_>,
+        version: &Version<'_>,
+    ) -> PathBuf {
+        let mut path = self.package_dir(org, repo, package);
+        path.push(version.to_string());
+        path.push(format!("{package}-{version}.zip"));
+        path
+    }
+
+    /// Publishes `zip` as version `<tag>-<sha256 of zip>` of the package, at time `published`:
+    /// writes the zip, then appends the version to the index, each atomically. Publishing a
+    /// version that is already in the index rewrites its zip and returns the entry already
+    /// there, with its first publication time: the index never holds a version twice.
+    ///
+    /// The zip is stored as given: whether it is a bundle, and whether `tag` is its tag, is the
+    /// caller's to check.
+    pub fn publish(
+        &self,
+        org: &str,
+        repo: &str,
+        package: &str,
+        tag: &str,
+        zip: &[u8],
+        published: SystemTime,
+    ) -> Result<PublishedVersion, RepoError> {
+        let (org, repo, package) = coordinates(org, repo, package)?;
+        let tag = segment(Field::Tag, tag)?;
+        let published = rfc3339(published).map_err(|TimeOutOfRange| RepoError::TimeOutOfRange)?;
+        let version = Version {
+            tag,
+            digest: zip::digest(zip),
+        };
+        let path = self.path_of(org, repo, package, &version);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_error(dir))?;
+        }
+        write_atomically(&path, zip)?;
+
+        // A poisoned lock only means another publish panicked; the index on disk is whole.
+        let _publishing = self
+            .publishing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let index = self.index_path(org, repo, package);
+        let mut entries = read_index(&index)?;
+        if let Some(existing) = entries
+            .iter()
+            .find(|e| e.tag == tag.as_str() && e.digest == version.digest)
+        {
+            return Ok(existing.clone());
+        }
+        let entry = PublishedVersion {
+            tag: tag.as_str().to_owned(),
+            digest: version.digest,
+            published,
+        };
+        entries.push(entry.clone());
+        write_atomically(&index, render_index(&entries).as_bytes())?;
+        Ok(entry)
+    }
+
+    /// The package's versions, oldest first; none when it has no index.
+    pub fn versions(
+        &self,
+        org: &str,
+        repo: &str,
+        package: &str,
+    ) -> Result<Vec<PublishedVersion>, RepoError> {
+        let (org, repo, package) = coordinates(org, repo, package)?;
+        read_index(&self.index_path(org, repo, package))
+    }
+
+    /// The latest version (the index's last entry), or with `tag` the latest version with that
+    /// tag; `None` when there is none.
+    pub fn latest(
+        &self,
+        org: &str,
+        repo: &str,
+        package: &str,
+        tag: Option<&str>,
+    ) -> Result<Option<PublishedVersion>, RepoError> {
+        if let Some(tag) = tag {
+            segment(Field::Tag, tag)?;
+        }
+        let versions = self.versions(org, repo, package)?;
+        Ok(versions
+            .into_iter()
+            .rev()
+            .find(|v| tag.is_none_or(|tag| v.tag == tag)))
+    }
+
+    /// The one version with `tag` whose digest starts with `digest` (PROTOCOL.md §3: a prefix
+    /// of at least 7 hex characters, or the whole digest). [`RepoError::NotFound`] when there
+    /// is none, [`RepoError::Ambiguous`] when there are several.
+    pub fn resolve_prefix(
+        &self,
+        org: &str,
+        repo: &str,
+        package: &str,
+        tag: &str,
+        digest: &DigestPrefix,
+    ) -> Result<PublishedVersion, RepoError> {
+        segment(Field::Tag, tag)?;
+        let mut matches = self
+            .versions(org, repo, package)?
+            .into_iter()
+            .filter(|v| v.tag == tag && digest.matches(&v.digest));
+        match (matches.next(), matches.count()) {
+            (None, _) => Err(RepoError::NotFound),
+            (Some(version), 0) => Ok(version),
+            (Some(_), others) => Err(RepoError::Ambiguous {
+                count: others.saturating_add(1),
+            }),
+        }
+    }
+
+    /// The version a bundle shorthand selects (PROTOCOL.md §3): the latest, the latest with a
+    /// tag, or the one with a tag and digest (prefix). [`RepoError::NotFound`] when there is
+    /// none.
+    pub fn resolve(
+        &self,
+        org: &str,
+        repo: &str,
+        package: &str,
+        selector: &VersionSelector<'_>,
+    ) -> Result<PublishedVersion, RepoError> {
+        match selector {
+            VersionSelector::Latest => self.latest(org, repo, package, None),
+            VersionSelector::Tag(tag) => self.latest(org, repo, package, Some(tag.as_str())),
+            VersionSelector::Exact { tag, digest } => self
+                .resolve_prefix(org, repo, package, tag.as_str(), digest)
+                .map(Some),
+        }?
+        .ok_or(RepoError::NotFound)
+    }
+}
+
+fn coordinates<'a>(
+    org: &'a str,
+    repo: &'a str,
+    package: &'a str,
+) -> Result<(Segment<'a>, Segment<'a>, Segment<'a>), RepoError> {
+    Ok((
+        segment(Field::Org, org)?,
+        segment(Field::Repo, repo)?,
+        segment(Field::Package, package)?,
+    ))
+}
+
+/// The entries of the index at `path`; none when there is no such file.
+fn read_index(path: &Path) -> Result<Vec<PublishedVersion>, RepoError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(path)(e)),
+    };
+    let bad = |error| RepoError::BadIndex {
+        path: path.to_path_buf(),
+        error,
+    };
+    let json: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|_| bad(IndexError::NotJson))?;
+    let array = json.as_array().ok_or_else(|| bad(IndexError::NotAnArray))?;
+    array
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| parse_entry(entry).ok_or_else(|| bad(IndexError::BadEntry(i))))
+        .collect()
+}
+
+fn parse_entry(entry: &serde_json::Value) -> Option<PublishedVersion> {
+    let version = Version::parse(entry.get("version")?.as_str()?).ok()?;
+    let published = entry.get("published")?.as_str()?;
+    Some(PublishedVersion {
+        tag: version.tag.as_str().to_owned(),
+        digest: version.digest,
+        published: published.to_owned(),
+    })
+}
+
+/// The index text: one entry per line, fields in the order PROTOCOL.md §4 gives them. Other
+/// fields an entry may have had are not kept.
+fn render_index(entries: &[PublishedVersion]) -> String {
+    let lines: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            // Display of a JSON string value writes it quoted and escaped.
+            let version = serde_json::Value::from(e.to_string());
+            let published = serde_json::Value::from(e.published.as_str());
+            format!("  {{\"version\": {version}, \"published\": {published}}}")
+        })
+        .collect();
+    if lines.is_empty() {
+        "[]\n".to_owned()
+    } else {
+        format!("[\n{}\n]\n", lines.join(",\n"))
+    }
+}
+
+/// Writes `bytes` to a new temporary file beside `path`, flushes it to disk and renames it
+/// over `path`; the temporary file is removed when anything fails.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .map_err(io_error(&temporary))
+        .and_then(|()| fs::rename(&temporary, path).map_err(io_error(path)));
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written?;
+    // The rename itself reaches the disk with the directory (Unix; elsewhere a directory cannot
+    // be opened, and the rename is as durable as the platform makes it).
+    if cfg!(unix) {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error(dir))?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// RFC 3339
+// ---------------------------------------------------------------------------------------------
+
+/// A time that RFC 3339 cannot write: before the year 0000 or after 9999.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeOutOfRange;
+
+impl fmt::Display for TimeOutOfRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the time is outside the years 0000 to 9999")
+    }
+}
+
+impl std::error::Error for TimeOutOfRange {}
+
+/// 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z, in Unix milliseconds.
+const MIN_MILLIS: i64 = -62_167_219_200_000;
+const MAX_MILLIS: i64 = 253_402_300_799_999;
+const MILLIS_PER_DAY: i64 = 86_400_000;
+
+/// `time` in RFC 3339, UTC, to the millisecond (truncated towards the past), `Z` for the
+/// offset: `2016-12-16T10:01:02.345Z`.
+pub fn rfc3339(time: SystemTime) -> Result<String, TimeOutOfRange> {
+    let millis = unix_millis(time).ok_or(TimeOutOfRange)?;
+    if !(MIN_MILLIS..=MAX_MILLIS).contains(&millis) {
+        return Err(TimeOutOfRange);
+    }
+    let (days, of_day) = (
+        millis.div_euclid(MILLIS_PER_DAY),
+        millis.rem_euclid(MILLIS_PER_DAY),
+    );
+    let (year, month, day) = civil_from_days(days);
+    let (seconds, millis) = (of_day / 1000, of_day % 1000);
+    Ok(format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    ))
+}
+
+/// Milliseconds since the Unix epoch, rounded towards the past; `None` beyond an `i64`.
+fn unix_millis(time: SystemTime) -> Option<i64> {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).ok(),
+        Err(before) => {
+            let nanos = before.duration().as_nanos();
+            let millis = nanos.div_ceil(1_000_000);
+            i64::try_from(millis).ok().map(|m| -m)
+        }
+    }
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01: Howard Hinnant's
+/// `civil_from_days` (<https://howardhinnant.github.io/date_algorithms.html>), which counts in
+/// 400-year eras of 146,097 days starting on March 1st, so that the leap day ends a year.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468; // days since 0000-03-01
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097); // [0, 146096]
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365; // [0, 399]
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100); // [0, 365]
+    let month_from_march = (5 * day_of_year + 2) / 153; // [0, 11]
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1; // [1, 31]
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    }; // [1, 12]
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    // Both are within their ranges above: the conversions cannot fail.
+    (
+        year,
+        u32::try_from(month).unwrap_or(1),
+        u32::try_from(day).unwrap_or(1),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::AtomicU32;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A directory under the system's temporary directory, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            static COUNTER: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "lockstep-repository-test-{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir(&path).unwrap();
+            Self(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Every file under `root`, relative, `/`-separated.
+    fn files(root: &Path) -> BTreeSet<String> {
+        let mut found = BTreeSet::new();
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let relative = path.strip_prefix(root).unwrap();
+                    let parts: Vec<_> = relative.iter().map(|p| p.to_str().unwrap()).collect();
+                    found.insert(parts.join("/"));
+                }
+            }
+        }
+        found
+    }
+
+    fn at(millis: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(millis)
+    }
+
+    fn seg(s: &str) -> Segment<'_> {
+        Segment::parse(s).unwrap()
+    }
+
+    // PROTOCOL.md §1's `released` example.
+    const T0: u64 = 1_481_882_462_345;
+
+    // ---- RFC 3339 -----------------------------------------------------------------------
+
+    #[test]
+    fn test_rfc3339_known_instants() {
+        let cases: [(i64, &str); 11] = [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (1_481_882_462_345, "2016-12-16T10:01:02.345Z"),
+            // A leap day, and the days around it.
+            (1_709_164_800_000, "2024-02-29T00:00:00.000Z"),
+            (1_709_164_800_000 - 1, "2024-02-28T23:59:59.999Z"),
+            (
+                1_709_164_800_000 + MILLIS_PER_DAY,
+                "2024-03-01T00:00:00.000Z",
+            ),
+            // 2000 is a leap year (divisible by 400), 1900 is not.
+            (951_868_799_999, "2000-02-29T23:59:59.999Z"),
+            (-2_203_891_200_000, "1900-03-01T00:00:00.000Z"),
+            (-1, "1969-12-31T23:59:59.999Z"),
+            (-62_135_596_800_000, "0001-01-01T00:00:00.000Z"),
+            (MIN_MILLIS, "0000-01-01T00:00:00.000Z"),
+            (MAX_MILLIS, "9999-12-31T23:59:59.999Z"),
+        ];
+        for (millis, text) in cases {
+            let time = if millis >= 0 {
+                UNIX_EPOCH + Duration::from_millis(millis.unsigned_abs())
+            } else {
+                UNIX_EPOCH - Duration::from_millis(millis.unsigned_abs())
+            };
+            assert_eq!(rfc3339(time).unwrap(), text, "{millis}");
+        }
+    }
+
+    #[test]
+    fn test_rfc3339_truncates_to_the_past() {
+        let half = Duration::from_micros(500);
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + half).unwrap(),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH - half).unwrap(),
+            "1969-12-31T23:59:59.999Z"
+        );
+    }
+
+    #[test]
+    fn test_rfc3339_out_of_range() {
+        let after = UNIX_EPOCH + Duration::from_millis(MAX_MILLIS as u64 + 1);
+        assert_eq!(rfc3339(after), Err(TimeOutOfRange));
+        let before = UNIX_EPOCH - Duration::from_millis(MIN_MILLIS.unsigned_abs() + 1);
+        assert_eq!(rfc3339(before), Err(TimeOutOfRange));
+    }
+
+    #[test]
+    fn test_civil_from_days_round_trip() {
+        // Every day for 800 years around the epoch follows the previous one.
+        let mut previous = civil_from_days(-146_097 - 1);
+        for days in -146_097..146_097 {
+            let (y, m, d) = civil_from_days(days);
+            let (py, pm, pd) = previous;
+            let next_day = (y, m, d) == (py, pm, pd + 1);
+            let next_month = (y, m, d) == (py, pm + 1, 1);
+            let next_year = (y, m, d) == (py + 1, 1, 1) && (pm, pd) == (12, 31);
+            assert!(
+                next_day || next_month || next_year,
+                "{previous:?} → {y}-{m}-{d}"
+            );
+            let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+            if (m, d) == (2, 29) {
+                assert!(leap, "{y}");
+            }
+            previous = (y, m, d);
+        }
+    }
+
+    // ---- publishing ---------------------------------------------------------------------
+
+    #[test]
+    fn test_publish_layout_and_index() {
+        let tmp = TempDir::new();
+        let repo = DirRepository::new(&tmp.0);
+        let first = repo
+            .publish("typesafe", "bundle", "visualizer", "v1", b"one", at(T0))
+            .unwrap();
+        let second = repo
+            .publish(
+                "typesafe",
+                "bundle",
+                "visualizer",
+                "v2-rc-1",
+                b"two",
+                at(T0 + 1000),
+            )
+            .unwrap();
+        let (d1, d2) = (zip::digest(b"one"), zip::digest(b"two"));
+        assert_eq!(first.to_string(), format!("v1-{d1}"));
+        assert_eq!((first.tag(), first.digest()), ("v1", d1));
+        assert_eq!(first.published(), "2016-12-16T10:01:02.345Z");
+        assert_eq!(second.version().tag.as_str(), "v2-rc-1");
+
+        let base = "typesafe/bundle/typesafe/visualizer";
+        let expected: BTreeSet<String> = [
+            format!("{base}/versions.json"),
+            format!("{base}/v1-{d1}/visualizer-v1-{d1}.zip"),
+            format!("{base}/v2-rc-1-{d2}/visualizer-v2-rc-1-{d2}.zip"),
+        ]
+        .into();
+        assert_eq!(files(&tmp.0), expected);
+        let zip_path = repo.path_of(
+            seg("typesafe"),
+            seg("bundle"),
+            seg("visualizer"),
+            &second.version(),
+        );
+        assert_eq!(fs::read(&zip_path).unwrap(), b"two");
+        assert_eq!(
+            zip_path,
+            tmp.0
+                .join(base)
+                .join(format!("v2-rc-1-{d2}"))
+                .join(format!("visualizer-v2-rc-1-{d2}.zip"))
+        );
+
+        let index = repo.index_path(seg("typesafe"), seg("bundle"), seg("visualizer"));
+        assert_eq!(
+            fs::read_to_string(index).unwrap(),
+            format!(
+                "[\n  {{\"version\": \"v1-{d1}\", \"published\": \"2016-12-16T10:01:02.345Z\"}},\n  \
+                 {{\"version\": \"v2-rc-1-{d2}\", \"published\": \"2016-12-16T10:01:03.345Z\"}}\n]\n"
+            )
+        );
+        assert_eq!(
+            repo.versions("typesafe", "bundle", "visualizer").unwrap(),
+            [first, second]
+        );
+    }
+
+    #[test]
+    fn test_publish_is_idempotent() {
+        let tmp = TempDir::new();
+        let repo = DirRepository::new(&tmp.0);
+        let first = repo.publish("o", "r", "p", "v1", b"one", at(T0)).unwrap();
+        let index = repo.index_path(seg("o"), seg("r"), seg("p"));
+        let before = fs::read(&index).unwrap();
+        // Later, the same version again: the first publication stands.
+        let again = repo
+            .publish("o", "r", "p", "v1", b"one", at(T0 + 60_000))
+            .unwrap();
+        assert_eq!(again, first);
+        assert_eq!(fs::read(&index).unwrap(), before);
+        // The same zip under another tag is another version.
+        repo.publish("o", "r", "p", "v1-again", b"one", at(T0 + 1))
+            .unwrap();
+        assert_eq!(repo.versions("o", "r", "p").unwrap().len(), 2);
+        assert_eq!(files(&tmp.0).len(), 3);
+    }
+
+    #[test]
+    fn test_versions_of_unknown_package() {
+        let tmp = TempDir::new();
+        let repo = DirRepository::new(tmp.0.join("not-yet"));
+        assert_eq!(repo.versions("o", "r", "p").unwrap(), []);
+        assert_eq!(repo.latest("o", "r", "p", None).unwrap(), None);
+        assert!(matches!(
+            repo.resolve("o", "r", "p", &VersionSelector::Latest),
+            Err(RepoError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn test_latest_with_and_without_tag() {
+        let tmp = TempDir::new();
+        let repo = DirRepository::new(&tmp.0);
+        let publish = |tag: &str, zip: &[u8], t| repo.publish("o", "r", "p", tag, zip, at(t));
+        let a1 = publish("a", b"1", T0).unwrap();
+        let b1 = publish("b", b"2", T0 + 1).unwrap();
+        let a2 = publish("a", b"3", T0 + 2).unwrap();
+        let latest = |tag| repo.latest("o", "r", "p", tag).unwrap();
+        assert_eq!(latest(None), Some(a2.clone()));
+        assert_eq!(latest(Some("a")), Some(a2.clone()));
+        assert_eq!(latest(Some("b")), Some(b1.clone()));
+        assert_eq!(latest(Some("c")), None);
+        // The index's order decides, not the publication times it records.
+        let b0 = publish("b", b"4", T0 - 1000).unwrap();
+        assert_eq!(latest(None), Some(b0.clone()));
+        assert_eq!(latest(Some("b")), Some(b0));
+        assert_eq!(repo.versions("o", "r", "p").unwrap()[0], a1);
+        assert!(matches!(
+            repo.latest("o", "r", "p", Some("a/b")),
+            Err(RepoError::Segment {
+                field: Field::Tag,
+                ..
+            })
+        ));
+        assert_eq!(
+            repo.resolve("o", "r", "p", &VersionSelector::Tag(seg("a")))
+                .unwrap(),
+            a2
+        );
+    }
+
+    #[test]
+    fn test_resolve_prefix() {
+        let tmp = TempDir::new();
+        let repo = DirRepository::new(&tmp.0);
+        let one = repo.publish("o", "r", "p", "t", b"one", at(T0)).unwrap();
+        let other_tag = repo.publish("o", "r", "p", "u", b"two", at(T0)).unwrap();
+        let hex = one.digest().to_string();
+        let resolve = |tag: &str, prefix: &str| {
+            repo.resolve_prefix("o", "r", "p", tag, &DigestPrefix::parse(prefix).unwrap())
+        };
+        // Unique: 7 characters, either case, or all 64.
+        assert_eq!(resolve("t", &hex[..7]).unwrap(), one);
+        assert_eq!(resolve("t", &hex[..7].to_ascii_uppercase()).unwrap(), one);
+        assert_eq!(resolve("t", &hex).unwrap(), one);
+        // Missing: another digest, or the right digest under another tag.
+        let wrong = if hex.starts_with('0') {
+            "1111111"
+        } else {
+            "0000000"
+        };
+        assert!(matches!(resolve("t", wrong), Err(RepoError::NotFound)));
+        let two = other_tag.digest().to_string();
+        assert!(matches!(resolve("t", &two[..7]), Err(RepoError::NotFound)));
+        assert_eq!(resolve("u", &two[..7]).unwrap(), other_tag);
+        // Too short: not a prefix at all (a shorthand reads it as part of the tag).
+        assert_eq!(DigestPrefix::parse(&hex[..6]), None);
+        assert!(matches!(
+            repo.resolve_prefix("o", "r", "p", "..", &DigestPrefix::parse(&hex).unwrap()),
+            Err(RepoError::Segment { .. })
+        ));
+        let exact = VersionSelector::Exact {
+            tag: seg("t"),
+            digest: DigestPrefix::parse(&hex[..10]).unwrap(),
+        };
+        assert_eq!(repo.resolve("o", "r", "p", &exact).unwrap(), one);
+    }
+
+    #[test]
+    fn test_resolve_prefix_ambiguous_in_index() {
+        // An index written by hand, with two digests sharing their first 7 characters.
+        let tmp = TempDir::new();
+        let repo = DirRepository::new(&tmp.0);
+        let dir = tmp.0.join("o/r/o/p");
+        fs::create_dir_all(&dir).unwrap();
+        let d1 = format!("abcdef0{}", "1".repeat(57));
+        let d2 = format!("abcdef0{}", "2".repeat(57));
+        let d3 = format!("abcdef1{}", "3".repeat(57));
+        fs::write(
+            dir.join(INDEX_FILE),
+            format!(
+                r#"[{{"version": "t-{d1}", "published": "x"}},
+                    {{"version": "t-{d2}", "published": "y", "extra": 1}},
+                    {{"version": "t-{d3}", "published": "z"}}]"#
+            ),
+        )
+        .unwrap();
+        let resolve =
+            |p: &str| repo.resolve_prefix("o", "r", "p", "t", &DigestPrefix::parse(p).unwrap());
+        assert!(matches!(
+            resolve("abcdef0"),
+            Err(RepoError::Ambiguous { count: 2 })
+        ));
+        assert_eq!(resolve("abcdef01").unwrap().published(), "x");
+        assert_eq!(resolve("ABCDEF02").unwrap().published(), "y");
+        assert_eq!(resolve("abcdef1").unwrap().published(), "z");
+        assert!(matches!(resolve("abcdef2"), Err(RepoError::NotFound)));
+        assert_eq!(
+            RepoError::Ambiguous { count: 2 }.to_string(),
+            "the digest prefix matches 2 published versions: give more of it"
+        );
+    }
+
+    #[test]
+    fn test_reject_bad_segments() {
+        let tmp = TempDir::new();
+        let repo = DirRepository::new(&tmp.0);
+        let cases = [
+            (["..", "r", "p", "t"], Field::Org, SegmentError::Dots),
+            (["o", "a/b", "p", "t"], Field::Repo, SegmentError::BadChar),
+            (
+                ["o", "r", "a/b", "t"],
+                Field::Package,
+                SegmentError::BadChar,
+            ),
+            (["o", "r", "p", ".."], Field::Tag, SegmentError::Dots),
+            (["o", "r", "p", ""], Field::Tag, SegmentError::Empty),
+            (
+                ["o", "r", "a%2e", "t"],
+                Field::Package,
+                SegmentError::BadChar,
+            ),
+            (
+                ["o", "r", "..\\x", "t"],
+                Field::Package,
+                SegmentError::BadChar,
+            ),
+        ];
+        for ([org, r, package, tag], field, error) in cases {
+            let result = repo.publish(org, r, package, tag, b"zip", at(T0));
+            match result {
+                Err(RepoError::Segment { field: f, error: e }) => {
+                    assert_eq!((f, e), (field, error), "{org} {r} {package} {tag}");
+                }
+                other => panic!("{other:?}"),
+            }
+            if field != Field::Tag {
+                assert!(repo.versions(org, r, package).is_err());
+            }
+        }
+        // Nothing was written.
+        assert_eq!(fs::read_dir(&tmp.0).unwrap().count(), 0);
+        assert_eq!(
+            repo.publish("o", "r", "p", "..", b"", at(T0))
+                .unwrap_err()
+                .to_string(),
+            "the tag may not be `.` or `..`"
+        );
+    }
+
+    #[test]
+    fn test_reject_bad_index() {
+        let tmp = TempDir::new();
+        let repo = DirRepository::new(&tmp.0);
+        let dir = tmp.0.join("o/r/o/p");
+        fs::create_dir_all(&dir).unwrap();
+        let digest = zip::digest(b"");
+        let cases = [
+            ("[", IndexError::NotJson),
+            ("\u{feff}[]", IndexError::NotJson),
+            ("{}", IndexError::NotAnArray),
+            ("[1]", IndexError::BadEntry(0)),
+            (
+                &format!(r#"[{{"version": "v1-{digest}", "published": "x"}}, {{}}]"#),
+                IndexError::BadEntry(1),
+            ),
+            (
+                r#"[{"version": "v1", "published": "x"}]"#,
+                IndexError::BadEntry(0),
+            ),
+            (
+                &format!(r#"[{{"version": "v1-{digest}"}}]"#),
+                IndexError::BadEntry(0),
+            ),
+            (
+                &format!(r#"[{{"version": "v1-{digest}", "published": 3}}]"#),
+                IndexError::BadEntry(0),
+            ),
+            (
+                &format!(r#"[{{"version": "../x-{digest}", "published": "x"}}]"#),
+                IndexError::BadEntry(0),
+            ),
+        ];
+        let index = dir.join(INDEX_FILE);
+        for (text, expected) in cases {
+            fs::write(&index, text).unwrap();
+            match repo.versions("o", "r", "p") {
+                Err(RepoError::BadIndex { path, error }) => {
+                    assert_eq!(
+                        (path.as_path(), error),
+                        (index.as_path(), expected),
+                        "{text}"
+                    );
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+            // A publish refuses it too, and leaves it as it was.
+            assert!(matches!(
+                repo.publish("o", "r", "p", "v2", b"z", at(T0)),
+                Err(RepoError::BadIndex { .. })
+            ));
+            assert_eq!(fs::read_to_string(&index).unwrap(), text);
+        }
+        let e = RepoError::BadIndex {
+            path: index.clone(),
+            error: IndexError::BadEntry(1),
+        };
+        assert!(e.to_string().ends_with(
+            "versions.json: entry 1 is not {\"version\": \"<tag>-<64 hex digest>\", \"published\": \"<time>\"}"
+        ));
+    }
+
+    #[test]
+    fn test_index_escapes_what_it_reads() {
+        // A hand-written published time with characters JSON must escape survives a rewrite.
+        let tmp = TempDir::new();
+        let repo = DirRepository::new(&tmp.0);
+        let dir = tmp.0.join("o/r/o/p");
+        fs::create_dir_all(&dir).unwrap();
+        let digest = zip::digest(b"");
+        fs::write(
+            dir.join(INDEX_FILE),
+            format!(r#"[{{"version": "v1-{digest}", "published": "a \"b\"\n"}}]"#),
+        )
+        .unwrap();
+        repo.publish("o", "r", "p", "v2", b"z", at(T0)).unwrap();
+        let versions = repo.versions("o", "r", "p").unwrap();
+        assert_eq!(versions[0].published(), "a \"b\"\n");
+        assert_eq!(versions.len(), 2);
+    }
+
+    #[test]
+    fn test_publish_time_out_of_range() {
+        let tmp = TempDir::new();
+        let repo = DirRepository::new(&tmp.0);
+        let far = UNIX_EPOCH + Duration::from_millis(MAX_MILLIS as u64 + 1);
+        assert!(matches!(
+            repo.publish("o", "r", "p", "t", b"", far),
+            Err(RepoError::TimeOutOfRange)
+        ));
+        assert_eq!(fs::read_dir(&tmp.0).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn test_publish_io_error() {
+        // The root is a file: nothing can be created under it.
+        let tmp = TempDir::new();
+        let root = tmp.0.join("file");
+        fs::write(&root, b"").unwrap();
+        let repo = DirRepository::new(&root);
+        let e = repo.publish("o", "r", "p", "t", b"", at(T0)).unwrap_err();
+        assert!(matches!(e, RepoError::Io { .. }), "{e:?}");
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn test_publish_concurrently() {
+        let tmp = TempDir::new();
+        let repo = DirRepository::new(&tmp.0);
+        let index = repo.index_path(seg("o"), seg("r"), seg("p"));
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // A reader that must never see a partial index.
+            let reader = s.spawn(|| {
+                let mut reads = 0;
+                while !done.load(Ordering::Relaxed) {
+                    if let Ok(text) = fs::read(&index) {
+                        let json: serde_json::Value = serde_json::from_slice(&text).unwrap();
+                        assert!(json.is_array());
+                        reads += 1;
+                    }
+                }
+                reads
+            });
+            let writers: Vec<_> = (0..8u8)
+                .map(|t| {
+                    let repo = &repo;
+                    s.spawn(move || {
+                        for i in 0..10u8 {
+                            let tag = format!("t{t}");
+                            repo.publish("o", "r", "p", &tag, &[t, i], at(T0)).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for writer in writers {
+                writer.join().unwrap();
+            }
+            done.store(true, Ordering::Relaxed);
+            reader.join().unwrap();
+        });
+        assert_eq!(repo.versions("o", "r", "p").unwrap().len(), 80);
+        // 80 zips and the index; no temporary file left behind.
+        let files = files(&tmp.0);
+        assert_eq!(files.len(), 81);
+        assert!(files.iter().all(|f| !f.ends_with(".tmp")), "{files:?}");
+    }
+
+    #[test]
+    fn test_publish_samples() {
+        // The sandbox's demo set, published in order: the layout a deploy resolves from.
+        let tmp = TempDir::new();
+        let repo = DirRepository::new(&tmp.0);
+        let set = crate::samples::demo_set();
+        for (i, bundle) in set.bundles().into_iter().enumerate() {
+            let published = repo
+                .publish(
+                    "typesafe",
+                    "bundle",
+                    &bundle.name,
+                    &bundle.tag,
+                    &bundle.zip,
+                    at(T0 + i as u64),
+                )
+                .unwrap();
+            assert_eq!(published.to_string(), bundle.version());
+            assert_eq!(published.digest(), bundle.digest);
+        }
+        let latest = repo
+            .latest("typesafe", "bundle", "visualizer", None)
+            .unwrap();
+        assert_eq!(latest.unwrap().tag(), "2.0.0");
+    }
+}
