@@ -4,19 +4,59 @@
 //! binary is a thin `main` over it.
 
 use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+pub mod cli;
+pub mod http;
+pub mod repository;
+pub mod samples;
+pub mod sandbox;
+pub mod zip;
 
 /// What `lockstep --help` prints.
 pub const USAGE: &str = "\
 lockstep — a continuous-delivery deployer for ConductR clusters
 
-Usage: lockstep [--help | --version]
+Usage: lockstep <command> [options]
+       lockstep [--help | --version]
 
 A registry's webhook in, a lock-step deployment out: lockstep replaces a running bundle by
 its new compatible version, one new instance up, then one old instance down.
 
+Commands:
+  sandbox          Run a ConductR-compatible cluster in one process (see `lockstep sandbox --help`)
+
 Options:
   -h, --help       Print this help
   -V, --version    Print the version
+";
+
+/// What `lockstep sandbox --help` prints.
+pub const SANDBOX_USAGE: &str = "\
+lockstep sandbox — a ConductR-compatible cluster in one process
+
+Usage: lockstep sandbox [options]
+
+Serves the ConductR control API v2 (what lockstep drives and what `conduct info|load|run|stop|
+unload --api-version 2` call), simulated instances, the bundle event stream, and a bundle
+repository under /repository/. Prints `listening on http://IP:PORT`, then
+`repository http://IP:PORT/repository`.
+
+Options:
+  --listen ADDR          Address to listen on; port 0 picks a free port   [default: 127.0.0.1:9005]
+  --data-dir DIR         Where bundles, configurations and the repository are kept
+                                                           [default: a fresh temporary directory]
+  --start-delay DUR      How long an instance takes to start                      [default: 500ms]
+  --stop-delay DUR       How long a started instance takes to stop                [default: 100ms]
+  --heartbeat DUR        Interval of the event stream's heartbeats                   [default: 2s]
+  --max-upload SIZE      Largest load request accepted                          [default: 512MiB]
+  --faults JSON|@FILE    Faults in force from the start (the JSON of POST /sandbox/faults)
+  --demo                 Publish the sample versions of bundle visualizer (org typesafe, repo
+                         bundle), run the first at scale 3 with a configuration, and print one
+                         line per version: `version visualizer:<tag>-<digest> <role>`
+  -h, --help             Print this help
 ";
 
 /// Runs the command line `args` (without the program name); returns the process exit code.
@@ -30,6 +70,23 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             let _ = writeln!(out, "lockstep {}", env!("CARGO_PKG_VERSION"));
             0
         }
+        Some("sandbox") => match sandbox_options(args.get(1..).unwrap_or_default()) {
+            Ok(None) => {
+                let _ = out.write_all(SANDBOX_USAGE.as_bytes());
+                0
+            }
+            Ok(Some(options)) => match run_sandbox(options, out) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = writeln!(err, "lockstep sandbox: {e}");
+                    1
+                }
+            },
+            Err(e) => {
+                let _ = writeln!(err, "lockstep sandbox: {e}");
+                2
+            }
+        },
         Some(other) => {
             let _ = writeln!(
                 err,
@@ -38,4 +95,84 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             2
         }
     }
+}
+
+/// Parses `lockstep sandbox`'s options; `None` for `--help`.
+fn sandbox_options(args: &[String]) -> Result<Option<sandbox::Options>, String> {
+    use lexopt::prelude::*;
+
+    let mut options = sandbox::Options::default();
+    let mut parser = lexopt::Parser::from_args(args.iter().cloned());
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('h') | Long("help") => return Ok(None),
+            Long("listen") => {
+                let text = cli::option_value(&mut parser, "--listen")?;
+                options.listen = text
+                    .parse::<SocketAddr>()
+                    .map_err(|_| format!("--listen: `{text}` is not an IP:PORT address"))?;
+            }
+            Long("data-dir") => {
+                let dir = cli::option_value(&mut parser, "--data-dir")?;
+                options.data_dir = Some(PathBuf::from(dir));
+            }
+            Long("start-delay") => {
+                options.start_delay =
+                    cli::parse_duration(&cli::option_value(&mut parser, "--start-delay")?)
+                        .map_err(|e| format!("--start-delay: {e}"))?;
+            }
+            Long("stop-delay") => {
+                options.stop_delay =
+                    cli::parse_duration(&cli::option_value(&mut parser, "--stop-delay")?)
+                        .map_err(|e| format!("--stop-delay: {e}"))?;
+            }
+            Long("heartbeat") => {
+                options.heartbeat =
+                    cli::parse_duration(&cli::option_value(&mut parser, "--heartbeat")?)
+                        .map_err(|e| format!("--heartbeat: {e}"))?;
+            }
+            Long("max-upload") => {
+                options.max_upload =
+                    cli::parse_size(&cli::option_value(&mut parser, "--max-upload")?)
+                        .map_err(|e| format!("--max-upload: {e}"))?;
+            }
+            Long("faults") => {
+                let text = cli::option_value(&mut parser, "--faults")?;
+                let json = match text.strip_prefix('@') {
+                    Some(file) => {
+                        std::fs::read(file).map_err(|e| format!("--faults: {file}: {e}"))?
+                    }
+                    None => text.into_bytes(),
+                };
+                options.faults = sandbox::faults::Faults::parse(&json, 0)
+                    .map_err(|e| format!("--faults: {e}"))?;
+            }
+            Long("demo") => options.demo = true,
+            _ => {
+                return Err(format!(
+                    "{}; see `lockstep sandbox --help`",
+                    arg.unexpected()
+                ));
+            }
+        }
+    }
+    Ok(Some(options))
+}
+
+/// Runs a sandbox until the process is stopped.
+fn run_sandbox(options: sandbox::Options, out: &mut dyn Write) -> Result<(), String> {
+    let executor = Rc::new(async_executor::LocalExecutor::new());
+    let started =
+        futures_lite::future::block_on(executor.run(sandbox::start(executor.clone(), options)))
+            .map_err(|e| e.to_string())?;
+    let _ = writeln!(out, "listening on {}", started.url());
+    let _ = writeln!(out, "repository {}", started.repository_url());
+    if let Some(demo) = &started.demo {
+        for (version, role) in &demo.versions {
+            let _ = writeln!(out, "version visualizer:{version} {role}");
+        }
+    }
+    let _ = out.flush();
+    futures_lite::future::block_on(executor.run(futures_lite::future::pending::<()>()));
+    Ok(())
 }

@@ -2,11 +2,17 @@
 //!
 //! [`binary`] builds a binary of the workspace with cargo (once per test process) and returns
 //! its path. It never skips: a binary that cannot be built fails the test that asked for it.
+//! [`Process`] runs one, reads the address it prints and kills it when dropped. [`Client`] is
+//! a small blocking HTTP/1.1 client, independent of the servers under test. [`eventually`]
+//! waits for a condition with a deadline, never for a fixed time.
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
 /// The path of `bin` from package `package`, built now with the test's own profile if needed.
 ///
@@ -60,4 +66,418 @@ fn test_profile_is_release() -> bool {
         .ok()
         .and_then(|exe| exe.parent()?.parent()?.file_name().map(|n| n == "release"))
         .unwrap_or(false)
+}
+
+/// A directory of the test's own under the system's temporary directory, removed when
+/// dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new, empty directory.
+    pub fn new(prefix: &str) -> Self {
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        Self(dir)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits until `condition` gives `Some`, checking every few milliseconds, up to `timeout`.
+///
+/// # Panics
+/// When the deadline passes, naming `what`.
+pub fn eventually<T>(what: &str, timeout: Duration, mut condition: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running binary; killed when dropped.
+#[derive(Debug)]
+pub struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Everything it wrote to stderr, gathered by a thread.
+    stderr: std::sync::Arc<Mutex<String>>,
+    /// That thread: joined once the process exited, so that nothing it wrote is missed.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Process {
+    /// Starts `lockstep <args>` (built first if needed).
+    pub fn lockstep(args: &[&str]) -> Self {
+        Self::start(&binary("lockstep", "lockstep"), args, &[])
+    }
+
+    /// Starts a program with arguments and extra environment variables.
+    pub fn start(program: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let stdout: ChildStdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        let sink = stderr.clone();
+        let stderr_reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&text);
+            }
+        });
+        Self {
+            child,
+            lines,
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        }
+    }
+
+    /// The next line it prints on stdout, within `timeout`.
+    ///
+    /// # Panics
+    /// When none comes in time (with what it wrote on stderr).
+    pub fn line(&mut self, timeout: Duration) -> String {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => line,
+            Err(_) => panic!(
+                "no line on stdout within {timeout:?}; stderr:\n{}",
+                self.stderr()
+            ),
+        }
+    }
+
+    /// Reads the `listening on http://IP:PORT` line and returns the address.
+    pub fn listening(&mut self) -> SocketAddr {
+        let line = self.line(Duration::from_secs(60));
+        let addr = line
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("expected `listening on http://IP:PORT`, got {line:?}"));
+        addr.parse()
+            .unwrap_or_else(|_| panic!("not an address: {addr:?}"))
+    }
+
+    /// Its stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for it to exit, up to `timeout`; returns its exit code.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // The pipe is at its end once the process is gone (unless a child of its own
+                // holds it): read all of it.
+                if let Some(reader) = self.stderr_reader.take() {
+                    let _ = reader.join();
+                }
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The headers, names in lowercase.
+    pub headers: Vec<(String, String)>,
+    /// The body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header of that name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    ///
+    /// # Panics
+    /// When it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// A blocking HTTP/1.1 client for tests: one connection per request unless kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    /// The server.
+    pub addr: SocketAddr,
+    /// Read and write time-out.
+    pub timeout: Duration,
+}
+
+impl Client {
+    /// A client of `addr` with a 30 s time-out.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Sends a request with these headers and body (Content-Length added when there is a
+    /// body); returns the response.
+    ///
+    /// # Panics
+    /// On a connection or protocol error.
+    pub fn request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        self.try_request(method, target, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {target}: {e}"))
+    }
+
+    /// [`request`](Self::request), returning errors.
+    pub fn try_request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, self.timeout)?;
+        stream.set_read_timeout(Some(self.timeout))?;
+        stream.set_write_timeout(Some(self.timeout))?;
+        let mut head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !body.is_empty() || matches!(method, "POST" | "PUT") {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body)?;
+        read_response(&mut BufReader::new(stream))
+    }
+
+    /// GET.
+    pub fn get(&self, target: &str) -> Response {
+        self.request("GET", target, &[], b"")
+    }
+
+    /// Opens a stream (server-sent events) and returns its reader after the head.
+    ///
+    /// # Panics
+    /// When the answer is not a 200 stream.
+    pub fn stream(&self, target: &str) -> EventStream {
+        let stream = TcpStream::connect_timeout(&self.addr, self.timeout).expect("connect");
+        stream
+            .set_read_timeout(Some(self.timeout))
+            .expect("timeout");
+        let mut writer = stream.try_clone().expect("clone");
+        write!(
+            writer,
+            "GET {target} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+            self.addr
+        )
+        .expect("write");
+        let mut reader = BufReader::new(stream);
+        let (status, headers) = read_head(&mut reader).expect("head");
+        assert_eq!(status, 200, "{target}");
+        let chunked = headers
+            .iter()
+            .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+        EventStream {
+            reader,
+            chunked,
+            pending: Vec::new(),
+        }
+    }
+}
+
+fn read_head(reader: &mut impl BufRead) -> std::io::Result<(u16, Vec<(String, String)>)> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    Ok((status, headers))
+}
+
+fn read_response(reader: &mut impl BufRead) -> std::io::Result<Response> {
+    let (status, headers) = read_head(reader)?;
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let size = usize::from_str_radix(size.trim(), 16).map_err(std::io::Error::other)?;
+            let mut chunk = vec![0u8; size + 2];
+            reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else if let Some(length) = find("content-length") {
+        let length: usize = length.parse().map_err(std::io::Error::other)?;
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+    } else {
+        reader.read_to_end(&mut body)?;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// An open event stream.
+#[derive(Debug)]
+pub struct EventStream {
+    reader: BufReader<TcpStream>,
+    chunked: bool,
+    pending: Vec<u8>,
+}
+
+impl EventStream {
+    /// Raw bytes as they come (de-chunked), at least one byte; `None` at the end.
+    pub fn next_bytes(&mut self) -> Option<Vec<u8>> {
+        if !self.pending.is_empty() {
+            return Some(std::mem::take(&mut self.pending));
+        }
+        if self.chunked {
+            let mut size = String::new();
+            self.reader.read_line(&mut size).ok()?;
+            let size = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0u8; size + 2];
+            self.reader.read_exact(&mut chunk).ok()?;
+            if size == 0 {
+                return None;
+            }
+            chunk.truncate(size);
+            Some(chunk)
+        } else {
+            let mut buf = vec![0u8; 4096];
+            let n = self.reader.read(&mut buf).ok()?;
+            (n > 0).then(|| {
+                buf.truncate(n);
+                buf
+            })
+        }
+    }
+
+    /// The text received until `done` says it has enough, within `timeout`.
+    ///
+    /// # Panics
+    /// When the stream ends or the time runs out first.
+    pub fn read_until(&mut self, timeout: Duration, mut done: impl FnMut(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut text = String::new();
+        while !done(&text) {
+            assert!(Instant::now() < deadline, "stream: timed out; got {text:?}");
+            let bytes = self
+                .next_bytes()
+                .unwrap_or_else(|| panic!("stream ended; got {text:?}"));
+            text.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        text
+    }
 }

@@ -1,0 +1,374 @@
+//! The sandbox's HTTP answers: the control API v2, the repository and `/sandbox/`.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use async_io::Timer;
+use lockstep_core::archive::{self, Inflater};
+use lockstep_core::bundle::BundleId;
+use lockstep_core::hocon::Document;
+use serde_json::{Value, json};
+
+use super::faults::{Action, Faults};
+use super::state::{Attributes, Lookup};
+use super::{Shared, safe_repository_path};
+use crate::http::{Request, Response};
+
+/// The largest bundle.conf read out of a bundle.
+const MAX_BUNDLE_CONF: usize = 64 * 1024;
+
+/// Serves one request.
+pub(super) async fn handle(state: Rc<Shared>, request: Request) -> Response {
+    let path = request.path().to_owned();
+    if !path.starts_with("/sandbox/") {
+        let action = {
+            let mut cluster = state.cluster.borrow_mut();
+            cluster.requests = cluster.requests.saturating_add(1);
+            let count = cluster.requests;
+            cluster.faults.for_request(count, &request.method, &path)
+        };
+        match action {
+            Some(Action::Status(status)) => {
+                return Response::text(status, "fault injected by the sandbox");
+            }
+            Some(Action::Hang) => {
+                // Never answer: the client's own time-out has to end it.
+                futures_lite::future::pending::<()>().await;
+            }
+            Some(Action::Delay(delay)) => {
+                Timer::after(delay).await;
+            }
+            None => {}
+        }
+    }
+    let response = route(&state, &request, &path).await;
+    // A change may bring an execution event forward.
+    let _ = state.wake.try_send(());
+    response
+}
+
+/// The endpoints.
+enum Route<'p> {
+    List,
+    Load,
+    Events,
+    Fetch(&'p str),
+    Scale(&'p str),
+    Unload(&'p str),
+    License,
+    Repository(String),
+    History,
+    Faults,
+    AddFaults,
+    ClearFaults,
+}
+
+/// Which endpoint a method and path are, or the 404 / 405 answer.
+fn classify<'p>(method: &str, path: &'p str) -> Result<Route<'p>, Response> {
+    let segments: Vec<&'p str> = path.trim_start_matches('/').split('/').collect();
+    Ok(match (method, segments.as_slice()) {
+        ("GET", ["v2", "bundles"]) => Route::List,
+        ("POST", ["v2", "bundles"]) => Route::Load,
+        (_, ["v2", "bundles"]) => return Err(not_allowed("GET, POST")),
+        ("GET", ["v2", "bundles", "events"]) => Route::Events,
+        (_, ["v2", "bundles", "events"]) => return Err(not_allowed("GET")),
+        ("GET", ["v2", "bundles", id]) => Route::Fetch(id),
+        ("PUT", ["v2", "bundles", id]) => Route::Scale(id),
+        ("DELETE", ["v2", "bundles", id]) => Route::Unload(id),
+        (_, ["v2", "bundles", _]) => return Err(not_allowed("GET, PUT, DELETE")),
+        ("GET", ["v2", "license"]) => Route::License,
+        (_, ["v2", "license"]) => return Err(not_allowed("GET")),
+        ("GET", ["repository", rest @ ..]) if !rest.is_empty() => Route::Repository(rest.join("/")),
+        (_, ["repository", ..]) => return Err(not_allowed("GET")),
+        ("GET", ["sandbox", "history"]) => Route::History,
+        (_, ["sandbox", "history"]) => return Err(not_allowed("GET")),
+        ("GET", ["sandbox", "faults"]) => Route::Faults,
+        ("POST", ["sandbox", "faults"]) => Route::AddFaults,
+        ("DELETE", ["sandbox", "faults"]) => Route::ClearFaults,
+        (_, ["sandbox", "faults"]) => return Err(not_allowed("GET, POST, DELETE")),
+        _ => return Err(Response::text(404, "not found")),
+    })
+}
+
+/// The server's precheck: 404 and 405 before the body is read.
+pub(super) fn precheck(method: &str, path: &str) -> Option<Response> {
+    classify(method, path).err()
+}
+
+async fn route(state: &Rc<Shared>, request: &Request, path: &str) -> Response {
+    let route = match classify(&request.method, path) {
+        Ok(route) => route,
+        Err(response) => return response,
+    };
+    match route {
+        Route::List => list(state),
+        Route::Load => super::load::load(state, request),
+        Route::Events => events(state),
+        Route::Fetch(id) => fetch(state, request, id),
+        Route::Scale(id) => scale(state, request, id),
+        Route::Unload(id) => unload(state, id),
+        Route::License => Response::text(404, "no license endpoint in the sandbox"),
+        Route::Repository(rest) => repository(state, &rest),
+        Route::History => history(state),
+        Route::Faults => Response::json(200, faults_json(&state.cluster.borrow().faults)),
+        Route::AddFaults => add_faults(state, &request.body),
+        Route::ClearFaults => {
+            state.cluster.borrow_mut().faults = Faults::default();
+            Response::text(200, "faults cleared")
+        }
+    }
+}
+
+fn not_allowed(allow: &str) -> Response {
+    Response::text(405, "method not allowed").with_header("Allow", allow)
+}
+
+fn list(state: &Shared) -> Response {
+    let cluster = state.cluster.borrow();
+    let bundles: Vec<Value> = cluster
+        .bundles
+        .iter()
+        .map(|b| cluster.bundle_json(b))
+        .collect();
+    Response::json(200, Value::Array(bundles).to_string())
+}
+
+fn events(state: &Shared) -> Response {
+    let (tx, rx) = async_channel::bounded(256);
+    // A first heartbeat so that the client sees the stream open at once.
+    let _ = tx.try_send(b"\n\n".to_vec());
+    state.cluster.borrow_mut().subscribers.push(tx);
+    Response::event_stream(rx)
+}
+
+fn request_id() -> String {
+    let mut bytes = [0u8; 16];
+    let _ = getrandom::fill(&mut bytes);
+    lockstep_core::deployer::DeploymentId::random_v4(bytes).to_string()
+}
+
+/// `{"requestId", "bundleId"}`, ConductR's answer to a command.
+pub(super) fn accepted(id: BundleId) -> Response {
+    Response::json(
+        200,
+        json!({"requestId": request_id(), "bundleId": id.to_string()}).to_string(),
+    )
+}
+
+/// Resolves `idOrName` to a bundle index, or the 404 / 300 answer.
+fn resolve(state: &Shared, id_or_name: &str) -> Result<usize, Response> {
+    match state.cluster.borrow().lookup(id_or_name) {
+        Lookup::One(index) => Ok(index),
+        Lookup::None => Err(Response::text(404, &format!("no bundle {id_or_name}"))),
+        Lookup::Ambiguous(ids) => {
+            let ids: Vec<String> = ids.iter().map(|id| id.short().to_string()).collect();
+            Err(Response::text(
+                300,
+                &format!("{id_or_name} is ambiguous: {}", ids.join(", ")),
+            ))
+        }
+    }
+}
+
+fn fetch(state: &Shared, request: &Request, id: &str) -> Response {
+    let index = match resolve(state, id) {
+        Ok(index) => index,
+        Err(response) => return response,
+    };
+    let cluster = state.cluster.borrow();
+    let Some(bundle) = cluster.bundles.get(index) else {
+        return Response::text(404, "no such bundle");
+    };
+    let accept = request
+        .header_str("accept")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if accept.contains("multipart/form-data") {
+        return match super::load::files_multipart(bundle) {
+            Ok((content_type, body)) => Response::new(200, &content_type, body),
+            Err(e) => Response::text(500, &format!("the bundle's files cannot be read: {e}")),
+        };
+    }
+    if accept.contains("application/hocon") {
+        // The bundle's own bundle.conf, then its configuration's overlay: HOCON lets the later
+        // value win, so this is the bundle.conf in effect.
+        let mut conf = bundle.bundle_conf.clone();
+        if let Some(overlay) = &bundle.overlay {
+            conf.push('\n');
+            conf.push_str(overlay);
+        }
+        return Response::new(200, "application/hocon", conf);
+    }
+    Response::json(200, cluster.bundle_json(bundle).to_string())
+}
+
+fn scale(state: &Shared, request: &Request, id: &str) -> Response {
+    let Some(scale) = request.query_param("scale") else {
+        return Response::text(400, "scale=N is required");
+    };
+    let Ok(scale) = scale.parse::<u32>() else {
+        return Response::text(400, "scale must be a non-negative integer");
+    };
+    if let Some(affinity) = request.query_param("affinity")
+        && let Err(response) = resolve(state, affinity)
+    {
+        return response;
+    }
+    let index = match resolve(state, id) {
+        Ok(index) => index,
+        Err(response) => return response,
+    };
+    let mut cluster = state.cluster.borrow_mut();
+    cluster.set_scale(index, scale, Instant::now());
+    match cluster.bundles.get(index) {
+        Some(bundle) => accepted(bundle.id),
+        None => Response::text(404, "no such bundle"),
+    }
+}
+
+fn unload(state: &Shared, id: &str) -> Response {
+    let index = match resolve(state, id) {
+        Ok(index) => index,
+        Err(response) => return response,
+    };
+    let mut cluster = state.cluster.borrow_mut();
+    let bundle = cluster.bundles.remove(index);
+    let time = cluster.millis(Instant::now());
+    cluster.history.push(super::state::HistoryEntry {
+        time,
+        bundle_id: bundle.id,
+        bundle_name: bundle.attributes.name.clone(),
+        scale: 0,
+        started: 0,
+        starting: 0,
+    });
+    cluster.publish("bundleInstallationRemoved", bundle.id);
+    accepted(bundle.id)
+}
+
+fn repository(state: &Shared, rest: &str) -> Response {
+    let Some(path) = safe_repository_path(&state.data_dir.join("repository"), rest) else {
+        return Response::text(400, "malformed repository path");
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let content_type = if rest.ends_with(".json") {
+                "application/json"
+            } else {
+                "application/zip"
+            };
+            Response::new(200, content_type, bytes)
+        }
+        Err(_) => Response::text(404, "not in the repository"),
+    }
+}
+
+fn history(state: &Shared) -> Response {
+    let cluster = state.cluster.borrow();
+    let entries: Vec<Value> = cluster
+        .history
+        .iter()
+        .map(|h| {
+            json!({
+                "time": h.time,
+                "bundleId": h.bundle_id.to_string(),
+                "bundleName": h.bundle_name,
+                "scale": h.scale,
+                "started": h.started,
+                "starting": h.starting,
+            })
+        })
+        .collect();
+    Response::json(200, Value::Array(entries).to_string())
+}
+
+fn add_faults(state: &Shared, body: &[u8]) -> Response {
+    let mut cluster = state.cluster.borrow_mut();
+    match Faults::parse(body, cluster.requests) {
+        Ok(added) => {
+            cluster.faults.bundles.extend(added.bundles);
+            cluster.faults.requests.extend(added.requests);
+            Response::json(200, faults_json(&cluster.faults))
+        }
+        Err(e) => Response::text(400, &e.to_string()),
+    }
+}
+
+fn faults_json(faults: &Faults) -> String {
+    let bundles: Vec<Value> = faults
+        .bundles
+        .iter()
+        .map(|f| {
+            json!({
+                "match": f.matcher,
+                "neverStart": f.never_start,
+                "crashAfterMs": f.crash_after.map(|d| d.as_millis() as u64),
+                "crashes": f.crashes,
+                "hasError": f.has_error,
+            })
+        })
+        .collect();
+    let requests: Vec<Value> = faults
+        .requests
+        .iter()
+        .map(|r| {
+            let (status, hang, delay) = match r.action {
+                Action::Status(s) => (Some(s), false, None),
+                Action::Hang => (None, true, None),
+                Action::Delay(d) => (None, false, Some(d.as_millis() as u64)),
+            };
+            json!({"nth": r.nth, "method": r.method, "path": r.path, "times": r.times,
+                   "status": status, "hang": hang, "delayMs": delay})
+        })
+        .collect();
+    json!({"bundles": bundles, "requests": requests}).to_string()
+}
+
+/// The bundle.conf text of a bundle zip.
+pub(super) fn bundle_conf_of(zip: &[u8]) -> Result<String, String> {
+    let mut out = vec![0u8; MAX_BUNDLE_CONF];
+    let mut inflater = Box::new(Inflater::new());
+    let mut reader = zip;
+    let conf = archive::read_bundle_conf(&mut reader, &mut inflater, &mut out)
+        .map_err(|e| format!("no readable bundle.conf: {e}"))?;
+    String::from_utf8(conf.to_vec()).map_err(|_| "bundle.conf is not UTF-8".to_owned())
+}
+
+/// The attributes ConductR keeps, from a bundle.conf.
+pub(super) fn attributes(bundle_conf: &str) -> Result<Attributes, String> {
+    let doc = Document::parse(bundle_conf).map_err(|e| format!("bundle.conf: {e}"))?;
+    let text = |key: &str| -> Result<String, String> {
+        match doc.get_str::<256>(key) {
+            Some(Ok(value)) => Ok(value.to_string()),
+            Some(Err(_)) => Err(format!("bundle.conf: {key} is too long")),
+            None => Err(format!("bundle.conf: {key} is missing")),
+        }
+    };
+    let list = |key: &str| -> Vec<String> {
+        match doc.get(key) {
+            Some(lockstep_core::hocon::Value::Array(array)) => array
+                .iter()
+                .filter_map(|v| v.as_text().and_then(|t| t.to_heapless::<256>().ok()))
+                .map(|s| s.to_string())
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    Ok(Attributes {
+        name: text("name")?,
+        compatibility_version: text("compatibilityVersion")?,
+        system: text("system")?,
+        system_version: text("systemVersion")?,
+        nr_of_cpus: text("nrOfCpus")?
+            .parse()
+            .map_err(|_| "bundle.conf: nrOfCpus is not a number".to_owned())?,
+        memory: doc
+            .get_u64("memory")
+            .ok_or("bundle.conf: memory is missing or not a whole number")?,
+        disk_space: doc
+            .get_u64("diskSpace")
+            .ok_or("bundle.conf: diskSpace is missing or not a whole number")?,
+        roles: list("roles"),
+        tags: list("tags"),
+    })
+}

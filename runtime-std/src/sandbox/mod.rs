@@ -1,0 +1,305 @@
+//! `lockstep sandbox`: a ConductR-compatible cluster in one process.
+//!
+//! The control API v2 of PROTOCOL.md §5 (what lockstep drives, and what the official
+//! `conduct info|load|run|stop|unload` call), with bundles and configurations kept as files,
+//! executions that start after a delay, the bundle event stream; a bundle repository in the
+//! PROTOCOL.md §4 layout under `/repository/`; fault injection ([`faults`]); and
+//! `GET /sandbox/history`, every change of a bundle's instances in order, so that a test can
+//! check a bound over a whole deployment without polling.
+
+mod api;
+pub mod faults;
+mod load;
+mod state;
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use async_executor::LocalExecutor;
+use async_io::Timer;
+use futures_lite::FutureExt;
+use lockstep_core::bundle::BundleId;
+
+use crate::http;
+use crate::repository::DirRepository;
+use crate::samples;
+use faults::Faults;
+use state::{Bundle, Cluster};
+
+/// How the sandbox is set up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where to listen; port 0 lets the OS choose.
+    pub listen: SocketAddr,
+    /// Where bundles, configurations and the repository are kept; a fresh temporary directory
+    /// when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// How long an instance takes to start.
+    pub start_delay: Duration,
+    /// How long a started instance takes to stop.
+    pub stop_delay: Duration,
+    /// The interval of the event stream's heartbeats.
+    pub heartbeat: Duration,
+    /// The largest load request accepted.
+    pub max_upload: usize,
+    /// Load the demo: see [`Demo`].
+    pub demo: bool,
+    /// Faults in force from the start.
+    pub faults: Faults,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9005)),
+            data_dir: None,
+            start_delay: Duration::from_millis(500),
+            stop_delay: Duration::from_millis(100),
+            heartbeat: Duration::from_secs(2),
+            max_upload: 512 * 1024 * 1024,
+            demo: false,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// The demo's sample versions of bundle `visualizer`, in org `typesafe`, repo `bundle`: one
+/// running at scale 3 with a configuration, two newer compatible ones, one incompatible.
+#[derive(Clone, Debug)]
+pub struct Demo {
+    /// `(version, role)`: `<tag>-<digest>` and `running`, `compatible` or `incompatible`, in
+    /// the order printed.
+    pub versions: Vec<(String, &'static str)>,
+}
+
+/// A started sandbox.
+#[derive(Debug)]
+pub struct Sandbox {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// The demo, when loaded.
+    pub demo: Option<Demo>,
+}
+
+impl Sandbox {
+    /// The control API's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The repository's base URL.
+    pub fn repository_url(&self) -> String {
+        format!("http://{}/repository", self.addr)
+    }
+}
+
+/// The shared state of the handlers.
+#[derive(Debug)]
+struct Shared {
+    cluster: RefCell<Cluster>,
+    data_dir: PathBuf,
+    /// Wakes the execution clock when something changed.
+    wake: async_channel::Sender<()>,
+}
+
+impl Shared {
+    fn repository(&self) -> DirRepository {
+        DirRepository::new(self.data_dir.join("repository"))
+    }
+}
+
+/// Starts a sandbox on `executor`: binds, sets up the data directory (and the demo), and spawns
+/// the server and its clocks.
+pub async fn start(executor: Rc<LocalExecutor<'static>>, options: Options) -> io::Result<Sandbox> {
+    let data_dir = match &options.data_dir {
+        Some(dir) => dir.clone(),
+        None => fresh_temp_dir("lockstep-sandbox")?,
+    };
+    for sub in ["bundles", "configurations", "repository"] {
+        std::fs::create_dir_all(data_dir.join(sub))?;
+    }
+    let listener = http::bind(options.listen).await?;
+    let addr = listener.local_addr()?;
+    let (wake, woken) = async_channel::unbounded();
+    let shared = Rc::new(Shared {
+        cluster: RefCell::new(Cluster::new(
+            options.start_delay,
+            options.stop_delay,
+            options.faults.clone(),
+        )),
+        data_dir: data_dir.clone(),
+        wake,
+    });
+    let demo = if options.demo {
+        Some(load_demo(&shared).map_err(|e| io::Error::other(format!("demo: {e}")))?)
+    } else {
+        None
+    };
+    // The execution clock: sleeps until the next start, stop or crash is due, or a change.
+    let clock = shared.clone();
+    executor
+        .spawn(async move {
+            loop {
+                let due = clock.cluster.borrow().next_due();
+                let sleep = async {
+                    match due {
+                        Some(at) => {
+                            Timer::at(at).await;
+                        }
+                        None => {
+                            Timer::after(Duration::from_secs(3600)).await;
+                        }
+                    }
+                };
+                sleep
+                    .or(async {
+                        let _ = woken.recv().await;
+                    })
+                    .await;
+                clock.cluster.borrow_mut().advance(Instant::now());
+            }
+        })
+        .detach();
+    // Heartbeats of the bundle event stream: empty lines, as ConductR sends.
+    let beats = shared.clone();
+    let interval = options.heartbeat;
+    executor
+        .spawn(async move {
+            loop {
+                Timer::after(interval).await;
+                let mut cluster = beats.cluster.borrow_mut();
+                cluster.subscribers.retain(|s| !s.is_closed());
+                for s in &cluster.subscribers {
+                    let _ = s.try_send(b"\n\n".to_vec());
+                }
+            }
+        })
+        .detach();
+    let limits = http::Limits {
+        body_bytes: options.max_upload,
+        read_timeout: Duration::from_secs(300),
+        ..http::Limits::default()
+    };
+    let handler_state = shared.clone();
+    let handler: http::Handler = Rc::new(move |request| {
+        let state = handler_state.clone();
+        Box::pin(async move { api::handle(state, request).await })
+    });
+    let precheck: http::Precheck = Rc::new(api::precheck);
+    executor
+        .spawn(http::serve(
+            executor.clone(),
+            listener,
+            limits,
+            handler,
+            Some(precheck),
+            None,
+        ))
+        .detach();
+    Ok(Sandbox {
+        addr,
+        data_dir,
+        demo,
+    })
+}
+
+/// A new, empty directory under the system's temporary directory.
+pub fn fresh_temp_dir(prefix: &str) -> io::Result<PathBuf> {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
+    let name = format!(
+        "{prefix}-{}",
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let dir = std::env::temp_dir().join(name);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Publishes the demo's versions and loads the running one with its configuration at scale 3.
+fn load_demo(shared: &Shared) -> Result<Demo, Box<dyn std::error::Error>> {
+    let set = samples::demo_set();
+    let repository = shared.repository();
+    let now = std::time::SystemTime::now();
+    let mut versions = Vec::new();
+    for (sample, role) in [
+        (&set.running, "running"),
+        (&set.compatible[0], "compatible"),
+        (&set.compatible[1], "compatible"),
+        (&set.incompatible, "incompatible"),
+    ] {
+        repository.publish(
+            "typesafe",
+            "bundle",
+            &sample.name,
+            &sample.tag,
+            &sample.zip,
+            now,
+        )?;
+        versions.push((sample.version(), role));
+    }
+    let bundle_file = shared
+        .data_dir
+        .join("bundles")
+        .join(set.running.file_name());
+    std::fs::write(&bundle_file, &set.running.zip)?;
+    let config_file = shared
+        .data_dir
+        .join("configurations")
+        .join(set.configuration.file_name());
+    std::fs::write(&config_file, &set.configuration.zip)?;
+    let bundle_conf = api::bundle_conf_of(&set.running.zip)?;
+    let attributes = api::attributes(&bundle_conf)?;
+    let now = Instant::now();
+    let mut cluster = shared.cluster.borrow_mut();
+    cluster.bundles.push(Bundle {
+        id: BundleId::of(&set.running.digest, Some(&set.configuration.digest)),
+        digest: set.running.digest,
+        config: Some(set.configuration.digest),
+        bundle_conf,
+        overlay: None,
+        attributes,
+        bundle_file,
+        bundle_file_name: set.running.file_name(),
+        config_file: Some(config_file),
+        config_file_name: Some(set.configuration.file_name()),
+        scale: None,
+        executions: Vec::new(),
+        reschedules: 0,
+    });
+    let index = cluster.bundles.len() - 1;
+    // Running already when the sandbox is up: started at once.
+    let delay = cluster.start_delay;
+    cluster.start_delay = Duration::ZERO;
+    cluster.set_scale(index, 3, now);
+    cluster.start_delay = delay;
+    Ok(Demo { versions })
+}
+
+/// The path of a file under `root` named by URL path segments, refusing anything that could
+/// leave it: every segment 1 to 255 characters of `[A-Za-z0-9._-]`, never `.` or `..`.
+fn safe_repository_path(root: &Path, segments: &str) -> Option<PathBuf> {
+    let mut path = root.to_path_buf();
+    for segment in segments.split('/') {
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+        if segment.is_empty()
+            || segment.len() > 255
+            || segment == "."
+            || segment == ".."
+            || !segment.bytes().all(allowed)
+        {
+            return None;
+        }
+        path.push(segment);
+    }
+    Some(path)
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The official ConductR client (conductr-cli 1.2.25, from PyPI) against `lockstep sandbox`:
+# `conduct info`, `load`, `run`, `stop` and `unload` with --api-version 2 must all work.
+# Run by .ci/run after the test suite; it installs the client into a virtualenv of its own
+# (target/conductr-cli-venv) the first time. conductr-cli 1.2 predates Python 3.10, which
+# removed the `collections.Mapping` family of aliases: a sitecustomize puts them back.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/target/conductr-cli-venv"
+if [ ! -x "$venv/bin/conduct" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet 'conductr-cli==1.2.25'
+fi
+shim=$(mktemp -d)
+work=$(mktemp -d)
+sandbox_pid=
+cleanup() {
+  [ -n "$sandbox_pid" ] && kill "$sandbox_pid" 2>/dev/null || true
+  rm -rf "$shim" "$work"
+}
+trap cleanup EXIT
+cat >"$shim/sitecustomize.py" <<'PY'
+import collections, collections.abc
+for name in ("Mapping", "MutableMapping", "Sequence", "MutableSequence", "Iterable",
+             "Callable", "Set", "MutableSet", "Hashable"):
+    if not hasattr(collections, name):
+        setattr(collections, name, getattr(collections.abc, name))
+PY
+
+cargo build --quiet -p lockstep --bin lockstep
+"$root/target/debug/lockstep" sandbox --listen 127.0.0.1:0 --demo --data-dir "$work/data" \
+  --start-delay 200ms --heartbeat 200ms >"$work/out" 2>"$work/err" &
+sandbox_pid=$!
+for _ in $(seq 1 200); do
+  [ "$(wc -l <"$work/out")" -ge 6 ] && break
+  sleep 0.05
+done
+port=$(sed -n 's#^listening on http://127.0.0.1:##p' "$work/out")
+[ -n "$port" ] || { echo "FAIL: the sandbox did not start:"; cat "$work/err"; exit 1; }
+compatible=$(sed -n 's/^version visualizer:\(.*\) compatible$/\1/p' "$work/out" | head -n 1)
+zip="$work/data/repository/typesafe/bundle/typesafe/visualizer/$compatible/visualizer-$compatible.zip"
+
+conduct() {
+  HOME="$work" PYTHONPATH="$shim" timeout 60 "$venv/bin/conduct" "$@" \
+    --api-version 2 --ip 127.0.0.1 --port "$port"
+}
+expect() {
+  local what=$1 pattern=$2 output=$3
+  if ! grep -q -- "$pattern" <<<"$output"; then
+    echo "FAIL: $what: expected \"$pattern\" in:"; echo "$output"; exit 1
+  fi
+  echo "ok: $what"
+}
+
+expect "conduct info lists the running demo bundle" "visualizer  1.0.0     1     0     3" "$(conduct info 2>&1)"
+out=$(conduct load "$zip" 2>&1)
+expect "conduct load" "Bundle loaded." "$out"
+id=$(sed -n 's/^Start bundle with:.* \([0-9a-f]\{7\}\)$/\1/p' <<<"$out")
+expect "conduct run" "expected scale 1 is met" "$(conduct run "$id" 2>&1)"
+expect "conduct info shows it running" "$id .*visualizer  1.1.0     1     0     1" "$(conduct info 2>&1)"
+expect "conduct stop" "expected scale 0 is met" "$(conduct stop "$id" 2>&1)"
+expect "conduct unload" "is uninstalled" "$(conduct unload "$id" 2>&1)"
+out=$(conduct info 2>&1)
+if grep -q "1.1.0" <<<"$out"; then echo "FAIL: still listed after unload:"; echo "$out"; exit 1; fi
+echo "ok: conduct info no longer lists it"
