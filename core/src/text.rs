@@ -88,6 +88,28 @@ impl<const N: usize> defmt::Format for InlineStr<N> {
     }
 }
 
+/// RFC 9110's `tchar`: what a header name, or an unquoted parameter value, is made of.
+pub(crate) const fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
 /// A [`fmt::Write`] into a caller's buffer that fails, rather than truncates, when full.
 #[derive(Debug)]
 pub struct Cursor<'b> {

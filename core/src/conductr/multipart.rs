@@ -23,6 +23,7 @@ use core::fmt;
 
 use crate::bundle::{Digest, MAX_SEGMENT_LEN, Segment};
 use crate::status::Status;
+use crate::text::is_tchar;
 
 /// The longest boundary RFC 2046 allows.
 pub const MAX_BOUNDARY_LEN: usize = 70;
@@ -118,28 +119,6 @@ const fn is_bchar(b: u8) -> bool {
                 | b'='
                 | b'?'
                 | b' '
-        )
-}
-
-/// RFC 9110's `tchar`: what a header parameter may hold unquoted.
-const fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
         )
 }
 

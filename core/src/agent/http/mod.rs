@@ -1,0 +1,206 @@
+//! The agent's HTTP/1.1 client, and the HTTP bundle repository built on it.
+//!
+//! - [`Url`]: an `http://host[:port][/path]` base URL, parsed once (the ConductR control API,
+//!   `http://127.0.0.1:9005`; a repository, `http://127.0.0.1:9005/repository`).
+//! - [`Client`]: requests streamed out and responses streamed in through one caller buffer,
+//!   over at most one kept-alive connection; every connect, read and write under a time-out.
+//! - [`HttpRepository`]: the agent's [`Repository`](super::Repository) over HTTP (PROTOCOL.md
+//!   §4 layout).
+//!
+//! Plain HTTP only: ConductR's control API and the repositories lockstep talks to are on the
+//! cluster's own network; a TLS proxy is the platform's business.
+//!
+//! Bounds, so that no server can make the client hold more or loop longer than it says:
+//! a response head fits the caller's buffer and has at most [`MAX_HEADERS`] header lines; at
+//! most [`MAX_INTERIM_RESPONSES`] `1xx` heads are skipped before the real one; a chunk-size
+//! line (extensions included) is at most [`MAX_CHUNK_LINE_LEN`] bytes and the trailer section
+//! at most [`MAX_TRAILERS_LEN`]; a `Content-Type` longer than [`MAX_CONTENT_TYPE_LEN`] is an
+//! error ([`HttpError::ContentTypeTooLong`]), never cut; [`Client::discard`] reads at most
+//! [`DISCARD_LIMIT`] body bytes before it closes the connection instead.
+
+use core::fmt;
+
+use crate::time::Duration;
+
+mod chunked;
+mod client;
+mod repository;
+#[cfg(test)]
+mod testing;
+mod url;
+
+pub use client::{Client, ResponseHead};
+pub use repository::{HttpRepository, REPOSITORY_HEAD_LEN};
+pub use url::{Url, UrlError};
+
+/// The longest host name or address (DNS's limit), without the brackets of an IPv6 literal.
+pub const MAX_HOST_LEN: usize = 253;
+
+/// The longest `Content-Type` a [`ResponseHead`] holds. A multipart type with the longest
+/// boundary RFC 2046 allows, quoted, is 102 bytes.
+pub const MAX_CONTENT_TYPE_LEN: usize = 128;
+
+/// The most header lines a response head may have ([`HttpError::HeadTooLarge`] beyond).
+pub const MAX_HEADERS: usize = 32;
+
+/// The most `1xx` (interim) responses skipped before the final one ([`HttpError::Malformed`]
+/// beyond).
+pub const MAX_INTERIM_RESPONSES: u8 = 8;
+
+/// The longest chunk-size line of a chunked body, extensions and CRLF included.
+pub const MAX_CHUNK_LINE_LEN: usize = 1024;
+
+/// The longest trailer section of a chunked body, its final CRLF included.
+pub const MAX_TRAILERS_LEN: usize = 4096;
+
+/// The most body bytes [`Client::discard`] reads to keep a connection; a longer body closes it.
+pub const DISCARD_LIMIT: u64 = 64 * 1024;
+
+/// How long an idle kept-alive connection is reused by default: shorter than the idle
+/// time-outs of common servers (akka-http 60 s, nginx 75 s, Apache 5 s), so that a request
+/// rarely races the server closing it.
+pub const DEFAULT_IDLE_LIMIT: Duration = Duration::from_secs(4);
+
+/// A request method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Method {
+    /// `GET`.
+    Get,
+    /// `HEAD`: the response has no body, whatever its head says.
+    Head,
+    /// `POST`.
+    Post,
+    /// `PUT`.
+    Put,
+    /// `DELETE`.
+    Delete,
+}
+
+impl Method {
+    /// The method's token, as written on the request line.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Delete => "DELETE",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an exchange failed. After any error but [`HttpError::Sequence`],
+/// [`HttpError::InvalidRequest`] and a request head too large for the buffer (both found before
+/// anything is sent) the connection is closed: a connection that failed is never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The request cannot be written: a host that is not a name or an address, a target or a
+    /// header with a character HTTP forbids there, or a framing header (`Host`, `Connection`,
+    /// `Content-Length`, `Transfer-Encoding`) among the caller's, which the client writes.
+    InvalidRequest,
+    /// The connection could not be made.
+    Connect,
+    /// The connection failed: reset, broken, or closed before the response ended.
+    Io,
+    /// A connect, read or write did not complete within the time-out.
+    TimedOut,
+    /// The response is not HTTP/1.1 as the client reads it: a bad status line or header, a bad
+    /// or conflicting `Content-Length`, both `Content-Length` and `Transfer-Encoding`, a
+    /// transfer coding other than `chunked`, a bad chunk size or chunk framing, too many
+    /// interim responses.
+    Malformed,
+    /// A request or response head does not fit the client's buffer, or a response head has
+    /// more than [`MAX_HEADERS`] header lines.
+    HeadTooLarge,
+    /// The response's `Content-Type` is longer than [`MAX_CONTENT_TYPE_LEN`].
+    ContentTypeTooLong,
+    /// More request body bytes than the declared `Content-Length`.
+    BodyTooLong,
+    /// The response was asked for before the declared request body was all written.
+    BodyTooShort,
+    /// The call does not fit the exchange's state: `write` or `response` without `begin`,
+    /// `read` after an error (each exchange starts with `begin`).
+    Sequence,
+}
+
+impl HttpError {
+    /// Whether repeating an idempotent request may succeed: the transport failed
+    /// ([`Connect`](Self::Connect), [`Io`](Self::Io), [`TimedOut`](Self::TimedOut)), not the
+    /// request or the answer.
+    pub const fn retryable(self) -> bool {
+        matches!(self, Self::Connect | Self::Io | Self::TimedOut)
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidRequest => f.write_str("the request cannot be written as HTTP"),
+            Self::Connect => f.write_str("could not connect"),
+            Self::Io => f.write_str("the connection failed"),
+            Self::TimedOut => f.write_str("timed out"),
+            Self::Malformed => f.write_str("the response is not valid HTTP/1.1"),
+            Self::HeadTooLarge => f.write_str("an HTTP head is larger than the buffer"),
+            Self::ContentTypeTooLong => write!(
+                f,
+                "the response's Content-Type is longer than {MAX_CONTENT_TYPE_LEN} bytes"
+            ),
+            Self::BodyTooLong => f.write_str("more request body than its Content-Length"),
+            Self::BodyTooShort => f.write_str("less request body than its Content-Length"),
+            Self::Sequence => f.write_str("HTTP client calls out of order"),
+        }
+    }
+}
+
+/// Whether `host` (without brackets) is a name, an IPv4 address or an IPv6 address: the
+/// characters they are written with, and a length DNS allows. What it names is the
+/// connector's business.
+fn is_host(host: &str) -> bool {
+    let ok = if host.contains(':') {
+        host.bytes()
+            .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+    } else {
+        host.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    };
+    ok && !host.is_empty() && host.len() <= MAX_HOST_LEN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_retryable_errors() {
+        assert!(HttpError::Connect.retryable());
+        assert!(HttpError::Io.retryable());
+        assert!(HttpError::TimedOut.retryable());
+        assert!(!HttpError::Malformed.retryable());
+        assert!(!HttpError::HeadTooLarge.retryable());
+        assert!(!HttpError::BodyTooLong.retryable());
+        assert!(!HttpError::InvalidRequest.retryable());
+    }
+
+    #[test]
+    fn test_is_host() {
+        assert!(is_host("127.0.0.1"));
+        assert!(is_host("conductr.service_1"));
+        assert!(is_host("::1"));
+        assert!(is_host("fe80::1:2"));
+        assert!(!is_host(""));
+        assert!(!is_host("a b"));
+        assert!(!is_host("a/b"));
+        assert!(!is_host("user@host"));
+        assert!(!is_host("[::1]"));
+        assert!(!is_host(&"a".repeat(MAX_HOST_LEN + 1)));
+    }
+}

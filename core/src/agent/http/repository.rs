@@ -1,0 +1,305 @@
+//! Bundles from an HTTP repository: the PROTOCOL.md §4 layout under a base URL.
+
+use core::fmt;
+
+use embedded_io_async::Write;
+
+use super::{Client, HttpError, Url};
+use crate::agent::{Connector, FetchError, Location, Repository, Time};
+use crate::time::Duration;
+
+/// The most of [`Repository::fetch`]'s `buf` that [`HttpRepository`] gives to the heads: the
+/// request head (a path of up to six segments and a digest twice) and a static file server's
+/// response head fit well within it.
+pub const REPOSITORY_HEAD_LEN: usize = 2048;
+
+/// A repository served over HTTP: a version's zip is at
+/// `{base}/{org}/{repo}/{org}/{package}/{tag}-{digest}/{package}-{tag}-{digest}.zip`
+/// (PROTOCOL.md §4; the digest in lowercase hex), as `lockstep sandbox`, a static file server
+/// over a `lockstep publish` directory, or Bintray's download area serve it.
+///
+/// Each [`fetch`](Repository::fetch) splits its `buf`: the first half, but at most
+/// [`REPOSITORY_HEAD_LEN`] bytes, holds the heads; the rest carries the body to `out`, one
+/// read at a time. A fetch opens its own connection and closes it when done: the buffer is
+/// the fetch's, so no client (and so no connection) outlives it, which costs one connect per
+/// bundle.
+pub struct HttpRepository<'c, C: Connector, T: Time> {
+    base: Url<'c>,
+    connector: &'c C,
+    time: &'c T,
+    timeout: Duration,
+}
+
+impl<C: Connector, T: Time> fmt::Debug for HttpRepository<'_, C, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpRepository")
+            .field("base", &self.base)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<C: Connector, T: Time> defmt::Format for HttpRepository<'_, C, T> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "HttpRepository {{ base: {} }}", self.base);
+    }
+}
+
+impl<'c, C: Connector, T: Time> HttpRepository<'c, C, T> {
+    /// The repository at `base`, reached through `connector`; `timeout` bounds each connect,
+    /// read and write of a fetch (not the whole transfer).
+    pub const fn new(base: Url<'c>, connector: &'c C, time: &'c T, timeout: Duration) -> Self {
+        Self {
+            base,
+            connector,
+            time,
+            timeout,
+        }
+    }
+
+    /// The base URL.
+    pub const fn base(&self) -> Url<'c> {
+        self.base
+    }
+}
+
+impl<C: Connector, T: Time> Repository for HttpRepository<'_, C, T> {
+    /// `GET`s the version's zip and writes its body to `out`, then flushes `out`. 404 is
+    /// [`FetchError::NotFound`]; any other status from 300 is [`FetchError::Status`]; a
+    /// connection that fails, times out or ends early is [`FetchError::Unreachable`]; an answer
+    /// that is not HTTP (or a `buf` too small for the heads) is [`FetchError::Protocol`]; an
+    /// error of `out` is [`FetchError::Write`].
+    async fn fetch<W: Write>(
+        &self,
+        location: &Location<'_>,
+        out: &mut W,
+        buf: &mut [u8],
+    ) -> Result<u64, FetchError> {
+        let head_len = (buf.len() / 2).min(REPOSITORY_HEAD_LEN);
+        let (heads, transfer) = buf.split_at_mut(head_len);
+        let mut client = Client::new(self.connector, self.time, heads, self.timeout);
+        let target = ZipTarget {
+            base: self.base.path(),
+            location,
+        };
+        let head = client
+            .get(self.base.host(), self.base.port(), target, &[])
+            .await
+            .map_err(fetch_error)?;
+        match head.status {
+            404 => return Err(FetchError::NotFound),
+            status if status >= 300 => return Err(FetchError::Status(status)),
+            _ => {}
+        }
+        let mut total = 0u64;
+        loop {
+            let n = client.read(transfer).await.map_err(fetch_error)?;
+            if n == 0 {
+                break;
+            }
+            write_all(out, transfer.get(..n).unwrap_or(&[])).await?;
+            total = total.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+        }
+        out.flush().await.map_err(|_| FetchError::Write)?;
+        Ok(total)
+    }
+}
+
+/// `write_all` without its panic on a writer that answers `Ok(0)`.
+async fn write_all<W: Write>(out: &mut W, mut bytes: &[u8]) -> Result<(), FetchError> {
+    while !bytes.is_empty() {
+        match out.write(bytes).await {
+            Ok(n) if n > 0 => bytes = bytes.get(n..).ok_or(FetchError::Write)?,
+            _ => return Err(FetchError::Write),
+        }
+    }
+    Ok(())
+}
+
+fn fetch_error(e: HttpError) -> FetchError {
+    if e.retryable() {
+        FetchError::Unreachable
+    } else {
+        FetchError::Protocol
+    }
+}
+
+/// The request target of a version's zip, under the base path.
+struct ZipTarget<'a, 'l> {
+    base: &'a str,
+    location: &'l Location<'l>,
+}
+
+impl fmt::Display for ZipTarget<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Location {
+            org,
+            repo,
+            package,
+            tag,
+            digest,
+        } = self.location;
+        write!(
+            f,
+            "{}/{org}/{repo}/{org}/{package}/{tag}-{digest}/{package}-{tag}-{digest}.zip",
+            self.base
+        )
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    reason = "tests fail loudly"
+)]
+mod tests {
+    use std::format;
+    use std::vec::Vec;
+
+    use super::super::testing::{FakeTime, Out, Script, Scripted, block_on};
+    use super::*;
+    use crate::bundle::{Digest, Segment};
+
+    const HEX: &str = "6a1e3b5c9d0f4e2a8b7c6d5e4f3a2b1c0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+    fn location() -> Location<'static> {
+        Location {
+            org: Segment::parse("typesafe").unwrap(),
+            repo: Segment::parse("bundle").unwrap(),
+            package: Segment::parse("visualizer").unwrap(),
+            tag: Segment::parse("v2").unwrap(),
+            // Read in upper case, written in lower case.
+            digest: Digest::parse(&HEX.to_uppercase()).unwrap(),
+        }
+    }
+
+    /// Fetches from a repository whose one connection answers `response`.
+    fn fetch(
+        response: Script,
+        buf_len: usize,
+        out: &mut Out,
+    ) -> (Result<u64, FetchError>, Scripted) {
+        let connector = Scripted::new([response]);
+        let time = FakeTime::default();
+        let base = Url::parse("http://127.0.0.1:9005/repository/").unwrap();
+        let repository = HttpRepository::new(base, &connector, &time, Duration::from_secs(5));
+        let mut buf = std::vec![0u8; buf_len];
+        let result = block_on(repository.fetch(&location(), out, &mut buf));
+        (result, connector)
+    }
+
+    // PROTOCOL.md §4: {base}/{org}/{repo}/{org}/{package}/{version}/{package}-{version}.zip.
+    #[test]
+    fn test_fetch_streams_zip() {
+        let zip: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        let mut response =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", zip.len()).into_bytes();
+        response.extend_from_slice(&zip);
+        let mut out = Out::default();
+        let (result, connector) =
+            fetch(Script::new().bytes(&response).max_read(700), 1024, &mut out);
+        assert_eq!(result, Ok(5000));
+        assert_eq!(out.bytes, zip);
+        assert_eq!(
+            connector.written(0),
+            format!(
+                "GET /repository/typesafe/bundle/typesafe/visualizer/v2-{HEX}/visualizer-v2-{HEX}.zip \
+                 HTTP/1.1\r\nHost: 127.0.0.1:9005\r\nConnection: keep-alive\r\n\r\n"
+            )
+        );
+    }
+
+    #[test]
+    fn test_fetch_chunked_in_small_buffer() {
+        let response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nPK\x03\r\n2\r\n\x04!\r\n0\r\n\r\n";
+        let mut out = Out::default();
+        let (result, _) = fetch(Script::new().bytes(response).max_read(3), 600, &mut out);
+        assert_eq!(result, Ok(5));
+        assert_eq!(out.bytes, b"PK\x03\x04!");
+    }
+
+    #[test]
+    fn test_fetch_statuses() {
+        let mut out = Out::default();
+        let not_found =
+            Script::new().bytes(b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nno!");
+        assert_eq!(
+            fetch(not_found, 1024, &mut out).0,
+            Err(FetchError::NotFound)
+        );
+        let error = Script::new().bytes(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(fetch(error, 1024, &mut out).0, Err(FetchError::Status(500)));
+        let moved = Script::new().bytes(b"HTTP/1.1 301 Moved\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(fetch(moved, 1024, &mut out).0, Err(FetchError::Status(301)));
+        assert!(out.bytes.is_empty());
+    }
+
+    #[test]
+    fn test_fetch_failures() {
+        let mut out = Out::default();
+        let broken =
+            Script::new().bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nPK\x03\x04");
+        assert_eq!(
+            fetch(broken, 1024, &mut out).0,
+            Err(FetchError::Unreachable)
+        );
+        assert_eq!(out.bytes, b"PK\x03\x04");
+
+        let reset = Script::new().reset();
+        assert_eq!(
+            fetch(reset, 1024, &mut Out::default()).0,
+            Err(FetchError::Unreachable)
+        );
+
+        let garbage = Script::new().bytes(b"SSH-2.0-OpenSSH_9.6\r\n\r\n");
+        assert_eq!(
+            fetch(garbage, 1024, &mut Out::default()).0,
+            Err(FetchError::Protocol)
+        );
+
+        // Too small a buffer for the request head.
+        let (result, connector) = fetch(Script::new(), 64, &mut Out::default());
+        assert_eq!(result, Err(FetchError::Protocol));
+        assert_eq!(connector.connects(), 0);
+
+        // Nothing listens.
+        let connector = Scripted::new([]);
+        let time = FakeTime::default();
+        let base = Url::parse("http://127.0.0.1:9005").unwrap();
+        let repository = HttpRepository::new(base, &connector, &time, Duration::from_secs(5));
+        let result = block_on(repository.fetch(&location(), &mut Out::default(), &mut [0u8; 1024]));
+        assert_eq!(result, Err(FetchError::Unreachable));
+    }
+
+    #[test]
+    fn test_fetch_write_error() {
+        let mut out = Out {
+            capacity: Some(3),
+            ..Out::default()
+        };
+        let response =
+            Script::new().bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nPK\x03\x04!");
+        assert_eq!(fetch(response, 1024, &mut out).0, Err(FetchError::Write));
+        assert_eq!(out.bytes, b"PK\x03");
+    }
+
+    #[test]
+    fn test_fetch_empty_base_path() {
+        let connector =
+            Scripted::new([Script::new().bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")]);
+        let time = FakeTime::default();
+        let base = Url::parse("http://[::1]").unwrap();
+        let repository = HttpRepository::new(base, &connector, &time, Duration::from_secs(5));
+        let result = block_on(repository.fetch(&location(), &mut Out::default(), &mut [0u8; 1024]));
+        assert_eq!(result, Ok(0));
+        assert!(
+            connector
+                .written(0)
+                .starts_with("GET /typesafe/bundle/typesafe/visualizer/v2-")
+        );
+        assert!(connector.written(0).contains("\r\nHost: [::1]\r\n"));
+    }
+}

@@ -1,0 +1,278 @@
+//! Test doubles for the client and the repository: scripted connections, a clock that moves
+//! only when told, and a `block_on` that fails a test instead of hanging it.
+
+#![allow(
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    reason = "tests fail loudly"
+)]
+
+use core::cell::{Cell, RefCell};
+use core::future::{Future, poll_fn};
+use core::pin::pin;
+use core::task::{Context, Poll, Waker};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::string::String;
+use std::vec::Vec;
+
+use embedded_io::ErrorKind;
+
+use crate::agent::{ConnectError, Connector, Time};
+use crate::time::{Instant, Now, UnixTime};
+
+/// Runs `fut` to completion with a no-op waker: every double here is ready at once or never,
+/// so a future still pending after many polls never completes.
+pub(super) fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..10_000 {
+        if let Poll::Ready(output) = fut.as_mut().poll(&mut cx) {
+            return output;
+        }
+    }
+    panic!("the future stalled");
+}
+
+/// A clock at a fixed instant until [`advance`](Self::advance)d; a timer is ready at once when
+/// its deadline is not in the future, and never otherwise. With a zero time-out every deadline
+/// is now: an operation that is pending times out, deterministically.
+#[derive(Debug, Default)]
+pub(super) struct FakeTime {
+    now: Cell<u64>,
+}
+
+impl FakeTime {
+    pub(super) fn advance(&self, millis: u64) {
+        self.now.set(self.now.get() + millis);
+    }
+}
+
+impl Time for FakeTime {
+    fn now(&self) -> Now {
+        Now::new(Instant::from_millis(self.now.get()), UnixTime::EPOCH)
+    }
+
+    async fn at(&self, deadline: Instant) {
+        let now = Instant::from_millis(self.now.get());
+        poll_fn(|_| {
+            if deadline <= now {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
+/// What a scripted connection's reads give, in order; after the last, the end (`Ok(0)`).
+#[derive(Debug)]
+enum Step {
+    Bytes(Vec<u8>),
+    /// A read that never completes.
+    Stall,
+    /// A read that fails (connection reset).
+    Reset,
+}
+
+/// One connection's script.
+#[derive(Debug, Default)]
+pub(super) struct Script {
+    steps: Vec<Step>,
+    /// The most bytes one read gives (0: no limit).
+    max_read: usize,
+    /// Writes fail (broken pipe).
+    broken: bool,
+    /// Writes never complete.
+    stuck: bool,
+}
+
+impl Script {
+    pub(super) fn new() -> Self {
+        Self::default()
+    }
+
+    pub(super) fn bytes(mut self, bytes: &[u8]) -> Self {
+        self.steps.push(Step::Bytes(bytes.to_vec()));
+        self
+    }
+
+    pub(super) fn stall(mut self) -> Self {
+        self.steps.push(Step::Stall);
+        self
+    }
+
+    pub(super) fn reset(mut self) -> Self {
+        self.steps.push(Step::Reset);
+        self
+    }
+
+    pub(super) fn max_read(mut self, n: usize) -> Self {
+        self.max_read = n;
+        self
+    }
+
+    pub(super) fn broken(mut self) -> Self {
+        self.broken = true;
+        self
+    }
+
+    pub(super) fn stuck(mut self) -> Self {
+        self.stuck = true;
+        self
+    }
+}
+
+/// Where a connection went, and what was written to it.
+type Opened = (String, u16, Rc<RefCell<Vec<u8>>>);
+
+/// Hands out connections that follow the scripts, in order; refuses to connect when none is
+/// left. Records where each went and what was written to it.
+#[derive(Debug, Default)]
+pub(super) struct Scripted {
+    scripts: RefCell<VecDeque<Script>>,
+    opened: RefCell<Vec<Opened>>,
+    /// Connecting never completes.
+    stalls: Cell<bool>,
+}
+
+impl Scripted {
+    pub(super) fn new(scripts: impl IntoIterator<Item = Script>) -> Self {
+        Self {
+            scripts: RefCell::new(scripts.into_iter().collect()),
+            opened: RefCell::new(Vec::new()),
+            stalls: Cell::new(false),
+        }
+    }
+
+    /// From now on, connecting never completes.
+    pub(super) fn stall(&self) {
+        self.stalls.set(true);
+    }
+
+    /// How many connections were made.
+    pub(super) fn connects(&self) -> usize {
+        self.opened.borrow().len()
+    }
+
+    /// Where connection `i` went.
+    pub(super) fn peer(&self, i: usize) -> (String, u16) {
+        let opened = self.opened.borrow();
+        (opened[i].0.clone(), opened[i].1)
+    }
+
+    /// What was written to connection `i`.
+    pub(super) fn written(&self, i: usize) -> String {
+        String::from_utf8(self.opened.borrow()[i].2.borrow().clone()).unwrap_or_default()
+    }
+}
+
+impl Connector for Scripted {
+    type Connection = Connection;
+
+    async fn connect(&self, host: &str, port: u16) -> Result<Connection, ConnectError> {
+        if self.stalls.get() {
+            return poll_fn(|_| Poll::Pending).await;
+        }
+        let script = self.scripts.borrow_mut().pop_front().ok_or(ConnectError)?;
+        let written = Rc::new(RefCell::new(Vec::new()));
+        self.opened
+            .borrow_mut()
+            .push((String::from(host), port, Rc::clone(&written)));
+        Ok(Connection {
+            steps: script.steps.into(),
+            max_read: script.max_read,
+            broken: script.broken,
+            stuck: script.stuck,
+            written,
+        })
+    }
+}
+
+/// A scripted connection.
+#[derive(Debug)]
+pub(super) struct Connection {
+    steps: VecDeque<Step>,
+    max_read: usize,
+    broken: bool,
+    stuck: bool,
+    written: Rc<RefCell<Vec<u8>>>,
+}
+
+impl embedded_io::ErrorType for Connection {
+    type Error = ErrorKind;
+}
+
+impl embedded_io_async::Read for Connection {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        loop {
+            match self.steps.front_mut() {
+                None => return Ok(0),
+                Some(Step::Stall) => return poll_fn(|_| Poll::Pending).await,
+                Some(Step::Reset) => return Err(ErrorKind::ConnectionReset),
+                Some(Step::Bytes(bytes)) if bytes.is_empty() => {
+                    self.steps.pop_front();
+                }
+                Some(Step::Bytes(bytes)) => {
+                    let limit = if self.max_read == 0 {
+                        usize::MAX
+                    } else {
+                        self.max_read
+                    };
+                    let n = buf.len().min(bytes.len()).min(limit);
+                    buf[..n].copy_from_slice(&bytes[..n]);
+                    bytes.drain(..n);
+                    return Ok(n);
+                }
+            }
+        }
+    }
+}
+
+impl embedded_io_async::Write for Connection {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        if self.broken {
+            return Err(ErrorKind::BrokenPipe);
+        }
+        if self.stuck {
+            return poll_fn(|_| Poll::Pending).await;
+        }
+        self.written.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    async fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+/// A file being written, that fails once it holds `capacity` bytes.
+#[derive(Debug, Default)]
+pub(super) struct Out {
+    pub(super) bytes: Vec<u8>,
+    pub(super) capacity: Option<usize>,
+}
+
+impl embedded_io::ErrorType for Out {
+    type Error = ErrorKind;
+}
+
+impl embedded_io_async::Write for Out {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        let room = self
+            .capacity
+            .map_or(usize::MAX, |c| c.saturating_sub(self.bytes.len()));
+        if room == 0 {
+            return Err(ErrorKind::OutOfMemory);
+        }
+        let n = buf.len().min(room);
+        self.bytes.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    async fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
