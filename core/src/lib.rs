@@ -15,6 +15,8 @@
 //! - [`bundle`]: digests, bundle ids, versions and the operator's bundle shorthand.
 //! - [`conductr`]: the ConductR control API codec: the bundle list, the load and scale
 //!   requests, multipart bodies, the bundle event stream.
+//! - [`agent`]: carries out the deployer's commands over HTTP, generic over the platform's
+//!   connections, clock, timers and bundle store.
 //! - [`archive`]: the bundle.conf inside a bundle zip, read through [`archive::RandomAccess`].
 //! - [`hocon`]: the bounded HOCON reader for bundle.conf and settings.conf.
 //! - [`json`]: the strict JSON scanner the parsers run before serde-json-core.
@@ -44,6 +46,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod agent;
 pub mod archive;
 pub mod bundle;
 pub mod conductr;

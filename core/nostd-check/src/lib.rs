@@ -5,7 +5,10 @@
 //! link.
 #![no_std]
 
+use core::future::Future;
 use core::hint::black_box;
+use core::pin::pin;
+use core::task::{Context, Waker};
 
 use lockstep_core::bundle::{BundleId, Digest, IdPrefix, Segment, Shorthand, Version};
 use lockstep_core::archive::{self, Inflater};
@@ -48,7 +51,99 @@ pub extern "C" fn lockstep_nostd_check(input: &[u8; 64]) -> u32 {
     let mut inflater = Inflater::new();
     let mut conf = [0u8; 256];
     ok += u32::from(archive::read_bundle_conf(&mut zip, &mut inflater, &mut conf).is_ok());
-    ok + deployer_checks(input) + conductr_checks(input)
+    ok + deployer_checks(input) + conductr_checks(input) + agent_checks()
+}
+
+/// A platform that does nothing, so that the agent's generic code is compiled and linked.
+mod platform {
+    use lockstep_core::agent::{
+        ConnectError, Connector, FetchError, Location, Repository, Sink, Store, StoreError, Time,
+    };
+    use lockstep_core::deployer::{DeploymentId, Event, Record};
+    use lockstep_core::time::{Instant, Now};
+
+    pub struct Nothing;
+
+    impl embedded_io_async::ErrorType for Nothing {
+        type Error = embedded_io::ErrorKind;
+    }
+
+    impl embedded_io_async::Read for Nothing {
+        async fn read(&mut self, _: &mut [u8]) -> Result<usize, Self::Error> {
+            Err(embedded_io::ErrorKind::Other)
+        }
+    }
+
+    impl embedded_io_async::Write for Nothing {
+        async fn write(&mut self, _: &[u8]) -> Result<usize, Self::Error> {
+            Err(embedded_io::ErrorKind::Other)
+        }
+        async fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    impl Connector for Nothing {
+        type Connection = Nothing;
+        async fn connect(&self, _: &str, _: u16) -> Result<Nothing, ConnectError> {
+            Err(ConnectError)
+        }
+    }
+
+    impl Time for Nothing {
+        fn now(&self) -> Now {
+            Now::default()
+        }
+        async fn at(&self, _: Instant) {}
+    }
+
+    impl Store for Nothing {
+        type Writer = Nothing;
+        type Reader = &'static [u8];
+        async fn create(&self, _: lockstep_core::agent::FileKey) -> Result<Nothing, StoreError> {
+            Err(StoreError)
+        }
+        async fn open(&self, _: lockstep_core::agent::FileKey) -> Result<&'static [u8], StoreError> {
+            Err(StoreError)
+        }
+        async fn remove(&self, _: DeploymentId) {}
+    }
+
+    impl Repository for Nothing {
+        async fn fetch<W: embedded_io_async::Write>(
+            &self,
+            _: &Location<'_>,
+            _: &mut W,
+            _: &mut [u8],
+        ) -> Result<u64, FetchError> {
+            Err(FetchError::NotFound)
+        }
+    }
+
+    impl Sink for Nothing {
+        fn event(&mut self, _: &Event) {}
+        fn ended(&mut self, _: &Record) {}
+    }
+}
+
+fn agent_checks() -> u32 {
+    use lockstep_core::agent::{Agent, Buffers, Config, Worker, http::Url};
+    use platform::Nothing;
+
+    let agent = Agent::<2, Nothing>::new(Deployer::new(deployer::Policy::default()), Nothing);
+    let mut buffers = Buffers::new();
+    let Ok(url) = Url::parse("http://127.0.0.1:9005") else {
+        return 0;
+    };
+    let mut worker = Worker::new(0, url, &Nothing, &Nothing, &Nothing, &Nothing, Config::default(), &mut buffers);
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut ok = 0;
+    ok += u32::from(pin!(worker.run(&agent)).poll(&mut cx).is_pending());
+    ok += u32::from(pin!(agent.run_timer(&Nothing)).poll(&mut cx).is_pending());
+    let mut events = [0u8; 1024];
+    let timeout = lockstep_core::time::Duration::from_secs(1);
+    let follow = agent.run_events(url, &Nothing, &Nothing, timeout, timeout, &mut events);
+    ok + u32::from(pin!(follow).poll(&mut cx).is_pending())
 }
 
 fn conductr_checks(input: &[u8]) -> u32 {

@@ -1,0 +1,405 @@
+//! The agent: the driving loop between the deployer and the outside world.
+//!
+//! The [`Agent`] owns the [`Deployer`] and hands its commands to [`Worker`]s, which carry them
+//! out over HTTP — the repository download, the control API's list, load and scale — and
+//! answer each with a [`Reply`]. It is `no_std`, allocation-free and generic over the platform
+//! ([`Connector`], [`Time`], [`Store`], [`Repository`]): the same code runs on std sockets and
+//! on embassy-net. It is made for a single-threaded executor: the runtime spawns, on one thread,
+//!
+//! - one or more workers, each with its own [`Buffers`] (`worker.run(&agent)`): how many run
+//!   at once is configuration;
+//! - the timer task ([`Agent::run_timer`]), which hands the deployer its time-outs;
+//! - optionally the event task ([`Agent::run_events`]), which follows ConductR's bundle event
+//!   stream so that a waiting step looks again as soon as something changed, polling being the
+//!   fallback;
+//!
+//! and feeds it notifications with [`Agent::handle`] (the service does, after checking the
+//! signature). The deployer's events and ended records go to the runtime's [`Sink`].
+//!
+//! Commands of one deployment never run concurrently: a new one waits until the worker
+//! running the previous one (stale after a time-out) is done, so a late scale request can never
+//! overtake the one that replaced it.
+
+pub mod http;
+mod store;
+mod time;
+mod worker;
+
+use core::cell::RefCell;
+use core::future::poll_fn;
+use core::task::{Poll, Waker};
+
+use crate::deployer::{
+    Command, Deployer, DeploymentId, Event, Handled, Input, Output, Record, Reply,
+};
+use crate::time::{Duration, Instant, Now};
+
+pub use store::{FetchError, FileKey, FileKind, Location, Repository, Store, StoreError};
+pub use time::{ConnectError, Connector, Time, TimedOut, with_deadline};
+pub use worker::{Buffers, Config, MAX_OBSERVED, Worker};
+
+/// The most workers an agent serves.
+pub const MAX_WORKERS: usize = 16;
+
+/// Where the deployer's events and ended deployments go: the runtime's logs and streams.
+pub trait Sink {
+    /// An event of a deployment.
+    fn event(&mut self, event: &Event);
+    /// A deployment ended; its files are removed from the store next.
+    fn ended(&mut self, record: &Record);
+}
+
+/// What a worker does next.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "no allocation to box into; one job at a time per worker"
+)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+enum Job {
+    /// Carry out a command.
+    Command(Command),
+    /// Remove an ended deployment's files.
+    Cleanup(DeploymentId),
+}
+
+/// When a deployment last looked at the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+struct Looked {
+    deployment: DeploymentId,
+    generation: u64,
+    at: Instant,
+}
+
+struct Inner<const N: usize, S> {
+    deployer: Deployer<N>,
+    /// Commands waiting for a worker: at most one per deployment (a newer one replaces it).
+    queue: heapless::Vec<Command, N>,
+    /// Ended deployments whose files wait to be removed.
+    cleanup: heapless::Vec<DeploymentId, N>,
+    /// The deployment each worker is busy with.
+    busy: [Option<DeploymentId>; MAX_WORKERS],
+    /// Bumped on every bundle event of the cluster.
+    generation: u64,
+    looked: heapless::Vec<Looked, N>,
+    sink: S,
+}
+
+/// Tasks waiting for something to change.
+#[derive(Default)]
+struct Wakers {
+    workers: [Option<Waker>; MAX_WORKERS],
+    timer: Option<Waker>,
+    observers: [Option<Waker>; MAX_WORKERS],
+}
+
+/// The deployer with the queue of its commands, shared by the agent's tasks.
+pub struct Agent<const N: usize, S: Sink> {
+    inner: RefCell<Inner<N, S>>,
+    wakers: RefCell<Wakers>,
+}
+
+impl<const N: usize, S: Sink> core::fmt::Debug for Agent<N, S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Agent").finish_non_exhaustive()
+    }
+}
+
+impl<const N: usize, S: Sink> Agent<N, S> {
+    /// An agent around `deployer`, sending events to `sink`.
+    pub fn new(deployer: Deployer<N>, sink: S) -> Self {
+        Self {
+            inner: RefCell::new(Inner {
+                deployer,
+                queue: heapless::Vec::new(),
+                cleanup: heapless::Vec::new(),
+                busy: [None; MAX_WORKERS],
+                generation: 0,
+                looked: heapless::Vec::new(),
+                sink,
+            }),
+            wakers: RefCell::new(Wakers::default()),
+        }
+    }
+
+    /// Feeds the deployer an input (a notification, a resumed record, a time-out), drains it,
+    /// and wakes whoever has work.
+    pub fn handle(&self, now: Now, input: Input<'_>) -> Handled {
+        let handled = {
+            let mut inner = self.inner.borrow_mut();
+            let handled = inner.deployer.handle(now, input);
+            inner.drain();
+            handled
+        };
+        self.wake_all();
+        handled
+    }
+
+    /// Reads the deployer (its records, for a listing or persistence).
+    pub fn with_deployer<R>(&self, f: impl FnOnce(&Deployer<N>) -> R) -> R {
+        f(&self.inner.borrow().deployer)
+    }
+
+    /// Reads or changes the sink.
+    pub fn with_sink<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
+        f(&mut self.inner.borrow_mut().sink)
+    }
+
+    /// The timer task: hands the deployer [`Input::Timeout`] whenever its earliest deadline
+    /// comes. Never returns.
+    pub async fn run_timer<T: Time>(&self, time: &T) -> ! {
+        loop {
+            let deadline = self.inner.borrow().deployer.poll_timeout();
+            match deadline {
+                Some(at) if at <= time.now().instant => {
+                    self.handle(time.now(), Input::Timeout);
+                }
+                Some(at) => {
+                    // Wait for the deadline, or for a change that may bring it forward.
+                    let _ = with_deadline(time, at, self.changed(Role::Timer)).await;
+                }
+                None => self.changed(Role::Timer).await,
+            }
+        }
+    }
+
+    /// The event task: follows ConductR's bundle event stream (`GET /v2/bundles/events`) and
+    /// marks the cluster changed on every event, so that a waiting step looks again at once.
+    /// When the stream fails it reconnects after `retry`; meanwhile steps poll. `buf` holds the
+    /// client's heads and the stream's lines. Never returns.
+    pub async fn run_events<C: Connector, T: Time>(
+        &self,
+        conductr: http::Url<'_>,
+        connector: &C,
+        time: &T,
+        timeout: Duration,
+        retry: Duration,
+        buf: &mut [u8],
+    ) -> ! {
+        let (client_buf, rest) = buf.split_at_mut(buf.len() / 2);
+        let (line_buf, chunk) = rest.split_at_mut(rest.len() / 2);
+        let mut client = http::Client::new(connector, time, client_buf, timeout);
+        loop {
+            let target = worker::path(conductr.path(), crate::conductr::BUNDLE_EVENTS_PATH);
+            let head = client
+                .get(
+                    conductr.host(),
+                    conductr.port(),
+                    target,
+                    &[("Accept", crate::conductr::ACCEPT_EVENT_STREAM)],
+                )
+                .await;
+            if let Ok(head) = head
+                && head.status == 200
+            {
+                // Whatever happened while we were away: look again.
+                self.cluster_changed();
+                let mut events = crate::conductr::sse::EventStream::new(line_buf);
+                'stream: loop {
+                    let Ok(n) = client.read(chunk).await else {
+                        break;
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                    let mut input = chunk.get(..n).unwrap_or(&[]);
+                    loop {
+                        match events.next(&mut input) {
+                            Ok(Some(crate::conductr::sse::Item::Event(_))) => {
+                                self.cluster_changed();
+                            }
+                            Ok(Some(crate::conductr::sse::Item::Heartbeat)) => {}
+                            Ok(None) => break,
+                            Err(_) => break 'stream,
+                        }
+                    }
+                }
+            }
+            client.close();
+            time.at(time.now().instant.saturating_add(retry)).await;
+        }
+    }
+
+    /// Marks that the cluster changed (a bundle event arrived): waiting observations look
+    /// again.
+    pub fn cluster_changed(&self) {
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.generation = inner.generation.wrapping_add(1);
+        }
+        let mut wakers = self.wakers.borrow_mut();
+        for waker in wakers.observers.iter_mut().filter_map(Option::take) {
+            waker.wake();
+        }
+    }
+
+    fn wake_all(&self) {
+        let mut wakers = self.wakers.borrow_mut();
+        for waker in wakers.workers.iter_mut().filter_map(Option::take) {
+            waker.wake();
+        }
+        if let Some(waker) = wakers.timer.take() {
+            waker.wake();
+        }
+    }
+
+    /// Completes the next time [`wake_all`](Self::wake_all) runs (or a cluster change, for an
+    /// observer).
+    async fn changed(&self, role: Role) {
+        let mut registered = false;
+        poll_fn(|cx| {
+            if registered {
+                return Poll::Ready(());
+            }
+            registered = true;
+            let mut wakers = self.wakers.borrow_mut();
+            let slot = match role {
+                Role::Timer => &mut wakers.timer,
+                Role::Worker(i) => match wakers.workers.get_mut(i) {
+                    Some(slot) => slot,
+                    None => return Poll::Ready(()),
+                },
+                Role::Observer(i) => match wakers.observers.get_mut(i) {
+                    Some(slot) => slot,
+                    None => return Poll::Ready(()),
+                },
+            };
+            *slot = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+    }
+
+    /// The next job of worker `id`: a command of a deployment no other worker is busy with,
+    /// or a cleanup.
+    async fn next_job(&self, id: usize) -> Job {
+        loop {
+            if let Some(job) = self.inner.borrow_mut().take_job(id) {
+                return job;
+            }
+            self.changed(Role::Worker(id)).await;
+        }
+    }
+
+    /// Worker `id` is done with `command`: its answer goes to the deployer.
+    fn finish(&self, id: usize, now: Now, command: &Command, reply: Reply<'_>) {
+        {
+            let mut inner = self.inner.borrow_mut();
+            if let Some(busy) = inner.busy.get_mut(id) {
+                *busy = None;
+            }
+        }
+        self.handle(
+            now,
+            Input::Reply {
+                deployment: command.deployment,
+                token: command.token,
+                reply,
+            },
+        );
+    }
+
+    /// Worker `id` is done with a cleanup.
+    fn cleaned(&self, id: usize) {
+        if let Some(busy) = self.inner.borrow_mut().busy.get_mut(id) {
+            *busy = None;
+        }
+        self.wake_all();
+    }
+
+    /// Waits, for an observation of `deployment`, until the cluster changed since its last
+    /// look or `poll` passed since then; then records this look.
+    async fn await_change<T: Time>(
+        &self,
+        time: &T,
+        worker: usize,
+        deployment: DeploymentId,
+        poll: Duration,
+    ) {
+        let last = self
+            .inner
+            .borrow()
+            .looked
+            .iter()
+            .find(|l| l.deployment == deployment)
+            .copied();
+        if let Some(last) = last {
+            let due = last.at.saturating_add(poll);
+            while self.inner.borrow().generation == last.generation && time.now().instant < due {
+                let _ = with_deadline(time, due, self.changed(Role::Observer(worker))).await;
+            }
+        }
+        let now = time.now().instant;
+        let mut inner = self.inner.borrow_mut();
+        let generation = inner.generation;
+        let look = Looked {
+            deployment,
+            generation,
+            at: now,
+        };
+        match inner.looked.iter_mut().find(|l| l.deployment == deployment) {
+            Some(slot) => *slot = look,
+            None => {
+                // Room for every deployment of the table; forget the oldest look if not.
+                if inner.looked.is_full() {
+                    inner.looked.remove(0);
+                }
+                let _ = inner.looked.push(look);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Role {
+    Timer,
+    Worker(usize),
+    Observer(usize),
+}
+
+impl<const N: usize, S: Sink> Inner<N, S> {
+    /// The drain rule: every output after every input.
+    fn drain(&mut self) {
+        while let Some(output) = self.deployer.poll() {
+            match output {
+                Output::Command(command) => {
+                    // A newer command of a deployment replaces its queued one (stale now).
+                    self.queue.retain(|c| c.deployment != command.deployment);
+                    // At most one per deployment in the table: there is room.
+                    let _ = self.queue.push(command);
+                }
+                Output::Event(event) => self.sink.event(&event),
+                Output::Ended(record) => {
+                    let id = record.id();
+                    self.queue.retain(|c| c.deployment != id);
+                    self.looked.retain(|l| l.deployment != id);
+                    self.sink.ended(&record);
+                    if self.cleanup.is_full() {
+                        self.cleanup.remove(0);
+                    }
+                    let _ = self.cleanup.push(id);
+                }
+            }
+        }
+    }
+
+    fn take_job(&mut self, worker: usize) -> Option<Job> {
+        let busy = self.busy;
+        let idle = |d: &DeploymentId| !busy.iter().flatten().any(|b| b == d);
+        let job = if let Some(at) = self.cleanup.iter().position(idle) {
+            Job::Cleanup(self.cleanup.remove(at))
+        } else {
+            let at = self.queue.iter().position(|c| idle(&c.deployment))?;
+            Job::Command(self.queue.remove(at))
+        };
+        let deployment = match job {
+            Job::Command(c) => c.deployment,
+            Job::Cleanup(d) => d,
+        };
+        if let Some(slot) = self.busy.get_mut(worker) {
+            *slot = Some(deployment);
+        }
+        Some(job)
+    }
+}
