@@ -9,11 +9,16 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 pub mod cli;
+pub mod deployments;
 pub mod http;
+pub mod platform;
 pub mod repository;
 pub mod samples;
 pub mod sandbox;
 pub mod zip;
+
+#[cfg(test)]
+mod testing;
 
 /// What `lockstep --help` prints.
 pub const USAGE: &str = "\

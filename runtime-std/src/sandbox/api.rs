@@ -110,7 +110,7 @@ async fn route(state: &Rc<Shared>, request: &Request, path: &str) -> Response {
         Route::License => Response::text(404, "no license endpoint in the sandbox"),
         Route::Repository(rest) => repository(state, &rest),
         Route::History => history(state),
-        Route::Faults => Response::json(200, faults_json(&state.cluster.borrow().faults)),
+        Route::Faults => Response::json(200, faults_state(&state.cluster.borrow())),
         Route::AddFaults => add_faults(state, &request.body),
         Route::ClearFaults => {
             state.cluster.borrow_mut().faults = Faults::default();
@@ -288,7 +288,7 @@ fn add_faults(state: &Shared, body: &[u8]) -> Response {
         Ok(added) => {
             cluster.faults.bundles.extend(added.bundles);
             cluster.faults.requests.extend(added.requests);
-            Response::json(200, faults_json(&cluster.faults))
+            Response::json(200, faults_state(&cluster))
         }
         Err(e) => Response::text(400, &e.to_string()),
     }
@@ -322,6 +322,16 @@ fn faults_json(faults: &Faults) -> String {
         })
         .collect();
     json!({"bundles": bundles, "requests": requests}).to_string()
+}
+
+/// The faults in force, and how many requests were counted so far (the `nth` of a new rule
+/// counts from there).
+fn faults_state(cluster: &super::state::Cluster) -> String {
+    let mut value: Value = serde_json::from_str(&faults_json(&cluster.faults)).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("requestCount".into(), json!(cluster.requests));
+    }
+    value.to_string()
 }
 
 /// The bundle.conf text of a bundle zip.

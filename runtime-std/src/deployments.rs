@@ -1,0 +1,269 @@
+//! The deployments of a lockstep process: core's agent and deployer on the std platform, with
+//! the event logs kept for reading and streaming.
+//!
+//! [`Deployments::start`] spawns, on one single-threaded executor, the agent's workers (each
+//! with its buffers on the heap), its timer and its bundle-event follower. Notifications come in
+//! through [`Deployments::handle`]; every event goes to the deployment's [`EventLog`] and to
+//! the subscribers of [`Deployments::subscribe`].
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use async_executor::LocalExecutor;
+use lockstep_core::agent::http::{HttpRepository, Url};
+use lockstep_core::agent::{
+    self, Agent, Buffers, FetchError, Location, Repository, Sink, Time, Worker,
+};
+use lockstep_core::deployer::{
+    Deployer, DeploymentId, Event, EventLog, Handled, Input, Policy, Record,
+};
+
+use crate::platform::{DirStore, LocalRepository, StdTime, TcpConnector};
+use crate::repository::DirRepository;
+
+/// The most deployments in flight (the deployer's table).
+pub const CAPACITY: usize = 64;
+
+/// Where bundles are downloaded from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RepositoryOption {
+    /// An HTTP repository at this base URL.
+    Http(String),
+    /// A directory in the published layout.
+    Dir(PathBuf),
+}
+
+impl RepositoryOption {
+    /// `http://...` is a URL; anything else a directory.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.starts_with("http://") || text.starts_with("https://") {
+            Url::parse(text).map_err(|e| format!("{text}: {e}"))?;
+            Ok(Self::Http(text.to_owned()))
+        } else {
+            Ok(Self::Dir(PathBuf::from(text)))
+        }
+    }
+}
+
+/// How deployments run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The control API's base URL.
+    pub conductr: String,
+    /// Where bundles come from.
+    pub repository: RepositoryOption,
+    /// Where downloads are kept while a deployment needs them (`<data dir>/store`).
+    pub data_dir: PathBuf,
+    /// How many commands run at once.
+    pub workers: usize,
+    /// The deployer's policies.
+    pub policy: Policy,
+    /// The workers' settings.
+    pub agent: agent::Config,
+    /// How many ended deployments are kept for reading.
+    pub retention: usize,
+}
+
+/// The sink of the agent: the event logs, the ended records, the subscribers.
+#[derive(Debug, Default)]
+pub struct Logs {
+    logs: HashMap<DeploymentId, EventLog>,
+    ended: HashMap<DeploymentId, Record>,
+    order: VecDeque<DeploymentId>,
+    retention: usize,
+    subscribers: Vec<async_channel::Sender<Event>>,
+}
+
+impl Sink for Logs {
+    fn event(&mut self, event: &Event) {
+        let log = self.logs.entry(event.deployment).or_insert_with(|| {
+            self.order.push_back(event.deployment);
+            EventLog::new(event.deployment)
+        });
+        log.push(event);
+        self.subscribers.retain(|s| !s.is_closed());
+        for s in &self.subscribers {
+            let _ = s.try_send(*event);
+        }
+    }
+
+    fn ended(&mut self, record: &Record) {
+        self.ended.insert(record.id(), *record);
+        // Retention: past the limit, the oldest ended deployments are forgotten.
+        while self.ended.len() > self.retention {
+            let Some(at) = self.order.iter().position(|id| self.ended.contains_key(id)) else {
+                break;
+            };
+            if let Some(id) = self.order.remove(at) {
+                self.ended.remove(&id);
+                self.logs.remove(&id);
+            }
+        }
+    }
+}
+
+/// The deployments of this process.
+pub struct Deployments {
+    agent: Rc<Agent<CAPACITY, Logs>>,
+    time: Rc<StdTime>,
+}
+
+impl std::fmt::Debug for Deployments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployments").finish_non_exhaustive()
+    }
+}
+
+/// The repository of the options, as the agent's trait.
+enum Source<'a> {
+    Http(HttpRepository<'a, TcpConnector, StdTime>),
+    Local(LocalRepository),
+}
+
+impl Repository for Source<'_> {
+    async fn fetch<W: embedded_io_async::Write>(
+        &self,
+        location: &Location<'_>,
+        out: &mut W,
+        buf: &mut [u8],
+    ) -> Result<u64, FetchError> {
+        match self {
+            Self::Http(r) => r.fetch(location, out, buf).await,
+            Self::Local(r) => r.fetch(location, out, buf).await,
+        }
+    }
+}
+
+impl Deployments {
+    /// Starts the agent's tasks on `executor`.
+    pub fn start(executor: &Rc<LocalExecutor<'static>>, options: &Options) -> io::Result<Rc<Self>> {
+        Url::parse(&options.conductr)
+            .map_err(|e| io::Error::other(format!("{}: {e}", options.conductr)))?;
+        let store_dir = options.data_dir.join("store");
+        std::fs::create_dir_all(&store_dir)?;
+        let time = Rc::new(StdTime::new());
+        let logs = Logs {
+            retention: options.retention.max(1),
+            ..Logs::default()
+        };
+        let agent = Rc::new(Agent::new(Deployer::new(options.policy), logs));
+        let connector = Rc::new(TcpConnector::default());
+        let store = Rc::new(DirStore::new(store_dir));
+        let conductr: Rc<str> = Rc::from(options.conductr.as_str());
+        let repository = Rc::new(options.repository.clone());
+        let workers = options.workers.clamp(1, agent::MAX_WORKERS);
+        for id in 0..workers {
+            let (agent, time, connector, store) = (
+                agent.clone(),
+                time.clone(),
+                connector.clone(),
+                store.clone(),
+            );
+            let (conductr, repository) = (conductr.clone(), repository.clone());
+            let config = options.agent;
+            executor
+                .spawn(async move {
+                    let mut buffers = Box::new(Buffers::new());
+                    let Ok(url) = Url::parse(&conductr) else {
+                        return;
+                    };
+                    let source = match &*repository {
+                        RepositoryOption::Http(base) => match Url::parse(base) {
+                            Ok(base) => Source::Http(HttpRepository::new(
+                                base,
+                                &*connector,
+                                &*time,
+                                config.io_timeout,
+                            )),
+                            Err(_) => return,
+                        },
+                        RepositoryOption::Dir(dir) => {
+                            Source::Local(LocalRepository::new(DirRepository::new(dir.clone())))
+                        }
+                    };
+                    let mut worker = Worker::new(
+                        id,
+                        url,
+                        &*connector,
+                        &*time,
+                        &*store,
+                        &source,
+                        config,
+                        &mut buffers,
+                    );
+                    worker.run(&*agent).await;
+                })
+                .detach();
+        }
+        let (timer_agent, timer_time) = (agent.clone(), time.clone());
+        executor
+            .spawn(async move { timer_agent.run_timer(&*timer_time).await })
+            .detach();
+        let (events_agent, events_time) = (agent.clone(), time.clone());
+        let timeout = options.agent.io_timeout;
+        let retry = options.agent.poll_interval;
+        executor
+            .spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let Ok(url) = Url::parse(&conductr) else {
+                    return;
+                };
+                events_agent
+                    .run_events(url, &*connector, &*events_time, timeout, retry, &mut buf)
+                    .await;
+            })
+            .detach();
+        Ok(Rc::new(Self { agent, time }))
+    }
+
+    /// Feeds the deployer (a notification, a resumed record).
+    pub fn handle(&self, input: Input<'_>) -> Handled {
+        self.agent.handle(self.time.now(), input)
+    }
+
+    /// The clocks.
+    pub fn time(&self) -> &StdTime {
+        &self.time
+    }
+
+    /// How many deployments are in flight.
+    pub fn in_flight(&self) -> usize {
+        self.agent.with_deployer(Deployer::len)
+    }
+
+    /// The events of a deployment, if it is in flight or retained.
+    pub fn log(&self, id: DeploymentId) -> Option<EventLog> {
+        self.agent.with_sink(|logs| logs.logs.get(&id).cloned())
+    }
+
+    /// The record of a deployment, in flight or retained.
+    pub fn record(&self, id: DeploymentId) -> Option<Record> {
+        self.agent
+            .with_deployer(|d| d.record(id).copied())
+            .or_else(|| self.agent.with_sink(|logs| logs.ended.get(&id).copied()))
+    }
+
+    /// The records of every deployment in flight or retained, newest first.
+    pub fn records(&self) -> Vec<Record> {
+        let in_flight: Vec<Record> = self.agent.with_deployer(|d| d.records().copied().collect());
+        let ended: Vec<Record> = self.agent.with_sink(|logs| {
+            logs.order
+                .iter()
+                .filter_map(|id| logs.ended.get(id).copied())
+                .collect()
+        });
+        let mut all: Vec<Record> = in_flight.into_iter().chain(ended).collect();
+        all.sort_by_key(|r| std::cmp::Reverse(r.order));
+        all.dedup_by_key(|r| r.id());
+        all
+    }
+
+    /// Every event from now on.
+    pub fn subscribe(&self) -> async_channel::Receiver<Event> {
+        let (tx, rx) = async_channel::bounded(1024);
+        self.agent.with_sink(|logs| logs.subscribers.push(tx));
+        rx
+    }
+}

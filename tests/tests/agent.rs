@@ -1,0 +1,419 @@
+//! The agent against a running `lockstep sandbox` over loopback: core's agent and deployer, on
+//! the std platform, in this test process; the cluster and the repository in the sandbox's.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use lockstep::deployments::{Deployments, Options, RepositoryOption};
+use lockstep_core::agent;
+use lockstep_core::bundle::{BundleId, Digest};
+use lockstep_core::deployer::{
+    DeploymentId, Event, EventKind, Handled, Input, Name, Policy, Request, Rollback, Tags,
+};
+use lockstep_core::time::Duration as CoreDuration;
+use lockstep_tests::{Client, Process, TempDir};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A sandbox with the demo, on its own data directory.
+struct Sandbox {
+    _process: Process,
+    client: Client,
+    dir: TempDir,
+    /// `(tag, digest)` of each demo version, with its role.
+    versions: Vec<(String, String, String)>,
+}
+
+fn sandbox() -> Sandbox {
+    let dir = TempDir::new("lockstep-agent-test");
+    let data = dir.path().to_str().unwrap().to_owned();
+    let mut process = Process::lockstep(&[
+        "sandbox",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data,
+        "--demo",
+        "--start-delay",
+        "30ms",
+        "--stop-delay",
+        "10ms",
+        "--heartbeat",
+        "200ms",
+    ]);
+    let addr = process.listening();
+    let _repository = process.line(WAIT);
+    let versions = (0..4)
+        .map(|_| {
+            let line = process.line(WAIT);
+            let rest = line.strip_prefix("version visualizer:").unwrap().to_owned();
+            let (version, role) = rest.split_once(' ').unwrap();
+            let (tag, digest) = version.rsplit_once('-').unwrap();
+            (tag.to_owned(), digest.to_owned(), role.to_owned())
+        })
+        .collect();
+    Sandbox {
+        _process: process,
+        client: Client::new(addr),
+        dir,
+        versions,
+    }
+}
+
+impl Sandbox {
+    fn url(&self) -> String {
+        format!("http://{}", self.client.addr)
+    }
+
+    fn compatible(&self) -> (String, String) {
+        let (tag, digest, _) = self.versions.iter().find(|v| v.2 == "compatible").unwrap();
+        (tag.clone(), digest.clone())
+    }
+
+    fn bundles(&self) -> Vec<Value> {
+        self.client
+            .get("/v2/bundles")
+            .json()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn history(&self) -> Vec<Value> {
+        self.client
+            .get("/sandbox/history")
+            .json()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn request_count(&self) -> u64 {
+        self.client.get("/sandbox/faults").json()["requestCount"]
+            .as_u64()
+            .unwrap()
+    }
+
+    fn add_faults(&self, json: &str) {
+        let r = self
+            .client
+            .request("POST", "/sandbox/faults", &[], json.as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+}
+
+/// lockstep's deployments on a thread of their own: notifications in, events out.
+struct Lockstep {
+    notify: mpsc::Sender<(Request, mpsc::Sender<Handled>)>,
+    events: mpsc::Receiver<Event>,
+    _data: TempDir,
+}
+
+fn options(sandbox: &Sandbox, data: &Path, config: agent::Config) -> Options {
+    Options {
+        conductr: sandbox.url(),
+        repository: RepositoryOption::Http(format!("{}/repository", sandbox.url())),
+        data_dir: data.to_path_buf(),
+        workers: 2,
+        policy: Policy {
+            step_deadline: CoreDuration::from_secs(10),
+            ..Policy::default()
+        },
+        agent: config,
+        retention: 100,
+    }
+}
+
+fn quick() -> agent::Config {
+    agent::Config {
+        io_timeout: CoreDuration::from_millis(500),
+        poll_interval: CoreDuration::from_millis(100),
+        backoff: CoreDuration::from_millis(20),
+        ..agent::Config::default()
+    }
+}
+
+fn lockstep(sandbox: &Sandbox, config: agent::Config) -> Lockstep {
+    let data = TempDir::new("lockstep-agent-data");
+    let options = options(sandbox, data.path(), config);
+    let (notify, notifications) = mpsc::channel::<(Request, mpsc::Sender<Handled>)>();
+    let (events_tx, events) = mpsc::channel();
+    std::thread::spawn(move || {
+        let executor = std::rc::Rc::new(async_executor::LocalExecutor::new());
+        let deployments = Deployments::start(&executor, &options).expect("start");
+        let subscription = deployments.subscribe();
+        futures_lite::future::block_on(executor.run(async {
+            loop {
+                // Hand over events; take notifications (polled: they come from another
+                // thread, this executor has no waker for them).
+                while let Ok(event) = subscription.try_recv() {
+                    if events_tx.send(event).is_err() {
+                        return;
+                    }
+                }
+                while let Ok((request, answer)) = notifications.try_recv() {
+                    let _ = answer.send(deployments.handle(Input::Notify(request)));
+                }
+                futures_lite::future::or(
+                    async {
+                        if let Ok(event) = subscription.recv().await {
+                            let _ = events_tx.send(event);
+                        }
+                    },
+                    async {
+                        async_io::Timer::after(Duration::from_millis(5)).await;
+                    },
+                )
+                .await;
+            }
+        }));
+    });
+    Lockstep {
+        notify,
+        events,
+        _data: data,
+    }
+}
+
+fn request(id: u8, tag: &str, digest: &str) -> Request {
+    Request {
+        id: DeploymentId::random_v4([id; 16]),
+        org: Name::new("typesafe").unwrap(),
+        repo: Name::new("bundle").unwrap(),
+        package: Name::new("visualizer").unwrap(),
+        tag: Name::new(tag).unwrap(),
+        digest: Digest::parse(digest).unwrap(),
+        tags: Tags::NONE,
+        at: lockstep_core::time::UnixTime::from_secs(1_700_000_000),
+    }
+}
+
+impl Lockstep {
+    fn notify(&self, request: Request) -> Handled {
+        let (tx, rx) = mpsc::channel();
+        self.notify.send((request, tx)).unwrap();
+        rx.recv_timeout(WAIT).unwrap()
+    }
+
+    /// The events of `id` until it ends.
+    fn until_end(&self, id: DeploymentId) -> Vec<Event> {
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut events = vec![];
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let event = self
+                .events
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no end within {WAIT:?}; events: {events:?}"));
+            if event.deployment != id {
+                continue;
+            }
+            let end = matches!(
+                event.kind,
+                EventKind::DeploymentSuccess | EventKind::DeploymentFailure(_)
+            );
+            events.push(event);
+            if end {
+                return events;
+            }
+        }
+    }
+}
+
+fn deploys(events: &[Event]) -> Vec<(u32, u32)> {
+    events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Deploy { old, new } => Some((old, new)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn test_agent_deploys_scale_3_with_the_configuration() {
+    let s = sandbox();
+    let old = s.bundles()[0].clone();
+    let old_id = BundleId::parse(old["bundleId"].as_str().unwrap()).unwrap();
+    let l = lockstep(&s, quick());
+    let (tag, digest) = s.compatible();
+    let r = request(1, &tag, &digest);
+    assert_eq!(
+        l.notify(r),
+        Handled::Admitted {
+            id: r.id,
+            redelivery: false
+        }
+    );
+    let events = l.until_end(r.id);
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e.kind.event_type().as_str())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "deploymentStarted",
+            "bundleDownload",
+            "configDownload",
+            "load",
+            "deploy",
+            "deploy",
+            "deploy",
+            "deploy",
+            "deploy",
+            "deploy",
+            "deploy",
+            "deploymentSuccess"
+        ],
+        "{events:?}"
+    );
+    assert_eq!(
+        deploys(&events),
+        [(3, 0), (3, 1), (2, 1), (2, 2), (1, 2), (1, 3), (0, 3)]
+    );
+    // The new bundle carries the old one's configuration: its id ends with the same part.
+    let bundles = s.bundles();
+    let new = bundles
+        .iter()
+        .find(|b| b["bundleDigest"] == digest.as_str())
+        .expect("the new bundle is loaded");
+    let new_id = new["bundleId"].as_str().unwrap();
+    let old_text = old_id.to_string();
+    assert_eq!(new_id.split('-').nth(1), old_text.split('-').nth(1));
+    assert_eq!(new["bundleScale"]["scale"], 3);
+    // The old bundle is still loaded, stopped.
+    let old_now = bundles
+        .iter()
+        .find(|b| b["bundleId"] == old_text.as_str())
+        .expect("the old bundle is still loaded");
+    assert_eq!(old_now["bundleScale"]["scale"], 0);
+    assert_eq!(old_now["bundleExecutions"], serde_json::json!([]));
+}
+
+#[test]
+fn test_agent_refuses_a_digest_mismatch() {
+    let s = sandbox();
+    let (tag, digest) = s.compatible();
+    // A file published under a digest that is not its own.
+    let wrong = "0".repeat(64);
+    let base = s
+        .dir
+        .path()
+        .join("repository/typesafe/bundle/typesafe/visualizer");
+    let from = base.join(format!("{tag}-{digest}/visualizer-{tag}-{digest}.zip"));
+    let to_dir = base.join(format!("{tag}-{wrong}"));
+    std::fs::create_dir_all(&to_dir).unwrap();
+    std::fs::copy(&from, to_dir.join(format!("visualizer-{tag}-{wrong}.zip"))).unwrap();
+    let l = lockstep(&s, quick());
+    let r = request(2, &tag, &wrong);
+    l.notify(r);
+    let events = l.until_end(r.id);
+    let EventKind::DeploymentFailure(failure) = events.last().unwrap().kind else {
+        panic!("{events:?}");
+    };
+    assert_eq!(failure.rollback, Rollback::NotNeeded);
+    assert!(
+        failure
+            .to_string()
+            .contains("does not match the notified digest"),
+        "{failure}"
+    );
+    assert_eq!(s.bundles().len(), 1, "nothing loaded");
+}
+
+#[test]
+fn test_agent_refuses_an_oversized_bundle() {
+    let s = sandbox();
+    let (tag, digest) = s.compatible();
+    let l = lockstep(
+        &s,
+        agent::Config {
+            max_bundle_size: 1000,
+            ..quick()
+        },
+    );
+    let r = request(3, &tag, &digest);
+    l.notify(r);
+    let events = l.until_end(r.id);
+    let EventKind::DeploymentFailure(failure) = events.last().unwrap().kind else {
+        panic!("{events:?}");
+    };
+    assert!(
+        failure.to_string().contains("over the download size limit"),
+        "{failure}"
+    );
+    assert_eq!(s.bundles().len(), 1, "nothing loaded");
+}
+
+/// Started instances of every bundle over the history entries after `from`: the bound holds
+/// whenever the new bundle exists.
+fn check_bounds(history: &[Value], from: usize, n: u64) {
+    let mut started: std::collections::HashMap<String, u64> = Default::default();
+    for (i, entry) in history.iter().enumerate() {
+        started.insert(
+            entry["bundleId"].as_str().unwrap().to_owned(),
+            entry["started"].as_u64().unwrap(),
+        );
+        if i < from {
+            continue;
+        }
+        let total: u64 = started.values().sum();
+        assert!(
+            (n - 1..=n + 1).contains(&total),
+            "{total} instances after history entry {i}: {history:?}"
+        );
+    }
+}
+
+#[test]
+fn test_agent_survives_a_fault_at_every_control_api_request() {
+    // How many requests a deployment makes when nothing goes wrong.
+    let requests = {
+        let s = sandbox();
+        let l = lockstep(&s, quick());
+        let before = s.request_count();
+        let (tag, digest) = s.compatible();
+        let r = request(9, &tag, &digest);
+        l.notify(r);
+        let events = l.until_end(r.id);
+        assert!(matches!(
+            events.last().unwrap().kind,
+            EventKind::DeploymentSuccess
+        ));
+        s.request_count() - before
+    };
+    assert!(requests >= 10, "{requests} requests");
+    let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
+    for fault in ["\"status\": 500", "\"hang\": true"] {
+        for nth in 1..=requests {
+            let s = sandbox();
+            let l = lockstep(&s, quick());
+            let history_before = s.history().len();
+            s.add_faults(&format!(r#"{{"requests": [{{"nth": {nth}, {fault}}}]}}"#));
+            let (tag, digest) = s.compatible();
+            let r = request(nth as u8, &tag, &digest);
+            l.notify(r);
+            let events = l.until_end(r.id);
+            let outcome = match events.last().unwrap().kind {
+                EventKind::DeploymentSuccess => "success".to_owned(),
+                EventKind::DeploymentFailure(f) => {
+                    // Never left half-way: nothing was changed, or it was rolled back.
+                    assert!(
+                        matches!(f.rollback, Rollback::NotNeeded | Rollback::Completed { .. }),
+                        "fault {fault} at request {nth}: {f}"
+                    );
+                    format!("failure ({:?})", f.rollback)
+                }
+                _ => unreachable!(),
+            };
+            *outcomes.entry(outcome).or_default() += 1;
+            check_bounds(&s.history(), history_before, 3);
+        }
+    }
+    println!(
+        "{requests} requests per deployment, each faulted in turn (500, then hang): {outcomes:?}"
+    );
+}
