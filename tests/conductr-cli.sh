@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The official ConductR client (conductr-cli 1.2.25, from PyPI) against `lockstep sandbox`:
-# `conduct info`, `load`, `run`, `stop` and `unload` with --api-version 2 must all work.
+# The official ConductR client (conductr-cli 1.2.25, from PyPI) against lockstep: `conduct info`,
+# `load`, `run`, `stop` and `unload` with --api-version 2 against `lockstep sandbox`, then
+# `conduct deploy --webhook bintray` against `lockstep serve`: it sends its webhook and follows
+# the deployment to its end (tests/conductr_deploy.py stands in for Bintray's API only).
 # Run by .ci/run after the test suite; it installs the client into a virtualenv of its own
 # (target/conductr-cli-venv) the first time. conductr-cli 1.2 predates Python 3.10, which
 # removed the `collections.Mapping` family of aliases: a sitecustomize puts them back.
@@ -15,8 +17,10 @@ fi
 shim=$(mktemp -d)
 work=$(mktemp -d)
 sandbox_pid=
+serve_pid=
 cleanup() {
   [ -n "$sandbox_pid" ] && kill "$sandbox_pid" 2>/dev/null || true
+  [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null || true
   rm -rf "$shim" "$work"
 }
 trap cleanup EXIT
@@ -64,3 +68,37 @@ expect "conduct unload" "is uninstalled" "$(conduct unload "$id" 2>&1)"
 out=$(conduct info 2>&1)
 if grep -q "1.1.0" <<<"$out"; then echo "FAIL: still listed after unload:"; echo "$out"; exit 1; fi
 echo "ok: conduct info no longer lists it"
+
+# conduct deploy --webhook bintray, against lockstep serve.
+BINTRAY_WEBHOOK_SECRET=cd-secret "$root/target/debug/lockstep" serve --listen 127.0.0.1:0 \
+  --conductr "http://127.0.0.1:$port" --repository "http://127.0.0.1:$port/repository" \
+  --data-dir "$work/serve" --poll-interval 200ms >"$work/serve.out" 2>"$work/serve.err" &
+serve_pid=$!
+for _ in $(seq 1 200); do
+  [ -s "$work/serve.out" ] && break
+  sleep 0.05
+done
+serve_port=$(sed -n 's#^listening on http://127.0.0.1:##p' "$work/serve.out")
+[ -n "$serve_port" ] || { echo "FAIL: lockstep serve did not start:"; cat "$work/serve.err"; exit 1; }
+mkdir -p "$work/.conductr"
+cat >"$work/.conductr/settings.conf" <<'HOCON'
+conductr {
+  continuous-delivery {
+    bintray-webhook-secret = cd-secret
+  }
+}
+HOCON
+deploy() {
+  HOME="$work" PYTHONPATH="$shim" timeout 120 "$venv/bin/python" "$root/tests/conductr_deploy.py" \
+    127.0.0.1 "$serve_port" "$@"
+}
+version=$(sed -n 's/^version visualizer:\(.*\) compatible$/\1/p' "$work/out" | tail -n 1)
+out=$(deploy "${version%-*}" "${version##*-}" 2>&1) || { echo "FAIL: conduct deploy:"; echo "$out"; exit 1; }
+expect "conduct deploy sends the webhook" "Deployment id: " "$out"
+listing=$(curl -s "http://127.0.0.1:$serve_port/deployments" 2>/dev/null || python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:$serve_port/deployments').read().decode())")
+expect "conduct deploy followed it to its success" '"state":"succeeded"' "$listing"
+incompatible=$(sed -n 's/^version visualizer:\(.*\) incompatible$/\1/p' "$work/out")
+if out=$(deploy "${incompatible%-*}" "${incompatible##*-}" 2>&1); then
+  echo "FAIL: conduct deploy of an incompatible version succeeded:"; echo "$out"; exit 1
+fi
+expect "conduct deploy reports the failure" "Failure: no running bundle with compatibilityVersion 2" "$out"

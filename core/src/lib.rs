@@ -54,6 +54,7 @@ pub mod deployer;
 mod hex;
 pub mod hocon;
 pub mod json;
+pub mod service;
 pub mod signature;
 pub mod status;
 pub mod text;

@@ -518,6 +518,8 @@ pub fn lockstep_sign(secret: &Secret, t: u64, body: &[u8]) -> LockstepHeaderValu
 #[derive(Debug)]
 pub struct ReplayCache<const N: usize> {
     slots: [Option<Fresh>; N],
+    /// How many of the slots are used: the configured capacity, at most `N`.
+    limit: usize,
 }
 
 impl<const N: usize> Default for ReplayCache<N> {
@@ -531,12 +533,31 @@ impl<const N: usize> ReplayCache<N> {
     pub const fn new() -> Self {
         Self {
             slots: [const { None }; N],
+            limit: N,
         }
     }
 
-    /// The number of slots.
+    /// An empty cache using only `capacity` of its `N` slots (configuration within a compiled
+    /// maximum); at least 1.
+    pub const fn with_capacity(capacity: usize) -> Self {
+        let mut cache = Self::new();
+        cache.limit = if capacity == 0 {
+            1
+        } else if capacity < N {
+            capacity
+        } else {
+            N
+        };
+        cache
+    }
+
+    /// The number of slots in use.
     pub const fn capacity(&self) -> usize {
-        N
+        self.limit
+    }
+
+    fn used(&self) -> &[Option<Fresh>] {
+        self.slots.get(..self.limit).unwrap_or(&self.slots)
     }
 
     /// Whether a signature with this MAC was accepted and is still live.
@@ -546,7 +567,7 @@ impl<const N: usize> ReplayCache<N> {
 
     /// Whether a slot is free or expired, so that [`insert`](Self::insert) will succeed.
     pub fn has_room(&self, now: UnixTime, window: Duration) -> bool {
-        self.slots
+        self.used()
             .iter()
             .any(|slot| slot.as_ref().is_none_or(|e| !e.is_live(now, window)))
     }
@@ -564,9 +585,11 @@ impl<const N: usize> ReplayCache<N> {
         if self.contains(&fresh.mac, now, window) {
             return Err(SignatureError::Replayed);
         }
+        let limit = self.limit;
         let slot = self
             .slots
             .iter_mut()
+            .take(limit)
             .find(|slot| slot.as_ref().is_none_or(|e| !e.is_live(now, window)))
             .ok_or(SignatureError::ReplayCacheFull)?;
         *slot = Some(fresh);
@@ -579,7 +602,7 @@ impl<const N: usize> ReplayCache<N> {
     }
 
     fn live_entries(&self, now: UnixTime, window: Duration) -> impl Iterator<Item = &Fresh> {
-        self.slots
+        self.used()
             .iter()
             .flatten()
             .filter(move |e| e.is_live(now, window))
@@ -1179,5 +1202,31 @@ mod tests {
         assert_eq!(Schemes::new(false, true), Ok(Schemes::LOCKSTEP_ONLY));
         assert_eq!(Schemes::new(false, false), Err(SchemesError::NoneEnabled));
         assert!(Schemes::default().bintray() && Schemes::default().lockstep());
+    }
+
+    #[test]
+    fn test_replay_cache_configured_capacity_edge() {
+        let secret = Secret::new(b"secret").unwrap();
+        let now = UnixTime::from_secs(T);
+        let mut cache = ReplayCache::<4>::with_capacity(2);
+        assert_eq!(cache.capacity(), 2);
+        for n in 0..2u64 {
+            let header = lockstep_sign(&secret, T + n, b"x");
+            let sig = LockstepSignature::parse(header.as_str().as_bytes()).unwrap();
+            let fresh = sig.verify(&secret, b"x", now, WINDOW, &cache).unwrap();
+            assert!(cache.has_room(now, WINDOW));
+            cache.insert(fresh, now, WINDOW).unwrap();
+        }
+        // Two of the four slots are in use: full at the configured capacity.
+        assert!(!cache.has_room(now, WINDOW));
+        let header = lockstep_sign(&secret, T + 2, b"x");
+        let sig = LockstepSignature::parse(header.as_str().as_bytes()).unwrap();
+        let fresh = sig.verify(&secret, b"x", now, WINDOW, &cache).unwrap();
+        assert_eq!(
+            cache.insert(fresh, now, WINDOW),
+            Err(SignatureError::ReplayCacheFull)
+        );
+        assert_eq!(ReplayCache::<4>::with_capacity(0).capacity(), 1);
+        assert_eq!(ReplayCache::<4>::with_capacity(9).capacity(), 4);
     }
 }

@@ -228,6 +228,18 @@ impl Deployments {
         &self.time
     }
 
+    /// The deployment in flight for this digest, if any (a redelivery lands on it).
+    pub fn in_flight_with_digest(
+        &self,
+        digest: lockstep_core::bundle::Digest,
+    ) -> Option<DeploymentId> {
+        self.agent.with_deployer(|d| {
+            d.records()
+                .find(|r| r.outcome.is_none() && r.request.digest == digest)
+                .map(Record::id)
+        })
+    }
+
     /// How many deployments are in flight.
     pub fn in_flight(&self) -> usize {
         self.agent.with_deployer(Deployer::len)

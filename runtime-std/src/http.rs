@@ -22,6 +22,7 @@ use async_executor::LocalExecutor;
 use async_io::Timer;
 use async_net::{TcpListener, TcpStream};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use lockstep_core::service::Reason;
 
 /// The most headers a request may have.
 const MAX_HEADERS: usize = 64;
@@ -246,8 +247,8 @@ pub async fn serve(
 enum ReadError {
     /// The peer closed, or went quiet between requests: close without answering.
     Closed,
-    /// A refusal to answer, then close.
-    Refuse(u16, &'static str),
+    /// A refusal (its status and line are core's), then close.
+    Refuse(Reason),
     /// The precheck refused the request (its body unread): answer, then close.
     Routed(Response, String, String),
 }
@@ -280,8 +281,9 @@ async fn connection(
         let (request, close_after) = match read {
             Ok(ok) => ok,
             Err(ReadError::Closed) => return Ok(()),
-            Err(ReadError::Refuse(status, line)) => {
-                let mut response = Response::text(status, line);
+            Err(ReadError::Refuse(reason)) => {
+                let status = reason.status().code();
+                let mut response = Response::text(status, &reason.to_string());
                 response.close = true;
                 let _ = write_response(&mut stream, response, &limits).await;
                 if let Some(observe) = &observer {
@@ -340,7 +342,7 @@ async fn read_request(
         match parsed.parse(buf) {
             Ok(httparse::Status::Complete(len)) => {
                 if len > limits.head_bytes {
-                    return Err(ReadError::Refuse(431, "request head over the limit"));
+                    return Err(ReadError::Refuse(Reason::HeadTooLarge));
                 }
                 let headers: Vec<(String, Vec<u8>)> = parsed
                     .headers
@@ -367,16 +369,16 @@ async fn read_request(
             }
             Ok(httparse::Status::Partial) => {
                 if buf.len() > limits.head_bytes {
-                    return Err(ReadError::Refuse(431, "request head over the limit"));
+                    return Err(ReadError::Refuse(Reason::HeadTooLarge));
                 }
             }
             Err(httparse::Error::TooManyHeaders) => {
-                return Err(ReadError::Refuse(431, "too many request headers"));
+                return Err(ReadError::Refuse(Reason::HeadTooLarge));
             }
-            Err(_) => return Err(ReadError::Refuse(400, "malformed request")),
+            Err(_) => return Err(ReadError::Refuse(Reason::MalformedHead)),
         }
         match with_timeout(deadline, stream.read(&mut chunk)).await {
-            Err(()) => return Err(ReadError::Refuse(408, "the request was not read in time")),
+            Err(()) => return Err(ReadError::Refuse(Reason::Timeout)),
             Ok(Ok(0)) | Ok(Err(_)) => return Err(ReadError::Closed),
             Ok(Ok(n)) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
         }
@@ -391,14 +393,11 @@ async fn read_request(
     // The body: by Content-Length only.
     let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
     if header("transfer-encoding").is_some() {
-        return Err(ReadError::Refuse(
-            411,
-            "chunked request bodies are not accepted; send Content-Length",
-        ));
+        return Err(ReadError::Refuse(Reason::LengthRequired));
     }
     let length = match header("content-length") {
         None if matches!(method.as_str(), "POST" | "PUT" | "PATCH") => {
-            return Err(ReadError::Refuse(411, "Content-Length required"));
+            return Err(ReadError::Refuse(Reason::LengthRequired));
         }
         None => 0,
         Some(v) => match std::str::from_utf8(v)
@@ -406,16 +405,16 @@ async fn read_request(
             .and_then(|v| v.trim().parse::<usize>().ok())
         {
             Some(n) => n,
-            None => return Err(ReadError::Refuse(400, "malformed Content-Length")),
+            None => return Err(ReadError::Refuse(Reason::MalformedHead)),
         },
     };
     if length > limits.body_bytes {
-        return Err(ReadError::Refuse(413, "body over the limit"));
+        return Err(ReadError::Refuse(Reason::BodyTooLarge));
     }
     let end = head_len.saturating_add(length);
     while buf.len() < end {
         match with_timeout(deadline, stream.read(&mut chunk)).await {
-            Err(()) => return Err(ReadError::Refuse(408, "the request was not read in time")),
+            Err(()) => return Err(ReadError::Refuse(Reason::Timeout)),
             Ok(Ok(0)) | Ok(Err(_)) => return Err(ReadError::Closed),
             Ok(Ok(n)) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
         }

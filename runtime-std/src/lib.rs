@@ -9,12 +9,14 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 pub mod cli;
+pub mod config;
 pub mod deployments;
 pub mod http;
 pub mod platform;
 pub mod repository;
 pub mod samples;
 pub mod sandbox;
+pub mod serve;
 pub mod zip;
 
 #[cfg(test)]
@@ -31,7 +33,8 @@ A registry's webhook in, a lock-step deployment out: lockstep replaces a running
 its new compatible version, one new instance up, then one old instance down.
 
 Commands:
-  sandbox          Run a ConductR-compatible cluster in one process (see `lockstep sandbox --help`)
+  serve            The webhook service: deploy what a registry notifies (`lockstep serve --help`)
+  sandbox          Run a ConductR-compatible cluster in one process (`lockstep sandbox --help`)
 
 Options:
   -h, --help       Print this help
@@ -75,6 +78,29 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             let _ = writeln!(out, "lockstep {}", env!("CARGO_PKG_VERSION"));
             0
         }
+        Some("serve") => match serve_config(args.get(1..).unwrap_or_default()) {
+            Ok(None) => {
+                let _ = out.write_all(config::help().as_bytes());
+                0
+            }
+            Ok(Some((config, env))) => match config.options(&env) {
+                Ok(options) => match serve::run(options, out) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        let _ = writeln!(err, "lockstep serve: {e}");
+                        1
+                    }
+                },
+                Err(e) => {
+                    let _ = writeln!(err, "lockstep serve: {e}");
+                    2
+                }
+            },
+            Err(e) => {
+                let _ = writeln!(err, "lockstep serve: {e}");
+                2
+            }
+        },
         Some("sandbox") => match sandbox_options(args.get(1..).unwrap_or_default()) {
             Ok(None) => {
                 let _ = out.write_all(SANDBOX_USAGE.as_bytes());
@@ -180,4 +206,74 @@ fn run_sandbox(options: sandbox::Options, out: &mut dyn Write) -> Result<(), Str
     let _ = out.flush();
     futures_lite::future::block_on(executor.run(futures_lite::future::pending::<()>()));
     Ok(())
+}
+
+/// Parses `lockstep serve`'s flags, reads the environment and the `--config` file; `None` for
+/// `--help`.
+#[allow(clippy::type_complexity, reason = "a private helper's tuple")]
+fn serve_config(
+    args: &[String],
+) -> Result<Option<(config::Config, std::collections::BTreeMap<String, String>)>, String> {
+    use lexopt::prelude::*;
+
+    let mut sources = config::Sources {
+        env: std::env::vars().collect(),
+        ..config::Sources::default()
+    };
+    let mut file = None;
+    let mut parser = lexopt::Parser::from_args(args.iter().cloned());
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('h') | Long("help") => return Ok(None),
+            Long("config") => file = Some(cli::option_value(&mut parser, "--config")?),
+            Long(name) if config::SETTINGS.iter().any(|s| s.name == name) => {
+                let name = name.to_owned();
+                let value = cli::option_value(&mut parser, &format!("--{name}"))?;
+                sources.flags.push((name, value));
+            }
+            _ => return Err(format!("{}; see `lockstep serve --help`", arg.unexpected())),
+        }
+    }
+    if let Some(path) = file.or_else(|| sources.env.get("LOCKSTEP_CONFIG").cloned()) {
+        sources.file = config_file(&path)?;
+    }
+    let config = config::Config::from_sources(&sources)?;
+    Ok(Some((config, sources.env)))
+}
+
+/// The keys of a TOML configuration file, each as the text its flag would take.
+fn config_file(path: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--config {path}: {e}"))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| format!("--config {path}: {}", e.message()))?;
+    let mut keys = std::collections::BTreeMap::new();
+    for (key, value) in table {
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => (if b { "on" } else { "off" }).to_owned(),
+            toml::Value::Array(items) => {
+                let mut parts = Vec::new();
+                for item in items {
+                    match item {
+                        toml::Value::String(s) => parts.push(s),
+                        _ => {
+                            return Err(format!(
+                                "--config {path}: `{key}` must be a list of strings"
+                            ));
+                        }
+                    }
+                }
+                parts.join(",")
+            }
+            _ => {
+                return Err(format!(
+                    "--config {path}: `{key}` must be a string, a number or a list"
+                ));
+            }
+        };
+        keys.insert(key, text);
+    }
+    Ok(keys)
 }

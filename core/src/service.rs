@@ -1,0 +1,531 @@
+//! What both HTTP fronts share (PROTOCOL.md §2, §7): which endpoint a request is, the order of
+//! checks of a webhook, the status and one-line body of every refusal, the listing's JSON. No
+//! I/O: the runtime parses the request head and enforces the transport limits (408, 411, 413,
+//! 431, reported with [`Reason`]s from here), and writes what it is told.
+
+use core::fmt::{self, Write as _};
+
+use crate::bundle::Segment;
+use crate::deployer::{DeploymentId, Handled, Outcome, Record, Request, Tags, name};
+use crate::signature::{self, Headers, Presented, ReplayCache, Schemes, Secret, SignatureError};
+use crate::status::Status;
+use crate::text::JsonStr;
+use crate::time::{Duration, Now};
+use crate::webhook::{self, BodyError, BodyLimit, Prefix, Target, TargetError};
+
+/// The `Retry-After` of every 503, in seconds.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// The most entries of the allow-list.
+pub const MAX_ALLOWED: usize = 16;
+
+/// The endpoints (PROTOCOL.md §2, §7), each under `/deployments` and `/v2/deployments`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Endpoint<'a> {
+    /// `POST {prefix}/{org}/{repo}/{org}[?tag=..]`: a registry's notification.
+    Webhook(Target<'a>),
+    /// `GET {prefix}/{id}`: a deployment's events.
+    Deployment {
+        /// The prefix used.
+        prefix: Prefix,
+        /// The deployment.
+        id: DeploymentId,
+    },
+    /// `GET {prefix}`: the deployments, newest first.
+    Deployments {
+        /// The prefix used.
+        prefix: Prefix,
+    },
+    /// `GET {prefix}/events`: the event stream.
+    Events {
+        /// The prefix used.
+        prefix: Prefix,
+    },
+    /// `GET /healthz`.
+    Health,
+    /// `GET /metrics`.
+    Metrics,
+}
+
+impl Endpoint<'_> {
+    /// A short stable label, for request logs and metrics.
+    pub const fn label(&self) -> &'static str {
+        match self {
+            Self::Webhook(_) => "webhook",
+            Self::Deployment { .. } => "deployment",
+            Self::Deployments { .. } => "deployments",
+            Self::Events { .. } => "events",
+            Self::Health => "healthz",
+            Self::Metrics => "metrics",
+        }
+    }
+}
+
+/// Which endpoint a request is, from its method and target (path and query); or the 404 or
+/// 405 (with `Allow`) refusal, or 400 for a webhook target that is malformed. Checked before
+/// anything of the request's body is read.
+pub fn route<'a>(method: &str, target: &'a str) -> Result<Endpoint<'a>, Refusal> {
+    let path = target.split('?').next().unwrap_or("");
+    let only = |allow: &'static str, wanted: &str| {
+        if method == wanted {
+            Ok(())
+        } else {
+            Err(Refusal::with_allow(Reason::MethodNotAllowed, allow))
+        }
+    };
+    match path {
+        "/healthz" => return only("GET", "GET").map(|()| Endpoint::Health),
+        "/metrics" => return only("GET", "GET").map(|()| Endpoint::Metrics),
+        _ => {}
+    }
+    let (prefix, rest) = Prefix::strip(path).ok_or(Refusal::new(Reason::NotFound))?;
+    match rest.split('/').count() {
+        _ if rest.is_empty() => only("GET", "GET").map(|()| Endpoint::Deployments { prefix }),
+        1 if rest == "events" => only("GET", "GET").map(|()| Endpoint::Events { prefix }),
+        1 => {
+            only("GET", "GET")?;
+            let id =
+                DeploymentId::parse(rest).map_err(|_| Refusal::new(Reason::NoSuchDeployment))?;
+            Ok(Endpoint::Deployment { prefix, id })
+        }
+        3 => {
+            only("POST", "POST")?;
+            Target::parse(target)
+                .map(Endpoint::Webhook)
+                .map_err(|e| Refusal::new(Reason::Target(e)))
+        }
+        _ => Err(Refusal::new(Reason::NotFound)),
+    }
+}
+
+/// Why a request is refused. Each has its status (PROTOCOL.md §7's table) and one line of
+/// text for the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Reason {
+    /// An unknown path (404).
+    NotFound,
+    /// An unknown deployment, or one no longer retained (404).
+    NoSuchDeployment,
+    /// A known path, another method (405).
+    MethodNotAllowed,
+    /// The request was not read in time (408).
+    Timeout,
+    /// No `Content-Length`, or a chunked body (411).
+    LengthRequired,
+    /// The body is over the limit (413).
+    BodyTooLarge,
+    /// The request head is over the limit (431).
+    HeadTooLarge,
+    /// A malformed request head (400).
+    MalformedHead,
+    /// A media type other than `application/json` (415).
+    MediaType,
+    /// A malformed webhook target (400).
+    Target(TargetError),
+    /// A webhook body that is malformed (400) or meaningless (422).
+    Body(BodyError),
+    /// A missing or malformed signature (401); one that does not verify, is stale or replayed
+    /// (403, the same body for all three); the replay cache is full (503).
+    Signature(SignatureError),
+    /// A package outside the allow-list (403).
+    NotAllowed,
+    /// The deployment table is full (503).
+    Busy,
+    /// Shutting down (503).
+    ShuttingDown,
+}
+
+impl Reason {
+    /// The status it answers.
+    pub const fn status(self) -> Status {
+        match self {
+            Self::NotFound | Self::NoSuchDeployment => Status::NotFound,
+            Self::MethodNotAllowed => Status::MethodNotAllowed,
+            Self::Timeout => Status::RequestTimeout,
+            Self::LengthRequired => Status::LengthRequired,
+            Self::BodyTooLarge => Status::PayloadTooLarge,
+            Self::HeadTooLarge => Status::RequestHeaderFieldsTooLarge,
+            Self::MalformedHead => Status::BadRequest,
+            Self::MediaType => Status::UnsupportedMediaType,
+            Self::Target(e) => e.status(),
+            Self::Body(e) => e.status(),
+            Self::Signature(e) => e.status(),
+            Self::NotAllowed => Status::Forbidden,
+            Self::Busy | Self::ShuttingDown => Status::ServiceUnavailable,
+        }
+    }
+
+    /// A short stable label, for logs and metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::NoSuchDeployment => "no_such_deployment",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Timeout => "timeout",
+            Self::LengthRequired => "length_required",
+            Self::BodyTooLarge => "body_too_large",
+            Self::HeadTooLarge => "head_too_large",
+            Self::MalformedHead => "malformed_head",
+            Self::MediaType => "media_type",
+            Self::Target(_) => "bad_target",
+            Self::Body(e) if matches!(e.status(), Status::UnprocessableEntity) => "unprocessable",
+            Self::Body(_) => "bad_body",
+            Self::Signature(e) => e.reason(),
+            Self::NotAllowed => "not_allowed",
+            Self::Busy => "busy",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    /// The body's line (without the newline). A signature that fails verification says only
+    /// that it was rejected, whatever the reason: nothing to learn for a forger.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("not found"),
+            Self::NoSuchDeployment => f.write_str("no such deployment"),
+            Self::MethodNotAllowed => f.write_str("method not allowed"),
+            Self::Timeout => f.write_str("the request was not read in time"),
+            Self::LengthRequired => {
+                f.write_str("a body needs Content-Length; chunked request bodies are not accepted")
+            }
+            Self::BodyTooLarge => f.write_str("the body is over the size limit"),
+            Self::HeadTooLarge => f.write_str("the request head is over the size limit"),
+            Self::MalformedHead => f.write_str("malformed request"),
+            Self::MediaType => f.write_str("the body must be application/json"),
+            Self::Target(e) => e.fmt(f),
+            Self::Body(e) => e.fmt(f),
+            Self::Signature(SignatureError::Missing) => {
+                f.write_str("a signature is required: X-Lockstep-Signature or X-Bintray-Hook-Hmac")
+            }
+            Self::Signature(e) if e.status() == Status::Unauthorized => {
+                write!(f, "malformed signature: {e}")
+            }
+            Self::Signature(SignatureError::ReplayCacheFull) => {
+                f.write_str("too many recent signatures; retry later")
+            }
+            Self::Signature(_) => f.write_str("signature rejected"),
+            Self::NotAllowed => f.write_str("this package may not be deployed here"),
+            Self::Busy => f.write_str("too many deployments in flight; retry later"),
+            Self::ShuttingDown => f.write_str("shutting down"),
+        }
+    }
+}
+
+/// A refusal: the reason, with the headers it brings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Refusal {
+    /// Why.
+    pub reason: Reason,
+    /// The `Allow` header of a 405.
+    pub allow: Option<&'static str>,
+}
+
+impl Refusal {
+    /// A refusal for `reason`.
+    pub const fn new(reason: Reason) -> Self {
+        Self {
+            reason,
+            allow: None,
+        }
+    }
+
+    const fn with_allow(reason: Reason, allow: &'static str) -> Self {
+        Self {
+            reason,
+            allow: Some(allow),
+        }
+    }
+
+    /// Its status.
+    pub const fn status(&self) -> Status {
+        self.reason.status()
+    }
+
+    /// The `Retry-After` seconds of a 503.
+    pub const fn retry_after(&self) -> Option<u32> {
+        match self.status() {
+            Status::ServiceUnavailable => Some(RETRY_AFTER_SECS),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a `Content-Type` is JSON: `application/json`, parameters (such as `charset`)
+/// ignored, any case.
+pub fn is_json(content_type: &[u8]) -> bool {
+    let Ok(text) = core::str::from_utf8(content_type) else {
+        return false;
+    };
+    let media = text.split(';').next().unwrap_or("").trim();
+    media.eq_ignore_ascii_case("application/json")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhooks
+// ---------------------------------------------------------------------------------------------
+
+/// An `org/repo/package` the allow-list names; each part may be `*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Allowed {
+    org: Option<crate::deployer::Name>,
+    repo: Option<crate::deployer::Name>,
+    package: Option<crate::deployer::Name>,
+}
+
+impl Allowed {
+    /// Parses `org/repo/package`, where each part is a segment or `*`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split('/');
+        let mut part = || -> Option<Option<crate::deployer::Name>> {
+            let part = parts.next()?;
+            if part == "*" {
+                return Some(None);
+            }
+            Segment::parse(part).ok().map(|s| Some(name(s)))
+        };
+        let (org, repo, package) = (part()?, part()?, part()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Self { org, repo, package })
+    }
+
+    fn permits(&self, org: &str, repo: &str, package: &str) -> bool {
+        let matches = |want: &Option<crate::deployer::Name>, have: &str| {
+            want.as_ref().is_none_or(|w| w.as_str() == have)
+        };
+        matches(&self.org, org) && matches(&self.repo, repo) && matches(&self.package, package)
+    }
+}
+
+/// How webhooks are checked.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Which signature schemes are accepted.
+    pub schemes: Schemes,
+    /// How far from now a lockstep signature's time may be.
+    pub window: Duration,
+    /// The body limit.
+    pub body_limit: BodyLimit,
+    /// The packages that may be deployed; empty: all.
+    pub allowed: heapless::Vec<Allowed, MAX_ALLOWED>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            schemes: Schemes::default(),
+            window: Duration::from_secs(300),
+            body_limit: BodyLimit::default(),
+            allowed: heapless::Vec::new(),
+        }
+    }
+}
+
+/// A webhook as the runtime read it: target, the headers that matter, raw body.
+#[derive(Clone, Copy, Debug)]
+pub struct Webhook<'a> {
+    /// The parsed target.
+    pub target: &'a Target<'a>,
+    /// `Content-Type`, if given.
+    pub content_type: Option<&'a [u8]>,
+    /// The signature headers.
+    pub signatures: Headers<'a>,
+    /// The raw body.
+    pub body: &'a [u8],
+}
+
+/// A webhook accepted: 202, the id as the body, `Location: {prefix}/{id}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Accepted {
+    /// The deployment.
+    pub id: DeploymentId,
+    /// Whether it already existed (a redelivery).
+    pub redelivery: bool,
+}
+
+/// The webhook checks (PROTOCOL.md §7), with the secret and the replay cache of `R` entries.
+pub struct Webhooks<const R: usize> {
+    secret: Secret,
+    config: Config,
+    replay: ReplayCache<R>,
+}
+
+impl<const R: usize> fmt::Debug for Webhooks<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhooks")
+            .field("secret", &self.secret)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<const R: usize> Webhooks<R> {
+    /// The checks with this secret and configuration; the replay cache holds `R` signatures.
+    pub const fn new(secret: Secret, config: Config) -> Self {
+        Self::with_replay_capacity(secret, config, R)
+    }
+
+    /// The same, with a replay cache of `capacity` signatures (at most `R`).
+    pub const fn with_replay_capacity(secret: Secret, config: Config, capacity: usize) -> Self {
+        Self {
+            secret,
+            config,
+            replay: ReplayCache::with_capacity(capacity),
+        }
+    }
+
+    /// The configuration.
+    pub const fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// How many lockstep signatures the replay cache holds live now (for metrics).
+    pub fn replay_fill(&self, now: Now) -> usize {
+        self.replay.live(now.unix, self.config.window)
+    }
+
+    /// Checks a webhook in PROTOCOL.md §7's order and, when it passes, admits it through
+    /// `admit` (the deployer's `handle(Input::Notify)`), giving a new deployment the id `id`.
+    ///
+    /// Media type (415); with `X-Lockstep-Signature`: the signature over the raw body (401,
+    /// 403), then the body (400, 422); with the Bintray scheme: the body first, then the
+    /// signature over its package; then the allow-list (403); then admission (503 when the
+    /// table or the replay cache is full). A lockstep signature enters the replay cache only
+    /// when its request is admitted.
+    pub fn accept(
+        &mut self,
+        now: Now,
+        hook: &Webhook<'_>,
+        id: DeploymentId,
+        admit: impl FnOnce(Request) -> Handled,
+    ) -> Result<Accepted, Refusal> {
+        let refuse = |reason| Err(Refusal::new(reason));
+        if hook.content_type.is_some_and(|t| !is_json(t)) {
+            return refuse(Reason::MediaType);
+        }
+        let presented = signature::select(self.config.schemes, hook.signatures)
+            .map_err(|e| Refusal::new(Reason::Signature(e)))?;
+        let fresh = match &presented {
+            Presented::Lockstep(sig) => Some(
+                sig.verify(
+                    &self.secret,
+                    hook.body,
+                    now.unix,
+                    self.config.window,
+                    &self.replay,
+                )
+                .map_err(|e| Refusal::new(Reason::Signature(e)))?,
+            ),
+            Presented::Bintray(_) => None,
+        };
+        let notification = webhook::parse_body(hook.body, self.config.body_limit)
+            .map_err(|e| Refusal::new(Reason::Body(e)))?;
+        if let Presented::Bintray(mac) = &presented {
+            mac.verify(&self.secret, notification.package.as_str())
+                .map_err(|e| Refusal::new(Reason::Signature(e)))?;
+        }
+        let target = hook.target;
+        let allowed = self.config.allowed.is_empty()
+            || self.config.allowed.iter().any(|a| {
+                a.permits(
+                    target.org.as_str(),
+                    target.repo.as_str(),
+                    notification.package.as_str(),
+                )
+            });
+        if !allowed {
+            return refuse(Reason::NotAllowed);
+        }
+        if fresh.is_some() && !self.replay.has_room(now.unix, self.config.window) {
+            return refuse(Reason::Signature(SignatureError::ReplayCacheFull));
+        }
+        let request = Request {
+            id,
+            org: name(target.org),
+            repo: name(target.repo),
+            package: name(notification.package),
+            tag: name(notification.version.tag),
+            digest: notification.version.digest,
+            tags: Tags::new(target.tags.iter().copied()),
+            at: now.unix,
+        };
+        match admit(request) {
+            Handled::Admitted { id, redelivery } => {
+                if let Some(fresh) = fresh {
+                    // Room was checked above, and nothing ran in between.
+                    let _ = self.replay.insert(fresh, now.unix, self.config.window);
+                }
+                Ok(Accepted { id, redelivery })
+            }
+            _ => refuse(Reason::Busy),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The listing
+// ---------------------------------------------------------------------------------------------
+
+/// Writes one deployment of `GET /deployments` (PROTOCOL.md §7): `deploymentId`,
+/// `bundleName`, `version`, `compatibilityVersion`, `state`, `startedAt`, `endedAt`,
+/// `failure`, the fields absent while unknown.
+pub fn write_listed(record: &Record, out: &mut impl fmt::Write) -> fmt::Result {
+    let r = &record.request;
+    write!(
+        out,
+        r#"{{"deploymentId":"{}","bundleName":{},"version":"{}-{}""#,
+        r.id,
+        JsonStr(r.package.as_str()),
+        r.tag,
+        r.digest
+    )?;
+    if let Some(compat) = &record.compatibility_version {
+        write!(
+            out,
+            r#","compatibilityVersion":{}"#,
+            JsonStr(compat.as_str())
+        )?;
+    }
+    write!(
+        out,
+        r#","state":"{}","startedAt":{}"#,
+        record.state().as_str(),
+        r.at.as_millis()
+    )?;
+    if let Some(ended) = record.ended_at {
+        write!(out, r#","endedAt":{}"#, ended.as_millis())?;
+    }
+    if let Some(Outcome::Failed(failure)) = &record.outcome {
+        out.write_str(r#","failure":""#)?;
+        write!(crate::text::JsonEscaped(out), "{failure}")?;
+        out.write_str("\"")?;
+    }
+    out.write_str("}")
+}
+
+/// Writes the JSON array of `GET /deployments` from records given newest first.
+pub fn write_listing<'r>(
+    records: impl IntoIterator<Item = &'r Record>,
+    out: &mut impl fmt::Write,
+) -> fmt::Result {
+    out.write_str("[")?;
+    for (i, record) in records.into_iter().enumerate() {
+        if i > 0 {
+            out.write_str(",")?;
+        }
+        write_listed(record, out)?;
+    }
+    out.write_str("]")
+}
+
+#[cfg(test)]
+mod tests;

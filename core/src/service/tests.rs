@@ -1,0 +1,404 @@
+//! The routes, the order of checks of a webhook, each refusal, the listing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    reason = "tests fail loudly"
+)]
+
+use std::format;
+use std::string::{String, ToString};
+
+use super::*;
+use crate::bundle::Digest;
+use crate::deployer::{Deployer, Input, Policy};
+use crate::signature::{bintray_sign, lockstep_sign};
+use crate::time::{Instant, UnixTime};
+
+const DIGEST: &str = "6a1e3b5c9d0f4e2a8b7c6d5e4f3a2b1c6a1e3b5c9d0f4e2a8b7c6d5e4f3a2b1c";
+const T: u64 = 1_700_000_000;
+
+fn now() -> Now {
+    Now::new(Instant::from_millis(5), UnixTime::from_secs(T))
+}
+
+fn secret() -> Secret {
+    Secret::new(b"secret").unwrap()
+}
+
+fn body() -> String {
+    format!(r#"{{"package":"visualizer","version":"v2-{DIGEST}"}}"#)
+}
+
+fn id(byte: u8) -> DeploymentId {
+    DeploymentId::from_bytes([byte; 16])
+}
+
+/// Runs a webhook through the checks against a real deployer.
+struct Fixture {
+    hooks: Webhooks<2>,
+    deployer: Deployer<2>,
+}
+
+impl Fixture {
+    fn new(config: Config) -> Self {
+        Self {
+            hooks: Webhooks::new(secret(), config),
+            deployer: Deployer::new(Policy::default()),
+        }
+    }
+
+    fn send(
+        &mut self,
+        target: &str,
+        content_type: Option<&str>,
+        signatures: Headers<'_>,
+        body: &str,
+        new: u8,
+    ) -> Result<Accepted, Refusal> {
+        let target = Target::parse(target).unwrap();
+        let hook = Webhook {
+            target: &target,
+            content_type: content_type.map(str::as_bytes),
+            signatures,
+            body: body.as_bytes(),
+        };
+        let deployer = &mut self.deployer;
+        let result = self.hooks.accept(now(), &hook, id(new), |request| {
+            deployer.handle(now(), Input::Notify(request))
+        });
+        while deployer.poll().is_some() {}
+        result
+    }
+}
+
+const TARGET: &str = "/deployments/typesafe/bundle/typesafe";
+
+fn lockstep(body: &str, t: u64) -> String {
+    lockstep_sign(&secret(), t, body.as_bytes())
+        .as_str()
+        .to_string()
+}
+
+fn bintray() -> String {
+    bintray_sign(&secret(), "visualizer").as_str().to_string()
+}
+
+fn signed(header: &str) -> Headers<'_> {
+    Headers {
+        bintray: None,
+        lockstep: Some(header.as_bytes()),
+    }
+}
+
+fn bintray_signed(header: &str) -> Headers<'_> {
+    Headers {
+        bintray: Some(header.as_bytes()),
+        lockstep: None,
+    }
+}
+
+fn reason(r: Result<Accepted, Refusal>) -> Reason {
+    r.unwrap_err().reason
+}
+
+// ---- routes ----------------------------------------------------------------------------------
+
+#[test]
+fn test_route_every_endpoint_under_both_prefixes() {
+    let uuid = id(7).to_string();
+    for (prefix, p) in [
+        ("/deployments", Prefix::V1),
+        ("/v2/deployments", Prefix::V2),
+    ] {
+        assert_eq!(
+            route("GET", prefix),
+            Ok(Endpoint::Deployments { prefix: p })
+        );
+        assert_eq!(
+            route("GET", &format!("{prefix}/events")),
+            Ok(Endpoint::Events { prefix: p })
+        );
+        assert_eq!(
+            route("GET", &format!("{prefix}/{uuid}")),
+            Ok(Endpoint::Deployment {
+                prefix: p,
+                id: id(7)
+            })
+        );
+        let target = format!("{prefix}/typesafe/bundle/typesafe?tag=v1");
+        assert!(matches!(route("POST", &target), Ok(Endpoint::Webhook(t)) if t.prefix == p));
+    }
+    assert_eq!(route("GET", "/healthz"), Ok(Endpoint::Health));
+    assert_eq!(route("GET", "/metrics"), Ok(Endpoint::Metrics));
+}
+
+#[test]
+fn test_route_refusals() {
+    let r = route("POST", "/deployments").unwrap_err();
+    assert_eq!(
+        (r.status(), r.allow),
+        (Status::MethodNotAllowed, Some("GET"))
+    );
+    let r = route("GET", TARGET).unwrap_err();
+    assert_eq!(
+        (r.status(), r.allow),
+        (Status::MethodNotAllowed, Some("POST"))
+    );
+    assert_eq!(route("DELETE", "/healthz").unwrap_err().allow, Some("GET"));
+    for path in [
+        "/",
+        "/deploymentsx",
+        "/deployments/a/b",
+        "/deployments/a/b/c/d",
+        "/v3/deployments",
+    ] {
+        assert_eq!(
+            route("GET", path).unwrap_err().status(),
+            Status::NotFound,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        route("GET", "/deployments/not-a-uuid").unwrap_err().reason,
+        Reason::NoSuchDeployment
+    );
+    let r = route("POST", "/deployments/a%2e/b/a").unwrap_err();
+    assert_eq!(r.status(), Status::BadRequest);
+    let r = route("POST", "/deployments/a/b/a?tags=x").unwrap_err();
+    assert_eq!(r.status(), Status::BadRequest);
+}
+
+// ---- webhooks --------------------------------------------------------------------------------
+
+#[test]
+fn test_webhook_lockstep_accepted_and_replay_refused() {
+    let mut f = Fixture::new(Config::default());
+    let body = body();
+    let sig = lockstep(&body, T);
+    let accepted = f
+        .send(
+            TARGET,
+            Some("application/json; charset=utf-8"),
+            signed(&sig),
+            &body,
+            1,
+        )
+        .unwrap();
+    assert_eq!(
+        accepted,
+        Accepted {
+            id: id(1),
+            redelivery: false
+        }
+    );
+    // The same signature again: replayed, 403 with the same body as a bad one.
+    let r = f.send(TARGET, None, signed(&sig), &body, 2).unwrap_err();
+    assert_eq!(r.status(), Status::Forbidden);
+    assert_eq!(r.reason.to_string(), "signature rejected");
+    // Signed afresh: a redelivery of the same deployment.
+    let sig = lockstep(&body, T + 1);
+    let again = f.send(TARGET, None, signed(&sig), &body, 3).unwrap();
+    assert_eq!(
+        again,
+        Accepted {
+            id: id(1),
+            redelivery: true
+        }
+    );
+}
+
+#[test]
+fn test_webhook_bintray_accepted() {
+    let mut f = Fixture::new(Config::default());
+    let accepted = f
+        .send(TARGET, None, bintray_signed(&bintray()), &body(), 1)
+        .unwrap();
+    assert_eq!(accepted.id, id(1));
+    // The same header again is fine: the scheme cannot tell (PROTOCOL.md §1).
+    let again = f
+        .send(TARGET, None, bintray_signed(&bintray()), &body(), 2)
+        .unwrap();
+    assert!(again.redelivery);
+}
+
+#[test]
+fn test_webhook_order_of_checks() {
+    let mut f = Fixture::new(Config::default());
+    let garbage = "{not json";
+    // Media type first.
+    let r = f.send(TARGET, Some("text/plain"), signed("t=1,v1=00"), garbage, 1);
+    assert_eq!(reason(r), Reason::MediaType);
+    // No signature: 401, whatever the body.
+    let r = f.send(TARGET, None, Headers::default(), garbage, 1);
+    assert_eq!(reason(r), Reason::Signature(SignatureError::Missing));
+    // Lockstep scheme: the signature before the body.
+    let r = f.send(TARGET, None, signed(&lockstep("other", T)), garbage, 1);
+    assert_eq!(reason(r).status(), Status::Forbidden);
+    // Bintray scheme: the body before the signature (it names the package).
+    let r = f.send(TARGET, None, bintray_signed(&bintray()), garbage, 1);
+    assert_eq!(reason(r).status(), Status::BadRequest);
+    let wrong = bintray_sign(&secret(), "other").as_str().to_string();
+    let r = f.send(TARGET, None, bintray_signed(&wrong), &body(), 1);
+    assert_eq!(reason(r).status(), Status::Forbidden);
+    assert!(f.deployer.is_empty(), "nothing admitted");
+}
+
+#[test]
+fn test_webhook_each_refusal() {
+    let mut f = Fixture::new(Config::default());
+    let stale = lockstep(&body(), T - 301);
+    let r = f.send(TARGET, None, signed(&stale), &body(), 1);
+    assert_eq!(reason(r), Reason::Signature(SignatureError::Stale));
+    let r = f.send(TARGET, None, signed("v1=00"), &body(), 1);
+    assert_eq!(reason(r).status(), Status::Unauthorized);
+    let meaningless = r#"{"package":"visualizer","version":"v2"}"#;
+    let r = f.send(
+        TARGET,
+        None,
+        signed(&lockstep(meaningless, T)),
+        meaningless,
+        1,
+    );
+    assert_eq!(reason(r).status(), Status::UnprocessableEntity);
+    let big = format!("{{\"package\":\"{}\"}}", "a".repeat(9000));
+    let r = f.send(TARGET, None, signed(&lockstep(&big, T)), &big, 1);
+    assert_eq!(reason(r).status(), Status::PayloadTooLarge);
+    assert!(f.deployer.is_empty());
+}
+
+#[test]
+fn test_webhook_allow_list() {
+    let mut config = Config::default();
+    config
+        .allowed
+        .push(Allowed::parse("typesafe/*/visualizer").unwrap())
+        .unwrap();
+    let mut f = Fixture::new(config);
+    let other = r#"{"package":"other","version":"v2-6a1e3b5c9d0f4e2a8b7c6d5e4f3a2b1c6a1e3b5c9d0f4e2a8b7c6d5e4f3a2b1c"}"#;
+    let r = f.send(TARGET, None, signed(&lockstep(other, T)), other, 1);
+    assert_eq!(reason(r), Reason::NotAllowed);
+    assert!(
+        f.send(TARGET, None, signed(&lockstep(&body(), T)), &body(), 1)
+            .is_ok()
+    );
+    assert!(Allowed::parse("a/b").is_none());
+    assert!(Allowed::parse("a/b/c/d").is_none());
+    assert!(Allowed::parse("a/../c").is_none());
+}
+
+#[test]
+fn test_webhook_full_table_and_full_replay_cache_are_503() {
+    let mut f = Fixture::new(Config::default());
+    for (n, digest) in [(1u8, 'a'), (2, 'b')] {
+        let body = format!(
+            r#"{{"package":"v","version":"v1-{}"}}"#,
+            digest.to_string().repeat(64)
+        );
+        f.send(
+            TARGET,
+            None,
+            signed(&lockstep(&body, T + u64::from(n))),
+            &body,
+            n,
+        )
+        .unwrap();
+    }
+    // The replay cache (2 entries) is full of live signatures: busy, and nothing admitted.
+    let body = format!(r#"{{"package":"v","version":"v1-{}"}}"#, "c".repeat(64));
+    let r = f
+        .send(TARGET, None, signed(&lockstep(&body, T)), &body, 3)
+        .unwrap_err();
+    assert_eq!(r.reason, Reason::Signature(SignatureError::ReplayCacheFull));
+    assert_eq!(
+        (r.status(), r.retry_after()),
+        (Status::ServiceUnavailable, Some(RETRY_AFTER_SECS))
+    );
+    // The table (2 deployments) is full: busy.
+    let r = f
+        .send(
+            TARGET,
+            None,
+            bintray_signed(bintray_sign(&secret(), "v").as_str()),
+            &body,
+            3,
+        )
+        .unwrap_err();
+    assert_eq!(r.reason, Reason::Busy);
+    assert_eq!(f.deployer.len(), 2);
+}
+
+#[test]
+fn test_is_json() {
+    assert!(is_json(b"application/json"));
+    assert!(is_json(b"Application/JSON ; charset=utf-8"));
+    assert!(!is_json(b"application/jsonx"));
+    assert!(!is_json(b"text/json"));
+    assert!(!is_json(b"\xff"));
+}
+
+#[test]
+fn test_every_reason_has_one_line_and_its_status() {
+    let reasons = [
+        (Reason::NotFound, 404),
+        (Reason::NoSuchDeployment, 404),
+        (Reason::MethodNotAllowed, 405),
+        (Reason::Timeout, 408),
+        (Reason::LengthRequired, 411),
+        (Reason::BodyTooLarge, 413),
+        (Reason::HeadTooLarge, 431),
+        (Reason::MalformedHead, 400),
+        (Reason::MediaType, 415),
+        (Reason::NotAllowed, 403),
+        (Reason::Busy, 503),
+        (Reason::ShuttingDown, 503),
+        (Reason::Signature(SignatureError::Missing), 401),
+        (Reason::Signature(SignatureError::Mismatch), 403),
+        (Reason::Signature(SignatureError::Stale), 403),
+        (Reason::Signature(SignatureError::Replayed), 403),
+    ];
+    for (reason, code) in reasons {
+        assert_eq!(reason.status().code(), code, "{reason:?}");
+        let text = reason.to_string();
+        assert!(!text.is_empty() && !text.contains('\n'), "{text}");
+    }
+    // The three 403 of a signature read alike.
+    let bodies: std::collections::BTreeSet<String> = [
+        SignatureError::Mismatch,
+        SignatureError::Stale,
+        SignatureError::Replayed,
+    ]
+    .into_iter()
+    .map(|e| Reason::Signature(e).to_string())
+    .collect();
+    assert_eq!(bodies.len(), 1);
+}
+
+// ---- the listing -----------------------------------------------------------------------------
+
+#[test]
+fn test_listing_shape() {
+    let mut deployer = Deployer::<2>::new(Policy::default());
+    let request = Request {
+        id: id(1),
+        org: crate::deployer::Name::new("typesafe").unwrap(),
+        repo: crate::deployer::Name::new("bundle").unwrap(),
+        package: crate::deployer::Name::new("visualizer").unwrap(),
+        tag: crate::deployer::Name::new("v2").unwrap(),
+        digest: Digest::parse(DIGEST).unwrap(),
+        tags: Tags::NONE,
+        at: UnixTime::from_millis(1_700_000_000_123),
+    };
+    deployer.handle(now(), Input::Notify(request));
+    let mut out = String::new();
+    write_listing(deployer.records(), &mut out).unwrap();
+    assert_eq!(
+        out,
+        format!(
+            r#"[{{"deploymentId":"{}","bundleName":"visualizer","version":"v2-{DIGEST}","state":"resolving","startedAt":1700000000123}}]"#,
+            id(1)
+        )
+    );
+    assert!(crate::json::validate(out.as_bytes(), 16).is_ok());
+}

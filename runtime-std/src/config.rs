@@ -1,0 +1,798 @@
+//! The settings of `lockstep serve`: one table, each setting a flag `--name`, an environment
+//! variable `LOCKSTEP_NAME` and a key `name` of the TOML file given with `--config`.
+//!
+//! Precedence: flag > `LOCKSTEP_*` > ConductR's `DEPLOYMENTS_BIND_IP` / `DEPLOYMENTS_BIND_PORT`
+//! (listen only) > the TOML file > the default. An unknown flag or key, or a bad value, refuses
+//! to start with a message naming it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lockstep_core::agent;
+use lockstep_core::deployer::{NothingRunning, Policy, RollbackPolicy};
+use lockstep_core::service::{self, Allowed, MAX_ALLOWED};
+use lockstep_core::signature::{Schemes, Secret};
+use lockstep_core::webhook::{BodyLimit, MAX_BODY_LIMIT};
+
+use crate::cli::{parse_duration, parse_size};
+use crate::deployments::{self, RepositoryOption};
+use crate::http;
+use crate::serve::{MAX_REPLAY_CACHE, Options};
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `2026-11-26T08:00:00.000Z INFO request GET /healthz 200 1ms`.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Also warnings.
+    Warn,
+    /// Also requests and deployment steps (the default).
+    Info,
+    /// Everything.
+    Debug,
+}
+
+/// Every setting, parsed.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub conductr: String,
+    pub repository: Option<RepositoryOption>,
+    pub data_dir: Option<PathBuf>,
+    pub secret_file: Option<PathBuf>,
+    pub max_head: usize,
+    pub max_body: usize,
+    pub read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_in_flight: usize,
+    pub replay_cache: usize,
+    pub retention: usize,
+    pub step_deadline: Duration,
+    pub resolve_deadline: Duration,
+    pub rollback: RollbackPolicy,
+    pub nothing_running: NothingRunning,
+    pub schemes: Schemes,
+    pub replay_window: Duration,
+    pub allow: Vec<Allowed>,
+    pub workers: usize,
+    pub poll_interval: Duration,
+    pub io_timeout: Duration,
+    pub download_limit: Duration,
+    pub max_bundle_size: u64,
+    pub heartbeat: Duration,
+    pub drain_deadline: Duration,
+    pub log_format: LogFormat,
+    pub log_level: LogLevel,
+}
+
+type Apply = fn(&mut Config, &str) -> Result<(), String>;
+
+/// One setting.
+pub struct Setting {
+    /// The flag without `--`; the environment variable is `LOCKSTEP_` and this in upper case
+    /// with `_`; the TOML key is this with `_`.
+    pub name: &'static str,
+    /// The value used when none is given, as text (shown by `--help`).
+    pub default: &'static str,
+    /// What it does.
+    pub help: &'static str,
+    apply: Apply,
+}
+
+impl std::fmt::Debug for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setting")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Setting {
+    /// `LOCKSTEP_NAME`.
+    pub fn env(&self) -> String {
+        format!(
+            "LOCKSTEP_{}",
+            self.name.to_ascii_uppercase().replace('-', "_")
+        )
+    }
+
+    /// `name` with `_`.
+    pub fn key(&self) -> String {
+        self.name.replace('-', "_")
+    }
+}
+
+fn count(text: &str, max: usize) -> Result<usize, String> {
+    let n: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number"))?;
+    if n == 0 || n > max {
+        return Err(format!("{n} is not between 1 and {max}"));
+    }
+    Ok(n)
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+fn positive(text: &str) -> Result<Duration, String> {
+    let d = duration(text)?;
+    if d.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(d)
+}
+
+/// The table, in the order of `--help`.
+pub static SETTINGS: &[Setting] = &[
+    Setting {
+        name: "listen",
+        default: "127.0.0.1:9010",
+        help: "Address to listen on (IP:PORT; port 0 picks a free port). ConductR's \
+               DEPLOYMENTS_BIND_IP and DEPLOYMENTS_BIND_PORT are honoured below LOCKSTEP_LISTEN",
+        apply: |c, v| {
+            c.listen = v
+                .parse()
+                .map_err(|_| format!("`{v}` is not an IP:PORT address"))?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "conductr",
+        default: "http://127.0.0.1:9005",
+        help: "The ConductR control API's base URL",
+        apply: |c, v| {
+            agent::http::Url::parse(v).map_err(|e| format!("`{v}`: {e}"))?;
+            c.conductr = v.to_owned();
+            Ok(())
+        },
+    },
+    Setting {
+        name: "repository",
+        default: "(required)",
+        help: "Where bundles are published: an http:// base URL, or a directory in the same \
+               layout",
+        apply: |c, v| {
+            c.repository = Some(RepositoryOption::parse(v)?);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "data-dir",
+        default: "(a fresh temporary directory)",
+        help: "Where downloads are kept while a deployment needs them",
+        apply: |c, v| {
+            c.data_dir = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Setting {
+        name: "secret-file",
+        default: "(BINTRAY_WEBHOOK_SECRET)",
+        help: "A file holding the webhook secret (1 to 128 bytes; a trailing newline is not \
+               part of it); otherwise the environment variable BINTRAY_WEBHOOK_SECRET",
+        apply: |c, v| {
+            c.secret_file = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Setting {
+        name: "max-head",
+        default: "8KiB",
+        help: "Largest request head (431 above)",
+        apply: |c, v| {
+            c.max_head = parse_size(v)?;
+            if c.max_head < 256 {
+                return Err("must be at least 256 bytes".into());
+            }
+            Ok(())
+        },
+    },
+    Setting {
+        name: "max-body",
+        default: "8KiB",
+        help: "Largest webhook body (413 above); at most 16KiB",
+        apply: |c, v| {
+            let n = parse_size(v)?;
+            BodyLimit::new(n).map_err(|e| e.to_string())?;
+            c.max_body = n;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "read-timeout",
+        default: "10s",
+        help: "How long a request may take to arrive (408 after)",
+        apply: |c, v| {
+            c.read_timeout = positive(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "idle-timeout",
+        default: "30s",
+        help: "How long a kept-alive connection may wait for its next request",
+        apply: |c, v| {
+            c.idle_timeout = positive(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "max-connections",
+        default: "256",
+        help: "Connections served at once; more wait in the listen backlog",
+        apply: |c, v| {
+            c.max_connections = count(v, 65_536)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "max-in-flight",
+        default: "64",
+        help: "Deployments in flight at once (503 above); at most 64",
+        apply: |c, v| {
+            c.max_in_flight = count(v, deployments::CAPACITY)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "replay-cache",
+        default: "1024",
+        help: "Lockstep signatures remembered within their window (503 when all are live); at \
+               most 4096",
+        apply: |c, v| {
+            c.replay_cache = count(v, MAX_REPLAY_CACHE)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "retention",
+        default: "1000",
+        help: "Ended deployments kept for reading (older ids answer 404)",
+        apply: |c, v| {
+            c.retention = count(v, 1_000_000)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "step-deadline",
+        default: "2m",
+        help: "How long each step of a deployment may take (a request, and the wait for \
+               instances to start or stop)",
+        apply: |c, v| {
+            c.step_deadline = positive(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "resolve-deadline",
+        default: "10m",
+        help: "How long downloading and checking a bundle may take",
+        apply: |c, v| {
+            c.resolve_deadline = positive(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "rollback",
+        default: "on",
+        help: "After a failure in the lock-step: on (run it backwards) or off (leave things)",
+        apply: |c, v| {
+            c.rollback = match v {
+                "on" => RollbackPolicy::On,
+                "off" => RollbackPolicy::Off,
+                _ => return Err(format!("`{v}` is not on or off")),
+            };
+            Ok(())
+        },
+    },
+    Setting {
+        name: "nothing-running",
+        default: "fail",
+        help: "When no compatible bundle runs: fail, or start-one (load it, run it at scale 1)",
+        apply: |c, v| {
+            c.nothing_running = match v {
+                "fail" => NothingRunning::Fail,
+                "start-one" => NothingRunning::StartOne,
+                _ => return Err(format!("`{v}` is not fail or start-one")),
+            };
+            Ok(())
+        },
+    },
+    Setting {
+        name: "schemes",
+        default: "both",
+        help: "Signature schemes accepted: both, lockstep or bintray",
+        apply: |c, v| {
+            c.schemes = match v {
+                "both" => Schemes::BOTH,
+                "lockstep" => Schemes::LOCKSTEP_ONLY,
+                "bintray" => Schemes::BINTRAY_ONLY,
+                _ => return Err(format!("`{v}` is not both, lockstep or bintray")),
+            };
+            Ok(())
+        },
+    },
+    Setting {
+        name: "replay-window",
+        default: "5m",
+        help: "How far from now a lockstep signature's timestamp may be",
+        apply: |c, v| {
+            c.replay_window = positive(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "allow",
+        default: "(all)",
+        help: "org/repo/package that may be deployed (each part may be *), comma-separated; \
+               others are refused with 403. Empty: all",
+        apply: |c, v| {
+            c.allow.clear();
+            for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let allowed = Allowed::parse(item).ok_or_else(|| {
+                    format!("`{item}` is not org/repo/package (each a name or *)")
+                })?;
+                c.allow.push(allowed);
+            }
+            if c.allow.len() > MAX_ALLOWED {
+                return Err(format!("at most {MAX_ALLOWED} entries"));
+            }
+            Ok(())
+        },
+    },
+    Setting {
+        name: "workers",
+        default: "4",
+        help: "Commands carried out at once (downloads, control API requests)",
+        apply: |c, v| {
+            c.workers = count(v, agent::MAX_WORKERS)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "poll-interval",
+        default: "1s",
+        help: "How often a waiting step looks at the cluster when no bundle event arrives",
+        apply: |c, v| {
+            c.poll_interval = positive(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "io-timeout",
+        default: "10s",
+        help: "Deadline of every connect, read and write to ConductR and the repository",
+        apply: |c, v| {
+            c.io_timeout = positive(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "download-limit",
+        default: "5m",
+        help: "How long a bundle download may take",
+        apply: |c, v| {
+            c.download_limit = positive(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "max-bundle-size",
+        default: "512MiB",
+        help: "Largest bundle (or configuration) downloaded",
+        apply: |c, v| {
+            c.max_bundle_size = u64::try_from(parse_size(v)?).unwrap_or(u64::MAX);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "heartbeat",
+        default: "2s",
+        help: "Interval of the event stream's heartbeats",
+        apply: |c, v| {
+            c.heartbeat = positive(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "drain-deadline",
+        default: "30s",
+        help: "On SIGTERM or SIGINT, how long running steps may take to finish",
+        apply: |c, v| {
+            c.drain_deadline = duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "log-format",
+        default: "human",
+        help: "human or json (one object per line), on stderr",
+        apply: |c, v| {
+            c.log_format = match v {
+                "human" => LogFormat::Human,
+                "json" => LogFormat::Json,
+                _ => return Err(format!("`{v}` is not human or json")),
+            };
+            Ok(())
+        },
+    },
+    Setting {
+        name: "log-level",
+        default: "info",
+        help: "error, warn, info or debug",
+        apply: |c, v| {
+            c.log_level = match v {
+                "error" => LogLevel::Error,
+                "warn" => LogLevel::Warn,
+                "info" => LogLevel::Info,
+                "debug" => LogLevel::Debug,
+                _ => return Err(format!("`{v}` is not error, warn, info or debug")),
+            };
+            Ok(())
+        },
+    },
+];
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut config = Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9010)),
+            conductr: String::new(),
+            repository: None,
+            data_dir: None,
+            secret_file: None,
+            max_head: 0,
+            max_body: 0,
+            read_timeout: Duration::ZERO,
+            idle_timeout: Duration::ZERO,
+            max_connections: 0,
+            max_in_flight: 0,
+            replay_cache: 0,
+            retention: 0,
+            step_deadline: Duration::ZERO,
+            resolve_deadline: Duration::ZERO,
+            rollback: RollbackPolicy::On,
+            nothing_running: NothingRunning::Fail,
+            schemes: Schemes::BOTH,
+            replay_window: Duration::ZERO,
+            allow: Vec::new(),
+            workers: 0,
+            poll_interval: Duration::ZERO,
+            io_timeout: Duration::ZERO,
+            download_limit: Duration::ZERO,
+            max_bundle_size: 0,
+            heartbeat: Duration::ZERO,
+            drain_deadline: Duration::ZERO,
+            log_format: LogFormat::Human,
+            log_level: LogLevel::Info,
+        };
+        // The defaults are the table's own texts, parsed like any value.
+        for setting in SETTINGS {
+            if !setting.default.starts_with('(') {
+                let _ = (setting.apply)(&mut config, setting.default);
+            }
+        }
+        config
+    }
+}
+
+/// Where the values come from.
+#[derive(Debug, Default)]
+pub struct Sources {
+    /// `--name value` pairs, in order.
+    pub flags: Vec<(String, String)>,
+    /// The environment.
+    pub env: BTreeMap<String, String>,
+    /// The TOML file's keys, as text.
+    pub file: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// The configuration from these sources, by precedence.
+    pub fn from_sources(sources: &Sources) -> Result<Self, String> {
+        let mut config = Self::default();
+        for key in sources.file.keys() {
+            if !SETTINGS.iter().any(|s| s.key() == *key) {
+                return Err(format!("unknown key `{key}` in the configuration file"));
+            }
+        }
+        for setting in SETTINGS {
+            let flag = sources
+                .flags
+                .iter()
+                .rev()
+                .find(|(name, _)| name == setting.name)
+                .map(|(_, v)| (v.clone(), format!("--{}", setting.name)));
+            let env = sources
+                .env
+                .get(&setting.env())
+                .map(|v| (v.clone(), setting.env()));
+            let bind = (setting.name == "listen")
+                .then(|| bind_from_env(&sources.env))
+                .flatten()
+                .map(|v| (v, "DEPLOYMENTS_BIND_IP/DEPLOYMENTS_BIND_PORT".to_owned()));
+            let file = sources.file.get(&setting.key()).map(|v| {
+                (
+                    v.clone(),
+                    format!("`{}` in the configuration file", setting.key()),
+                )
+            });
+            if let Some((value, origin)) = flag.or(env).or(bind).or(file) {
+                (setting.apply)(&mut config, &value).map_err(|e| format!("{origin}: {e}"))?;
+            }
+        }
+        Ok(config)
+    }
+
+    /// The service's options: the secret read, the repository required.
+    pub fn options(&self, env: &BTreeMap<String, String>) -> Result<Options, String> {
+        let repository = self.repository.clone().ok_or(
+            "--repository is required: the http:// base URL or the directory bundles are \
+             published to (or LOCKSTEP_REPOSITORY)",
+        )?;
+        let secret = match &self.secret_file {
+            Some(file) => {
+                let bytes = std::fs::read(file)
+                    .map_err(|e| format!("--secret-file {}: {e}", file.display()))?;
+                Secret::from_file_contents(&bytes)
+                    .map_err(|e| format!("--secret-file {}: {e}", file.display()))?
+            }
+            None => match env.get("BINTRAY_WEBHOOK_SECRET") {
+                Some(value) => Secret::new(value.as_bytes())
+                    .map_err(|e| format!("BINTRAY_WEBHOOK_SECRET: {e}"))?,
+                None => {
+                    return Err(
+                        "no webhook secret: set the environment variable BINTRAY_WEBHOOK_SECRET, \
+                         or pass --secret-file FILE"
+                            .to_owned(),
+                    );
+                }
+            },
+        };
+        let core = crate::platform::from_std_duration;
+        let mut webhooks = service::Config {
+            schemes: self.schemes,
+            window: core(self.replay_window),
+            body_limit: BodyLimit::new(self.max_body).unwrap_or_default(),
+            ..service::Config::default()
+        };
+        for a in &self.allow {
+            // At most MAX_ALLOWED: checked when the setting was read.
+            let _ = webhooks.allowed.push(*a);
+        }
+        Ok(Options {
+            listen: self.listen,
+            conductr: self.conductr.clone(),
+            repository,
+            data_dir: self.data_dir.clone(),
+            secret,
+            limits: http::Limits {
+                head_bytes: self.max_head,
+                body_bytes: self.max_body.min(MAX_BODY_LIMIT),
+                read_timeout: self.read_timeout,
+                idle_timeout: self.idle_timeout,
+                write_timeout: self.read_timeout,
+                max_connections: self.max_connections,
+            },
+            webhooks,
+            replay_cache: self.replay_cache,
+            max_in_flight: self.max_in_flight,
+            retention: self.retention,
+            workers: self.workers,
+            policy: Policy {
+                nothing_running: self.nothing_running,
+                rollback: self.rollback,
+                step_deadline: core(self.step_deadline),
+                resolve_deadline: core(self.resolve_deadline),
+            },
+            agent: agent::Config {
+                io_timeout: core(self.io_timeout),
+                download_limit: core(self.download_limit),
+                max_bundle_size: self.max_bundle_size,
+                poll_interval: core(self.poll_interval),
+                ..agent::Config::default()
+            },
+            heartbeat: self.heartbeat,
+        })
+    }
+}
+
+/// `DEPLOYMENTS_BIND_IP` and `DEPLOYMENTS_BIND_PORT` (either, with the default for the other)
+/// as an address, when set.
+fn bind_from_env(env: &BTreeMap<String, String>) -> Option<String> {
+    let ip = env.get("DEPLOYMENTS_BIND_IP");
+    let port = env.get("DEPLOYMENTS_BIND_PORT");
+    if ip.is_none() && port.is_none() {
+        return None;
+    }
+    let ip = ip.map_or("127.0.0.1", String::as_str);
+    let port = port.map_or("9010", String::as_str);
+    Some(if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    })
+}
+
+/// What `lockstep serve --help` prints: each setting with its flag, variable, key and default.
+pub fn help() -> String {
+    let mut text = String::from(
+        "lockstep serve — the webhook service: a registry's notification in, a lock-step \
+         deployment out\n\nUsage: lockstep serve --repository URL|DIR [options]\n\nEvery \
+         setting is a flag, an environment variable and a key of the TOML file of --config; \
+         precedence: flag > LOCKSTEP_* > DEPLOYMENTS_BIND_* (listen only) > file > default.\n\n\
+         Options:\n  --config FILE          A TOML file of settings (keys as below)\n",
+    );
+    for s in SETTINGS {
+        text.push_str(&format!(
+            "  --{} VALUE\n      {}\n      [env: {}] [key: {}] [default: {}]\n",
+            s.name,
+            s.help,
+            s.env(),
+            s.key(),
+            s.default
+        ));
+    }
+    text.push_str("  -h, --help             Print this help\n");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(flags: &[(&str, &str)], env: &[(&str, &str)], file: &[(&str, &str)]) -> Sources {
+        let pairs = |items: &[(&str, &str)]| {
+            items
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        Sources {
+            flags: pairs(flags),
+            env: pairs(env).into_iter().collect(),
+            file: pairs(file).into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn test_defaults_parse() {
+        let c = Config::default();
+        assert_eq!(c.listen, "127.0.0.1:9010".parse().unwrap());
+        assert_eq!(c.conductr, "http://127.0.0.1:9005");
+        assert_eq!(c.max_body, 8192);
+        assert_eq!(c.step_deadline, Duration::from_secs(120));
+        assert_eq!(c.replay_cache, 1024);
+        assert_eq!(c.workers, 4);
+    }
+
+    #[test]
+    fn test_precedence() {
+        let all = sources(
+            &[("step-deadline", "1s")],
+            &[("LOCKSTEP_STEP_DEADLINE", "2s")],
+            &[("step_deadline", "3s")],
+        );
+        assert_eq!(
+            Config::from_sources(&all).unwrap().step_deadline,
+            Duration::from_secs(1)
+        );
+        let env = sources(
+            &[],
+            &[("LOCKSTEP_STEP_DEADLINE", "2s")],
+            &[("step_deadline", "3s")],
+        );
+        assert_eq!(
+            Config::from_sources(&env).unwrap().step_deadline,
+            Duration::from_secs(2)
+        );
+        let file = sources(&[], &[], &[("step_deadline", "3s")]);
+        assert_eq!(
+            Config::from_sources(&file).unwrap().step_deadline,
+            Duration::from_secs(3)
+        );
+        // Listen: LOCKSTEP_LISTEN beats DEPLOYMENTS_BIND_*, which beats the file.
+        let bind = sources(
+            &[],
+            &[
+                ("DEPLOYMENTS_BIND_IP", "0.0.0.0"),
+                ("DEPLOYMENTS_BIND_PORT", "9999"),
+            ],
+            &[("listen", "127.0.0.2:1")],
+        );
+        assert_eq!(
+            Config::from_sources(&bind).unwrap().listen,
+            "0.0.0.0:9999".parse().unwrap()
+        );
+        let port_only = sources(&[], &[("DEPLOYMENTS_BIND_PORT", "9999")], &[]);
+        assert_eq!(
+            Config::from_sources(&port_only).unwrap().listen,
+            "127.0.0.1:9999".parse().unwrap()
+        );
+        let listen = sources(
+            &[],
+            &[
+                ("LOCKSTEP_LISTEN", "127.0.0.3:3"),
+                ("DEPLOYMENTS_BIND_PORT", "9999"),
+            ],
+            &[],
+        );
+        assert_eq!(
+            Config::from_sources(&listen).unwrap().listen,
+            "127.0.0.3:3".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn test_bad_values_name_their_origin() {
+        for (s, message) in [
+            (sources(&[("max-body", "17KiB")], &[], &[]), "--max-body"),
+            (
+                sources(&[], &[("LOCKSTEP_ROLLBACK", "maybe")], &[]),
+                "LOCKSTEP_ROLLBACK",
+            ),
+            (
+                sources(&[], &[], &[("workers", "0")]),
+                "`workers` in the configuration file",
+            ),
+            (sources(&[], &[], &[("nope", "1")]), "unknown key `nope`"),
+            (sources(&[("allow", "a/b")], &[], &[]), "--allow"),
+            (sources(&[("listen", "x")], &[], &[]), "--listen"),
+        ] {
+            let e = Config::from_sources(&s).unwrap_err();
+            assert!(e.contains(message), "{e}");
+        }
+    }
+
+    #[test]
+    fn test_options_need_repository_and_secret() {
+        let c = Config::default();
+        assert!(
+            c.options(&BTreeMap::new())
+                .unwrap_err()
+                .contains("--repository")
+        );
+        let c = Config {
+            repository: Some(RepositoryOption::Dir("/tmp".into())),
+            ..Config::default()
+        };
+        let e = c.options(&BTreeMap::new()).unwrap_err();
+        assert!(
+            e.contains("BINTRAY_WEBHOOK_SECRET") && e.contains("--secret-file"),
+            "{e}"
+        );
+        let env = [("BINTRAY_WEBHOOK_SECRET".to_owned(), "s".to_owned())]
+            .into_iter()
+            .collect();
+        assert!(c.options(&env).is_ok());
+    }
+
+    #[test]
+    fn test_help_lists_every_setting() {
+        let text = help();
+        for s in SETTINGS {
+            assert!(text.contains(&format!("--{} VALUE", s.name)), "{}", s.name);
+            assert!(
+                text.contains(&format!("[default: {}]", s.default)),
+                "{}",
+                s.name
+            );
+            assert!(text.contains(&s.env()));
+        }
+    }
+}

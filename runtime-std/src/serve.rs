@@ -1,0 +1,273 @@
+//! `lockstep serve`: the webhook service over HTTP (PROTOCOL.md §2, §7).
+//!
+//! The HTTP front ([`crate::http`]) reads requests within the limits; core's
+//! [`service`] decides what each is and checks webhooks; the
+//! [`Deployments`] run them.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use async_executor::LocalExecutor;
+use async_io::Timer;
+use futures_lite::FutureExt;
+use lockstep_core::agent::{self, Time};
+use lockstep_core::deployer::{
+    DeploymentId, Handled, Input, LOG_JSON_MAX, Policy, SSE_HEARTBEAT, write_sse,
+};
+use lockstep_core::service::{self, Endpoint, Reason, Refusal, Webhook, Webhooks};
+use lockstep_core::signature::{Headers, Secret};
+
+use crate::deployments::{self, Deployments, RepositoryOption};
+use crate::http::{self, Request, Response};
+
+/// The most lockstep signatures the replay cache can be configured to hold.
+pub const MAX_REPLAY_CACHE: usize = 4096;
+
+/// How `lockstep serve` runs.
+#[derive(Debug)]
+pub struct Options {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The control API's base URL.
+    pub conductr: String,
+    /// Where bundles come from.
+    pub repository: RepositoryOption,
+    /// Where downloads are kept; a fresh temporary directory when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// The webhook secret.
+    pub secret: Secret,
+    /// The HTTP limits (the body limit is the webhook body limit).
+    pub limits: http::Limits,
+    /// How webhooks are checked.
+    pub webhooks: service::Config,
+    /// How many lockstep signatures the replay cache holds (at most [`MAX_REPLAY_CACHE`]).
+    pub replay_cache: usize,
+    /// How many deployments may be in flight (at most [`deployments::CAPACITY`]).
+    pub max_in_flight: usize,
+    /// How many ended deployments are kept for reading.
+    pub retention: usize,
+    /// How many commands run at once.
+    pub workers: usize,
+    /// The deployer's policies.
+    pub policy: Policy,
+    /// The agent's settings.
+    pub agent: agent::Config,
+    /// The interval of the event stream's heartbeats.
+    pub heartbeat: Duration,
+}
+
+struct State {
+    deployments: Rc<Deployments>,
+    webhooks: RefCell<Webhooks<MAX_REPLAY_CACHE>>,
+    max_in_flight: usize,
+    heartbeat: Duration,
+    executor: Rc<LocalExecutor<'static>>,
+}
+
+/// Starts the service on `executor`; returns where it listens.
+pub async fn start(
+    executor: &Rc<LocalExecutor<'static>>,
+    options: Options,
+) -> std::io::Result<SocketAddr> {
+    let data_dir = match &options.data_dir {
+        Some(dir) => dir.clone(),
+        None => crate::sandbox::fresh_temp_dir("lockstep-serve")?,
+    };
+    let deployments = Deployments::start(
+        executor,
+        &deployments::Options {
+            conductr: options.conductr.clone(),
+            repository: options.repository.clone(),
+            data_dir,
+            workers: options.workers,
+            policy: options.policy,
+            agent: options.agent,
+            retention: options.retention,
+        },
+    )?;
+    let listener = http::bind(options.listen).await?;
+    let addr = listener.local_addr()?;
+    let state = Rc::new(State {
+        deployments,
+        webhooks: RefCell::new(Webhooks::with_replay_capacity(
+            options.secret,
+            options.webhooks,
+            options.replay_cache,
+        )),
+        max_in_flight: options.max_in_flight.clamp(1, deployments::CAPACITY),
+        heartbeat: options.heartbeat,
+        executor: executor.clone(),
+    });
+    let handler: http::Handler = Rc::new(move |request| {
+        let state = state.clone();
+        Box::pin(async move { handle(&state, &request) })
+    });
+    let precheck: http::Precheck =
+        Rc::new(|method, path| service::route(method, path).err().map(refusal));
+    let observer: http::Observer = Rc::new(|method, path, status, took| {
+        eprintln!("{method} {path} {status} {}ms", took.as_millis());
+    });
+    executor
+        .spawn(http::serve(
+            executor.clone(),
+            listener,
+            options.limits,
+            handler,
+            Some(precheck),
+            Some(observer),
+        ))
+        .detach();
+    Ok(addr)
+}
+
+/// The answer to a refusal: its status, its line, `Allow` or `Retry-After`.
+pub fn refusal(refusal: Refusal) -> Response {
+    let mut response = Response::text(refusal.status().code(), &refusal.reason.to_string());
+    if let Some(allow) = refusal.allow {
+        response = response.with_header("Allow", allow);
+    }
+    if let Some(secs) = refusal.retry_after() {
+        response = response.with_header("Retry-After", secs.to_string());
+    }
+    response
+}
+
+fn handle(state: &State, request: &Request) -> Response {
+    let endpoint = match service::route(&request.method, &request.target) {
+        Ok(endpoint) => endpoint,
+        Err(r) => return refusal(r),
+    };
+    match endpoint {
+        Endpoint::Webhook(target) => webhook(state, request, &target),
+        Endpoint::Deployment { id, .. } => match state.deployments.log(id) {
+            Some(log) => {
+                let mut body = vec![0u8; LOG_JSON_MAX];
+                match log.write_json(&mut body) {
+                    Ok(len) => {
+                        body.truncate(len);
+                        Response::json(200, body)
+                    }
+                    Err(_) => Response::text(500, "the events could not be written"),
+                }
+            }
+            None => refusal(Refusal::new(Reason::NoSuchDeployment)),
+        },
+        Endpoint::Deployments { .. } => {
+            let records = state.deployments.records();
+            let mut body = String::new();
+            match service::write_listing(&records, &mut body) {
+                Ok(()) => Response::json(200, body),
+                Err(_) => Response::text(500, "the listing could not be written"),
+            }
+        }
+        Endpoint::Events { .. } => events(state),
+        Endpoint::Health => Response::text(200, "ok"),
+        Endpoint::Metrics => refusal(Refusal::new(Reason::NotFound)),
+    }
+}
+
+fn new_id() -> DeploymentId {
+    let mut bytes = [0u8; 16];
+    // Without the OS's randomness no id can be drawn; a fixed one would collide, so fail loud.
+    getrandom::fill(&mut bytes).expect("the OS random number generator failed");
+    DeploymentId::random_v4(bytes)
+}
+
+fn webhook(
+    state: &State,
+    request: &Request,
+    target: &lockstep_core::webhook::Target<'_>,
+) -> Response {
+    let hook = Webhook {
+        target,
+        content_type: request.header("content-type"),
+        signatures: Headers {
+            bintray: request.header("x-bintray-hook-hmac"),
+            lockstep: request.header("x-lockstep-signature"),
+        },
+        body: &request.body,
+    };
+    let now = state.deployments.time().now();
+    let deployments = &state.deployments;
+    let accepted = state
+        .webhooks
+        .borrow_mut()
+        .accept(now, &hook, new_id(), |notified| {
+            // The configured limit is below the table's: a redelivery is still answered.
+            if let Some(id) = deployments.in_flight_with_digest(notified.digest) {
+                return Handled::Admitted {
+                    id,
+                    redelivery: true,
+                };
+            }
+            if deployments.in_flight() >= state.max_in_flight {
+                return Handled::Busy;
+            }
+            deployments.handle(Input::Notify(notified))
+        });
+    match accepted {
+        Ok(accepted) => {
+            let location = format!("{}/{}", target.prefix.as_str(), accepted.id);
+            Response::new(202, "text/plain; charset=utf-8", accepted.id.to_string())
+                .with_header("Location", location)
+        }
+        Err(r) => refusal(r),
+    }
+}
+
+/// `GET /deployments/events`: every event as `event:<type>\ndata:<id>\n\n`, and a heartbeat
+/// every interval.
+fn events(state: &State) -> Response {
+    let (tx, rx) = async_channel::bounded::<Vec<u8>>(256);
+    let subscription = state.deployments.subscribe();
+    let heartbeat = state.heartbeat;
+    state
+        .executor
+        .spawn(async move {
+            loop {
+                let next = async { subscription.recv().await.ok() }
+                    .or(async {
+                        Timer::after(heartbeat).await;
+                        None
+                    })
+                    .await;
+                let frame = match next {
+                    Some(event) => {
+                        let mut frame = String::new();
+                        if write_sse(event.kind.event_type(), event.deployment, &mut frame).is_err()
+                        {
+                            continue;
+                        }
+                        frame.into_bytes()
+                    }
+                    None => SSE_HEARTBEAT.as_bytes().to_vec(),
+                };
+                // The client is gone: stop.
+                if tx.send(frame).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .detach();
+    Response::event_stream(rx)
+}
+
+/// Runs the service until the process is stopped; prints `listening on http://IP:PORT`.
+pub fn run(options: Options, out: &mut dyn Write) -> Result<(), String> {
+    let executor = Rc::new(LocalExecutor::new());
+    let started = Instant::now();
+    let addr = futures_lite::future::block_on(executor.run(start(&executor, options)))
+        .map_err(|e| e.to_string())?;
+    let _ = writeln!(out, "listening on http://{addr}");
+    let _ = out.flush();
+    eprintln!(
+        "lockstep serve: ready in {}ms",
+        started.elapsed().as_millis()
+    );
+    futures_lite::future::block_on(executor.run(futures_lite::future::pending::<()>()));
+    Ok(())
+}
