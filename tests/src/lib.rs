@@ -6,6 +6,9 @@
 //! a small blocking HTTP/1.1 client, independent of the servers under test. [`eventually`]
 //! waits for a condition with a deadline, never for a fixed time.
 
+
+pub mod stack;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -115,10 +118,19 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut condition: impl FnMut() 
 }
 
 /// A running binary; killed when dropped.
+///
+/// Every secret it was given (the `BINTRAY_WEBHOOK_SECRET` environment variable, the contents
+/// of a `--secret-file`, and any passed to [`Process::guard_secret`]) is looked for in all it
+/// wrote, stdout and stderr, when it is dropped: finding one fails the test. Every end-to-end
+/// suite starts its binaries through `Process`, so every log line of the suite is checked.
 #[derive(Debug)]
 pub struct Process {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// Everything it wrote to stdout, including the lines already taken by [`Process::line`].
+    stdout: std::sync::Arc<Mutex<String>>,
+    /// The secrets it must never print.
+    secrets: Vec<String>,
     /// Everything it wrote to stderr, gathered by a thread.
     stderr: std::sync::Arc<Mutex<String>>,
     /// That thread: joined once the process exited, so that nothing it wrote is missed.
@@ -145,12 +157,18 @@ impl Process {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
         let stdout: ChildStdout = child.stdout.take().expect("piped stdout");
         let (tx, lines) = mpsc::channel();
+        let everything = std::sync::Arc::new(Mutex::new(String::new()));
+        let copy = everything.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
+                {
+                    let mut copy = copy.lock().unwrap_or_else(|p| p.into_inner());
+                    copy.push_str(&line);
+                    copy.push('\n');
                 }
+                // The test may have stopped listening; the copy above still counts.
+                let _ = tx.send(line);
             }
         });
         let stderr = std::sync::Arc::new(Mutex::new(String::new()));
@@ -171,9 +189,26 @@ impl Process {
         Self {
             child,
             lines,
+            stdout: everything,
+            secrets: secrets_given(args, env),
             stderr,
             stderr_reader: Some(stderr_reader),
         }
+    }
+
+    /// Adds a secret it must never print (one it made itself, say).
+    pub fn guard_secret(&mut self, secret: &str) {
+        if !secret.is_empty() {
+            self.secrets.push(secret.to_owned());
+        }
+    }
+
+    /// Everything it wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The next line it prints on stdout, within `timeout`.
@@ -237,7 +272,49 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() || self.secrets.is_empty() {
+            return;
+        }
+        // Read stderr to its end (bounded: a child of its own could hold the pipe open).
+        if let Some(reader) = self.stderr_reader.take() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !reader.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if reader.is_finished() {
+                let _ = reader.join();
+            }
+        }
+        let (stdout, stderr) = (self.stdout(), self.stderr());
+        for secret in &self.secrets {
+            for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+                if let Some(line) = text.lines().find(|line| line.contains(secret.as_str())) {
+                    panic!("the secret appears on {name}: {line:?}");
+                }
+            }
+        }
     }
+}
+
+/// The secrets a process is given by its arguments and environment.
+fn secrets_given(args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    let mut secrets: Vec<String> = env
+        .iter()
+        .filter(|(name, _)| *name == "BINTRAY_WEBHOOK_SECRET")
+        .map(|(_, value)| (*value).to_owned())
+        .collect();
+    let files = args
+        .windows(2)
+        .filter(|pair| pair[0] == "--secret-file")
+        .map(|pair| pair[1])
+        .chain(args.iter().filter_map(|a| a.strip_prefix("--secret-file=")));
+    for file in files {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            secrets.push(text.trim_end_matches(['\n', '\r']).to_owned());
+        }
+    }
+    secrets.retain(|s| !s.is_empty());
+    secrets
 }
 
 /// An HTTP response.

@@ -12,96 +12,38 @@ use lockstep_core::deployer::{
     DeploymentId, Event, EventKind, Handled, Input, Name, Policy, Request, Rollback, Tags,
 };
 use lockstep_core::time::Duration as CoreDuration;
-use lockstep_tests::{Client, Process, TempDir};
+use lockstep_tests::TempDir;
+use lockstep_tests::stack::{self, Sandbox};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A sandbox with the demo, on its own data directory.
-struct Sandbox {
-    _process: Process,
-    client: Client,
-    dir: TempDir,
-    /// `(tag, digest)` of each demo version, with its role.
-    versions: Vec<(String, String, String)>,
-}
-
+/// A sandbox with the demo and quick instances.
 fn sandbox() -> Sandbox {
-    let dir = TempDir::new("lockstep-agent-test");
-    let data = dir.path().to_str().unwrap().to_owned();
-    let mut process = Process::lockstep(&[
-        "sandbox",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        &data,
-        "--demo",
-        "--start-delay",
-        "30ms",
-        "--stop-delay",
-        "10ms",
-        "--heartbeat",
-        "200ms",
-    ]);
-    let addr = process.listening();
-    let _repository = process.line(WAIT);
-    let versions = (0..4)
-        .map(|_| {
-            let line = process.line(WAIT);
-            let rest = line.strip_prefix("version visualizer:").unwrap().to_owned();
-            let (version, role) = rest.split_once(' ').unwrap();
-            let (tag, digest) = version.rsplit_once('-').unwrap();
-            (tag.to_owned(), digest.to_owned(), role.to_owned())
-        })
-        .collect();
-    Sandbox {
-        _process: process,
-        client: Client::new(addr),
-        dir,
-        versions,
-    }
+    stack::sandbox(&[])
 }
 
-impl Sandbox {
-    fn url(&self) -> String {
-        format!("http://{}", self.client.addr)
-    }
+/// `(tag, digest)` of the first compatible demo version.
+fn compatible(s: &Sandbox) -> (String, String) {
+    let v = s.compatible(0);
+    (v.tag, v.digest)
+}
 
-    fn compatible(&self) -> (String, String) {
-        let (tag, digest, _) = self.versions.iter().find(|v| v.2 == "compatible").unwrap();
-        (tag.clone(), digest.clone())
-    }
+/// `GET /v2/bundles`, as JSON.
+fn bundles(s: &Sandbox) -> Vec<Value> {
+    s.client
+        .get("/v2/bundles")
+        .json()
+        .as_array()
+        .unwrap()
+        .clone()
+}
 
-    fn bundles(&self) -> Vec<Value> {
-        self.client
-            .get("/v2/bundles")
-            .json()
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-
-    fn history(&self) -> Vec<Value> {
-        self.client
-            .get("/sandbox/history")
-            .json()
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-
-    fn request_count(&self) -> u64 {
-        self.client.get("/sandbox/faults").json()["requestCount"]
-            .as_u64()
-            .unwrap()
-    }
-
-    fn add_faults(&self, json: &str) {
-        let r = self
-            .client
-            .request("POST", "/sandbox/faults", &[], json.as_bytes());
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
+/// How many control API requests the sandbox counted.
+fn request_count(s: &Sandbox) -> u64 {
+    s.client.get("/sandbox/faults").json()["requestCount"]
+        .as_u64()
+        .unwrap()
 }
 
 /// lockstep's deployments on a thread of their own: notifications in, events out.
@@ -235,10 +177,10 @@ fn deploys(events: &[Event]) -> Vec<(u32, u32)> {
 #[test]
 fn test_agent_deploys_scale_3_with_the_configuration() {
     let s = sandbox();
-    let old = s.bundles()[0].clone();
+    let old = bundles(&s)[0].clone();
     let old_id = BundleId::parse(old["bundleId"].as_str().unwrap()).unwrap();
     let l = lockstep(&s, quick());
-    let (tag, digest) = s.compatible();
+    let (tag, digest) = compatible(&s);
     let r = request(1, &tag, &digest);
     assert_eq!(
         l.notify(r),
@@ -275,7 +217,7 @@ fn test_agent_deploys_scale_3_with_the_configuration() {
         [(3, 0), (3, 1), (2, 1), (2, 2), (1, 2), (1, 3), (0, 3)]
     );
     // The new bundle carries the old one's configuration: its id ends with the same part.
-    let bundles = s.bundles();
+    let bundles = bundles(&s);
     let new = bundles
         .iter()
         .find(|b| b["bundleDigest"] == digest.as_str())
@@ -296,7 +238,7 @@ fn test_agent_deploys_scale_3_with_the_configuration() {
 #[test]
 fn test_agent_refuses_a_digest_mismatch() {
     let s = sandbox();
-    let (tag, digest) = s.compatible();
+    let (tag, digest) = compatible(&s);
     // A file published under a digest that is not its own.
     let wrong = "0".repeat(64);
     let base = s
@@ -321,13 +263,13 @@ fn test_agent_refuses_a_digest_mismatch() {
             .contains("does not match the notified digest"),
         "{failure}"
     );
-    assert_eq!(s.bundles().len(), 1, "nothing loaded");
+    assert_eq!(bundles(&s).len(), 1, "nothing loaded");
 }
 
 #[test]
 fn test_agent_refuses_an_oversized_bundle() {
     let s = sandbox();
-    let (tag, digest) = s.compatible();
+    let (tag, digest) = compatible(&s);
     let l = lockstep(
         &s,
         agent::Config {
@@ -345,7 +287,7 @@ fn test_agent_refuses_an_oversized_bundle() {
         failure.to_string().contains("over the download size limit"),
         "{failure}"
     );
-    assert_eq!(s.bundles().len(), 1, "nothing loaded");
+    assert_eq!(bundles(&s).len(), 1, "nothing loaded");
 }
 
 /// Started instances of every bundle over the history entries after `from`: the bound holds
@@ -374,8 +316,8 @@ fn test_agent_survives_a_fault_at_every_control_api_request() {
     let requests = {
         let s = sandbox();
         let l = lockstep(&s, quick());
-        let before = s.request_count();
-        let (tag, digest) = s.compatible();
+        let before = request_count(&s);
+        let (tag, digest) = compatible(&s);
         let r = request(9, &tag, &digest);
         l.notify(r);
         let events = l.until_end(r.id);
@@ -383,7 +325,7 @@ fn test_agent_survives_a_fault_at_every_control_api_request() {
             events.last().unwrap().kind,
             EventKind::DeploymentSuccess
         ));
-        s.request_count() - before
+        request_count(&s) - before
     };
     assert!(requests >= 10, "{requests} requests");
     let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
@@ -393,7 +335,7 @@ fn test_agent_survives_a_fault_at_every_control_api_request() {
             let l = lockstep(&s, quick());
             let history_before = s.history().len();
             s.add_faults(&format!(r#"{{"requests": [{{"nth": {nth}, {fault}}}]}}"#));
-            let (tag, digest) = s.compatible();
+            let (tag, digest) = compatible(&s);
             let r = request(nth as u8, &tag, &digest);
             l.notify(r);
             let events = l.until_end(r.id);
