@@ -357,6 +357,8 @@ pub struct Webhooks<const R: usize> {
     secret: Secret,
     config: Config,
     replay: ReplayCache<R>,
+    /// Once set, every webhook that passed the other checks is refused with 503.
+    shutting_down: bool,
 }
 
 impl<const R: usize> fmt::Debug for Webhooks<R> {
@@ -364,6 +366,7 @@ impl<const R: usize> fmt::Debug for Webhooks<R> {
         f.debug_struct("Webhooks")
             .field("secret", &self.secret)
             .field("config", &self.config)
+            .field("shutting_down", &self.shutting_down)
             .finish_non_exhaustive()
     }
 }
@@ -380,7 +383,20 @@ impl<const R: usize> Webhooks<R> {
             secret,
             config,
             replay: ReplayCache::with_capacity(capacity),
+            shutting_down: false,
         }
+    }
+
+    /// The service is shutting down: from now on every webhook is refused at admission with
+    /// 503 `shutting down` (a redelivery too: nothing would move it on), and nothing enters
+    /// the replay cache.
+    pub const fn shut_down(&mut self) {
+        self.shutting_down = true;
+    }
+
+    /// Whether [`Webhooks::shut_down`] was called.
+    pub const fn is_shutting_down(&self) -> bool {
+        self.shutting_down
     }
 
     /// The configuration.
@@ -399,8 +415,8 @@ impl<const R: usize> Webhooks<R> {
     /// Media type (415); with `X-Lockstep-Signature`: the signature over the raw body (401,
     /// 403), then the body (400, 422); with the Bintray scheme: the body first, then the
     /// signature over its package; then the allow-list (403); then admission (503 when the
-    /// table or the replay cache is full). A lockstep signature enters the replay cache only
-    /// when its request is admitted.
+    /// service is shutting down, or the table or the replay cache is full). A lockstep
+    /// signature enters the replay cache only when its request is admitted.
     pub fn accept(
         &mut self,
         now: Now,
@@ -444,6 +460,9 @@ impl<const R: usize> Webhooks<R> {
             });
         if !allowed {
             return refuse(Reason::NotAllowed);
+        }
+        if self.shutting_down {
+            return refuse(Reason::ShuttingDown);
         }
         if fresh.is_some() && !self.replay.has_room(now.unix, self.config.window) {
             return refuse(Reason::Signature(SignatureError::ReplayCacheFull));

@@ -55,6 +55,16 @@ pub fn option_value(parser: &mut lexopt::Parser, option: &str) -> Result<String,
         .map_err(|_| format!("{option}: the value is not UTF-8"))
 }
 
+/// The value of the option just read, as an `IP:PORT` address, or an error naming the option.
+pub fn address_value(
+    parser: &mut lexopt::Parser,
+    option: &str,
+) -> Result<std::net::SocketAddr, String> {
+    let text = option_value(parser, option)?;
+    text.parse()
+        .map_err(|_| format!("{option}: `{text}` is not an IP:PORT address"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -511,6 +511,17 @@ impl Config {
                 return Err(format!("unknown key `{key}` in the configuration file"));
             }
         }
+        // A variable in our namespace that names no setting is a typo, not someone else's.
+        for name in sources.env.keys() {
+            if name.starts_with("LOCKSTEP_")
+                && name != CONFIG_ENV
+                && !SETTINGS.iter().any(|s| s.env() == *name)
+            {
+                return Err(format!(
+                    "unknown environment variable {name}; `lockstep serve --help` lists them"
+                ));
+            }
+        }
         for setting in SETTINGS {
             let flag = sources
                 .flags
@@ -608,6 +619,7 @@ impl Config {
                 ..agent::Config::default()
             },
             heartbeat: self.heartbeat,
+            drain_deadline: self.drain_deadline,
         })
     }
 }
@@ -629,6 +641,9 @@ fn bind_from_env(env: &BTreeMap<String, String>) -> Option<String> {
     })
 }
 
+/// The variable that names the configuration file when `--config` is not given.
+pub const CONFIG_ENV: &str = "LOCKSTEP_CONFIG";
+
 /// What `lockstep serve --help` prints: each setting with its flag, variable, key and default.
 pub fn help() -> String {
     let mut text = String::from(
@@ -636,7 +651,8 @@ pub fn help() -> String {
          deployment out\n\nUsage: lockstep serve --repository URL|DIR [options]\n\nEvery \
          setting is a flag, an environment variable and a key of the TOML file of --config; \
          precedence: flag > LOCKSTEP_* > DEPLOYMENTS_BIND_* (listen only) > file > default.\n\n\
-         Options:\n  --config FILE          A TOML file of settings (keys as below)\n",
+         Options:\n  --config FILE\n      A TOML file of settings (keys as below)\n      \
+         [env: LOCKSTEP_CONFIG] [default: none]\n",
     );
     for s in SETTINGS {
         text.push_str(&format!(
@@ -751,6 +767,10 @@ mod tests {
                 "`workers` in the configuration file",
             ),
             (sources(&[], &[], &[("nope", "1")]), "unknown key `nope`"),
+            (
+                sources(&[], &[("LOCKSTEP_MAX_BODDY", "1")], &[]),
+                "unknown environment variable LOCKSTEP_MAX_BODDY",
+            ),
             (sources(&[("allow", "a/b")], &[], &[]), "--allow"),
             (sources(&[("listen", "x")], &[], &[]), "--listen"),
         ] {

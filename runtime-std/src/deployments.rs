@@ -6,6 +6,7 @@
 //! through [`Deployments::handle`]; every event goes to the deployment's [`EventLog`] and to
 //! the subscribers of [`Deployments::subscribe`].
 
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::PathBuf;
@@ -20,6 +21,8 @@ use lockstep_core::deployer::{
     Deployer, DeploymentId, Event, EventLog, Handled, Input, Policy, Record,
 };
 
+use crate::log;
+use crate::metrics::Metrics;
 use crate::platform::{DirStore, LocalRepository, StdTime, TcpConnector};
 use crate::repository::DirRepository;
 
@@ -66,7 +69,8 @@ pub struct Options {
     pub retention: usize,
 }
 
-/// The sink of the agent: the event logs, the ended records, the subscribers.
+/// The sink of the agent: the event logs, the ended records, the subscribers, the step log
+/// lines and metrics.
 #[derive(Debug, Default)]
 pub struct Logs {
     logs: HashMap<DeploymentId, EventLog>,
@@ -74,10 +78,20 @@ pub struct Logs {
     order: VecDeque<DeploymentId>,
     retention: usize,
     subscribers: Vec<async_channel::Sender<Event>>,
+    metrics: Rc<RefCell<Metrics>>,
+    /// When each deployment in flight logged its last event.
+    last_step: HashMap<DeploymentId, std::time::Instant>,
 }
 
 impl Sink for Logs {
     fn event(&mut self, event: &Event) {
+        log::step(event);
+        let now = std::time::Instant::now();
+        if let Some(last) = self.last_step.insert(event.deployment, now) {
+            self.metrics
+                .borrow_mut()
+                .step(now.saturating_duration_since(last));
+        }
         let log = self.logs.entry(event.deployment).or_insert_with(|| {
             self.order.push_back(event.deployment);
             EventLog::new(event.deployment)
@@ -90,6 +104,8 @@ impl Sink for Logs {
     }
 
     fn ended(&mut self, record: &Record) {
+        self.last_step.remove(&record.id());
+        self.metrics.borrow_mut().ended(record);
         self.ended.insert(record.id(), *record);
         // Retention: past the limit, the oldest ended deployments are forgotten.
         while self.ended.len() > self.retention {
@@ -228,6 +244,12 @@ impl Deployments {
         &self.time
     }
 
+    /// The service's metrics, where the deployments count their steps and outcomes; the HTTP
+    /// front counts its requests in the same place.
+    pub fn metrics(&self) -> Rc<RefCell<Metrics>> {
+        self.agent.with_sink(|logs| logs.metrics.clone())
+    }
+
     /// The deployment in flight for this digest, if any (a redelivery lands on it).
     pub fn in_flight_with_digest(
         &self,
@@ -238,6 +260,16 @@ impl Deployments {
                 .find(|r| r.outcome.is_none() && r.request.digest == digest)
                 .map(Record::id)
         })
+    }
+
+    /// Stops starting commands (shutting down); see [`Agent::drain`].
+    pub fn drain(&self) {
+        self.agent.drain();
+    }
+
+    /// How many commands are under way.
+    pub fn busy(&self) -> usize {
+        self.agent.busy()
     }
 
     /// How many deployments are in flight.

@@ -4,14 +4,16 @@
 //! binary is a thin `main` over it.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod deployments;
 pub mod http;
+pub mod log;
+pub mod metrics;
 pub mod platform;
 pub mod repository;
 pub mod samples;
@@ -33,12 +35,55 @@ A registry's webhook in, a lock-step deployment out: lockstep replaces a running
 its new compatible version, one new instance up, then one old instance down.
 
 Commands:
+  demo             A sandbox and lockstep in one process: watch a deployment (`lockstep demo --help`)
   serve            The webhook service: deploy what a registry notifies (`lockstep serve --help`)
   sandbox          Run a ConductR-compatible cluster in one process (`lockstep sandbox --help`)
+  sign             Print the X-Lockstep-Signature header for a webhook body (`lockstep sign --help`)
 
 Options:
   -h, --help       Print this help
   -V, --version    Print the version
+";
+
+/// What `lockstep demo --help` prints.
+pub const DEMO_USAGE: &str = "\
+lockstep demo — a ConductR sandbox and lockstep in one process: watch a lock-step deployment
+
+Usage: lockstep demo [options]
+
+Starts a sandbox with the demo (bundle visualizer at scale 3 with a configuration, and newer
+versions published) and a lockstep service wired to it, with a throwaway secret written to a
+file in the data directory (never printed). Sends itself a signed webhook for the first
+compatible version and prints the deployment's progress as `conduct deploy` shows it; then
+prints the commands to deploy the other versions, and runs until Ctrl-C.
+
+Options:
+  --listen ADDR       Where lockstep listens                     [default: 127.0.0.1:0, any port]
+  --sandbox ADDR      Where the sandbox listens                  [default: 127.0.0.1:0, any port]
+  --data-dir DIR      Where everything is kept    [default: a fresh temporary directory, removed]
+  -h, --help          Print this help
+";
+
+/// What `lockstep sign --help` prints.
+pub const SIGN_USAGE: &str = "\
+lockstep sign — print the X-Lockstep-Signature header of a webhook body
+
+Usage: lockstep sign [--secret-file FILE] [BODY-FILE | -]
+       lockstep sign [--secret-file FILE] --bintray PACKAGE
+
+Signs the body (a file, or standard input with - or no argument) with the webhook secret
+(--secret-file, else the environment variable BINTRAY_WEBHOOK_SECRET) at the current time, and
+prints the whole header line, for curl -H:
+
+  X-Lockstep-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, \"<t>.\" + body)>
+
+With --bintray, prints the Bintray scheme's header for a package instead (the same for every
+version of it).
+
+Options:
+  --secret-file FILE  A file holding the secret (a trailing newline is not part of it)
+  --bintray PACKAGE   Print X-Bintray-Hook-Hmac for this package
+  -h, --help          Print this help
 ";
 
 /// What `lockstep sandbox --help` prints.
@@ -83,21 +128,55 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                 let _ = out.write_all(config::help().as_bytes());
                 0
             }
-            Ok(Some((config, env))) => match config.options(&env) {
-                Ok(options) => match serve::run(options, out) {
-                    Ok(()) => 0,
+            Ok(Some((config, env))) => {
+                log::init(config.log_format, config.log_level);
+                match config.options(&env) {
+                    Ok(options) => match serve::run(options, out) {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            let _ = writeln!(err, "lockstep serve: {e}");
+                            1
+                        }
+                    },
                     Err(e) => {
                         let _ = writeln!(err, "lockstep serve: {e}");
-                        1
+                        2
                     }
-                },
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(err, "lockstep serve: {e}");
+                2
+            }
+        },
+        Some("demo") => match demo_options(args.get(1..).unwrap_or_default()) {
+            Ok(None) => {
+                let _ = out.write_all(DEMO_USAGE.as_bytes());
+                0
+            }
+            Ok(Some(options)) => match demo::run(&options, out) {
+                Ok(()) => 0,
                 Err(e) => {
-                    let _ = writeln!(err, "lockstep serve: {e}");
-                    2
+                    let _ = writeln!(err, "lockstep demo: {e}");
+                    1
                 }
             },
             Err(e) => {
-                let _ = writeln!(err, "lockstep serve: {e}");
+                let _ = writeln!(err, "lockstep demo: {e}");
+                2
+            }
+        },
+        Some("sign") => match sign(args.get(1..).unwrap_or_default()) {
+            Ok(Some(header)) => {
+                let _ = writeln!(out, "{header}");
+                0
+            }
+            Ok(None) => {
+                let _ = out.write_all(SIGN_USAGE.as_bytes());
+                0
+            }
+            Err(e) => {
+                let _ = writeln!(err, "lockstep sign: {e}");
                 2
             }
         },
@@ -137,12 +216,7 @@ fn sandbox_options(args: &[String]) -> Result<Option<sandbox::Options>, String> 
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
-            Long("listen") => {
-                let text = cli::option_value(&mut parser, "--listen")?;
-                options.listen = text
-                    .parse::<SocketAddr>()
-                    .map_err(|_| format!("--listen: `{text}` is not an IP:PORT address"))?;
-            }
+            Long("listen") => options.listen = cli::address_value(&mut parser, "--listen")?,
             Long("data-dir") => {
                 let dir = cli::option_value(&mut parser, "--data-dir")?;
                 options.data_dir = Some(PathBuf::from(dir));
@@ -234,7 +308,7 @@ fn serve_config(
             _ => return Err(format!("{}; see `lockstep serve --help`", arg.unexpected())),
         }
     }
-    if let Some(path) = file.or_else(|| sources.env.get("LOCKSTEP_CONFIG").cloned()) {
+    if let Some(path) = file.or_else(|| sources.env.get(config::CONFIG_ENV).cloned()) {
         sources.file = config_file(&path)?;
     }
     let config = config::Config::from_sources(&sources)?;
@@ -276,4 +350,98 @@ fn config_file(path: &str) -> Result<std::collections::BTreeMap<String, String>,
         keys.insert(key, text);
     }
     Ok(keys)
+}
+
+/// Parses `lockstep demo`'s options; `None` for `--help`.
+fn demo_options(args: &[String]) -> Result<Option<demo::Options>, String> {
+    use lexopt::prelude::*;
+
+    let mut options = demo::Options::default();
+    let mut parser = lexopt::Parser::from_args(args.iter().cloned());
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('h') | Long("help") => return Ok(None),
+            Long("listen") => options.listen = cli::address_value(&mut parser, "--listen")?,
+            Long("sandbox") => options.sandbox = cli::address_value(&mut parser, "--sandbox")?,
+            Long("data-dir") => {
+                let dir = cli::option_value(&mut parser, "--data-dir")?;
+                options.data_dir = Some(PathBuf::from(dir));
+            }
+            _ => return Err(format!("{}; see `lockstep demo --help`", arg.unexpected())),
+        }
+    }
+    Ok(Some(options))
+}
+
+/// `lockstep sign`: the header line, or `None` for `--help`.
+fn sign(args: &[String]) -> Result<Option<String>, String> {
+    use std::io::Read;
+
+    use lexopt::prelude::*;
+    use lockstep_core::signature::{self, Secret};
+
+    let mut secret_file = None;
+    let mut bintray = None;
+    let mut body_file = None;
+    let mut parser = lexopt::Parser::from_args(args.iter().cloned());
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('h') | Long("help") => return Ok(None),
+            Long("secret-file") => {
+                secret_file = Some(cli::option_value(&mut parser, "--secret-file")?);
+            }
+            Long("bintray") => bintray = Some(cli::option_value(&mut parser, "--bintray")?),
+            Value(file) if body_file.is_none() => {
+                body_file = Some(
+                    file.into_string()
+                        .map_err(|_| "the body file name is not UTF-8")?,
+                );
+            }
+            _ => return Err(format!("{}; see `lockstep sign --help`", arg.unexpected())),
+        }
+    }
+    let secret = match secret_file {
+        Some(file) => {
+            let bytes = std::fs::read(&file).map_err(|e| format!("--secret-file {file}: {e}"))?;
+            Secret::from_file_contents(&bytes).map_err(|e| format!("--secret-file {file}: {e}"))?
+        }
+        None => match std::env::var("BINTRAY_WEBHOOK_SECRET") {
+            Ok(value) => {
+                Secret::new(value.as_bytes()).map_err(|e| format!("BINTRAY_WEBHOOK_SECRET: {e}"))?
+            }
+            Err(_) => {
+                return Err(
+                    "no secret: pass --secret-file FILE or set BINTRAY_WEBHOOK_SECRET".into(),
+                );
+            }
+        },
+    };
+    if let Some(package) = bintray {
+        lockstep_core::bundle::Segment::parse(&package)
+            .map_err(|e| format!("--bintray: the package {e}"))?;
+        let value = signature::bintray_sign(&secret, &package);
+        return Ok(Some(format!(
+            "{}: {}",
+            signature::BINTRAY_HEADER,
+            value.as_str()
+        )));
+    }
+    let mut body = Vec::new();
+    match body_file.as_deref() {
+        None | Some("-") => std::io::stdin()
+            .read_to_end(&mut body)
+            .map(|_| ())
+            .map_err(|e| format!("standard input: {e}"))?,
+        Some(file) => body = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?,
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| "the clock is before 1970")?
+        .as_secs();
+    let value = signature::lockstep_sign(&secret, t, &body);
+    Ok(Some(format!(
+        "{}: {}",
+        signature::LOCKSTEP_HEADER,
+        value.as_str()
+    )))
 }

@@ -4,7 +4,7 @@
 //! [`service`] decides what each is and checks webhooks; the
 //! [`Deployments`] run them.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +23,8 @@ use lockstep_core::signature::{Headers, Secret};
 
 use crate::deployments::{self, Deployments, RepositoryOption};
 use crate::http::{self, Request, Response};
+use crate::log;
+use crate::metrics::Metrics;
 
 /// The most lockstep signatures the replay cache can be configured to hold.
 pub const MAX_REPLAY_CACHE: usize = 4096;
@@ -58,14 +60,20 @@ pub struct Options {
     pub agent: agent::Config,
     /// The interval of the event stream's heartbeats.
     pub heartbeat: Duration,
+    /// On SIGTERM or SIGINT, how long running steps may take to finish.
+    pub drain_deadline: Duration,
 }
 
 struct State {
     deployments: Rc<Deployments>,
     webhooks: RefCell<Webhooks<MAX_REPLAY_CACHE>>,
+    replay_capacity: usize,
     max_in_flight: usize,
     heartbeat: Duration,
     executor: Rc<LocalExecutor<'static>>,
+    metrics: Rc<RefCell<Metrics>>,
+    /// Shutting down: webhooks and /healthz answer 503.
+    draining: Cell<bool>,
 }
 
 /// Starts the service on `executor`; returns where it listens.
@@ -89,6 +97,7 @@ pub async fn start(
             retention: options.retention,
         },
     )?;
+    let metrics = deployments.metrics();
     let listener = http::bind(options.listen).await?;
     let addr = listener.local_addr()?;
     let state = Rc::new(State {
@@ -98,18 +107,27 @@ pub async fn start(
             options.webhooks,
             options.replay_cache,
         )),
+        replay_capacity: options.replay_cache.clamp(1, MAX_REPLAY_CACHE),
         max_in_flight: options.max_in_flight.clamp(1, deployments::CAPACITY),
         heartbeat: options.heartbeat,
         executor: executor.clone(),
+        metrics: metrics.clone(),
+        draining: Cell::new(false),
     });
+    spawn_drain(executor, state.clone(), options.drain_deadline);
+    let handler_state = state.clone();
     let handler: http::Handler = Rc::new(move |request| {
-        let state = state.clone();
+        let state = handler_state.clone();
         Box::pin(async move { handle(&state, &request) })
     });
     let precheck: http::Precheck =
         Rc::new(|method, path| service::route(method, path).err().map(refusal));
-    let observer: http::Observer = Rc::new(|method, path, status, took| {
-        eprintln!("{method} {path} {status} {}ms", took.as_millis());
+    let observer: http::Observer = Rc::new(move |method, path, status, took| {
+        let endpoint = service::route(method, path)
+            .map(|e| e.label())
+            .unwrap_or("unknown");
+        metrics.borrow_mut().request(endpoint, status);
+        log::request(method, path, status, took);
     });
     executor
         .spawn(http::serve(
@@ -165,8 +183,18 @@ fn handle(state: &State, request: &Request) -> Response {
             }
         }
         Endpoint::Events { .. } => events(state),
+        Endpoint::Health if state.draining.get() => refusal(Refusal::new(Reason::ShuttingDown)),
         Endpoint::Health => Response::text(200, "ok"),
-        Endpoint::Metrics => refusal(Refusal::new(Reason::NotFound)),
+        Endpoint::Metrics => {
+            let now = state.deployments.time().now();
+            let replay = state.webhooks.borrow().replay_fill(now);
+            let text = state.metrics.borrow().render(
+                state.deployments.in_flight(),
+                replay,
+                state.replay_capacity,
+            );
+            Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text)
+        }
     }
 }
 
@@ -215,8 +243,56 @@ fn webhook(
             Response::new(202, "text/plain; charset=utf-8", accepted.id.to_string())
                 .with_header("Location", location)
         }
-        Err(r) => refusal(r),
+        Err(r) => {
+            if let Reason::Signature(e) = r.reason {
+                state.metrics.borrow_mut().signature_refusal(e.reason());
+            }
+            refusal(r)
+        }
     }
+}
+
+/// On SIGTERM or SIGINT: refuse new webhooks and answer /healthz 503 while the commands under
+/// way finish, up to `deadline`; then exit 0. Deployments still in flight stay where their last
+/// step left the cluster.
+fn spawn_drain(executor: &Rc<LocalExecutor<'static>>, state: Rc<State>, deadline: Duration) {
+    executor
+        .spawn(async move {
+            use futures_lite::StreamExt;
+            let Ok(mut signals) =
+                async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
+            else {
+                log::warn("signals cannot be handled: SIGTERM and SIGINT will not drain");
+                return;
+            };
+            let Some(Ok(signal)) = signals.next().await else {
+                return;
+            };
+            state.draining.set(true);
+            state.webhooks.borrow_mut().shut_down();
+            state.deployments.drain();
+            log::info(&format!(
+                "{signal:?}: draining; new webhooks are refused, running steps may take {}ms",
+                deadline.as_millis()
+            ));
+            let until = Instant::now() + deadline;
+            while state.deployments.busy() > 0 && Instant::now() < until {
+                Timer::after(Duration::from_millis(20)).await;
+            }
+            let busy = state.deployments.busy();
+            if busy > 0 {
+                log::warn(&format!(
+                    "the drain deadline of {}ms passed with {busy} command(s) still under way",
+                    deadline.as_millis()
+                ));
+            }
+            let left = state.deployments.in_flight();
+            log::info(&format!(
+                "drained; {left} deployment(s) left in flight, where their last step left them"
+            ));
+            std::process::exit(0);
+        })
+        .detach();
 }
 
 /// `GET /deployments/events`: every event as `event:<type>\ndata:<id>\n\n`, and a heartbeat
@@ -264,10 +340,7 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let _ = writeln!(out, "listening on http://{addr}");
     let _ = out.flush();
-    eprintln!(
-        "lockstep serve: ready in {}ms",
-        started.elapsed().as_millis()
-    );
+    log::info(&format!("ready in {}ms", started.elapsed().as_millis()));
     futures_lite::future::block_on(executor.run(futures_lite::future::pending::<()>()));
     Ok(())
 }

@@ -83,6 +83,8 @@ struct Inner<const N: usize, S> {
     /// Bumped on every bundle event of the cluster.
     generation: u64,
     looked: heapless::Vec<Looked, N>,
+    /// Draining: no job is handed out any more.
+    draining: bool,
     sink: S,
 }
 
@@ -117,6 +119,7 @@ impl<const N: usize, S: Sink> Agent<N, S> {
                 busy: [None; MAX_WORKERS],
                 generation: 0,
                 looked: heapless::Vec::new(),
+                draining: false,
                 sink,
             }),
             wakers: RefCell::new(Wakers::default()),
@@ -134,6 +137,17 @@ impl<const N: usize, S: Sink> Agent<N, S> {
         };
         self.wake_all();
         handled
+    }
+
+    /// Stops handing out jobs: the commands under way finish, no new one starts (the process
+    /// is shutting down; what is left resumes from its records).
+    pub fn drain(&self) {
+        self.inner.borrow_mut().draining = true;
+    }
+
+    /// How many workers are carrying out a job now.
+    pub fn busy(&self) -> usize {
+        self.inner.borrow().busy.iter().flatten().count()
     }
 
     /// Reads the deployer (its records, for a listing or persistence).
@@ -385,6 +399,9 @@ impl<const N: usize, S: Sink> Inner<N, S> {
     }
 
     fn take_job(&mut self, worker: usize) -> Option<Job> {
+        if self.draining {
+            return None;
+        }
         let busy = self.busy;
         let idle = |d: &DeploymentId| !busy.iter().flatten().any(|b| b == d);
         let job = if let Some(at) = self.cleanup.iter().position(idle) {

@@ -330,6 +330,39 @@ fn test_webhook_full_table_and_full_replay_cache_are_503() {
 }
 
 #[test]
+fn test_webhook_shutting_down_is_503_after_the_other_checks() {
+    let mut f = Fixture::new(Config::default());
+    let body = body();
+    let first = f
+        .send(TARGET, None, signed(&lockstep(&body, T)), &body, 1)
+        .unwrap();
+    f.hooks.shut_down();
+    assert!(f.hooks.is_shutting_down());
+    // A bad signature is still refused for what it is.
+    assert_eq!(
+        reason(f.send(TARGET, None, signed("t=1"), &body, 2)),
+        Reason::Signature(SignatureError::MissingMac)
+    );
+    // A good one, and a redelivery of the deployment in flight, are refused: shutting down.
+    let other = format!(r#"{{"package":"v","version":"v2-{}"}}"#, "d".repeat(64));
+    let fresh = lockstep(&other, T + 1);
+    let r = f.send(TARGET, None, signed(&fresh), &other, 2).unwrap_err();
+    assert_eq!(r.reason, Reason::ShuttingDown);
+    assert_eq!(
+        (r.status(), r.retry_after()),
+        (Status::ServiceUnavailable, Some(RETRY_AFTER_SECS))
+    );
+    assert_eq!(
+        reason(f.send(TARGET, None, bintray_signed(&bintray()), &body, 3)),
+        Reason::ShuttingDown
+    );
+    // Nothing was admitted, nothing entered the replay cache.
+    assert_eq!(f.deployer.len(), 1);
+    assert_eq!(f.hooks.replay_fill(now()), 1);
+    assert!(!first.redelivery);
+}
+
+#[test]
 fn test_is_json() {
     assert!(is_json(b"application/json"));
     assert!(is_json(b"Application/JSON ; charset=utf-8"));

@@ -1,0 +1,359 @@
+//! `lockstep demo`: a sandbox with the demo and a lockstep service wired to it, in one process.
+//! It sends itself a signed webhook for the first compatible version, prints the deployment's
+//! progress as the official client shows it, then prints how to deploy the other versions and
+//! stays up until Ctrl-C.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use async_executor::LocalExecutor;
+use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use lockstep_core::deployer::DeploymentId;
+use lockstep_core::signature::{Secret, lockstep_sign};
+
+use crate::config::Config;
+use crate::deployments::RepositoryOption;
+use crate::{log, sandbox, serve};
+
+/// How the demo runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where everything is kept; a fresh temporary directory (removed at the end) when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Where the service listens (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Where the sandbox listens.
+    pub sandbox: SocketAddr,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            sandbox: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+/// POSTs a webhook to `addr` and returns the status and body.
+async fn post(
+    addr: SocketAddr,
+    target: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = async_net::TcpStream::connect(addr).await?;
+    let mut request = format!(
+        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Ok((status, body))
+}
+
+/// Runs the demo until Ctrl-C.
+pub fn run(options: &Options, out: &mut dyn Write) -> Result<(), String> {
+    let (data_dir, fresh) = match &options.data_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            sandbox::fresh_temp_dir("lockstep-demo").map_err(|e| e.to_string())?,
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let outcome = run_in(options, &data_dir, out);
+    if fresh {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    outcome
+}
+
+fn write_secret(path: &Path) -> Result<Secret, String> {
+    let mut random = [0u8; 24];
+    getrandom::fill(&mut random).map_err(|e| e.to_string())?;
+    let text: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(path, format!("{text}\n")).map_err(|e| format!("{}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Secret::new(text.as_bytes()).map_err(|e| e.to_string())
+}
+
+fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(), String> {
+    let secret_file = data_dir.join("webhook-secret");
+    let secret = write_secret(&secret_file)?;
+    let signing = Secret::new(
+        std::fs::read_to_string(&secret_file)
+            .map_err(|e| e.to_string())?
+            .trim_end()
+            .as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
+    let executor = Rc::new(LocalExecutor::new());
+    let sandbox = futures_lite::future::block_on(executor.run(sandbox::start(
+        executor.clone(),
+        sandbox::Options {
+            listen: options.sandbox,
+            data_dir: Some(data_dir.join("sandbox")),
+            start_delay: Duration::from_millis(600),
+            demo: true,
+            ..sandbox::Options::default()
+        },
+    )))
+    .map_err(|e| format!("sandbox: {e}"))?;
+    let demo = sandbox.demo.clone().ok_or("the sandbox has no demo")?;
+    let config = Config {
+        listen: options.listen,
+        conductr: sandbox.url(),
+        repository: Some(RepositoryOption::Http(sandbox.repository_url())),
+        data_dir: Some(data_dir.join("serve")),
+        secret_file: Some(secret_file.clone()),
+        poll_interval: Duration::from_millis(200),
+        ..Config::default()
+    };
+    log::init(config.log_format, crate::config::LogLevel::Warn);
+    let env = std::collections::BTreeMap::new();
+    let serve_options = config.options(&env)?;
+    let addr = futures_lite::future::block_on(executor.run(serve::start(&executor, serve_options)))
+        .map_err(|e| format!("lockstep: {e}"))?;
+    drop(secret);
+
+    let version_of = |role: &str, nth: usize| {
+        demo.versions
+            .iter()
+            .filter(|(_, r)| *r == role)
+            .nth(nth)
+            .map(|(v, _)| v.clone())
+    };
+    let running = version_of("running", 0).ok_or("no running version")?;
+    let first = version_of("compatible", 0).ok_or("no compatible version")?;
+    let second = version_of("compatible", 1).ok_or("no second compatible version")?;
+    let incompatible = version_of("incompatible", 0).ok_or("no incompatible version")?;
+    let tag = |v: &str| v.rsplit_once('-').map_or(v, |(t, _)| t).to_owned();
+    let webhook = format!("http://{addr}/deployments/typesafe/bundle/typesafe");
+    let _ = writeln!(
+        out,
+        "lockstep demo: a ConductR sandbox and lockstep, in one process\n"
+    );
+    let _ = writeln!(out, "  ConductR sandbox  {}", sandbox.url());
+    let _ = writeln!(out, "  repository        {}", sandbox.repository_url());
+    let _ = writeln!(
+        out,
+        "  lockstep          http://{addr}  (webhook {webhook})"
+    );
+    let _ = writeln!(
+        out,
+        "  running           visualizer {} at scale 3, with a configuration\n",
+        tag(&running)
+    );
+    let _ = writeln!(
+        out,
+        "Deploying visualizer {} (compatible) with a signed webhook:",
+        tag(&first)
+    );
+    let _ = out.flush();
+
+    let body = format!(r#"{{"package":"visualizer","version":"{first}"}}"#);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let header = lockstep_sign(&signing, t, body.as_bytes());
+    let started = Instant::now();
+    let deployed = executor.clone();
+    let result: Result<(), String> = futures_lite::future::block_on(deployed.run(async {
+        let (status, id) = post(
+            addr,
+            "/deployments/typesafe/bundle/typesafe",
+            &[
+                ("Content-Type", "application/json".to_owned()),
+                ("X-Lockstep-Signature", header.as_str().to_owned()),
+            ],
+            &body,
+        )
+        .await
+        .map_err(|e| format!("webhook: {e}"))?;
+        if status != 202 {
+            return Err(format!("the webhook was answered {status}: {id}"));
+        }
+        let id = DeploymentId::parse(id.trim()).map_err(|e| e.to_string())?;
+        let _ = writeln!(out, "  202 Accepted: deployment {id}");
+        // Follow it on the service's own event stream, printing what the official client
+        // would.
+        let events = events_of(&executor, addr).await?;
+        let mut shown = 0;
+        loop {
+            let log = fetch_log(addr, id).await?;
+            for event in log.iter().skip(shown) {
+                let _ = writeln!(
+                    out,
+                    "  {:>6.1}s  {}",
+                    started.elapsed().as_secs_f64(),
+                    event
+                );
+                let _ = out.flush();
+            }
+            shown = log.len();
+            if log
+                .last()
+                .is_some_and(|l| l.starts_with("Success") || l.starts_with("Failure"))
+            {
+                return if log.last().is_some_and(|l| l.starts_with("Success")) {
+                    Ok(())
+                } else {
+                    Err("the deployment failed".into())
+                };
+            }
+            let _ = events.recv().await;
+        }
+    }));
+    result?;
+
+    let exe =
+        std::env::current_exe().map_or_else(|_| "lockstep".into(), |p| p.display().to_string());
+    let _ = writeln!(
+        out,
+        "\nlockstep keeps running. Deploy the other versions yourself:\n"
+    );
+    for (version, what) in [
+        (
+            &second,
+            "compatible: replaces the one just deployed, in lock-step",
+        ),
+        (
+            &incompatible,
+            "another compatibilityVersion: accepted, then it fails and the cluster is not touched",
+        ),
+    ] {
+        let _ = writeln!(out, "  # visualizer {} ({what})", tag(version));
+        let _ = writeln!(
+            out,
+            "  body='{{\"package\":\"visualizer\",\"version\":\"{version}\"}}'"
+        );
+        let _ = writeln!(
+            out,
+            "  curl -si {webhook} -H 'Content-Type: application/json' \\\n    -H \"$(printf %s \"$body\" | {exe} sign --secret-file {} -)\" --data \"$body\"\n",
+            secret_file.display()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  # follow: curl -s http://{addr}/deployments  and  curl -sN http://{addr}/deployments/events"
+    );
+    let _ = writeln!(out, "\nCtrl-C to stop.");
+    let _ = out.flush();
+    futures_lite::future::block_on(executor.run(async {
+        if let Ok(mut signals) =
+            async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
+        {
+            let _ = signals.next().await;
+        } else {
+            futures_lite::future::pending::<()>().await;
+        }
+    }));
+    Ok(())
+}
+
+/// A channel that yields whenever the service's event stream says something (an event or a
+/// heartbeat): a nudge to look again.
+async fn events_of(
+    executor: &Rc<LocalExecutor<'static>>,
+    addr: SocketAddr,
+) -> Result<async_channel::Receiver<()>, String> {
+    let mut stream = async_net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!(
+        "GET /deployments/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let (tx, rx) = async_channel::bounded(16);
+    executor
+        .spawn(async move {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = stream.read(&mut buf).await {
+                if n == 0 || tx.send(()).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .detach();
+    Ok(rx)
+}
+
+/// The events of a deployment, as the official client shows them.
+async fn fetch_log(addr: SocketAddr, id: DeploymentId) -> Result<Vec<String>, String> {
+    let mut stream = async_net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request =
+        format!("GET /deployments/{id} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let events: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    Ok(events
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .map(|e| match e["eventType"].as_str().unwrap_or("") {
+                    "deploymentStarted" => "Deployment started".to_owned(),
+                    "bundleDownload" => "Downloading bundle".to_owned(),
+                    "configDownload" => format!(
+                        "Downloading config from bundle {}",
+                        e["compatibleBundleId"]
+                            .as_str()
+                            .and_then(|id| lockstep_core::bundle::BundleId::parse(id).ok())
+                            .map(|id| id.short().to_string())
+                            .unwrap_or_default()
+                    ),
+                    "load" if e.get("configFileName").is_some() => {
+                        "Loading bundle with config".to_owned()
+                    }
+                    "load" => "Loading bundle".to_owned(),
+                    "deploy" => format!(
+                        "Deploying - {} old instance vs {} new instance",
+                        e["bundleOld"]["scale"], e["bundleNew"]["scale"]
+                    ),
+                    "deploymentSuccess" => "Success".to_owned(),
+                    "deploymentFailure" => {
+                        format!("Failure: {}", e["failure"].as_str().unwrap_or(""))
+                    }
+                    other => format!("Unknown deployment state {other}"),
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}

@@ -1,0 +1,170 @@
+//! `GET /metrics`: counters and a histogram in the Prometheus text exposition format (0.0.4),
+//! every name prefixed `lockstep_`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use lockstep_core::deployer::{Outcome, Record, Rollback};
+
+/// The bounds of the step duration histogram, in seconds.
+pub const STEP_BUCKETS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// What the service counts.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: BTreeMap<(&'static str, u16), u64>,
+    signature_refusals: BTreeMap<&'static str, u64>,
+    deployments: BTreeMap<&'static str, u64>,
+    step_buckets: [u64; STEP_BUCKETS.len()],
+    step_count: u64,
+    step_sum: f64,
+}
+
+/// How a deployment ended, as a label.
+pub fn outcome(record: &Record) -> &'static str {
+    match &record.outcome {
+        Some(Outcome::Succeeded { .. }) => "succeeded",
+        Some(Outcome::Failed(f)) => match f.rollback {
+            Rollback::NotNeeded => "failed",
+            Rollback::Completed { .. } => "rolled_back",
+            Rollback::Off { .. } => "failed_not_rolled_back",
+            Rollback::Failed { .. } => "rollback_failed",
+        },
+        None => "unknown",
+    }
+}
+
+impl Metrics {
+    /// A request answered, by endpoint (`unknown` when it matched none).
+    pub fn request(&mut self, endpoint: &'static str, status: u16) {
+        *self.requests.entry((endpoint, status)).or_default() += 1;
+    }
+
+    /// A webhook refused for its signature, by reason.
+    pub fn signature_refusal(&mut self, reason: &'static str) {
+        *self.signature_refusals.entry(reason).or_default() += 1;
+    }
+
+    /// A deployment ended.
+    pub fn ended(&mut self, record: &Record) {
+        *self.deployments.entry(outcome(record)).or_default() += 1;
+    }
+
+    /// A step took this long.
+    pub fn step(&mut self, took: Duration) {
+        let secs = took.as_secs_f64();
+        for (bucket, bound) in self.step_buckets.iter_mut().zip(STEP_BUCKETS) {
+            if secs <= bound {
+                *bucket += 1;
+            }
+        }
+        self.step_count += 1;
+        self.step_sum += secs;
+    }
+
+    /// The exposition, with the gauges read now.
+    pub fn render(
+        &self,
+        in_flight: usize,
+        replay_entries: usize,
+        replay_capacity: usize,
+    ) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP lockstep_requests_total HTTP requests answered, by endpoint and status."
+        );
+        let _ = writeln!(out, "# TYPE lockstep_requests_total counter");
+        for ((endpoint, status), n) in &self.requests {
+            let _ = writeln!(
+                out,
+                "lockstep_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lockstep_signature_refusals_total Webhooks refused for their signature, by reason."
+        );
+        let _ = writeln!(out, "# TYPE lockstep_signature_refusals_total counter");
+        for (reason, n) in &self.signature_refusals {
+            let _ = writeln!(
+                out,
+                "lockstep_signature_refusals_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lockstep_deployments_total Deployments ended, by outcome."
+        );
+        let _ = writeln!(out, "# TYPE lockstep_deployments_total counter");
+        for (outcome, n) in &self.deployments {
+            let _ = writeln!(
+                out,
+                "lockstep_deployments_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lockstep_deployments_in_flight Deployments that have not ended."
+        );
+        let _ = writeln!(out, "# TYPE lockstep_deployments_in_flight gauge");
+        let _ = writeln!(out, "lockstep_deployments_in_flight {in_flight}");
+        let _ = writeln!(
+            out,
+            "# HELP lockstep_step_duration_seconds Time from one event of a deployment to its next."
+        );
+        let _ = writeln!(out, "# TYPE lockstep_step_duration_seconds histogram");
+        for (bound, n) in STEP_BUCKETS.iter().zip(self.step_buckets) {
+            let _ = writeln!(
+                out,
+                "lockstep_step_duration_seconds_bucket{{le=\"{bound}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "lockstep_step_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+            self.step_count
+        );
+        let _ = writeln!(out, "lockstep_step_duration_seconds_sum {}", self.step_sum);
+        let _ = writeln!(
+            out,
+            "lockstep_step_duration_seconds_count {}",
+            self.step_count
+        );
+        let _ = writeln!(
+            out,
+            "# HELP lockstep_replay_cache_entries Lockstep signatures remembered, still within their window."
+        );
+        let _ = writeln!(out, "# TYPE lockstep_replay_cache_entries gauge");
+        let _ = writeln!(out, "lockstep_replay_cache_entries {replay_entries}");
+        let _ = writeln!(
+            out,
+            "# HELP lockstep_replay_cache_capacity How many the replay cache can remember."
+        );
+        let _ = writeln!(out, "# TYPE lockstep_replay_cache_capacity gauge");
+        let _ = writeln!(out, "lockstep_replay_cache_capacity {replay_capacity}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_histogram_is_cumulative() {
+        let mut m = Metrics::default();
+        m.step(Duration::from_millis(40));
+        m.step(Duration::from_millis(700));
+        m.step(Duration::from_secs(1000));
+        let text = m.render(0, 0, 1);
+        assert!(text.contains("lockstep_step_duration_seconds_bucket{le=\"0.05\"} 1"));
+        assert!(text.contains("lockstep_step_duration_seconds_bucket{le=\"1\"} 2"));
+        assert!(text.contains("lockstep_step_duration_seconds_bucket{le=\"300\"} 2"));
+        assert!(text.contains("lockstep_step_duration_seconds_bucket{le=\"+Inf\"} 3"));
+        assert!(text.contains("lockstep_step_duration_seconds_count 3"));
+    }
+}
