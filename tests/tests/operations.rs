@@ -139,6 +139,42 @@ fn test_readme_documents_every_setting() {
 }
 
 #[test]
+fn test_readme_toml_example_starts_the_service() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("the README");
+    let example: String = readme
+        .lines()
+        .skip_while(|l| *l != "    # /etc/lockstep.toml")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| format!("{}\n", l.trim_start()))
+        .collect();
+    assert!(example.contains("secret_file"), "the example: {example:?}");
+    // As written, but on a free port and with a secret file of the test's.
+    let dir = TempDir::new("lockstep-readme-toml");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "readme-example-secret\n").expect("write the secret");
+    let config = dir.path().join("lockstep.toml");
+    let text = example
+        .replace("0.0.0.0:9010", "127.0.0.1:0")
+        .replace("/etc/lockstep/secret", &secret.display().to_string());
+    std::fs::write(&config, text).expect("write the file");
+    let mut process = Process::start(
+        &binary("lockstep", "lockstep"),
+        &["serve", "--config", &config.display().to_string()],
+        &[],
+    );
+    process.guard_secret("readme-example-secret");
+    let client = Client::new(process.listening());
+    assert_eq!(client.get("/healthz").status, 200);
+    // Its log_format = "json" is in force.
+    let stderr = stop_and_read_stderr(&mut process);
+    for line in stderr.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+}
+
+#[test]
 fn test_serve_refuses_bad_configuration_naming_it() {
     let dir = TempDir::new("lockstep-bad-config");
     let file = |name: &str, text: &str| {
