@@ -103,14 +103,8 @@ fn write_secret(path: &Path) -> Result<Secret, String> {
 
 fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(), String> {
     let secret_file = data_dir.join("webhook-secret");
-    let secret = write_secret(&secret_file)?;
-    let signing = Secret::new(
-        std::fs::read_to_string(&secret_file)
-            .map_err(|e| e.to_string())?
-            .trim_end()
-            .as_bytes(),
-    )
-    .map_err(|e| e.to_string())?;
+    // The service reads it from the file, as an operator's would; the demo signs with it.
+    let signing = write_secret(&secret_file)?;
     let executor = Rc::new(LocalExecutor::new());
     let sandbox = futures_lite::future::block_on(executor.run(sandbox::start(
         executor.clone(),
@@ -137,8 +131,8 @@ fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(),
     let env = std::collections::BTreeMap::new();
     let serve_options = config.options(&env)?;
     let addr = futures_lite::future::block_on(executor.run(serve::start(&executor, serve_options)))
-        .map_err(|e| format!("lockstep: {e}"))?;
-    drop(secret);
+        .map_err(|e| format!("lockstep: {e}"))?
+        .addr();
 
     let version_of = |role: &str, nth: usize| {
         demo.versions

@@ -76,11 +76,11 @@ struct State {
     draining: Cell<bool>,
 }
 
-/// Starts the service on `executor`; returns where it listens.
+/// Starts the service on `executor`; see [`Service::addr`] for where it listens.
 pub async fn start(
     executor: &Rc<LocalExecutor<'static>>,
     options: Options,
-) -> std::io::Result<SocketAddr> {
+) -> std::io::Result<Service> {
     let data_dir = match &options.data_dir {
         Some(dir) => dir.clone(),
         None => crate::sandbox::fresh_temp_dir("lockstep-serve")?,
@@ -114,7 +114,6 @@ pub async fn start(
         metrics: metrics.clone(),
         draining: Cell::new(false),
     });
-    spawn_drain(executor, state.clone(), options.drain_deadline);
     let handler_state = state.clone();
     let handler: http::Handler = Rc::new(move |request| {
         let state = handler_state.clone();
@@ -139,7 +138,39 @@ pub async fn start(
             Some(observer),
         ))
         .detach();
-    Ok(addr)
+    Ok(Service {
+        addr,
+        state,
+        drain_deadline: options.drain_deadline,
+    })
+}
+
+/// A service started on an executor.
+pub struct Service {
+    addr: SocketAddr,
+    state: Rc<State>,
+    drain_deadline: Duration,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Where it listens.
+    pub const fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What `lockstep serve` does on SIGTERM or SIGINT: drain, then exit the process with 0.
+    /// (`lockstep demo` handles its signals itself: it has a directory to remove.)
+    pub fn drain_on_signals(&self, executor: &Rc<LocalExecutor<'static>>) {
+        spawn_drain(executor, self.state.clone(), self.drain_deadline);
+    }
 }
 
 /// The answer to a refusal: its status, its line, `Allow` or `Retry-After`.
@@ -336,8 +367,10 @@ fn events(state: &State) -> Response {
 pub fn run(options: Options, out: &mut dyn Write) -> Result<(), String> {
     let executor = Rc::new(LocalExecutor::new());
     let started = Instant::now();
-    let addr = futures_lite::future::block_on(executor.run(start(&executor, options)))
+    let service = futures_lite::future::block_on(executor.run(start(&executor, options)))
         .map_err(|e| e.to_string())?;
+    service.drain_on_signals(&executor);
+    let addr = service.addr();
     let _ = writeln!(out, "listening on http://{addr}");
     let _ = out.flush();
     log::info(&format!("ready in {}ms", started.elapsed().as_millis()));
