@@ -73,50 +73,55 @@ impl Metrics {
         replay_capacity: usize,
     ) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP lockstep_requests_total HTTP requests answered, by endpoint and status."
+        header(
+            &mut out,
+            "lockstep_requests_total",
+            "counter",
+            "HTTP requests answered, by endpoint and status.",
         );
-        let _ = writeln!(out, "# TYPE lockstep_requests_total counter");
         for ((endpoint, status), n) in &self.requests {
             let _ = writeln!(
                 out,
                 "lockstep_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP lockstep_signature_refusals_total Webhooks refused for their signature, by reason."
+        header(
+            &mut out,
+            "lockstep_signature_refusals_total",
+            "counter",
+            "Webhooks refused for their signature, by reason.",
         );
-        let _ = writeln!(out, "# TYPE lockstep_signature_refusals_total counter");
         for (reason, n) in &self.signature_refusals {
             let _ = writeln!(
                 out,
                 "lockstep_signature_refusals_total{{reason=\"{reason}\"}} {n}"
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP lockstep_deployments_total Deployments ended, by outcome."
+        header(
+            &mut out,
+            "lockstep_deployments_total",
+            "counter",
+            "Deployments ended, by outcome.",
         );
-        let _ = writeln!(out, "# TYPE lockstep_deployments_total counter");
         for (outcome, n) in &self.deployments {
             let _ = writeln!(
                 out,
                 "lockstep_deployments_total{{outcome=\"{outcome}\"}} {n}"
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP lockstep_deployments_in_flight Deployments that have not ended."
+        header(
+            &mut out,
+            "lockstep_deployments_in_flight",
+            "gauge",
+            "Deployments that have not ended.",
         );
-        let _ = writeln!(out, "# TYPE lockstep_deployments_in_flight gauge");
         let _ = writeln!(out, "lockstep_deployments_in_flight {in_flight}");
-        let _ = writeln!(
-            out,
-            "# HELP lockstep_step_duration_seconds Time from one event of a deployment to its next."
+        header(
+            &mut out,
+            "lockstep_step_duration_seconds",
+            "histogram",
+            "Time from one event of a deployment to its next.",
         );
-        let _ = writeln!(out, "# TYPE lockstep_step_duration_seconds histogram");
         for (bound, n) in STEP_BUCKETS.iter().zip(self.step_buckets) {
             let _ = writeln!(
                 out,
@@ -134,20 +139,28 @@ impl Metrics {
             "lockstep_step_duration_seconds_count {}",
             self.step_count
         );
-        let _ = writeln!(
-            out,
-            "# HELP lockstep_replay_cache_entries Lockstep signatures remembered, still within their window."
+        header(
+            &mut out,
+            "lockstep_replay_cache_entries",
+            "gauge",
+            "Lockstep signatures remembered, still within their window.",
         );
-        let _ = writeln!(out, "# TYPE lockstep_replay_cache_entries gauge");
         let _ = writeln!(out, "lockstep_replay_cache_entries {replay_entries}");
-        let _ = writeln!(
-            out,
-            "# HELP lockstep_replay_cache_capacity How many the replay cache can remember."
+        header(
+            &mut out,
+            "lockstep_replay_cache_capacity",
+            "gauge",
+            "How many the replay cache can remember.",
         );
-        let _ = writeln!(out, "# TYPE lockstep_replay_cache_capacity gauge");
         let _ = writeln!(out, "lockstep_replay_cache_capacity {replay_capacity}");
         out
     }
+}
+
+/// A family's `# HELP` and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 #[cfg(test)]
