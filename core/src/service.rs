@@ -3,13 +3,12 @@
 //! I/O: the runtime parses the request head and enforces the transport limits (408, 411, 413,
 //! 431, reported with [`Reason`]s from here), and writes what it is told.
 
-use core::fmt::{self, Write as _};
+use core::fmt;
 
 use crate::bundle::Segment;
-use crate::deployer::{DeploymentId, Handled, Outcome, Record, Request, Tags, name};
+use crate::deployer::{Admitted, Busy, DeploymentId, Name, Request, Tags};
 use crate::signature::{self, Headers, Presented, ReplayCache, Schemes, Secret, SignatureError};
 use crate::status::Status;
-use crate::text::JsonStr;
 use crate::time::{Duration, Now};
 use crate::webhook::{self, BodyError, BodyLimit, Prefix, Target, TargetError};
 
@@ -132,8 +131,8 @@ pub enum Reason {
     Signature(SignatureError),
     /// A package outside the allow-list (403).
     NotAllowed,
-    /// The deployment table is full (503).
-    Busy,
+    /// The deployment table is full, or the in-flight limit reached (503).
+    Busy(Busy),
     /// Shutting down (503).
     ShuttingDown,
 }
@@ -154,7 +153,7 @@ impl Reason {
             Self::Body(e) => e.status(),
             Self::Signature(e) => e.status(),
             Self::NotAllowed => Status::Forbidden,
-            Self::Busy | Self::ShuttingDown => Status::ServiceUnavailable,
+            Self::Busy(_) | Self::ShuttingDown => Status::ServiceUnavailable,
         }
     }
 
@@ -175,7 +174,7 @@ impl Reason {
             Self::Body(_) => "bad_body",
             Self::Signature(e) => e.reason(),
             Self::NotAllowed => "not_allowed",
-            Self::Busy => "busy",
+            Self::Busy(_) => "busy",
             Self::ShuttingDown => "shutting_down",
         }
     }
@@ -210,9 +209,35 @@ impl fmt::Display for Reason {
             }
             Self::Signature(_) => f.write_str("signature rejected"),
             Self::NotAllowed => f.write_str("this package may not be deployed here"),
-            Self::Busy => f.write_str("too many deployments in flight; retry later"),
+            Self::Busy(_) => f.write_str("too many deployments in flight; retry later"),
             Self::ShuttingDown => f.write_str("shutting down"),
         }
+    }
+}
+
+impl core::error::Error for Reason {}
+
+impl From<TargetError> for Reason {
+    fn from(e: TargetError) -> Self {
+        Self::Target(e)
+    }
+}
+
+impl From<BodyError> for Reason {
+    fn from(e: BodyError) -> Self {
+        Self::Body(e)
+    }
+}
+
+impl From<SignatureError> for Reason {
+    fn from(e: SignatureError) -> Self {
+        Self::Signature(e)
+    }
+}
+
+impl From<Busy> for Reason {
+    fn from(e: Busy) -> Self {
+        Self::Busy(e)
     }
 }
 
@@ -256,6 +281,20 @@ impl Refusal {
     }
 }
 
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.reason.fmt(f)
+    }
+}
+
+impl core::error::Error for Refusal {}
+
+impl<E: Into<Reason>> From<E> for Refusal {
+    fn from(e: E) -> Self {
+        Self::new(e.into())
+    }
+}
+
 /// Whether a `Content-Type` is JSON: `application/json`, parameters (such as `charset`)
 /// ignored, any case.
 pub fn is_json(content_type: &[u8]) -> bool {
@@ -274,21 +313,21 @@ pub fn is_json(content_type: &[u8]) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Allowed {
-    org: Option<crate::deployer::Name>,
-    repo: Option<crate::deployer::Name>,
-    package: Option<crate::deployer::Name>,
+    org: Option<Name>,
+    repo: Option<Name>,
+    package: Option<Name>,
 }
 
 impl Allowed {
     /// Parses `org/repo/package`, where each part is a segment or `*`.
     pub fn parse(text: &str) -> Option<Self> {
         let mut parts = text.split('/');
-        let mut part = || -> Option<Option<crate::deployer::Name>> {
+        let mut part = || -> Option<Option<Name>> {
             let part = parts.next()?;
             if part == "*" {
                 return Some(None);
             }
-            Segment::parse(part).ok().map(|s| Some(name(s)))
+            Segment::parse(part).ok().map(|s| Some(Name::from(s)))
         };
         let (org, repo, package) = (part()?, part()?, part()?);
         if parts.next().is_some() {
@@ -298,9 +337,8 @@ impl Allowed {
     }
 
     fn permits(&self, org: &str, repo: &str, package: &str) -> bool {
-        let matches = |want: &Option<crate::deployer::Name>, have: &str| {
-            want.as_ref().is_none_or(|w| w.as_str() == have)
-        };
+        let matches =
+            |want: &Option<Name>, have: &str| want.as_ref().is_none_or(|w| w.as_str() == have);
         matches(&self.org, org) && matches(&self.repo, repo) && matches(&self.package, package)
     }
 }
@@ -340,16 +378,6 @@ pub struct Webhook<'a> {
     pub signatures: Headers<'a>,
     /// The raw body.
     pub body: &'a [u8],
-}
-
-/// A webhook accepted: 202, the id as the body, `Location: {prefix}/{id}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Accepted {
-    /// The deployment.
-    pub id: DeploymentId,
-    /// Whether it already existed (a redelivery).
-    pub redelivery: bool,
 }
 
 /// The webhook checks (PROTOCOL.md §7), with the secret and the replay cache of `R` entries.
@@ -410,44 +438,40 @@ impl<const R: usize> Webhooks<R> {
     }
 
     /// Checks a webhook in PROTOCOL.md §7's order and, when it passes, admits it through
-    /// `admit` (the deployer's `handle(Input::Notify)`), giving a new deployment the id `id`.
+    /// `admit` (the deployer's [`handle_notification`](crate::deployer::Deployer::handle_notification)),
+    /// giving a new deployment the id `id`. The answer is 202 with the id, `Location:
+    /// {prefix}/{id}`.
     ///
     /// Media type (415); with `X-Lockstep-Signature`: the signature over the raw body (401,
     /// 403), then the body (400, 422); with the Bintray scheme: the body first, then the
     /// signature over its package; then the allow-list (403); then admission (503 when the
-    /// service is shutting down, or the table or the replay cache is full). A lockstep
-    /// signature enters the replay cache only when its request is admitted.
+    /// service is shutting down, or the table or the replay cache is full, or the in-flight
+    /// limit reached). A lockstep signature enters the replay cache only when its request is
+    /// admitted.
     pub fn accept(
         &mut self,
         now: Now,
         hook: &Webhook<'_>,
         id: DeploymentId,
-        admit: impl FnOnce(Request) -> Handled,
-    ) -> Result<Accepted, Refusal> {
-        let refuse = |reason| Err(Refusal::new(reason));
+        admit: impl FnOnce(Request) -> Result<Admitted, Busy>,
+    ) -> Result<Admitted, Refusal> {
         if hook.content_type.is_some_and(|t| !is_json(t)) {
-            return refuse(Reason::MediaType);
+            return Err(Reason::MediaType.into());
         }
-        let presented = signature::select(self.config.schemes, hook.signatures)
-            .map_err(|e| Refusal::new(Reason::Signature(e)))?;
+        let presented = signature::select(self.config.schemes, hook.signatures)?;
         let fresh = match &presented {
-            Presented::Lockstep(sig) => Some(
-                sig.verify(
-                    &self.secret,
-                    hook.body,
-                    now.unix,
-                    self.config.window,
-                    &self.replay,
-                )
-                .map_err(|e| Refusal::new(Reason::Signature(e)))?,
-            ),
+            Presented::Lockstep(sig) => Some(sig.verify(
+                &self.secret,
+                hook.body,
+                now.unix,
+                self.config.window,
+                &self.replay,
+            )?),
             Presented::Bintray(_) => None,
         };
-        let notification = webhook::parse_body(hook.body, self.config.body_limit)
-            .map_err(|e| Refusal::new(Reason::Body(e)))?;
+        let notification = webhook::parse_body(hook.body, self.config.body_limit)?;
         if let Presented::Bintray(mac) = &presented {
-            mac.verify(&self.secret, notification.package.as_str())
-                .map_err(|e| Refusal::new(Reason::Signature(e)))?;
+            mac.verify(&self.secret, notification.package.as_str())?;
         }
         let target = hook.target;
         let allowed = self.config.allowed.is_empty()
@@ -459,91 +483,33 @@ impl<const R: usize> Webhooks<R> {
                 )
             });
         if !allowed {
-            return refuse(Reason::NotAllowed);
+            return Err(Reason::NotAllowed.into());
         }
         if self.shutting_down {
-            return refuse(Reason::ShuttingDown);
+            return Err(Reason::ShuttingDown.into());
         }
         if fresh.is_some() && !self.replay.has_room(now.unix, self.config.window) {
-            return refuse(Reason::Signature(SignatureError::ReplayCacheFull));
+            return Err(SignatureError::ReplayCacheFull.into());
         }
         let request = Request {
             id,
-            org: name(target.org),
-            repo: name(target.repo),
-            package: name(notification.package),
-            tag: name(notification.version.tag),
+            org: Name::from(target.org),
+            repo: Name::from(target.repo),
+            package: Name::from(notification.package),
+            tag: Name::from(notification.version.tag),
             digest: notification.version.digest,
-            tags: Tags::new(target.tags.iter().copied()),
+            // The target parser keeps at most as many tags as a request holds.
+            tags: Tags::new(target.tags.iter().copied())
+                .map_err(|_| Reason::Target(TargetError::TooManyTags))?,
             at: now.unix,
         };
-        match admit(request) {
-            Handled::Admitted { id, redelivery } => {
-                if let Some(fresh) = fresh {
-                    // Room was checked above, and nothing ran in between.
-                    let _ = self.replay.insert(fresh, now.unix, self.config.window);
-                }
-                Ok(Accepted { id, redelivery })
-            }
-            _ => refuse(Reason::Busy),
+        let admitted = admit(request)?;
+        if let Some(fresh) = fresh {
+            // Room was checked above, and nothing ran in between.
+            let _ = self.replay.insert(fresh, now.unix, self.config.window);
         }
+        Ok(admitted)
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The listing
-// ---------------------------------------------------------------------------------------------
-
-/// Writes one deployment of `GET /deployments` (PROTOCOL.md §7): `deploymentId`,
-/// `bundleName`, `version`, `compatibilityVersion`, `state`, `startedAt`, `endedAt`,
-/// `failure`, the fields absent while unknown.
-pub fn write_listed(record: &Record, out: &mut impl fmt::Write) -> fmt::Result {
-    let r = &record.request;
-    write!(
-        out,
-        r#"{{"deploymentId":"{}","bundleName":{},"version":"{}-{}""#,
-        r.id,
-        JsonStr(r.package.as_str()),
-        r.tag,
-        r.digest
-    )?;
-    if let Some(compat) = &record.compatibility_version {
-        write!(
-            out,
-            r#","compatibilityVersion":{}"#,
-            JsonStr(compat.as_str())
-        )?;
-    }
-    write!(
-        out,
-        r#","state":"{}","startedAt":{}"#,
-        record.state().as_str(),
-        r.at.as_millis()
-    )?;
-    if let Some(ended) = record.ended_at {
-        write!(out, r#","endedAt":{}"#, ended.as_millis())?;
-    }
-    if let Some(Outcome::Failed(failure)) = &record.outcome {
-        out.write_str(r#","failure":""#)?;
-        write!(crate::text::JsonEscaped(out), "{failure}")?;
-        out.write_str("\"")?;
-    }
-    out.write_str("}")
-}
-
-/// Writes the JSON array of `GET /deployments` from records given newest first.
-pub fn write_listing<'r>(
-    records: impl IntoIterator<Item = &'r Record>,
-    out: &mut impl fmt::Write,
-) -> fmt::Result {
-    out.write_str("[")?;
-    for (i, record) in records.into_iter().enumerate() {
-        if i > 0 {
-            out.write_str(",")?;
-        }
-        write_listed(record, out)?;
-    }
-    out.write_str("]")
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@
 
 use crate::bundle::{BundleId, Digest};
 use crate::deployer::{
-    BundleView, Command, CommandError, CommandKind, Deployer, Handled, Input, Name, Outcome,
-    Output, Phase, Policy, Record, Reply, Request, Rollback,
+    Admitted, BundleView, Busy, Command, CommandError, CommandKind, Deployer, Ignored, Name,
+    Outcome, Output, Phase, Policy, Record, Reply, Request, Rollback,
 };
 use crate::time::{Duration, Instant, Now, UnixTime};
 
@@ -323,26 +323,31 @@ impl<const D: usize> World<D> {
     }
 
     /// Notifies the deployer.
-    pub fn notify(&mut self, request: Request) -> Handled {
-        let handled = self.deployer.handle(self.now, Input::Notify(request));
+    pub fn notify(&mut self, request: Request) -> Result<Admitted, Busy> {
+        let admitted = self.deployer.handle_notification(self.now, request);
         self.drain();
-        handled
+        admitted
     }
 
-    /// Feeds any input to the deployer (then drains it, and checks the oracle).
-    pub fn handle(&mut self, input: Input<'_>) -> Handled {
-        let handled = self.deployer.handle(self.now, input);
+    /// Hands the deployer an answer to a command it may never have issued (then drains it, and
+    /// checks the oracle).
+    pub fn stray_reply(&mut self, command: &Command, reply: Reply<'_>) -> Result<(), Ignored> {
+        let applied = self.deployer.handle_reply(self.now, command, reply);
         self.drain();
         if self.violation.is_none() {
             self.violation = check(self).err();
         }
-        handled
+        applied
     }
 
     /// Lets `by` pass, then hands the deployer a time-out (early or not).
     pub fn jump(&mut self, by: Duration) {
         self.advance(by);
-        let _ = self.handle(Input::Timeout);
+        let _ = self.deployer.handle_timeout(self.now);
+        self.drain();
+        if self.violation.is_none() {
+            self.violation = check(self).err();
+        }
     }
 
     /// Whether nothing is left to do: no deployment in the table.
@@ -430,7 +435,7 @@ impl<const D: usize> World<D> {
                     let elapsed = at.saturating_duration_since(self.now.instant);
                     self.advance(elapsed);
                 }
-                let _ = self.deployer.handle(self.now, Input::Timeout);
+                let _ = self.deployer.handle_timeout(self.now);
                 self.drain();
             }
             Step::Restart { late } => self.restart(late),
@@ -467,7 +472,7 @@ impl<const D: usize> World<D> {
         records.sort_unstable_by_key(|r| r.order);
         self.deployer = Deployer::new(*self.deployer.policy());
         for record in records {
-            let _ = self.deployer.handle(self.now, Input::Resume(record));
+            let _ = self.deployer.handle_resume(self.now, record);
         }
         self.drain();
     }
@@ -516,14 +521,7 @@ impl<const D: usize> World<D> {
     }
 
     fn reply(&mut self, c: &Command, reply: Reply<'_>) {
-        let _ = self.deployer.handle(
-            self.now,
-            Input::Reply {
-                deployment: c.deployment,
-                token: c.token,
-                reply,
-            },
-        );
+        let _ = self.deployer.handle_reply(self.now, c, reply);
         self.drain();
     }
 
@@ -619,22 +617,22 @@ pub fn check<const D: usize>(world: &World<D>) -> Result<(), Violation> {
         return Err(Violation::Unloaded);
     }
     for record in world.deployer.records() {
-        if !matches!(record.phase, Phase::LockStep(_) | Phase::RollingBack(_)) {
+        let (Phase::LockStep { swap, .. } | Phase::RollingBack { swap, .. }) = record.phase else {
             continue;
-        }
-        let n = record.scale;
+        };
+        let n = swap.plan.scale;
         let count = |id: Option<BundleId>| {
             id.and_then(|id| world.cluster.get(id))
                 .map_or((0, 0, 0), |b| (b.started, b.lost, b.scale.unwrap_or(0)))
         };
-        let (old_started, old_lost, _) = count(record.old);
-        let (new_started, new_lost, new_scale) = count(record.new);
+        let (old_started, old_lost, _) = count(swap.plan.old);
+        let (new_started, new_lost, new_scale) = count(Some(swap.new));
         if new_started > n || new_scale > n {
             return Err(Violation::NewAboveN);
         }
         let running = old_started.saturating_add(new_started);
         let total = running.saturating_add(old_lost).saturating_add(new_lost);
-        let low = if record.old.is_some() {
+        let low = if swap.plan.old.is_some() {
             n.saturating_sub(1)
         } else {
             0
@@ -649,29 +647,35 @@ pub fn check<const D: usize>(world: &World<D>) -> Result<(), Violation> {
 /// The promises of an end: success leaves the new bundle at N and the old one stopped; a
 /// completed rollback leaves the old one at N and the new one at 0.
 pub fn check_end(cluster: &Cluster, record: &Record) -> Result<(), Violation> {
+    let Some(end) = record.end() else {
+        return Ok(());
+    };
     let bundle = |id: Option<BundleId>| id.and_then(|id| cluster.get(id));
     let scale = |id: Option<BundleId>| bundle(id).and_then(|b| b.scale);
     // Started, counting those the cluster lost by itself (it starts replacements).
     let up = |id: Option<BundleId>| bundle(id).map_or(0, |b| b.started.saturating_add(b.lost));
     let started = |id: Option<BundleId>| bundle(id).map_or(0, |b| b.started);
-    match record.outcome {
-        Some(Outcome::Succeeded {
+    let old = end.plan.and_then(|plan| plan.old);
+    match end.outcome {
+        Outcome::Succeeded {
             nothing_to_do: false,
-        }) => {
-            let new_ok = scale(record.new) == Some(record.scale) && up(record.new) >= record.scale;
-            let old_ok =
-                record.old.is_none() || (scale(record.old) == Some(0) && started(record.old) == 0);
+        } => {
+            // A success that moved anything had a plan.
+            let Some(n) = end.plan.map(|plan| plan.scale) else {
+                return Err(Violation::BadSuccess);
+            };
+            let new_ok = scale(end.new) == Some(n) && up(end.new) >= n;
+            let old_ok = old.is_none() || (scale(old) == Some(0) && started(old) == 0);
             if new_ok && old_ok {
                 Ok(())
             } else {
                 Err(Violation::BadSuccess)
             }
         }
-        Some(Outcome::Failed(failure)) => match failure.rollback {
-            Rollback::Completed { old } => {
-                let old_ok = record.old.is_none()
-                    || (scale(record.old) == Some(old) && up(record.old) >= old);
-                let new_ok = scale(record.new).unwrap_or(0) == 0 && started(record.new) == 0;
+        Outcome::Failed(failure) => match failure.rollback {
+            Rollback::Completed { old: restored } => {
+                let old_ok = old.is_none() || (scale(old) == Some(restored) && up(old) >= restored);
+                let new_ok = scale(end.new).unwrap_or(0) == 0 && started(end.new) == 0;
                 if old_ok && new_ok {
                     Ok(())
                 } else {
@@ -680,7 +684,9 @@ pub fn check_end(cluster: &Cluster, record: &Record) -> Result<(), Violation> {
             }
             Rollback::NotNeeded | Rollback::Off { .. } | Rollback::Failed { .. } => Ok(()),
         },
-        _ => Ok(()),
+        Outcome::Succeeded {
+            nothing_to_do: true,
+        } => Ok(()),
     }
 }
 

@@ -21,7 +21,7 @@ const MAX_DEPTH: u32 = 200;
 
 fn world(n: u32) -> World<1> {
     let mut world = World::new(Policy::default(), cluster(n, true));
-    world.notify(request(1, NEW));
+    world.notify(request(1, NEW)).unwrap();
     world
 }
 
@@ -77,7 +77,7 @@ fn explore(n: u32) -> Explored {
         if world.is_done() {
             explored.ends += 1;
             let record = world.ended.last().expect("an ended deployment");
-            match record.outcome {
+            match record.outcome() {
                 Some(Outcome::Succeeded { .. }) => explored.successes += 1,
                 Some(Outcome::Failed(f)) => {
                     if let Rollback::Failed { .. } = f.rollback {

@@ -2,7 +2,7 @@
 //! fake cluster answers with seeded latencies and interleavings, the oracle checks every state.
 
 use lockstep_core::deployer::{
-    Cause, CommandKind, DeploymentId, Fault, Handled, NothingRunning, Outcome, Policy, Record,
+    Admitted, Cause, CommandKind, DeploymentId, Fault, NothingRunning, Outcome, Policy, Record,
     Rollback,
 };
 use lockstep_core::sim::fixture::{
@@ -27,7 +27,7 @@ fn run(policy: Policy, cluster: Cluster, version: u8, seed: u64) -> World<4> {
     let mut world = World::new(policy, cluster);
     assert!(matches!(
         world.notify(request(1, version)),
-        Handled::Admitted { .. }
+        Ok(Admitted { .. })
     ));
     let mut rng = Rng::new(seed);
     world
@@ -38,8 +38,8 @@ fn run(policy: Policy, cluster: Cluster, version: u8, seed: u64) -> World<4> {
 
 fn succeeded(record: &Record) -> bool {
     matches!(
-        record.outcome,
-        Some(Outcome::Succeeded {
+        record.outcome(),
+        Some(&Outcome::Succeeded {
             nothing_to_do: false
         })
     )
@@ -147,26 +147,26 @@ fn test_sim_superseded() {
     for seed in 0..SEEDS {
         let mut world = World::<4>::new(Policy::default(), cluster(3, true));
         let mut rng = Rng::new(seed);
-        world.notify(request(1, NEW));
+        world.notify(request(1, NEW)).unwrap();
         // While the first deployment's instances start (its lock-step is under way), two
         // more versions are notified in turn.
         let deploying = |w: &World<4>| {
             w.deployer
                 .records()
-                .any(|r| matches!(r.phase, lockstep_core::deployer::Phase::LockStep(_)))
+                .any(|r| matches!(r.phase, lockstep_core::deployer::Phase::LockStep { .. }))
         };
         while !deploying(&world) {
             let steps = world.enabled(false);
             let pick = rng.below(steps.len() as u32) as usize;
             world.apply(steps[pick]);
         }
-        world.notify(request(2, NEWER));
+        world.notify(request(2, NEWER)).unwrap();
         for _ in 0..rng.below(4) {
             let steps = world.enabled(false);
             let pick = rng.below(steps.len() as u32) as usize;
             world.apply(steps[pick]);
         }
-        world.notify(request(3, NEWEST));
+        world.notify(request(3, NEWEST)).unwrap();
         world
             .drive_bounded(&mut rng, 0, MAX_STEPS)
             .unwrap_or_else(|v| panic!("seed {seed}: {v:?}"));
@@ -183,7 +183,7 @@ fn test_sim_superseded() {
         // The first ran to its end; then the third replaced it.
         assert!(succeeded(&first), "seed {seed}: {first:?}");
         assert!(succeeded(&third), "seed {seed}: {third:?}");
-        assert_eq!(third.old, Some(new_id(NEW, true)));
+        assert_eq!(third.old(), Some(new_id(NEW, true)));
         assert_eq!(world.cluster.get(new_id(NEWEST, true)).unwrap().started, 3);
         assert_eq!(world.cluster.get(new_id(NEW, true)).unwrap().started, 0);
         assert!(
@@ -198,7 +198,7 @@ fn test_sim_redelivery() {
     for seed in 0..SEEDS {
         let mut world = World::<4>::new(Policy::default(), cluster(2, false));
         let mut rng = Rng::new(seed);
-        world.notify(request(1, NEW));
+        world.notify(request(1, NEW)).unwrap();
         for _ in 0..rng.below(30) {
             let steps = world.enabled(false);
             if steps.is_empty() {
@@ -210,10 +210,10 @@ fn test_sim_redelivery() {
         if !world.is_done() {
             assert_eq!(
                 world.notify(request(2, NEW)),
-                Handled::Admitted {
+                Ok(Admitted {
                     id: DeploymentId::from_bytes([1; 16]),
                     redelivery: true
-                }
+                })
             );
         }
         world.drive_bounded(&mut rng, 0, MAX_STEPS).unwrap();
@@ -286,7 +286,7 @@ fn test_sim_refusal_at_every_step_rolls_back() {
             loop {
                 let mut world = World::<4>::new(Policy::default(), cluster(3, config));
                 let mut rng = Rng::new(seed);
-                world.notify(request(1, NEW));
+                world.notify(request(1, NEW)).unwrap();
                 if !refuse_kth(&mut world, &mut rng, k) {
                     break;
                 }
@@ -321,7 +321,7 @@ fn test_sim_refusal_during_rollback() {
         c.never_starts = Some(digest(NEW));
         let mut world = World::<4>::new(Policy::default(), c);
         let mut rng = Rng::new(seed);
-        world.notify(request(1, NEW));
+        world.notify(request(1, NEW)).unwrap();
         let mut rolling_back = false;
         for _ in 0..MAX_STEPS {
             if world.is_done() {
@@ -356,7 +356,7 @@ fn test_sim_new_instance_crashes_midway() {
     for seed in 0..SEEDS {
         let mut world = World::<4>::new(Policy::default(), cluster(3, true));
         let mut rng = Rng::new(seed);
-        world.notify(request(1, NEW));
+        world.notify(request(1, NEW)).unwrap();
         let mut crashed = false;
         for _ in 0..MAX_STEPS {
             if world.is_done() {
@@ -390,7 +390,7 @@ fn test_sim_random_faults_keep_every_promise() {
             Policy::default(),
             cluster(1 + (seed % 5) as u32, seed % 2 == 0),
         );
-        world.notify(request(1, NEW));
+        world.notify(request(1, NEW)).unwrap();
         let mut rng = Rng::new(seed);
         world
             .drive_bounded(&mut rng, 50, MAX_STEPS)
@@ -406,7 +406,7 @@ fn test_sim_resume_from_every_step() {
         // How many steps a run of this seed takes.
         let total = {
             let mut world = World::<4>::new(Policy::default(), cluster(3, true));
-            world.notify(request(1, NEW));
+            world.notify(request(1, NEW)).unwrap();
             world
                 .drive_bounded(&mut Rng::new(seed), 0, MAX_STEPS)
                 .unwrap()
@@ -414,7 +414,7 @@ fn test_sim_resume_from_every_step() {
         for k in 0..total {
             for late in [false, true] {
                 let mut world = World::<4>::new(Policy::default(), cluster(3, true));
-                world.notify(request(1, NEW));
+                world.notify(request(1, NEW)).unwrap();
                 let mut rng = Rng::new(seed);
                 let taken = world.drive_bounded(&mut rng, 0, k);
                 assert!(matches!(

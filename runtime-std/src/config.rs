@@ -602,7 +602,6 @@ impl Config {
             },
             webhooks,
             replay_cache: self.replay_cache,
-            max_in_flight: self.max_in_flight,
             retention: self.retention,
             workers: self.workers,
             policy: Policy {
@@ -610,6 +609,7 @@ impl Config {
                 rollback: self.rollback,
                 step_deadline: core(self.step_deadline),
                 resolve_deadline: core(self.resolve_deadline),
+                max_in_flight: self.max_in_flight,
             },
             agent: agent::Config {
                 io_timeout: core(self.io_timeout),

@@ -1,13 +1,15 @@
-//! The deployments of a lockstep process: core's agent and deployer on the std platform, with
-//! the event logs kept for reading and streaming.
+//! The deployments of a lockstep process: core's agent, deployer and ledger on the std
+//! platform.
 //!
 //! [`Deployments::start`] spawns, on one single-threaded executor, the agent's workers (each
 //! with its buffers on the heap), its timer and its bundle-event follower. Notifications come in
-//! through [`Deployments::handle`]; every event goes to the deployment's [`EventLog`] and to
-//! the subscribers of [`Deployments::subscribe`].
+//! through [`Deployments::notify`]; core's ledger keeps every event and the ended deployments
+//! it retains, and this module tells the log, the metrics and the subscribers of
+//! [`Deployments::subscribe`].
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -17,9 +19,8 @@ use lockstep_core::agent::http::{HttpRepository, Url};
 use lockstep_core::agent::{
     self, Agent, Buffers, FetchError, Location, Repository, Sink, Time, Worker,
 };
-use lockstep_core::deployer::{
-    Deployer, DeploymentId, Event, EventLog, Handled, Input, Policy, Record,
-};
+use lockstep_core::deployer::{Admitted, Busy, Deployer, DeploymentId, Event, Policy, Record};
+use lockstep_core::ledger::{self, Ledger, Retained};
 
 use crate::log;
 use crate::metrics::Metrics;
@@ -61,7 +62,7 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// How many commands run at once.
     pub workers: usize,
-    /// The deployer's policies.
+    /// The deployer's policies (the in-flight limit among them).
     pub policy: Policy,
     /// The workers' settings.
     pub agent: agent::Config,
@@ -69,14 +70,35 @@ pub struct Options {
     pub retention: usize,
 }
 
-/// The sink of the agent: the event logs, the ended records, the subscribers, the step log
-/// lines and metrics.
+/// The retained deployments, on the heap: grown as deployments end, up to the retention.
+#[derive(Debug, Default)]
+pub struct Shelf(VecDeque<Retained>);
+
+impl ledger::Shelf for Shelf {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn get(&self, index: usize) -> Option<&Retained> {
+        self.0.get(index)
+    }
+
+    fn insert(&mut self, index: usize, retained: Retained) -> Result<(), Retained> {
+        if index > self.0.len() {
+            return Err(retained);
+        }
+        self.0.insert(index, retained);
+        Ok(())
+    }
+
+    fn remove(&mut self, index: usize) -> Option<Retained> {
+        self.0.remove(index)
+    }
+}
+
+/// The sink of the agent: the step log lines, the metrics and the subscribers.
 #[derive(Debug, Default)]
 pub struct Logs {
-    logs: HashMap<DeploymentId, EventLog>,
-    ended: HashMap<DeploymentId, Record>,
-    order: VecDeque<DeploymentId>,
-    retention: usize,
     subscribers: Vec<async_channel::Sender<Event>>,
     metrics: Rc<RefCell<Metrics>>,
     /// When each deployment in flight logged its last event.
@@ -92,11 +114,6 @@ impl Sink for Logs {
                 .borrow_mut()
                 .step(now.saturating_duration_since(last));
         }
-        let log = self.logs.entry(event.deployment).or_insert_with(|| {
-            self.order.push_back(event.deployment);
-            EventLog::new(event.deployment)
-        });
-        log.push(event);
         self.subscribers.retain(|s| !s.is_closed());
         for s in &self.subscribers {
             let _ = s.try_send(*event);
@@ -105,29 +122,20 @@ impl Sink for Logs {
 
     fn ended(&mut self, record: &Record) {
         self.last_step.remove(&record.id());
-        self.metrics.borrow_mut().ended(record);
-        self.ended.insert(record.id(), *record);
-        // Retention: past the limit, the oldest ended deployments are forgotten.
-        while self.ended.len() > self.retention {
-            let Some(at) = self.order.iter().position(|id| self.ended.contains_key(id)) else {
-                break;
-            };
-            if let Some(id) = self.order.remove(at) {
-                self.ended.remove(&id);
-                self.logs.remove(&id);
-            }
+        if let Some(outcome) = record.outcome() {
+            self.metrics.borrow_mut().ended(outcome);
         }
     }
 }
 
 /// The deployments of this process.
 pub struct Deployments {
-    agent: Rc<Agent<CAPACITY, Logs>>,
+    agent: Rc<Agent<CAPACITY, Logs, Shelf>>,
     time: Rc<StdTime>,
 }
 
-impl std::fmt::Debug for Deployments {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Deployments {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Deployments").finish_non_exhaustive()
     }
 }
@@ -160,11 +168,12 @@ impl Deployments {
         let store_dir = options.data_dir.join("store");
         std::fs::create_dir_all(&store_dir)?;
         let time = Rc::new(StdTime::new());
-        let logs = Logs {
-            retention: options.retention.max(1),
-            ..Logs::default()
-        };
-        let agent = Rc::new(Agent::new(Deployer::new(options.policy), logs));
+        let ledger = Ledger::new(Shelf::default(), options.retention);
+        let agent = Rc::new(Agent::new(
+            Deployer::new(options.policy),
+            ledger,
+            Logs::default(),
+        ));
         let connector = Rc::new(TcpConnector::default());
         let store = Rc::new(DirStore::new(store_dir));
         let conductr: Rc<str> = Rc::from(options.conductr.as_str());
@@ -234,9 +243,10 @@ impl Deployments {
         Ok(Rc::new(Self { agent, time }))
     }
 
-    /// Feeds the deployer (a notification, a resumed record).
-    pub fn handle(&self, input: Input<'_>) -> Handled {
-        self.agent.handle(self.time.now(), input)
+    /// A verified notification: admitted, or refused as busy (core decides: the redelivery
+    /// check, then the in-flight limit, then the table).
+    pub fn notify(&self, request: lockstep_core::deployer::Request) -> Result<Admitted, Busy> {
+        self.agent.notify(self.time.now(), request)
     }
 
     /// The clocks.
@@ -248,18 +258,6 @@ impl Deployments {
     /// front counts its requests in the same place.
     pub fn metrics(&self) -> Rc<RefCell<Metrics>> {
         self.agent.with_sink(|logs| logs.metrics.clone())
-    }
-
-    /// The deployment in flight for this digest, if any (a redelivery lands on it).
-    pub fn in_flight_with_digest(
-        &self,
-        digest: lockstep_core::bundle::Digest,
-    ) -> Option<DeploymentId> {
-        self.agent.with_deployer(|d| {
-            d.records()
-                .find(|r| r.outcome.is_none() && r.request.digest == digest)
-                .map(Record::id)
-        })
     }
 
     /// Stops starting commands (shutting down); see [`Agent::drain`].
@@ -274,34 +272,20 @@ impl Deployments {
 
     /// How many deployments are in flight.
     pub fn in_flight(&self) -> usize {
-        self.agent.with_deployer(Deployer::len)
+        self.agent.read(|deployer, _| deployer.in_flight())
     }
 
-    /// The events of a deployment, if it is in flight or retained.
-    pub fn log(&self, id: DeploymentId) -> Option<EventLog> {
-        self.agent.with_sink(|logs| logs.logs.get(&id).cloned())
-    }
-
-    /// The record of a deployment, in flight or retained.
-    pub fn record(&self, id: DeploymentId) -> Option<Record> {
+    /// Writes the events of a deployment in flight or retained (`GET /deployments/{id}`);
+    /// `None` when there is no such deployment.
+    pub fn write_events(&self, id: DeploymentId, out: &mut impl fmt::Write) -> Option<fmt::Result> {
         self.agent
-            .with_deployer(|d| d.record(id).copied())
-            .or_else(|| self.agent.with_sink(|logs| logs.ended.get(&id).copied()))
+            .read(|_, ledger| ledger.events(id).map(|log| log.write_json(out)))
     }
 
-    /// The records of every deployment in flight or retained, newest first.
-    pub fn records(&self) -> Vec<Record> {
-        let in_flight: Vec<Record> = self.agent.with_deployer(|d| d.records().copied().collect());
-        let ended: Vec<Record> = self.agent.with_sink(|logs| {
-            logs.order
-                .iter()
-                .filter_map(|id| logs.ended.get(id).copied())
-                .collect()
-        });
-        let mut all: Vec<Record> = in_flight.into_iter().chain(ended).collect();
-        all.sort_by_key(|r| std::cmp::Reverse(r.order));
-        all.dedup_by_key(|r| r.id());
-        all
+    /// Writes the deployments in flight and retained, newest first (`GET /deployments`).
+    pub fn write_listing(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        self.agent
+            .read(|deployer, ledger| ledger.write_listing(deployer.records(), out))
     }
 
     /// Every event from now on.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use lockstep_core::deployer::{Outcome, Record, Rollback};
+use lockstep_core::deployer::{Outcome, Rollback};
 
 /// The bounds of the step duration histogram, in seconds.
 pub const STEP_BUCKETS: [f64; 12] = [
@@ -24,16 +24,15 @@ pub struct Metrics {
 }
 
 /// How a deployment ended, as a label.
-pub fn outcome(record: &Record) -> &'static str {
-    match &record.outcome {
-        Some(Outcome::Succeeded { .. }) => "succeeded",
-        Some(Outcome::Failed(f)) => match f.rollback {
+pub const fn outcome(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Succeeded { .. } => "succeeded",
+        Outcome::Failed(f) => match f.rollback {
             Rollback::NotNeeded => "failed",
             Rollback::Completed { .. } => "rolled_back",
             Rollback::Off { .. } => "failed_not_rolled_back",
             Rollback::Failed { .. } => "rollback_failed",
         },
-        None => "unknown",
     }
 }
 
@@ -49,8 +48,8 @@ impl Metrics {
     }
 
     /// A deployment ended.
-    pub fn ended(&mut self, record: &Record) {
-        *self.deployments.entry(outcome(record)).or_default() += 1;
+    pub fn ended(&mut self, how: &Outcome) {
+        *self.deployments.entry(outcome(how)).or_default() += 1;
     }
 
     /// A step took this long.

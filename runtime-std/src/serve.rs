@@ -15,9 +15,7 @@ use async_executor::LocalExecutor;
 use async_io::Timer;
 use futures_lite::FutureExt;
 use lockstep_core::agent::{self, Time};
-use lockstep_core::deployer::{
-    DeploymentId, Handled, Input, LOG_JSON_MAX, Policy, SSE_HEARTBEAT, write_sse,
-};
+use lockstep_core::deployer::{DeploymentId, Policy, SSE_HEARTBEAT, write_sse};
 use lockstep_core::service::{self, Endpoint, Reason, Refusal, Webhook, Webhooks};
 use lockstep_core::signature::{Headers, Secret};
 
@@ -48,13 +46,12 @@ pub struct Options {
     pub webhooks: service::Config,
     /// How many lockstep signatures the replay cache holds (at most [`MAX_REPLAY_CACHE`]).
     pub replay_cache: usize,
-    /// How many deployments may be in flight (at most [`deployments::CAPACITY`]).
-    pub max_in_flight: usize,
     /// How many ended deployments are kept for reading.
     pub retention: usize,
     /// How many commands run at once.
     pub workers: usize,
-    /// The deployer's policies.
+    /// The deployer's policies, the in-flight limit among them (at most
+    /// [`deployments::CAPACITY`]).
     pub policy: Policy,
     /// The agent's settings.
     pub agent: agent::Config,
@@ -68,7 +65,6 @@ struct State {
     deployments: Rc<Deployments>,
     webhooks: RefCell<Webhooks<MAX_REPLAY_CACHE>>,
     replay_capacity: usize,
-    max_in_flight: usize,
     heartbeat: Duration,
     executor: Rc<LocalExecutor<'static>>,
     metrics: Rc<RefCell<Metrics>>,
@@ -108,7 +104,6 @@ pub async fn start(
             options.replay_cache,
         )),
         replay_capacity: options.replay_cache.clamp(1, MAX_REPLAY_CACHE),
-        max_in_flight: options.max_in_flight.clamp(1, deployments::CAPACITY),
         heartbeat: options.heartbeat,
         executor: executor.clone(),
         metrics: metrics.clone(),
@@ -192,23 +187,17 @@ fn handle(state: &State, request: &Request) -> Response {
     };
     match endpoint {
         Endpoint::Webhook(target) => webhook(state, request, &target),
-        Endpoint::Deployment { id, .. } => match state.deployments.log(id) {
-            Some(log) => {
-                let mut body = vec![0u8; LOG_JSON_MAX];
-                match log.write_json(&mut body) {
-                    Ok(len) => {
-                        body.truncate(len);
-                        Response::json(200, body)
-                    }
-                    Err(_) => Response::text(500, "the events could not be written"),
-                }
-            }
-            None => refusal(Refusal::new(Reason::NoSuchDeployment)),
-        },
-        Endpoint::Deployments { .. } => {
-            let records = state.deployments.records();
+        Endpoint::Deployment { id, .. } => {
             let mut body = String::new();
-            match service::write_listing(&records, &mut body) {
+            match state.deployments.write_events(id, &mut body) {
+                Some(Ok(())) => Response::json(200, body),
+                Some(Err(_)) => Response::text(500, "the events could not be written"),
+                None => refusal(Refusal::new(Reason::NoSuchDeployment)),
+            }
+        }
+        Endpoint::Deployments { .. } => {
+            let mut body = String::new();
+            match state.deployments.write_listing(&mut body) {
                 Ok(()) => Response::json(200, body),
                 Err(_) => Response::text(500, "the listing could not be written"),
             }
@@ -251,22 +240,11 @@ fn webhook(
         body: &request.body,
     };
     let now = state.deployments.time().now();
-    let deployments = &state.deployments;
     let accepted = state
         .webhooks
         .borrow_mut()
-        .accept(now, &hook, new_id(), |notified| {
-            // The configured limit is below the table's: a redelivery is still answered.
-            if let Some(id) = deployments.in_flight_with_digest(notified.digest) {
-                return Handled::Admitted {
-                    id,
-                    redelivery: true,
-                };
-            }
-            if deployments.in_flight() >= state.max_in_flight {
-                return Handled::Busy;
-            }
-            deployments.handle(Input::Notify(notified))
+        .accept(now, &hook, new_id(), |request| {
+            state.deployments.notify(request)
         });
     match accepted {
         Ok(accepted) => {

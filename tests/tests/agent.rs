@@ -9,7 +9,7 @@ use lockstep::deployments::{Deployments, Options, RepositoryOption};
 use lockstep_core::agent;
 use lockstep_core::bundle::{BundleId, Digest};
 use lockstep_core::deployer::{
-    DeploymentId, Event, EventKind, Handled, Input, Name, Policy, Request, Rollback, Tags,
+    Admitted, Busy, DeploymentId, Event, EventKind, Name, Policy, Request, Rollback, Tags,
 };
 use lockstep_core::time::Duration as CoreDuration;
 use lockstep_tests::TempDir;
@@ -46,9 +46,12 @@ fn request_count(s: &Sandbox) -> u64 {
         .unwrap()
 }
 
+/// What a notification is answered.
+type Admission = Result<Admitted, Busy>;
+
 /// lockstep's deployments on a thread of their own: notifications in, events out.
 struct Lockstep {
-    notify: mpsc::Sender<(Request, mpsc::Sender<Handled>)>,
+    notify: mpsc::Sender<(Request, mpsc::Sender<Admission>)>,
     events: mpsc::Receiver<Event>,
     _data: TempDir,
 }
@@ -80,7 +83,7 @@ fn quick() -> agent::Config {
 fn lockstep(sandbox: &Sandbox, config: agent::Config) -> Lockstep {
     let data = TempDir::new("lockstep-agent-data");
     let options = options(sandbox, data.path(), config);
-    let (notify, notifications) = mpsc::channel::<(Request, mpsc::Sender<Handled>)>();
+    let (notify, notifications) = mpsc::channel::<(Request, mpsc::Sender<Admission>)>();
     let (events_tx, events) = mpsc::channel();
     std::thread::spawn(move || {
         let executor = std::rc::Rc::new(async_executor::LocalExecutor::new());
@@ -96,7 +99,7 @@ fn lockstep(sandbox: &Sandbox, config: agent::Config) -> Lockstep {
                     }
                 }
                 while let Ok((request, answer)) = notifications.try_recv() {
-                    let _ = answer.send(deployments.handle(Input::Notify(request)));
+                    let _ = answer.send(deployments.notify(request));
                 }
                 futures_lite::future::or(
                     async {
@@ -133,7 +136,7 @@ fn request(id: u8, tag: &str, digest: &str) -> Request {
 }
 
 impl Lockstep {
-    fn notify(&self, request: Request) -> Handled {
+    fn notify(&self, request: Request) -> Admission {
         let (tx, rx) = mpsc::channel();
         self.notify.send((request, tx)).unwrap();
         rx.recv_timeout(WAIT).unwrap()
@@ -184,10 +187,10 @@ fn test_agent_deploys_scale_3_with_the_configuration() {
     let r = request(1, &tag, &digest);
     assert_eq!(
         l.notify(r),
-        Handled::Admitted {
+        Ok(Admitted {
             id: r.id,
             redelivery: false
-        }
+        })
     );
     let events = l.until_end(r.id);
     let types: Vec<&str> = events
@@ -251,7 +254,7 @@ fn test_agent_refuses_a_digest_mismatch() {
     std::fs::copy(&from, to_dir.join(format!("visualizer-{tag}-{wrong}.zip"))).unwrap();
     let l = lockstep(&s, quick());
     let r = request(2, &tag, &wrong);
-    l.notify(r);
+    l.notify(r).unwrap();
     let events = l.until_end(r.id);
     let EventKind::DeploymentFailure(failure) = events.last().unwrap().kind else {
         panic!("{events:?}");
@@ -278,7 +281,7 @@ fn test_agent_refuses_an_oversized_bundle() {
         },
     );
     let r = request(3, &tag, &digest);
-    l.notify(r);
+    l.notify(r).unwrap();
     let events = l.until_end(r.id);
     let EventKind::DeploymentFailure(failure) = events.last().unwrap().kind else {
         panic!("{events:?}");
@@ -319,7 +322,7 @@ fn test_agent_survives_a_fault_at_every_control_api_request() {
         let before = request_count(&s);
         let (tag, digest) = compatible(&s);
         let r = request(9, &tag, &digest);
-        l.notify(r);
+        l.notify(r).unwrap();
         let events = l.until_end(r.id);
         assert!(matches!(
             events.last().unwrap().kind,
@@ -337,7 +340,7 @@ fn test_agent_survives_a_fault_at_every_control_api_request() {
             s.add_faults(&format!(r#"{{"requests": [{{"nth": {nth}, {fault}}}]}}"#));
             let (tag, digest) = compatible(&s);
             let r = request(nth as u8, &tag, &digest);
-            l.notify(r);
+            l.notify(r).unwrap();
             let events = l.until_end(r.id);
             let outcome = match events.last().unwrap().kind {
                 EventKind::DeploymentSuccess => "success".to_owned(),

@@ -10,13 +10,15 @@ use core::hint::black_box;
 use core::pin::pin;
 use core::task::{Context, Waker};
 
-use lockstep_core::bundle::{BundleId, Digest, IdPrefix, Segment, Shorthand, Version};
 use lockstep_core::archive::{self, Inflater};
+use lockstep_core::bundle::{BundleId, Digest, IdPrefix, Segment, Shorthand, Version};
 use lockstep_core::conductr::{bundles, multipart, sse};
+use lockstep_core::deployer::{self, Deployer, Output};
 use lockstep_core::hocon::Document;
-use lockstep_core::deployer::{self, Deployer, EventLog, Input, Output};
 use lockstep_core::json;
+use lockstep_core::ledger::{Ledger, Retained};
 use lockstep_core::signature;
+use lockstep_core::text::Cursor;
 use lockstep_core::time::{Duration, Instant, Now, UnixTime};
 use lockstep_core::webhook::{self, BodyLimit, Target};
 
@@ -103,7 +105,10 @@ mod platform {
         async fn create(&self, _: lockstep_core::agent::FileKey) -> Result<Nothing, StoreError> {
             Err(StoreError)
         }
-        async fn open(&self, _: lockstep_core::agent::FileKey) -> Result<&'static [u8], StoreError> {
+        async fn open(
+            &self,
+            _: lockstep_core::agent::FileKey,
+        ) -> Result<&'static [u8], StoreError> {
             Err(StoreError)
         }
         async fn remove(&self, _: DeploymentId) {}
@@ -130,12 +135,23 @@ fn agent_checks() -> u32 {
     use lockstep_core::agent::{Agent, Buffers, Config, Worker, http::Url};
     use platform::Nothing;
 
-    let agent = Agent::<2, Nothing>::new(Deployer::new(deployer::Policy::default()), Nothing);
+    let ledger = Ledger::new(heapless::Vec::<Retained, 2>::new(), 2);
+    let agent =
+        Agent::<2, Nothing, _>::new(Deployer::new(deployer::Policy::default()), ledger, Nothing);
     let mut buffers = Buffers::new();
     let Ok(url) = Url::parse("http://127.0.0.1:9005") else {
         return 0;
     };
-    let mut worker = Worker::new(0, url, &Nothing, &Nothing, &Nothing, &Nothing, Config::default(), &mut buffers);
+    let mut worker = Worker::new(
+        0,
+        url,
+        &Nothing,
+        &Nothing,
+        &Nothing,
+        &Nothing,
+        Config::default(),
+        &mut buffers,
+    );
     let mut cx = Context::from_waker(Waker::noop());
     let mut ok = 0;
     ok += u32::from(pin!(worker.run(&agent)).poll(&mut cx).is_pending());
@@ -189,19 +205,32 @@ fn deployer_checks(input: &[u8]) -> u32 {
         tags: deployer::Tags::NONE,
         at: now.unix,
     };
-    let mut ok = u32::from(matches!(
-        machine.handle(now, Input::Notify(request)),
-        deployer::Handled::Admitted { .. }
-    ));
-    let mut log = EventLog::new(request.id);
-    while let Some(output) = machine.poll() {
-        if let Output::Event(event) = output {
-            log.push(&event);
+    let mut ok = u32::from(machine.handle_notification(now, request).is_ok());
+    let mut ledger = Ledger::<2, heapless::Vec<Retained, 2>>::new(heapless::Vec::new(), 2);
+    let drain = |machine: &mut Deployer<2>, ledger: &mut Ledger<2, _>| {
+        while let Some(output) = machine.poll() {
+            match output {
+                Output::Event(event) => ledger.record_event(&event),
+                Output::Ended(record) => {
+                    let _ = ledger.retire(record);
+                }
+                Output::Command(_) => {}
+            }
         }
-    }
-    let _ = machine.handle(now, Input::Timeout);
+    };
+    drain(&mut machine, &mut ledger);
+    ok += u32::from(machine.handle_timeout(now) > 0);
+    drain(&mut machine, &mut ledger);
     let mut json = [0u8; 512];
-    ok += u32::from(log.write_json(&mut json).is_ok());
+    if let Some(log) = ledger.events(request.id) {
+        ok += u32::from(log.write_json(&mut Cursor::new(&mut json)).is_ok());
+    }
+    let mut listing = [0u8; 1024];
+    ok += u32::from(
+        ledger
+            .write_listing(machine.records(), &mut Cursor::new(&mut listing))
+            .is_ok(),
+    );
     ok + u32::from(machine.poll_timeout().is_some())
 }
 
@@ -229,6 +258,10 @@ fn signature_checks(input: &[u8], text: &str) -> u32 {
         Err(_) => {}
     }
     ok += u32::from(signature::bintray_sign(&secret, text).as_str().len() == 44);
-    ok += u32::from(!signature::lockstep_sign(&secret, 1, input).as_str().is_empty());
+    ok += u32::from(
+        !signature::lockstep_sign(&secret, 1, input)
+            .as_str()
+            .is_empty(),
+    );
     ok
 }

@@ -1,7 +1,7 @@
 //! The agent: the driving loop between the deployer and the outside world.
 //!
-//! The [`Agent`] owns the [`Deployer`] and hands its commands to [`Worker`]s, which carry them
-//! out over HTTP — the repository download, the control API's list, load and scale — and
+//! The [`Agent`] owns the [`Deployer`] and the [`Ledger`] of its deployments, and hands the
+//! deployer's commands to [`Worker`]s, which carry them out over HTTP — the repository download, the control API's list, load and scale — and
 //! answer each with a [`Reply`]. It is `no_std`, allocation-free and generic over the platform
 //! ([`Connector`], [`Time`], [`Store`], [`Repository`]): the same code runs on std sockets and
 //! on embassy-net. It is made for a single-threaded executor: the runtime spawns, on one thread,
@@ -13,8 +13,10 @@
 //!   stream so that a waiting step looks again as soon as something changed, polling being the
 //!   fallback;
 //!
-//! and feeds it notifications with [`Agent::handle`] (the service does, after checking the
-//! signature). The deployer's events and ended records go to the runtime's [`Sink`].
+//! and feeds it notifications with [`Agent::notify`] (the service does, after checking the
+//! signature) and records read back after a restart with [`Agent::resume`]. The deployer's
+//! events and ended records go to the ledger, then to the runtime's [`Sink`] (its logs, its
+//! event streams); reads go to the ledger ([`Agent::read`]).
 //!
 //! Commands of one deployment never run concurrently: a new one waits until the worker
 //! running the previous one (stale after a time-out) is done, so a late scale request can never
@@ -30,8 +32,10 @@ use core::future::poll_fn;
 use core::task::{Poll, Waker};
 
 use crate::deployer::{
-    Command, Deployer, DeploymentId, Event, Handled, Input, Output, Record, Reply,
+    Admitted, Busy, Command, Deployer, DeploymentId, Event, NotResumed, Output, Record, Reply,
+    Request,
 };
+use crate::ledger::{Ledger, Shelf};
 use crate::time::{Duration, Instant, Now};
 
 pub use store::{FetchError, FileKey, FileKind, Location, Repository, Store, StoreError};
@@ -41,11 +45,12 @@ pub use worker::{Buffers, Config, MAX_OBSERVED, Worker};
 /// The most workers an agent serves.
 pub const MAX_WORKERS: usize = 16;
 
-/// Where the deployer's events and ended deployments go: the runtime's logs and streams.
+/// Where the deployer's events and ended deployments go, once the ledger has them: the
+/// runtime's logs, metrics and event streams.
 pub trait Sink {
     /// An event of a deployment.
     fn event(&mut self, event: &Event);
-    /// A deployment ended; its files are removed from the store next.
+    /// A deployment ended (the ledger retains it); its files are removed from the store next.
     fn ended(&mut self, record: &Record);
 }
 
@@ -72,8 +77,9 @@ struct Looked {
     at: Instant,
 }
 
-struct Inner<const N: usize, S> {
+struct Inner<const N: usize, S, H> {
     deployer: Deployer<N>,
+    ledger: Ledger<N, H>,
     /// Commands waiting for a worker: at most one per deployment (a newer one replaces it).
     queue: heapless::Vec<Command, N>,
     /// Ended deployments whose files wait to be removed.
@@ -96,24 +102,25 @@ struct Wakers {
     observers: [Option<Waker>; MAX_WORKERS],
 }
 
-/// The deployer with the queue of its commands, shared by the agent's tasks.
-pub struct Agent<const N: usize, S: Sink> {
-    inner: RefCell<Inner<N, S>>,
+/// The deployer and its ledger with the queue of its commands, shared by the agent's tasks.
+pub struct Agent<const N: usize, S: Sink, H: Shelf> {
+    inner: RefCell<Inner<N, S, H>>,
     wakers: RefCell<Wakers>,
 }
 
-impl<const N: usize, S: Sink> core::fmt::Debug for Agent<N, S> {
+impl<const N: usize, S: Sink, H: Shelf> core::fmt::Debug for Agent<N, S, H> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Agent").finish_non_exhaustive()
     }
 }
 
-impl<const N: usize, S: Sink> Agent<N, S> {
-    /// An agent around `deployer`, sending events to `sink`.
-    pub fn new(deployer: Deployer<N>, sink: S) -> Self {
+impl<const N: usize, S: Sink, H: Shelf> Agent<N, S, H> {
+    /// An agent around `deployer`, keeping what it does in `ledger` and telling `sink`.
+    pub fn new(deployer: Deployer<N>, ledger: Ledger<N, H>, sink: S) -> Self {
         Self {
             inner: RefCell::new(Inner {
                 deployer,
+                ledger,
                 queue: heapless::Vec::new(),
                 cleanup: heapless::Vec::new(),
                 busy: [None; MAX_WORKERS],
@@ -126,17 +133,27 @@ impl<const N: usize, S: Sink> Agent<N, S> {
         }
     }
 
-    /// Feeds the deployer an input (a notification, a resumed record, a time-out), drains it,
-    /// and wakes whoever has work.
-    pub fn handle(&self, now: Now, input: Input<'_>) -> Handled {
-        let handled = {
+    /// A verified notification: admitted (a new deployment, or a redelivery), or refused as
+    /// busy ([`Deployer::handle_notification`]).
+    pub fn notify(&self, now: Now, request: Request) -> Result<Admitted, Busy> {
+        self.input(|deployer| deployer.handle_notification(now, request))
+    }
+
+    /// A record read back after a restart ([`Deployer::handle_resume`]).
+    pub fn resume(&self, now: Now, record: Record) -> Result<(), NotResumed> {
+        self.input(|deployer| deployer.handle_resume(now, record))
+    }
+
+    /// Feeds the deployer an input, drains it (the drain rule), and wakes whoever has work.
+    fn input<R>(&self, handle: impl FnOnce(&mut Deployer<N>) -> R) -> R {
+        let result = {
             let mut inner = self.inner.borrow_mut();
-            let handled = inner.deployer.handle(now, input);
+            let result = handle(&mut inner.deployer);
             inner.drain();
-            handled
+            result
         };
         self.wake_all();
-        handled
+        result
     }
 
     /// Stops handing out jobs: the commands under way finish, no new one starts (the process
@@ -150,9 +167,10 @@ impl<const N: usize, S: Sink> Agent<N, S> {
         self.inner.borrow().busy.iter().flatten().count()
     }
 
-    /// Reads the deployer (its records, for a listing or persistence).
-    pub fn with_deployer<R>(&self, f: impl FnOnce(&Deployer<N>) -> R) -> R {
-        f(&self.inner.borrow().deployer)
+    /// Reads the deployer and the ledger (a deployment's events, the listing).
+    pub fn read<R>(&self, f: impl FnOnce(&Deployer<N>, &Ledger<N, H>) -> R) -> R {
+        let inner = self.inner.borrow();
+        f(&inner.deployer, &inner.ledger)
     }
 
     /// Reads or changes the sink.
@@ -160,14 +178,15 @@ impl<const N: usize, S: Sink> Agent<N, S> {
         f(&mut self.inner.borrow_mut().sink)
     }
 
-    /// The timer task: hands the deployer [`Input::Timeout`] whenever its earliest deadline
-    /// comes. Never returns.
+    /// The timer task: hands the deployer its time-out ([`Deployer::handle_timeout`]) whenever
+    /// its earliest deadline comes. Never returns.
     pub async fn run_timer<T: Time>(&self, time: &T) -> ! {
         loop {
             let deadline = self.inner.borrow().deployer.poll_timeout();
             match deadline {
                 Some(at) if at <= time.now().instant => {
-                    self.handle(time.now(), Input::Timeout);
+                    let now = time.now();
+                    self.input(|deployer| deployer.handle_timeout(now));
                 }
                 Some(at) => {
                     // Wait for the deadline, or for a change that may bring it forward.
@@ -304,14 +323,8 @@ impl<const N: usize, S: Sink> Agent<N, S> {
                 *busy = None;
             }
         }
-        self.handle(
-            now,
-            Input::Reply {
-                deployment: command.deployment,
-                token: command.token,
-                reply,
-            },
-        );
+        // A stale answer (the deployment moved on after a time-out) changes nothing.
+        let _ = self.input(|deployer| deployer.handle_reply(now, command, reply));
     }
 
     /// Worker `id` is done with a cleanup.
@@ -372,7 +385,7 @@ enum Role {
     Observer(usize),
 }
 
-impl<const N: usize, S: Sink> Inner<N, S> {
+impl<const N: usize, S: Sink, H: Shelf> Inner<N, S, H> {
     /// The drain rule: every output after every input.
     fn drain(&mut self) {
         while let Some(output) = self.deployer.poll() {
@@ -383,11 +396,16 @@ impl<const N: usize, S: Sink> Inner<N, S> {
                     // At most one per deployment in the table: there is room.
                     let _ = self.queue.push(command);
                 }
-                Output::Event(event) => self.sink.event(&event),
+                Output::Event(event) => {
+                    self.ledger.record_event(&event);
+                    self.sink.event(&event);
+                }
                 Output::Ended(record) => {
                     let id = record.id();
                     self.queue.retain(|c| c.deployment != id);
                     self.looked.retain(|l| l.deployment != id);
+                    // What falls out of retention is forgotten here; nothing else holds it.
+                    let _ = self.ledger.retire(record);
                     self.sink.ended(&record);
                     if self.cleanup.is_full() {
                         self.cleanup.remove(0);

@@ -20,6 +20,7 @@ use crate::conductr::multipart::{
 use crate::conductr::{ACCEPT_MULTIPART, BUNDLES_PATH, BundlePath, ScaleTarget};
 use crate::deployer::{BundleView, Command, CommandError, CommandKind, DeploymentId, Name, Reply};
 use crate::hocon::Document;
+use crate::ledger::Shelf;
 use crate::text::{Cursor, InlineStr};
 use crate::time::Duration;
 
@@ -208,7 +209,7 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
     }
 
     /// Takes jobs from `agent` for ever.
-    pub async fn run<const N: usize, K: Sink>(&mut self, agent: &Agent<N, K>) -> ! {
+    pub async fn run<const N: usize, K: Sink, H: Shelf>(&mut self, agent: &Agent<N, K, H>) -> ! {
         loop {
             match agent.next_job(self.id).await {
                 Job::Cleanup(deployment) => {
@@ -220,10 +221,14 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         }
     }
 
-    async fn execute<const N: usize, K: Sink>(&mut self, agent: &Agent<N, K>, command: &Command) {
+    async fn execute<const N: usize, K: Sink, H: Shelf>(
+        &mut self,
+        agent: &Agent<N, K, H>,
+        command: &Command,
+    ) {
         let deployment = command.deployment;
         let id = self.id;
-        let fail = |agent: &Agent<N, K>, time: &T, e| {
+        let fail = |agent: &Agent<N, K, H>, time: &T, e| {
             agent.finish(id, time.now(), command, Reply::Failed(e));
         };
         match command.kind {

@@ -7,7 +7,7 @@ use crate::bundle::{BundleId, Digest};
 pub const MAX_BUNDLE_TAGS: usize = 8;
 
 /// One loaded bundle, borrowed from the agent's buffer for the duration of one
-/// [`Deployer::handle`](super::Deployer::handle).
+/// [`Deployer::handle_reply`](super::Deployer::handle_reply).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct BundleView<'a> {

@@ -9,7 +9,7 @@ use core::fmt::{self, Write as _};
 
 use super::record::{DeploymentId, Failure, Name};
 use crate::bundle::{BundleId, Digest};
-use crate::text::{Cursor, JsonEscaped, JsonStr};
+use crate::text::{JsonEscaped, JsonStr};
 
 /// The event types of PROTOCOL.md §2, the only ones lockstep emits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,7 +98,7 @@ impl EventKind {
 }
 
 /// An event of one deployment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Event {
     /// The deployment.
@@ -179,7 +179,8 @@ pub const SSE_HEARTBEAT: &str = ":\n\n";
 /// `deploy` events are compacted (see [`EventLog::push`]).
 pub const LOG_CAPACITY: usize = 32;
 
-/// The most bytes [`EventLog::write_json`] writes: every event at its longest.
+/// The most bytes [`EventLog::write_json`] writes: every event at its longest. A runtime
+/// that must size a buffer up front sizes it so; one that can grow one need not.
 pub const LOG_JSON_MAX: usize = 2 + LOG_CAPACITY * (EVENT_JSON_MAX + 1);
 
 /// The most bytes one event's JSON takes: a failure naming three bundles and two
@@ -189,34 +190,44 @@ pub const EVENT_JSON_MAX: usize = 2048;
 /// The events of one deployment, bounded: [`LOG_CAPACITY`] events, compacting intermediate
 /// `deploy` events of a long lock-step. Kept by the runtime for as long as it retains the
 /// deployment.
-#[derive(Clone, Debug)]
+///
+/// The first and the last event are kept apart from the rest, with their payloads
+/// (`deploymentStarted` names the bundle, `deploymentFailure` says why), so that every other
+/// entry stays small.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct EventLog {
     deployment: DeploymentId,
-    events: heapless::Vec<Entry, LOG_CAPACITY>,
-    /// Stored once, apart, so that every entry stays small.
-    failure: Option<Failure>,
-    started: Option<(Name, Name)>,
+    /// `deploymentStarted`: its sequence number, bundle name and tag.
+    started: Option<(u32, Name, Name)>,
+    /// The events between the first and the last.
+    steps: heapless::Vec<Step, { LOG_CAPACITY - 1 }>,
+    /// `deploymentSuccess` or `deploymentFailure`.
+    end: Option<(u32, Ending)>,
 }
 
-/// An event without its payloads that [`EventLog`] keeps apart.
+/// An event between the first and the last, without its deployment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-struct Entry {
+struct Step {
     seq: u32,
-    kind: Compact,
+    kind: Middle,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-enum Compact {
-    Started,
+enum Middle {
     BundleDownload,
     ConfigDownload(BundleId),
     Load(Option<Digest>),
     Deploy { old: u32, new: u32 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+enum Ending {
     Success,
-    Failure,
+    Failure(Failure),
 }
 
 impl EventLog {
@@ -224,9 +235,9 @@ impl EventLog {
     pub const fn new(deployment: DeploymentId) -> Self {
         Self {
             deployment,
-            events: heapless::Vec::new(),
-            failure: None,
             started: None,
+            steps: heapless::Vec::new(),
+            end: None,
         }
     }
 
@@ -237,12 +248,15 @@ impl EventLog {
 
     /// How many events it holds.
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.steps
+            .len()
+            .saturating_add(usize::from(self.started.is_some()))
+            .saturating_add(usize::from(self.end.is_some()))
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.len() == 0
     }
 
     /// Appends an event of this deployment (others are ignored).
@@ -255,74 +269,89 @@ impl EventLog {
         if event.deployment != self.deployment {
             return;
         }
-        let kind = match event.kind {
+        let seq = event.seq;
+        let middle = match event.kind {
             EventKind::DeploymentStarted {
                 bundle_name,
                 compatible_version,
             } => {
-                self.started = Some((bundle_name, compatible_version));
-                Compact::Started
+                self.started = Some((seq, bundle_name, compatible_version));
+                return;
             }
-            EventKind::BundleDownload => Compact::BundleDownload,
-            EventKind::ConfigDownload { from } => Compact::ConfigDownload(from),
-            EventKind::Load { config } => Compact::Load(config),
-            EventKind::Deploy { old, new } => Compact::Deploy { old, new },
-            EventKind::DeploymentSuccess => Compact::Success,
+            EventKind::DeploymentSuccess => {
+                return self.end_with(seq, Ending::Success);
+            }
             EventKind::DeploymentFailure(failure) => {
-                self.failure = Some(failure);
-                Compact::Failure
+                return self.end_with(seq, Ending::Failure(failure));
             }
+            EventKind::BundleDownload => Middle::BundleDownload,
+            EventKind::ConfigDownload { from } => Middle::ConfigDownload(from),
+            EventKind::Load { config } => Middle::Load(config),
+            EventKind::Deploy { old, new } => Middle::Deploy { old, new },
         };
-        if self.events.is_full() {
+        if self.steps.is_full() {
             self.compact();
         }
         // After compaction there is room unless no `deploy` could go, which needs more events
         // of other types than the deployer ever emits; the event is then dropped, not a panic.
-        let _ = self.events.push(Entry {
-            seq: event.seq,
-            kind,
-        });
+        let _ = self.steps.push(Step { seq, kind: middle });
+    }
+
+    fn end_with(&mut self, seq: u32, ending: Ending) {
+        if self.end.is_none() && self.len() >= LOG_CAPACITY {
+            self.compact();
+        }
+        self.end = Some((seq, ending));
     }
 
     /// Drops the oldest `deploy` event that is neither the first nor the last one.
     fn compact(&mut self) {
         let deploys = || {
-            self.events
+            self.steps
                 .iter()
                 .enumerate()
-                .filter(|(_, e)| matches!(e.kind, Compact::Deploy { .. }))
+                .filter(|(_, e)| matches!(e.kind, Middle::Deploy { .. }))
                 .map(|(i, _)| i)
         };
         let last = deploys().next_back();
         if let Some(victim) = deploys().skip(1).find(|&i| Some(i) != last) {
-            self.events.remove(victim);
+            self.steps.remove(victim);
         }
     }
 
     /// The events, oldest first.
     pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
-        self.events.iter().filter_map(|entry| {
-            let kind = match entry.kind {
-                Compact::Started => {
-                    let (bundle_name, compatible_version) = self.started?;
-                    EventKind::DeploymentStarted {
-                        bundle_name,
-                        compatible_version,
-                    }
-                }
-                Compact::BundleDownload => EventKind::BundleDownload,
-                Compact::ConfigDownload(from) => EventKind::ConfigDownload { from },
-                Compact::Load(config) => EventKind::Load { config },
-                Compact::Deploy { old, new } => EventKind::Deploy { old, new },
-                Compact::Success => EventKind::DeploymentSuccess,
-                Compact::Failure => EventKind::DeploymentFailure(self.failure?),
+        let event = |seq, kind| Event {
+            deployment: self.deployment,
+            seq,
+            kind,
+        };
+        let started = self.started.map(|(seq, bundle_name, compatible_version)| {
+            event(
+                seq,
+                EventKind::DeploymentStarted {
+                    bundle_name,
+                    compatible_version,
+                },
+            )
+        });
+        let steps = self.steps.iter().map(move |step| {
+            let kind = match step.kind {
+                Middle::BundleDownload => EventKind::BundleDownload,
+                Middle::ConfigDownload(from) => EventKind::ConfigDownload { from },
+                Middle::Load(config) => EventKind::Load { config },
+                Middle::Deploy { old, new } => EventKind::Deploy { old, new },
             };
-            Some(Event {
-                deployment: self.deployment,
-                seq: entry.seq,
-                kind,
-            })
-        })
+            event(step.seq, kind)
+        });
+        let end = self.end.map(|(seq, ending)| {
+            let kind = match ending {
+                Ending::Success => EventKind::DeploymentSuccess,
+                Ending::Failure(failure) => EventKind::DeploymentFailure(failure),
+            };
+            event(seq, kind)
+        });
+        started.into_iter().chain(steps).chain(end)
     }
 
     /// The event with the highest sequence number.
@@ -330,18 +359,15 @@ impl EventLog {
         self.events().last()
     }
 
-    /// Writes the JSON array of `GET /deployments/{id}` into `buf` ([`LOG_JSON_MAX`] bytes
-    /// always suffice), returning the length written.
-    pub fn write_json(&self, buf: &mut [u8]) -> Result<usize, fmt::Error> {
-        let mut out = Cursor::new(buf);
+    /// Writes the JSON array of `GET /deployments/{id}` ([`LOG_JSON_MAX`] bytes at most).
+    pub fn write_json(&self, out: &mut impl fmt::Write) -> fmt::Result {
         out.write_str("[")?;
         for (i, event) in self.events().enumerate() {
             if i > 0 {
                 out.write_str(",")?;
             }
-            event.write_json(&mut out)?;
+            event.write_json(out)?;
         }
-        out.write_str("]")?;
-        Ok(out.len())
+        out.write_str("]")
     }
 }

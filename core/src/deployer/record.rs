@@ -1,20 +1,28 @@
 //! What a deployment is and how far it got: the [`Record`] a runtime persists and retains, and
 //! the identifiers, phases and failures it holds. Everything here is `Copy`.
+//!
+//! Data that only means something in one phase is carried by that phase: the bundles being
+//! swapped by [`Phase::LockStep`], the cause of a rollback by [`Phase::RollingBack`], the
+//! outcome by [`Phase::Ended`]. What a deployment learns once and keeps (its key's
+//! compatibilityVersion) is a field of the record.
 
-use core::fmt;
+use core::fmt::{self, Write as _};
 
-use crate::bundle::{BundleId, Digest, Segment};
+use crate::bundle::{BundleId, Digest, MAX_SEGMENT_LEN, Segment};
 use crate::hex;
+use crate::limits::MAX_TAGS;
 use crate::text::InlineStr;
 use crate::time::UnixTime;
-use crate::webhook::MAX_TAGS;
 
-/// A bundle name, tag, organisation, repository or compatibilityVersion, inline.
-pub type Name = InlineStr<64>;
+/// A bundle name, tag, organisation, repository or compatibilityVersion, inline: at most
+/// [`MAX_SEGMENT_LEN`] bytes.
+pub type Name = InlineStr<MAX_SEGMENT_LEN>;
 
-/// A [`Name`] from a segment, which always fits.
-pub fn name(segment: Segment<'_>) -> Name {
-    Name::new(segment.as_str()).unwrap_or(Name::EMPTY)
+impl From<Segment<'_>> for Name {
+    /// A segment always fits: it has at most [`MAX_SEGMENT_LEN`] bytes.
+    fn from(segment: Segment<'_>) -> Self {
+        Self::truncated(segment.as_str())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -38,6 +46,11 @@ impl fmt::Display for DeploymentIdError {
     }
 }
 
+impl core::error::Error for DeploymentIdError {}
+
+/// The length of a deployment id's text.
+pub const DEPLOYMENT_ID_LEN: usize = 36;
+
 impl DeploymentId {
     /// The id made of these bytes. The runtime fills them from a random source and marks them
     /// as a version 4 UUID ([`DeploymentId::random_v4`]).
@@ -60,7 +73,8 @@ impl DeploymentId {
     /// Parses the hyphenated UUID form, either case.
     pub fn parse(s: &str) -> Result<Self, DeploymentIdError> {
         let b = s.as_bytes();
-        if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b.get(i) != Some(&b'-')) {
+        if b.len() != DEPLOYMENT_ID_LEN || [8, 13, 18, 23].iter().any(|&i| b.get(i) != Some(&b'-'))
+        {
             return Err(DeploymentIdError);
         }
         let mut digits = [0u8; 32];
@@ -73,29 +87,23 @@ impl DeploymentId {
     }
 
     /// The hyphenated lowercase UUID text.
-    pub fn to_text(&self) -> InlineStr<36> {
-        let mut digits = [0u8; 32];
-        hex::encode(&self.0, &mut digits);
-        let mut text = [b'-'; 36];
-        for (i, d) in digits.iter().enumerate() {
-            let at = match i {
-                0..=7 => i,
-                8..=11 => i.saturating_add(1),
-                12..=15 => i.saturating_add(2),
-                16..=19 => i.saturating_add(3),
-                _ => i.saturating_add(4),
-            };
-            if let Some(slot) = text.get_mut(at) {
-                *slot = *d;
-            }
-        }
-        InlineStr::new(core::str::from_utf8(&text).unwrap_or("")).unwrap_or(InlineStr::EMPTY)
+    pub fn to_text(&self) -> heapless::String<DEPLOYMENT_ID_LEN> {
+        let mut text = heapless::String::new();
+        // 32 hex digits and 4 hyphens: exactly the capacity.
+        let _ = write!(text, "{self}");
+        text
     }
 }
 
 impl fmt::Display for DeploymentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.to_text().as_str())
+        for (i, byte) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_char('-')?;
+            }
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
     }
 }
 
@@ -114,8 +122,22 @@ impl fmt::Debug for DeploymentId {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Tags {
     tags: [Name; MAX_TAGS],
+    /// At most [`MAX_TAGS`]: [`Tags::new`] refuses more.
     len: u8,
 }
+
+/// More tags than a [`Tags`] holds ([`MAX_TAGS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TooManyTags;
+
+impl fmt::Display for TooManyTags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at most {MAX_TAGS} tags")
+    }
+}
+
+impl core::error::Error for TooManyTags {}
 
 impl Tags {
     /// No tags: no narrowing.
@@ -124,22 +146,24 @@ impl Tags {
         len: 0,
     };
 
-    /// The given tags (at most [`MAX_TAGS`]; more are ignored, which the webhook parser never
-    /// produces).
-    pub fn new<'a>(segments: impl IntoIterator<Item = Segment<'a>>) -> Self {
+    /// The given tags, at most [`MAX_TAGS`] (the webhook parser never yields more).
+    pub fn new<'a>(segments: impl IntoIterator<Item = Segment<'a>>) -> Result<Self, TooManyTags> {
         let mut tags = Self::NONE;
-        for segment in segments.into_iter().take(MAX_TAGS) {
-            if let Some(slot) = tags.tags.get_mut(usize::from(tags.len)) {
-                *slot = name(segment);
-                tags.len = tags.len.saturating_add(1);
-            }
+        for segment in segments {
+            let slot = tags
+                .tags
+                .get_mut(usize::from(tags.len))
+                .ok_or(TooManyTags)?;
+            *slot = Name::from(segment);
+            tags.len = tags.len.saturating_add(1);
         }
-        tags
+        Ok(tags)
     }
 
     /// The tags.
     pub fn as_slice(&self) -> &[Name] {
-        self.tags.get(..usize::from(self.len)).unwrap_or(&[])
+        // `len` never exceeds the array, so the split is within it.
+        self.tags.split_at(usize::from(self.len).min(MAX_TAGS)).0
     }
 
     /// Whether there are none.
@@ -185,6 +209,49 @@ pub enum Side {
     New,
 }
 
+/// The bundles a deployment replaces and deploys, as chosen in step 4 and completed in step 5.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Plan {
+    /// The running bundle it replaces; `None` when it starts from nothing (policy
+    /// [`NothingRunning::StartOne`](super::NothingRunning::StartOne)).
+    pub old: Option<BundleId>,
+    /// The lock-step's N: the old bundle's scale when chosen (1 when starting from nothing).
+    pub scale: u32,
+    /// The configuration carried over from the old bundle, if it had one.
+    pub config: Option<Digest>,
+}
+
+/// A plan whose new bundle is loaded: the two bundles a lock-step moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Swap {
+    /// The plan.
+    pub plan: Plan,
+    /// The new bundle, as the control API loaded it.
+    pub new: BundleId,
+}
+
+/// The bundle a lock-step step changed last: the one being waited for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Moved {
+    /// The old bundle, which has this id (a plan without an old bundle never moves it).
+    Old(BundleId),
+    /// The new bundle.
+    New,
+}
+
+impl Moved {
+    /// Which side it is.
+    pub const fn side(&self) -> Side {
+        match self {
+            Self::Old(_) => Side::Old,
+            Self::New => Side::New,
+        }
+    }
+}
+
 /// Where a lock-step (or its rollback) stands: the absolute scales last requested of each
 /// bundle, which one was changed last, and whether that request is still in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -195,7 +262,7 @@ pub struct Step {
     /// The scale last requested of the new bundle.
     pub new: u32,
     /// The bundle whose scale was set last: the one being waited for.
-    pub moved: Side,
+    pub moved: Moved,
     /// Whether that bundle was scaled up (wait until at least this many started) or down
     /// (until at most this many).
     pub up: bool,
@@ -209,7 +276,7 @@ impl Step {
     #[must_use]
     pub const fn undone(&self) -> Self {
         let mut before = *self;
-        match (self.moved, self.up) {
+        match (self.moved.side(), self.up) {
             (Side::Old, true) => before.old = self.old.saturating_sub(1),
             (Side::Old, false) => before.old = self.old.saturating_add(1),
             (Side::New, true) => before.new = self.new.saturating_sub(1),
@@ -225,9 +292,37 @@ impl Step {
             Side::New => self.new,
         }
     }
+
+    /// The scale requested of the moved bundle.
+    pub const fn target(&self) -> u32 {
+        self.of(self.moved.side())
+    }
+
+    /// What this step does, for a failure's text.
+    pub const fn doing(&self) -> Doing {
+        Doing::Scaling {
+            side: self.moved.side(),
+            to: self.target(),
+        }
+    }
 }
 
-/// Where a deployment stands (DESIGN.md "The deployment, step by step").
+/// How a deployment ended, and with which bundles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct End {
+    /// Succeeded or failed.
+    pub outcome: Outcome,
+    /// When (wall clock).
+    pub at: UnixTime,
+    /// The plan, if it got as far as choosing one.
+    pub plan: Option<Plan>,
+    /// The new bundle, if it got as far as loading it.
+    pub new: Option<BundleId>,
+}
+
+/// Where a deployment stands (DESIGN.md "The deployment, step by step"), with what only that
+/// phase knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Phase {
@@ -238,18 +333,65 @@ pub enum Phase {
     Queued,
     /// Looking at the running bundles to pick the one to replace (step 4).
     Targeting,
-    /// Fetching the old bundle's configuration (step 5).
-    FetchingConfig,
+    /// Fetching the configuration of the bundle it replaces (step 5).
+    FetchingConfig {
+        /// The running bundle it replaces.
+        old: BundleId,
+        /// Its scale: the lock-step's N.
+        scale: u32,
+    },
     /// Loading the new bundle, with that configuration (step 5).
-    Loading,
+    Loading(Plan),
     /// Loaded; observing the cluster once to log where the lock-step starts (step 6).
-    Observing,
+    Observing(Swap),
     /// The lock-step (step 6).
-    LockStep(Step),
+    LockStep {
+        /// The bundles.
+        swap: Swap,
+        /// Where it stands.
+        step: Step,
+    },
     /// The lock-step run backwards after a failure (step 7).
-    RollingBack(Step),
-    /// Ended: see [`Record::outcome`].
-    Ended,
+    RollingBack {
+        /// The bundles.
+        swap: Swap,
+        /// Where it stands.
+        step: Step,
+        /// What failed.
+        cause: Cause,
+    },
+    /// Ended.
+    Ended(End),
+}
+
+impl Phase {
+    /// The plan, once chosen (and until the end).
+    pub const fn plan(&self) -> Option<Plan> {
+        match self {
+            Self::Resolving | Self::Queued | Self::Targeting => None,
+            Self::FetchingConfig { old, scale } => Some(Plan {
+                old: Some(*old),
+                scale: *scale,
+                config: None,
+            }),
+            Self::Loading(plan) => Some(*plan),
+            Self::Observing(swap)
+            | Self::LockStep { swap, .. }
+            | Self::RollingBack { swap, .. } => Some(swap.plan),
+            Self::Ended(end) => end.plan,
+        }
+    }
+
+    /// The new bundle, once loaded (and until the end).
+    pub const fn new_bundle(&self) -> Option<BundleId> {
+        match self {
+            Self::Observing(swap)
+            | Self::LockStep { swap, .. }
+            | Self::RollingBack { swap, .. } => Some(swap.new),
+            Self::Ended(end) => end.new,
+            _ => None,
+        }
+    }
 }
 
 /// The state of a deployment in a listing (PROTOCOL.md §7, `GET /deployments`).
@@ -333,6 +475,8 @@ impl fmt::Display for CommandError {
         }
     }
 }
+
+impl core::error::Error for CommandError {}
 
 /// The step of a deployment something went wrong in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -584,6 +728,8 @@ impl fmt::Display for Failure {
     }
 }
 
+impl core::error::Error for Failure {}
+
 /// How a deployment ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -601,9 +747,20 @@ pub enum Outcome {
 // The record
 // ---------------------------------------------------------------------------------------------
 
+/// A deployment's key: at most one deployment of a key runs at a time (rule 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Key {
+    /// The bundle name.
+    pub package: Name,
+    /// The new bundle's compatibilityVersion.
+    pub compatibility_version: Name,
+}
+
 /// Everything about a deployment that must survive a restart: persisted by the runtime, given
-/// back with [`Input::Resume`](super::Input::Resume), and handed out when it ends for the
-/// runtime to retain.
+/// back to
+/// [`Deployer::handle_resume`](super::Deployer::handle_resume), and handed out when it ends for
+/// the runtime to retain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Record {
@@ -612,57 +769,111 @@ pub struct Record {
     /// Notification order: admissions are numbered, and a deployment notified later
     /// supersedes an earlier one of its key.
     pub order: u64,
+    /// The sequence number its next event gets (the first is 1).
+    pub next_seq: u32,
     /// The new bundle's compatibilityVersion, once resolved: with the package, the key.
     pub compatibility_version: Option<Name>,
     /// Where it stands.
     pub phase: Phase,
-    /// The running bundle it replaces, once chosen.
-    pub old: Option<BundleId>,
-    /// The old bundle's scale when chosen: the lock-step's N (1 when starting from nothing).
-    pub scale: u32,
-    /// The configuration carried over from the old bundle, once fetched.
-    pub config: Option<Digest>,
-    /// The new bundle, once loaded.
-    pub new: Option<BundleId>,
-    /// Why the lock-step is being rolled back, while it is.
-    pub cause: Option<Cause>,
-    /// How it ended, once it has.
-    pub outcome: Option<Outcome>,
-    /// When it ended (wall clock).
-    pub ended_at: Option<UnixTime>,
-    /// The sequence number its next event gets (the first is 1).
-    pub next_seq: u32,
 }
 
 impl Record {
+    /// The record of a deployment just admitted.
+    pub const fn new(request: Request, order: u64) -> Self {
+        Self {
+            request,
+            order,
+            next_seq: 1,
+            compatibility_version: None,
+            phase: Phase::Resolving,
+        }
+    }
+
     /// The deployment's id.
     pub const fn id(&self) -> DeploymentId {
         self.request.id
     }
 
+    /// Its key, once resolved.
+    pub const fn key(&self) -> Option<Key> {
+        match self.compatibility_version {
+            Some(compatibility_version) => Some(Key {
+                package: self.request.package,
+                compatibility_version,
+            }),
+            None => None,
+        }
+    }
+
     /// Its state in a listing.
     pub const fn state(&self) -> State {
-        match (&self.phase, &self.outcome) {
-            (_, Some(Outcome::Succeeded { .. })) => State::Succeeded,
-            (_, Some(Outcome::Failed(_))) => State::Failed,
-            (Phase::Resolving, None) => State::Resolving,
-            (Phase::Queued, None) => State::Queued,
-            (Phase::RollingBack(_), None) => State::RollingBack,
-            _ => State::Deploying,
+        match &self.phase {
+            Phase::Ended(End {
+                outcome: Outcome::Succeeded { .. },
+                ..
+            }) => State::Succeeded,
+            Phase::Ended(End {
+                outcome: Outcome::Failed(_),
+                ..
+            }) => State::Failed,
+            Phase::Resolving => State::Resolving,
+            Phase::Queued => State::Queued,
+            Phase::RollingBack { .. } => State::RollingBack,
+            Phase::Targeting
+            | Phase::FetchingConfig { .. }
+            | Phase::Loading(_)
+            | Phase::Observing(_)
+            | Phase::LockStep { .. } => State::Deploying,
         }
+    }
+
+    /// How it ended, once it has.
+    pub const fn end(&self) -> Option<&End> {
+        match &self.phase {
+            Phase::Ended(end) => Some(end),
+            _ => None,
+        }
+    }
+
+    /// Its outcome, once it ended.
+    pub const fn outcome(&self) -> Option<&Outcome> {
+        match &self.phase {
+            Phase::Ended(end) => Some(&end.outcome),
+            _ => None,
+        }
+    }
+
+    /// Whether it ended.
+    pub const fn has_ended(&self) -> bool {
+        matches!(self.phase, Phase::Ended(_))
     }
 
     /// The failure, if it failed.
     pub const fn failure(&self) -> Option<&Failure> {
-        match &self.outcome {
-            Some(Outcome::Failed(failure)) => Some(failure),
+        match &self.phase {
+            Phase::Ended(End {
+                outcome: Outcome::Failed(failure),
+                ..
+            }) => Some(failure),
             _ => None,
         }
+    }
+
+    /// The running bundle it replaces, once chosen.
+    pub const fn old(&self) -> Option<BundleId> {
+        match self.phase.plan() {
+            Some(plan) => plan.old,
+            None => None,
+        }
+    }
+
+    /// The new bundle, once loaded.
+    pub const fn new_bundle(&self) -> Option<BundleId> {
+        self.phase.new_bundle()
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use std::string::ToString;
 

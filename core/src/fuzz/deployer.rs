@@ -2,7 +2,7 @@
 //! crashes, time jumps, restarts and stray replies against the simulation's oracle.
 
 use crate::deployer::{
-    DeploymentId, Handled, Input, NothingRunning, Policy, Reply, RollbackPolicy,
+    Command, CommandKind, DeploymentId, Name, NothingRunning, Policy, Reply, RollbackPolicy,
 };
 use crate::sim::fixture::{INCOMPATIBLE, NEW, NEWER, NEWEST, cluster, digest, request};
 use crate::sim::{Rng, Step, World};
@@ -61,12 +61,14 @@ pub fn deployer(data: &[u8]) {
                 u64::from(byte.saturating_sub(230)).saturating_mul(30),
             )),
             _ => {
-                let stray = Input::Reply {
+                let stray = Command {
                     deployment: DeploymentId::from_bytes([byte; 16]),
                     token: u32::from(byte),
-                    reply: Reply::Scaled,
+                    kind: CommandKind::Observe {
+                        name: Name::truncated("visualizer"),
+                    },
                 };
-                assert_eq!(world.handle(stray), Handled::Ignored);
+                assert!(world.stray_reply(&stray, Reply::Scaled).is_err());
             }
         }
         assert_eq!(world.violation, None);

@@ -1,18 +1,10 @@
-//! The routes, the order of checks of a webhook, each refusal, the listing.
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "tests fail loudly"
-)]
+//! The routes, the order of checks of a webhook, each refusal.
 
 use std::format;
 use std::string::{String, ToString};
 
 use super::*;
-use crate::bundle::Digest;
-use crate::deployer::{Deployer, Input, Policy};
+use crate::deployer::{Admitted, Busy, Deployer, Policy};
 use crate::signature::{bintray_sign, lockstep_sign};
 use crate::time::{Instant, UnixTime};
 
@@ -56,7 +48,7 @@ impl Fixture {
         signatures: Headers<'_>,
         body: &str,
         new: u8,
-    ) -> Result<Accepted, Refusal> {
+    ) -> Result<Admitted, Refusal> {
         let target = Target::parse(target).unwrap();
         let hook = Webhook {
             target: &target,
@@ -66,7 +58,7 @@ impl Fixture {
         };
         let deployer = &mut self.deployer;
         let result = self.hooks.accept(now(), &hook, id(new), |request| {
-            deployer.handle(now(), Input::Notify(request))
+            deployer.handle_notification(now(), request)
         });
         while deployer.poll().is_some() {}
         result
@@ -99,7 +91,7 @@ fn bintray_signed(header: &str) -> Headers<'_> {
     }
 }
 
-fn reason(r: Result<Accepted, Refusal>) -> Reason {
+fn reason(r: Result<Admitted, Refusal>) -> Reason {
     r.unwrap_err().reason
 }
 
@@ -188,7 +180,7 @@ fn test_webhook_lockstep_accepted_and_replay_refused() {
         .unwrap();
     assert_eq!(
         accepted,
-        Accepted {
+        Admitted {
             id: id(1),
             redelivery: false
         }
@@ -202,7 +194,7 @@ fn test_webhook_lockstep_accepted_and_replay_refused() {
     let again = f.send(TARGET, None, signed(&sig), &body, 3).unwrap();
     assert_eq!(
         again,
-        Accepted {
+        Admitted {
             id: id(1),
             redelivery: true
         }
@@ -325,7 +317,7 @@ fn test_webhook_full_table_and_full_replay_cache_are_503() {
             3,
         )
         .unwrap_err();
-    assert_eq!(r.reason, Reason::Busy);
+    assert_eq!(r.reason, Reason::Busy(Busy::TableFull));
     assert_eq!(f.deployer.len(), 2);
 }
 
@@ -384,7 +376,7 @@ fn test_every_reason_has_one_line_and_its_status() {
         (Reason::MalformedHead, 400),
         (Reason::MediaType, 415),
         (Reason::NotAllowed, 403),
-        (Reason::Busy, 503),
+        (Reason::Busy(Busy::TableFull), 503),
         (Reason::ShuttingDown, 503),
         (Reason::Signature(SignatureError::Missing), 401),
         (Reason::Signature(SignatureError::Mismatch), 403),
@@ -406,32 +398,4 @@ fn test_every_reason_has_one_line_and_its_status() {
     .map(|e| Reason::Signature(e).to_string())
     .collect();
     assert_eq!(bodies.len(), 1);
-}
-
-// ---- the listing -----------------------------------------------------------------------------
-
-#[test]
-fn test_listing_shape() {
-    let mut deployer = Deployer::<2>::new(Policy::default());
-    let request = Request {
-        id: id(1),
-        org: crate::deployer::Name::new("typesafe").unwrap(),
-        repo: crate::deployer::Name::new("bundle").unwrap(),
-        package: crate::deployer::Name::new("visualizer").unwrap(),
-        tag: crate::deployer::Name::new("v2").unwrap(),
-        digest: Digest::parse(DIGEST).unwrap(),
-        tags: Tags::NONE,
-        at: UnixTime::from_millis(1_700_000_000_123),
-    };
-    deployer.handle(now(), Input::Notify(request));
-    let mut out = String::new();
-    write_listing(deployer.records(), &mut out).unwrap();
-    assert_eq!(
-        out,
-        format!(
-            r#"[{{"deploymentId":"{}","bundleName":"visualizer","version":"v2-{DIGEST}","state":"resolving","startedAt":1700000000123}}]"#,
-            id(1)
-        )
-    );
-    assert!(crate::json::validate(out.as_bytes(), 16).is_ok());
 }
