@@ -13,7 +13,7 @@ use core::task::{Context, Waker};
 use lockstep_core::archive::{self, Inflater};
 use lockstep_core::bundle::{BundleId, Digest, IdPrefix, Segment, Shorthand, Version};
 use lockstep_core::conductr::{bundles, multipart, sse};
-use lockstep_core::deployer::{self, Deployer, Output};
+use lockstep_core::deployer::{self, Deployer, Output, persist};
 use lockstep_core::hocon::Document;
 use lockstep_core::json;
 use lockstep_core::ledger::{Ledger, Retained};
@@ -219,6 +219,13 @@ fn deployer_checks(input: &[u8]) -> u32 {
         }
     };
     drain(&mut machine, &mut ledger);
+    let mut record = [0u8; persist::MAX_RECORD_LEN];
+    if let Some(r) = machine.record(request.id)
+        && let Ok(len) = persist::encode(r, &mut record)
+    {
+        ok += u32::from(persist::decode(record.get(..len).unwrap_or(&[])).is_ok());
+    }
+    ok += u32::from(persist::decode(input).is_ok());
     ok += u32::from(machine.handle_timeout(now) > 0);
     drain(&mut machine, &mut ledger);
     let mut json = [0u8; 512];

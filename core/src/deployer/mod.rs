@@ -39,6 +39,7 @@
 mod cluster;
 mod deployment;
 mod event;
+pub mod persist;
 mod record;
 
 use core::fmt;

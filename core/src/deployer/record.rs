@@ -4,7 +4,8 @@
 //! Data that only means something in one phase is carried by that phase: the bundles being
 //! swapped by [`Phase::LockStep`], the cause of a rollback by [`Phase::RollingBack`], the
 //! outcome by [`Phase::Ended`]. What a deployment learns once and keeps (its key's
-//! compatibilityVersion) is a field of the record.
+//! compatibilityVersion) is a field of the record. The persistent form is in
+//! [`persist`](super::persist).
 
 use core::fmt::{self, Write as _};
 
@@ -757,8 +758,8 @@ pub struct Key {
     pub compatibility_version: Name,
 }
 
-/// Everything about a deployment that must survive a restart: persisted by the runtime, given
-/// back to
+/// Everything about a deployment that must survive a restart: persisted by the runtime (in
+/// the form of [`persist`](super::persist)), given back to
 /// [`Deployer::handle_resume`](super::Deployer::handle_resume), and handed out when it ends for
 /// the runtime to retain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
