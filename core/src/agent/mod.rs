@@ -1,10 +1,14 @@
 //! The agent: the driving loop between the deployer and the outside world.
 //!
-//! The [`Agent`] owns the [`Deployer`] and the [`Ledger`] of its deployments, and hands the
-//! deployer's commands to [`Worker`]s, which carry them out over HTTP — the repository download, the control API's list, load and scale — and
-//! answer each with a [`Reply`]. It is `no_std`, allocation-free and generic over the platform
-//! ([`Connector`], [`Time`], [`Store`], [`Repository`]): the same code runs on std sockets and
-//! on embassy-net. It is made for a single-threaded executor: the runtime spawns, on one thread,
+//! Unlike the rest of this crate the agent is not sans-IO: it awaits. It is still `no_std`,
+//! allocation-free and generic over the platform ([`Connector`], [`Time`], [`Store`],
+//! [`Repository`]), so the same code runs on std sockets and on embassy-net, and it decides
+//! nothing: the [`Deployer`] decides, the [`Ledger`] keeps, the agent carries out.
+//!
+//! The [`Agent`] owns the deployer and the ledger of its deployments, and hands the deployer's
+//! commands to [`Worker`]s, which carry them out over HTTP — the repository download, the
+//! control API's list, load and scale — and answer each with a [`Reply`]. It is made for a
+//! single-threaded executor: the runtime spawns, on one thread,
 //!
 //! - one or more workers, each with its own [`Buffers`] (`worker.run(&agent)`): how many run
 //!   at once is configuration;
@@ -21,6 +25,53 @@
 //! Commands of one deployment never run concurrently: a new one waits until the worker
 //! running the previous one (stale after a time-out) is done, so a late scale request can never
 //! overtake the one that replaced it.
+//!
+//! ```no_run
+//! use lockstep_core::agent::http::Url;
+//! use lockstep_core::agent::{
+//!     Agent, Buffers, Config, Connector, Repository, Sink, Store, Time, Worker,
+//! };
+//! use lockstep_core::deployer::{Deployer, Event, Policy, Record};
+//! use lockstep_core::ledger::{Ledger, Retained};
+//! use lockstep_core::time::Duration;
+//!
+//! /// What the runtime does with what the ledger keeps: log it, count it, stream it.
+//! struct Log;
+//!
+//! impl Sink for Log {
+//!     fn event(&mut self, _event: &Event) {}
+//!     fn ended(&mut self, _record: &Record) {}
+//! }
+//!
+//! type Shelf = heapless::Vec<Retained, 16>;
+//!
+//! /// The agent's tasks; none of them returns. A runtime spawns each on its single-threaded
+//! /// executor, and hands webhooks to `agent.notify(now, request)` as they are verified.
+//! fn tasks<'a, C: Connector, T: Time, S: Store, R: Repository>(
+//!     agent: &'a Agent<8, Log, Shelf>,
+//!     conductr: Url<'a>,
+//!     (connector, time, store, repository): (&'a C, &'a T, &'a S, &'a R),
+//!     buffers: &'a mut Buffers,
+//!     events: &'a mut [u8],
+//! ) -> (impl Future + 'a, impl Future + 'a, impl Future + 'a) {
+//!     let config = Config::default();
+//!     let mut worker =
+//!         Worker::new(0, conductr, connector, time, store, repository, config, buffers);
+//!     let retry = Duration::from_secs(1);
+//!     (
+//!         async move { worker.run(agent).await },
+//!         agent.run_timer(time),
+//!         agent.run_events(conductr, connector, time, config.io_timeout, retry, events),
+//!     )
+//! }
+//!
+//! let agent = Agent::new(
+//!     Deployer::<8>::new(Policy::default()),
+//!     Ledger::new(Shelf::new(), 16),
+//!     Log,
+//! );
+//! # let _ = agent;
+//! ```
 
 pub mod http;
 mod store;
