@@ -18,12 +18,43 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 /// The most entries of the allow-list.
 pub const MAX_ALLOWED: usize = 16;
 
-/// The endpoints (PROTOCOL.md §2, §7), each under `/deployments` and `/v2/deployments`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a webhook was sent, from its request target: owned, so that a request is routed
+/// once, before its body is read, and the route kept until it is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Endpoint<'a> {
+pub struct Destination {
+    /// The prefix used.
+    pub prefix: Prefix,
+    /// The repository's organisation.
+    pub org: Name,
+    /// The repository.
+    pub repo: Name,
+    /// The `?tag=` values: only running bundles carrying one of them are replaced.
+    pub tags: Tags,
+}
+
+impl Destination {
+    /// The destination of a parsed webhook target.
+    pub fn of(target: &Target<'_>) -> Result<Self, TargetError> {
+        Ok(Self {
+            prefix: target.prefix,
+            org: Name::from(target.org),
+            repo: Name::from(target.repo),
+            tags: Tags::new(target.tags.iter().copied()).map_err(|_| TargetError::TooManyTags)?,
+        })
+    }
+}
+
+/// The endpoints (PROTOCOL.md §2, §7), each under `/deployments` and `/v2/deployments`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "routed once per request and moved, never stored in bulk"
+)]
+pub enum Endpoint {
     /// `POST {prefix}/{org}/{repo}/{org}[?tag=..]`: a registry's notification.
-    Webhook(Target<'a>),
+    Webhook(Destination),
     /// `GET {prefix}/{id}`: a deployment's events.
     Deployment {
         /// The prefix used.
@@ -47,7 +78,7 @@ pub enum Endpoint<'a> {
     Metrics,
 }
 
-impl Endpoint<'_> {
+impl Endpoint {
     /// A short stable label, for request logs and metrics.
     pub const fn label(&self) -> &'static str {
         match self {
@@ -64,7 +95,7 @@ impl Endpoint<'_> {
 /// Which endpoint a request is, from its method and target (path and query); or the 404 or
 /// 405 (with `Allow`) refusal, or 400 for a webhook target that is malformed. Checked before
 /// anything of the request's body is read.
-pub fn route<'a>(method: &str, target: &'a str) -> Result<Endpoint<'a>, Refusal> {
+pub fn route(method: &str, target: &str) -> Result<Endpoint, Refusal> {
     let path = target.split('?').next().unwrap_or("");
     let only = |allow: &'static str, wanted: &str| {
         if method == wanted {
@@ -90,9 +121,8 @@ pub fn route<'a>(method: &str, target: &'a str) -> Result<Endpoint<'a>, Refusal>
         }
         3 => {
             only("POST", "POST")?;
-            Target::parse(target)
-                .map(Endpoint::Webhook)
-                .map_err(|e| Refusal::new(Reason::Target(e)))
+            let target = Target::parse(target)?;
+            Ok(Endpoint::Webhook(Destination::of(&target)?))
         }
         _ => Err(Refusal::new(Reason::NotFound)),
     }
@@ -370,8 +400,8 @@ impl Default for Config {
 /// A webhook as the runtime read it: target, the headers that matter, raw body.
 #[derive(Clone, Copy, Debug)]
 pub struct Webhook<'a> {
-    /// The parsed target.
-    pub target: &'a Target<'a>,
+    /// Where it was sent.
+    pub target: &'a Destination,
     /// `Content-Type`, if given.
     pub content_type: Option<&'a [u8]>,
     /// The signature headers.
@@ -493,14 +523,12 @@ impl<const R: usize> Webhooks<R> {
         }
         let request = Request {
             id,
-            org: Name::from(target.org),
-            repo: Name::from(target.repo),
+            org: target.org,
+            repo: target.repo,
             package: Name::from(notification.package),
             tag: Name::from(notification.version.tag),
             digest: notification.version.digest,
-            // The target parser keeps at most as many tags as a request holds.
-            tags: Tags::new(target.tags.iter().copied())
-                .map_err(|_| Reason::Target(TargetError::TooManyTags))?,
+            tags: target.tags,
             at: now.unix,
         };
         let admitted = admit(request)?;

@@ -225,11 +225,7 @@ fn new_id() -> DeploymentId {
     DeploymentId::random_v4(bytes)
 }
 
-fn webhook(
-    state: &State,
-    request: &Request,
-    target: &lockstep_core::webhook::Target<'_>,
-) -> Response {
+fn webhook(state: &State, request: &Request, target: &service::Destination) -> Response {
     let hook = Webhook {
         target,
         content_type: request.header("content-type"),

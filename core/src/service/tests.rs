@@ -49,7 +49,9 @@ impl Fixture {
         body: &str,
         new: u8,
     ) -> Result<Admitted, Refusal> {
-        let target = Target::parse(target).unwrap();
+        let Endpoint::Webhook(target) = route("POST", target).unwrap() else {
+            panic!("not a webhook: {target}");
+        };
         let hook = Webhook {
             target: &target,
             content_type: content_type.map(str::as_bytes),
