@@ -471,13 +471,6 @@ impl<'de> serde::Deserialize<'de> for RawStr<'de> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "tests fail loudly"
-)]
 mod tests {
     extern crate std;
     use std::string::String;

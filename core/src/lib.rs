@@ -30,7 +30,6 @@
 #![no_std]
 #![forbid(unsafe_code)]
 // Panic-freedom is a promise of this crate: no unwrap, no indexing, no unchecked arithmetic.
-// Tests may relax these (each test module says why).
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -40,6 +39,18 @@
     clippy::unreachable,
     clippy::todo,
     clippy::unimplemented
+)]
+// Tests may relax them, once for every test module (after the deny, which it overrides).
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        reason = "tests fail loudly"
+    )
 )]
 #![warn(missing_docs)]
 

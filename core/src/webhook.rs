@@ -491,12 +491,6 @@ impl<'de> Deserialize<'de> for AnyValue<'de> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "tests fail loudly"
-)]
 mod tests {
     use std::borrow::ToOwned;
     use std::format;

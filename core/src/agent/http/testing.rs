@@ -1,13 +1,6 @@
 //! Test doubles for the client and the repository: scripted connections, a clock that moves
 //! only when told, and a `block_on` that fails a test instead of hanging it.
 
-#![allow(
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "tests fail loudly"
-)]
-
 use core::cell::{Cell, RefCell};
 use core::future::{Future, poll_fn};
 use core::pin::pin;

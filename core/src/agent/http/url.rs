@@ -137,7 +137,6 @@ impl fmt::Display for Url<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use std::string::ToString;
 
