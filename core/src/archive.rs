@@ -106,7 +106,7 @@ impl RandomAccess for &[u8] {
     type Error = OutOfBounds;
 
     fn len(&self) -> u64 {
-        u64::try_from(<[u8]>::len(self)).unwrap_or(u64::MAX)
+        crate::text::len_u64(<[u8]>::len(self))
     }
 
     fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
@@ -418,7 +418,8 @@ impl<R: RandomAccess> Archive<R> {
     ) -> Result<bool, ArchiveError<R::Error>> {
         let mut window = [0; NAME_CHUNK];
         for part in expected.chunks(NAME_CHUNK) {
-            let window = window.get_mut(..part.len()).unwrap_or_default();
+            // `chunks` cuts parts of at most NAME_CHUNK bytes: the split is within the window.
+            let (window, _) = window.split_at_mut(part.len());
             self.zip
                 .read_exact_at(offset, window)
                 .map_err(ArchiveError::Read)?;
@@ -767,7 +768,7 @@ fn inflate<R: RandomAccess>(
             left = left.checked_sub(n64).ok_or(ArchiveError::Corrupt)?;
             (used, filled) = (0, n);
         }
-        let input = chunk.get(used..filled).unwrap_or_default();
+        let input = chunk.get(used..filled).ok_or(ArchiveError::Corrupt)?;
         let more = if left > 0 {
             inflate_flags::TINFL_FLAG_HAS_MORE_INPUT
         } else {
@@ -805,13 +806,6 @@ fn inflate<R: RandomAccess>(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::panic,
-    reason = "tests fail loudly"
-)]
 mod tests {
     use std::format;
     use std::string::ToString;
