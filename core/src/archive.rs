@@ -445,16 +445,17 @@ impl<R: RandomAccess> Archive<R> {
         self.zip
             .read_exact_at(at, &mut bytes)
             .map_err(ArchiveError::Read)?;
-        if le32(&bytes, 0) != LOCAL_SIGNATURE {
+        let fields = Fields(&bytes);
+        if fields.le32::<0>() != LOCAL_SIGNATURE {
             return Err(ArchiveError::BadLocalSignature);
         }
-        let (flags, method) = (le16(&bytes, 6), le16(&bytes, 8));
+        let (flags, method) = (fields.le16::<6>(), fields.le16::<8>());
         if flags & ENCRYPTED_FLAGS != 0 || method != entry.method.code() {
             return Err(ArchiveError::LocalMismatch);
         }
         let data = header_end
-            .checked_add(u64::from(le16(&bytes, 26)))
-            .and_then(|d| d.checked_add(u64::from(le16(&bytes, 28))))
+            .checked_add(u64::from(fields.le16::<26>()))
+            .and_then(|d| d.checked_add(u64::from(fields.le16::<28>())))
             .ok_or(ArchiveError::Truncated)?;
         data.checked_add(u64::from(entry.compressed_size))
             .filter(|&e| e <= self.directory_start)
@@ -514,14 +515,15 @@ fn find_end_record<R: RandomAccess>(
             let mut bytes = [0; END_LEN];
             zip.read_exact_at(at, &mut bytes)
                 .map_err(ArchiveError::Read)?;
+            let fields = Fields(&bytes);
             let record = EndRecord {
-                disk: le16(&bytes, 4),
-                directory_disk: le16(&bytes, 6),
-                disk_entries: le16(&bytes, 8),
-                entries: le16(&bytes, 10),
-                directory_len: le32(&bytes, 12),
-                directory_offset: le32(&bytes, 16),
-                comment_len: le16(&bytes, 20),
+                disk: fields.le16::<4>(),
+                directory_disk: fields.le16::<6>(),
+                disk_entries: fields.le16::<8>(),
+                entries: fields.le16::<10>(),
+                directory_len: fields.le32::<12>(),
+                directory_offset: fields.le32::<16>(),
+                comment_len: fields.le16::<20>(),
             };
             let record_end = at
                 .checked_add(END_LEN as u64)
@@ -554,36 +556,46 @@ struct CentralHeader {
 
 impl CentralHeader {
     fn parse(bytes: &[u8; CENTRAL_LEN]) -> Self {
+        let fields = Fields(bytes);
         Self {
-            signature: le32(bytes, 0),
-            flags: le16(bytes, 8),
-            method: le16(bytes, 10),
-            crc32: le32(bytes, 16),
-            compressed_size: le32(bytes, 20),
-            uncompressed_size: le32(bytes, 24),
-            name_len: le16(bytes, 28),
-            extra_len: le16(bytes, 30),
-            comment_len: le16(bytes, 32),
-            disk: le16(bytes, 34),
-            local_header_offset: le32(bytes, 42),
+            signature: fields.le32::<0>(),
+            flags: fields.le16::<8>(),
+            method: fields.le16::<10>(),
+            crc32: fields.le32::<16>(),
+            compressed_size: fields.le32::<20>(),
+            uncompressed_size: fields.le32::<24>(),
+            name_len: fields.le16::<28>(),
+            extra_len: fields.le16::<30>(),
+            comment_len: fields.le16::<32>(),
+            disk: fields.le16::<34>(),
+            local_header_offset: fields.le32::<42>(),
         }
     }
 }
 
-/// The little-endian `u16` at `at` (0 past the end, which the fixed-size callers never reach).
-fn le16(bytes: &[u8], at: usize) -> u16 {
-    bytes
-        .get(at..)
-        .and_then(<[u8]>::first_chunk)
-        .map_or(0, |b| u16::from_le_bytes(*b))
-}
+/// A fixed-size zip record, read at offsets that are checked against its size at compile time.
+struct Fields<'a, const N: usize>(&'a [u8; N]);
 
-/// The little-endian `u32` at `at` (0 past the end, which the fixed-size callers never reach).
-fn le32(bytes: &[u8], at: usize) -> u32 {
-    bytes
-        .get(at..)
-        .and_then(<[u8]>::first_chunk)
-        .map_or(0, |b| u32::from_le_bytes(*b))
+impl<const N: usize> Fields<'_, N> {
+    /// The little-endian `u16` at `AT`.
+    fn le16<const AT: usize>(&self) -> u16 {
+        const { assert!(matches!(AT.checked_add(2), Some(end) if end <= N)) };
+        // Within the record (asserted above): the `0` is never read.
+        self.0
+            .get(AT..)
+            .and_then(<[u8]>::first_chunk)
+            .map_or(0, |b| u16::from_le_bytes(*b))
+    }
+
+    /// The little-endian `u32` at `AT`.
+    fn le32<const AT: usize>(&self) -> u32 {
+        const { assert!(matches!(AT.checked_add(4), Some(end) if end <= N)) };
+        // Within the record (asserted above): the `0` is never read.
+        self.0
+            .get(AT..)
+            .and_then(<[u8]>::first_chunk)
+            .map_or(0, |b| u32::from_le_bytes(*b))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
