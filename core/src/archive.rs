@@ -129,6 +129,8 @@ impl fmt::Display for OutOfBounds {
     }
 }
 
+impl core::error::Error for OutOfBounds {}
+
 // ---------------------------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------------------------
@@ -231,6 +233,8 @@ impl<E: fmt::Display> fmt::Display for ArchiveError<E> {
         }
     }
 }
+
+impl<E: fmt::Debug + fmt::Display> core::error::Error for ArchiveError<E> {}
 
 // ---------------------------------------------------------------------------------------------
 // The archive

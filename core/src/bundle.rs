@@ -37,6 +37,8 @@ impl fmt::Display for DigestError {
     }
 }
 
+impl core::error::Error for DigestError {}
+
 impl Digest {
     /// The number of hex characters of a digest.
     pub const HEX_LEN: usize = 64;
@@ -141,6 +143,8 @@ impl fmt::Display for SegmentError {
     }
 }
 
+impl core::error::Error for SegmentError {}
+
 impl<'a> Segment<'a> {
     /// Checks `s` against the segment rules.
     pub fn parse(s: &'a str) -> Result<Self, SegmentError> {
@@ -213,6 +217,8 @@ impl fmt::Display for VersionError {
     }
 }
 
+impl core::error::Error for VersionError {}
+
 impl<'a> Version<'a> {
     /// Splits `<tag>-<digest>` at the LAST `-`: the tag may itself contain `-`.
     pub fn parse(s: &'a str) -> Result<Self, VersionError> {
@@ -267,6 +273,8 @@ impl fmt::Display for BundleIdError {
         })
     }
 }
+
+impl core::error::Error for BundleIdError {}
 
 /// Splits `<a>[-<b>]`; more than one `-` is refused.
 fn id_parts(s: &str) -> Result<(&str, Option<&str>), BundleIdError> {
@@ -601,6 +609,8 @@ impl fmt::Display for ShorthandError {
         }
     }
 }
+
+impl core::error::Error for ShorthandError {}
 
 impl<'a> Shorthand<'a> {
     /// Parses a shorthand; see the type's doc for the form and defaults.

@@ -227,6 +227,8 @@ impl fmt::Display for HoconError {
     }
 }
 
+impl core::error::Error for HoconError {}
+
 /// Text that does not fit the buffer it was asked into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -237,6 +239,8 @@ impl fmt::Display for TooLong {
         f.write_str("text longer than its buffer")
     }
 }
+
+impl core::error::Error for TooLong {}
 
 // ---------------------------------------------------------------------------------------------
 // The document

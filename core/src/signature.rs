@@ -83,6 +83,8 @@ impl fmt::Display for SecretError {
     }
 }
 
+impl core::error::Error for SecretError {}
+
 impl Secret {
     /// A secret of exactly these bytes.
     pub fn new(bytes: &[u8]) -> Result<Self, SecretError> {
@@ -244,6 +246,8 @@ impl fmt::Display for SignatureError {
         })
     }
 }
+
+impl core::error::Error for SignatureError {}
 
 // ---------------------------------------------------------------------------------------------
 // Bintray scheme
@@ -620,6 +624,8 @@ impl fmt::Display for SchemesError {
         })
     }
 }
+
+impl core::error::Error for SchemesError {}
 
 impl Default for Schemes {
     fn default() -> Self {

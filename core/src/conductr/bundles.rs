@@ -67,6 +67,8 @@ impl fmt::Display for SplitError {
     }
 }
 
+impl core::error::Error for SplitError {}
+
 /// Where the splitter stands in the array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Split {
@@ -487,6 +489,20 @@ impl fmt::Display for BundleError {
     }
 }
 
+impl core::error::Error for BundleError {}
+
+impl From<ScanError> for BundleError {
+    fn from(e: ScanError) -> Self {
+        Self::Json(e)
+    }
+}
+
+impl From<BundleIdError> for BundleError {
+    fn from(e: BundleIdError) -> Self {
+        Self::Id(e)
+    }
+}
+
 /// One bundle of `GET /v2/bundles`, as lockstep needs it. Strings are borrowed from the
 /// element.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -531,8 +547,7 @@ impl<'a> BundleInfo<'a> {
         scan_object(element)?;
         let ctx = Ctx::default();
         let raw = deserialize(element, &ctx, BundleSeed { ctx: &ctx })?;
-        let id = BundleId::parse(raw.id.ok_or(BundleError::Missing(Field::BundleId))?)
-            .map_err(BundleError::Id)?;
+        let id = BundleId::parse(raw.id.ok_or(BundleError::Missing(Field::BundleId))?)?;
         let digest = parse_digest(raw.digest, Field::BundleDigest)?
             .ok_or(BundleError::Missing(Field::BundleDigest))?;
         let configuration_digest = parse_digest(raw.config, Field::ConfigurationDigest)?;
@@ -584,13 +599,13 @@ impl<'a> RequestAnswer<'a> {
                 .request_id
                 .map(|s| plain(Some(s), Field::RequestId))
                 .transpose()?,
-            bundle_id: BundleId::parse(id).map_err(BundleError::Id)?,
+            bundle_id: BundleId::parse(id)?,
         })
     }
 }
 
 fn scan_object(body: &[u8]) -> Result<(), BundleError> {
-    if json::validate(body, json::MAX_DEPTH).map_err(BundleError::Json)? == json::Kind::Object {
+    if json::validate(body, json::MAX_DEPTH)? == json::Kind::Object {
         Ok(())
     } else {
         Err(BundleError::NotAnObject)

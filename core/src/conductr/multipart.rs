@@ -102,6 +102,8 @@ impl fmt::Display for BoundaryError {
     }
 }
 
+impl core::error::Error for BoundaryError {}
+
 const fn is_bchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
@@ -385,6 +387,8 @@ impl fmt::Display for FramingError {
     }
 }
 
+impl core::error::Error for FramingError {}
+
 fn plain_name(name: &str, max: usize) -> bool {
     !name.is_empty()
         && name.len() <= max
@@ -667,6 +671,8 @@ impl fmt::Display for LoadOrderError {
     }
 }
 
+impl core::error::Error for LoadOrderError {}
+
 /// Checks that the fields of a load request come in the order of [`LoadField::ALL`], each at
 /// most once, the required ones present: what the sandbox enforces, as ConductR does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -772,6 +778,8 @@ impl fmt::Display for MultipartError {
         })
     }
 }
+
+impl core::error::Error for MultipartError {}
 
 /// Where the reader stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -127,6 +127,8 @@ impl fmt::Display for SseError {
     }
 }
 
+impl core::error::Error for SseError {}
+
 /// Which field a line's value goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {

@@ -349,17 +349,8 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
         if !reuse {
             self.conn = None;
             let deadline = now.saturating_add(self.timeout);
-            let stream = match with_deadline(
-                self.time,
-                deadline,
-                self.connector.connect(host, port),
-            )
-            .await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(_)) => return Err(HttpError::Connect),
-                Err(TimedOut) => return Err(HttpError::TimedOut),
-            };
+            let stream =
+                with_deadline(self.time, deadline, self.connector.connect(host, port)).await??;
             self.conn = Some(Kept {
                 stream,
                 host: key,

@@ -86,8 +86,7 @@ impl<C: Connector, T: Time> Repository for HttpRepository<'_, C, T> {
         };
         let head = client
             .get(self.base.host(), self.base.port(), target, &[])
-            .await
-            .map_err(fetch_error)?;
+            .await?;
         match head.status {
             404 => return Err(FetchError::NotFound),
             status if status >= 300 => return Err(FetchError::Status(status)),
@@ -95,7 +94,7 @@ impl<C: Connector, T: Time> Repository for HttpRepository<'_, C, T> {
         }
         let mut total = 0u64;
         loop {
-            let chunk = client.read_chunk(transfer).await.map_err(fetch_error)?;
+            let chunk = client.read_chunk(transfer).await?;
             if chunk.is_empty() {
                 break;
             }
@@ -118,11 +117,14 @@ async fn write_all<W: Write>(out: &mut W, mut bytes: &[u8]) -> Result<(), FetchE
     Ok(())
 }
 
-fn fetch_error(e: HttpError) -> FetchError {
-    if e.retryable() {
-        FetchError::Unreachable
-    } else {
-        FetchError::Protocol
+/// A transfer that failed can be tried again; an answer that could not be read is refused.
+impl From<HttpError> for FetchError {
+    fn from(e: HttpError) -> Self {
+        if e.retryable() {
+            Self::Unreachable
+        } else {
+            Self::Protocol
+        }
     }
 }
 

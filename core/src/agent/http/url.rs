@@ -48,6 +48,8 @@ impl fmt::Display for UrlError {
     }
 }
 
+impl core::error::Error for UrlError {}
+
 impl<'a> Url<'a> {
     /// The port of a URL that names none.
     pub const DEFAULT_PORT: u16 = 80;
