@@ -914,12 +914,11 @@ mod tests {
     use std::string::String;
     use std::vec::Vec;
 
-    use super::super::testing::{FakeTime, Script, Scripted, block_on};
+    use super::super::testing::{Fixture, Script};
     use super::*;
 
     const HOST: &str = "127.0.0.1";
     const PORT: u16 = 9005;
-    const TIMEOUT: Duration = Duration::from_secs(5);
     const GET_BUNDLES: &str =
         "GET /v2/bundles HTTP/1.1\r\nHost: 127.0.0.1:9005\r\nConnection: keep-alive\r\n\r\n";
 
@@ -940,13 +939,9 @@ mod tests {
 
     /// GETs `/v2/bundles` from a connection answering `response`: the head and the body.
     fn get_one(response: &[u8]) -> Result<(ResponseHead, Vec<u8>), HttpError> {
-        let connector = Scripted::new([Script::new().bytes(response)]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        Fixture::new([Script::new().bytes(response)]).run(async |client| {
             let head = client.get(HOST, PORT, "/v2/bundles", &[]).await?;
-            Ok((head, body(&mut client, 64).await?))
+            Ok((head, body(client, 64).await?))
         })
     }
 
@@ -956,11 +951,8 @@ mod tests {
 
     #[test]
     fn test_request_head_bytes() {
-        let connector = Scripted::new([Script::new().bytes(b"HTTP/1.1 204 No Content\r\n\r\n")]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        let fixture = Fixture::new([Script::new().bytes(b"HTTP/1.1 204 No Content\r\n\r\n")]);
+        fixture.run(async |client| {
             let headers = [
                 ("Content-Type", "multipart/form-data; boundary=b"),
                 ("X-A", "1\t2"),
@@ -975,30 +967,28 @@ mod tests {
             assert_eq!(client.response().await.unwrap().status, 204);
         });
         assert_eq!(
-            connector.written(0),
+            fixture.connector.written(0),
             "POST /v2/bundles HTTP/1.1\r\nHost: 127.0.0.1:9005\r\nConnection: keep-alive\r\n\
              Content-Type: multipart/form-data; boundary=b\r\nX-A: 1\t2\r\n\
              Content-Length: 7\r\n\r\nabcdefg"
         );
-        assert_eq!(connector.peer(0), (String::from(HOST), PORT));
+        assert_eq!(fixture.connector.peer(0), (String::from(HOST), PORT));
     }
 
     #[test]
     fn test_request_host_header_forms() {
         let ok = b"HTTP/1.1 204 No Content\r\n\r\n";
-        let connector = Scripted::new([
+        let fixture = Fixture::new([
             Script::new().bytes(ok),
             Script::new().bytes(ok),
             Script::new().bytes(ok),
         ]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             client.get("::1", 80, "/", &[]).await.unwrap();
             client.get("[fe80::1]", 8080, "/", &[]).await.unwrap();
             client.get("repo.example", 80, "*", &[]).await.unwrap();
         });
+        let connector = &fixture.connector;
         assert!(connector.written(0).contains("\r\nHost: [::1]\r\n"));
         assert_eq!(connector.peer(0).0, "::1");
         assert!(
@@ -1016,10 +1006,7 @@ mod tests {
 
     #[test]
     fn test_reject_invalid_requests_before_connecting() {
-        let connector = Scripted::new([]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
+        let fixture = Fixture::new([]);
         let bad_headers: [&[(&str, &str)]; 6] = [
             &[("X-A", "1\r\nX-B: 2")],
             &[("X A", "1")],
@@ -1028,7 +1015,7 @@ mod tests {
             &[("Transfer-Encoding", "chunked")],
             &[("Host", "elsewhere")],
         ];
-        block_on(async {
+        fixture.run(async |client| {
             for headers in bad_headers {
                 let result = client.get(HOST, PORT, "/", headers).await;
                 assert_eq!(result, Err(HttpError::InvalidRequest), "{headers:?}");
@@ -1042,28 +1029,22 @@ mod tests {
                 assert_eq!(result, Err(HttpError::InvalidRequest), "{host:?}");
             }
         });
-        assert_eq!(connector.connects(), 0);
+        assert_eq!(fixture.connector.connects(), 0);
     }
 
     #[test]
     fn test_reject_request_head_over_buffer() {
-        let connector = Scripted::new([Script::new()]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 64];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
+        let fixture = Fixture::new([Script::new()]).buffer(64);
         let target = format!("/{}", "x".repeat(64));
-        let result = block_on(client.get(HOST, PORT, &target, &[]));
+        let result = fixture.run(async |client| client.get(HOST, PORT, &target, &[]).await);
         assert_eq!(result, Err(HttpError::HeadTooLarge));
-        assert_eq!(connector.connects(), 0);
+        assert_eq!(fixture.connector.connects(), 0);
     }
 
     #[test]
     fn test_reject_body_over_content_length() {
-        let connector = Scripted::new([Script::new()]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        let fixture = Fixture::new([Script::new()]);
+        fixture.run(async |client| {
             client
                 .begin(Method::Put, HOST, PORT, "/x", &[], Some(3))
                 .await
@@ -1075,16 +1056,12 @@ mod tests {
             assert_eq!(client.response().await, Err(HttpError::Sequence));
         });
         // Nothing of the refused write went out.
-        assert!(connector.written(0).ends_with("\r\n\r\nab"));
+        assert!(fixture.connector.written(0).ends_with("\r\n\r\nab"));
     }
 
     #[test]
     fn test_reject_response_before_whole_body() {
-        let connector = Scripted::new([Script::new(), Script::new()]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        Fixture::new([Script::new(), Script::new()]).run(async |client| {
             client
                 .begin(Method::Post, HOST, PORT, "/x", &[], Some(3))
                 .await
@@ -1103,11 +1080,7 @@ mod tests {
 
     #[test]
     fn test_calls_out_of_order() {
-        let connector = Scripted::new([Script::new().reset()]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        Fixture::new([Script::new().reset()]).run(async |client| {
             assert_eq!(client.write(b"x").await, Err(HttpError::Sequence));
             assert_eq!(client.response().await, Err(HttpError::Sequence));
             // No exchange: no body.
@@ -1122,11 +1095,7 @@ mod tests {
 
     #[test]
     fn test_connect_refused_and_broken_pipe() {
-        let connector = Scripted::new([Script::new().broken()]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        Fixture::new([Script::new().broken()]).run(async |client| {
             assert_eq!(client.get(HOST, PORT, "/", &[]).await, Err(HttpError::Io));
             assert!(!client.is_connected());
             // No script left: the connector refuses.
@@ -1169,17 +1138,14 @@ mod tests {
 
     #[test]
     fn test_body_until_close() {
-        let connector = Scripted::new([Script::new()
+        let fixture = Fixture::new([Script::new()
             .bytes(b"HTTP/1.1 200 OK\r\n\r\nall ")
             .bytes(b"until the end")]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             let head = client.get(HOST, PORT, "/", &[]).await.unwrap();
             assert!(!head.keep_alive);
             assert_eq!(head.content_length, None);
-            assert_eq!(body(&mut client, 5).await.unwrap(), b"all until the end");
+            assert_eq!(body(client, 5).await.unwrap(), b"all until the end");
             assert!(!client.is_connected());
         });
     }
@@ -1193,23 +1159,21 @@ mod tests {
         // Every way of cutting the answers, and of reading the bodies, gives the same.
         for max_read in 1..=9 {
             for step in 1..=5 {
-                let connector = Scripted::new([Script::new()
+                let fixture = Fixture::new([Script::new()
                     .bytes(response)
                     .bytes(second)
-                    .max_read(max_read)]);
-                let time = FakeTime::default();
-                let mut buf = [0u8; 128];
-                let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-                block_on(async {
+                    .max_read(max_read)])
+                .buffer(128);
+                fixture.run(async |client| {
                     let head = client.get(HOST, PORT, "/", &[]).await.unwrap();
                     assert_eq!(head.content_type.as_str(), "text/plain");
-                    assert_eq!(body(&mut client, step).await.unwrap(), b"abcde");
+                    assert_eq!(body(client, step).await.unwrap(), b"abcde");
                     assert!(client.is_connected());
                     client.get(HOST, PORT, "/", &[]).await.unwrap();
-                    assert_eq!(body(&mut client, step).await.unwrap(), b"fghi");
+                    assert_eq!(body(client, step).await.unwrap(), b"fghi");
                     assert!(client.is_connected());
                 });
-                assert_eq!(connector.connects(), 1);
+                assert_eq!(fixture.connector.connects(), 1);
             }
         }
     }
@@ -1237,15 +1201,12 @@ mod tests {
 
     #[test]
     fn test_no_body_for_head_204_304() {
-        let connector = Scripted::new([Script::new()
+        let fixture = Fixture::new([Script::new()
             .bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
             .bytes(b"HTTP/1.1 204 No Content\r\n\r\n")
             .bytes(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n")
             .bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             client
                 .begin(Method::Head, HOST, PORT, "/big", &[], None)
                 .await
@@ -1259,13 +1220,18 @@ mod tests {
                 assert_eq!(client.read(&mut [0u8; 16]).await, Ok(0));
             }
         });
-        assert_eq!(connector.connects(), 1);
-        assert!(connector.written(0).starts_with("HEAD /big HTTP/1.1\r\n"));
+        assert_eq!(fixture.connector.connects(), 1);
+        assert!(
+            fixture
+                .connector
+                .written(0)
+                .starts_with("HEAD /big HTTP/1.1\r\n")
+        );
     }
 
     #[test]
     fn test_body_breaks_off() {
-        let connector = Scripted::new([
+        let fixture = Fixture::new([
             Script::new().bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123"),
             Script::new()
                 .bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
@@ -1273,13 +1239,10 @@ mod tests {
             Script::new().bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde"),
             Script::new().bytes(b"HTTP/1.1 200 OK\r\nContent-"),
         ]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             for _ in 0..3 {
                 client.get(HOST, PORT, "/", &[]).await.unwrap();
-                assert_eq!(body(&mut client, 64).await, Err(HttpError::Io));
+                assert_eq!(body(client, 64).await, Err(HttpError::Io));
                 assert!(!client.is_connected());
             }
             assert_eq!(client.get(HOST, PORT, "/", &[]).await, Err(HttpError::Io));
@@ -1292,16 +1255,13 @@ mod tests {
 
     #[test]
     fn test_keep_alive_reuses_connection() {
-        let connector = Scripted::new([Script::new()
+        let fixture = Fixture::new([Script::new()
             .bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             .bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
             .bytes(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n!")]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             client.get(HOST, PORT, "/v2/bundles", &[]).await.unwrap();
-            assert_eq!(body(&mut client, 64).await.unwrap(), b"ok");
+            assert_eq!(body(client, 64).await.unwrap(), b"ok");
             // Reading exactly the body (not asking for the end) gives the connection back too.
             client.get(HOST, PORT, "/v2/bundles", &[]).await.unwrap();
             let mut two = [0u8; 2];
@@ -1309,33 +1269,30 @@ mod tests {
             assert!(client.is_connected());
             let head = client.get(HOST, PORT, "/v2/bundles", &[]).await.unwrap();
             assert!(head.keep_alive);
-            assert_eq!(body(&mut client, 64).await.unwrap(), b"!");
+            assert_eq!(body(client, 64).await.unwrap(), b"!");
         });
-        assert_eq!(connector.connects(), 1);
-        assert_eq!(connector.written(0), GET_BUNDLES.repeat(3));
+        assert_eq!(fixture.connector.connects(), 1);
+        assert_eq!(fixture.connector.written(0), GET_BUNDLES.repeat(3));
     }
 
     #[test]
     fn test_discard_keeps_connection() {
-        let connector = Scripted::new([Script::new()
+        let fixture = Fixture::new([Script::new()
             .bytes(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot ")
             .bytes(b"found")
             .bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
             .bytes(b"0\r\n\r\n")
             .bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             assert_eq!(client.get(HOST, PORT, "/", &[]).await.unwrap().status, 404);
             client.discard().await.unwrap();
             client.get(HOST, PORT, "/", &[]).await.unwrap();
             client.discard().await.unwrap();
             assert!(client.is_connected());
             client.get(HOST, PORT, "/", &[]).await.unwrap();
-            assert_eq!(body(&mut client, 64).await.unwrap(), b"ok");
+            assert_eq!(body(client, 64).await.unwrap(), b"ok");
         });
-        assert_eq!(connector.connects(), 1);
+        assert_eq!(fixture.connector.connects(), 1);
     }
 
     #[test]
@@ -1344,15 +1301,12 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
             DISCARD_LIMIT + 1
         );
-        let connector = Scripted::new([
+        let fixture = Fixture::new([
             Script::new().bytes(long.as_bytes()),
             Script::new().bytes(b"HTTP/1.1 200 OK\r\n\r\nuntil close"),
             Script::new().bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
         ]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             for _ in 0..2 {
                 client.get(HOST, PORT, "/", &[]).await.unwrap();
                 client.discard().await.unwrap();
@@ -1360,82 +1314,74 @@ mod tests {
             }
             client.get(HOST, PORT, "/", &[]).await.unwrap();
         });
-        assert_eq!(connector.connects(), 3);
+        assert_eq!(fixture.connector.connects(), 3);
     }
 
     #[test]
     fn test_connection_close_then_new_connection() {
-        let connector = Scripted::new([
+        let fixture = Fixture::new([
             Script::new()
                 .bytes(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\na"),
             Script::new().bytes(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nb"),
             Script::new().bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nc"),
         ]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             for expected in [b"a", b"b", b"c"] {
                 let head = client.get(HOST, PORT, "/v2/bundles", &[]).await.unwrap();
                 assert_eq!(head.keep_alive, expected == b"c");
-                assert_eq!(body(&mut client, 64).await.unwrap(), expected);
+                assert_eq!(body(client, 64).await.unwrap(), expected);
             }
         });
-        assert_eq!(connector.connects(), 3);
+        assert_eq!(fixture.connector.connects(), 3);
         for i in 0..3 {
-            assert_eq!(connector.written(i), GET_BUNDLES);
+            assert_eq!(fixture.connector.written(i), GET_BUNDLES);
         }
     }
 
     #[test]
     fn test_new_connection_for_other_peer_unfinished_body_or_idle() {
         let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-        let connector = Scripted::new([
+        let fixture = Fixture::new([
             Script::new().bytes(ok),
             Script::new().bytes(ok),
             Script::new().bytes(ok).bytes(ok),
             Script::new().bytes(ok),
         ]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        let time = &fixture.time;
+        fixture.run(async |client| {
             client.get(HOST, PORT, "/", &[]).await.unwrap();
-            body(&mut client, 64).await.unwrap();
+            body(client, 64).await.unwrap();
             // Another port.
             client.get(HOST, 9006, "/", &[]).await.unwrap();
             // Its body left unread.
             client.get(HOST, 9006, "/", &[]).await.unwrap();
-            body(&mut client, 64).await.unwrap();
+            body(client, 64).await.unwrap();
             // Idle for exactly the limit: reused.
             time.advance(DEFAULT_IDLE_LIMIT.as_millis());
             client.get(HOST, 9006, "/", &[]).await.unwrap();
-            body(&mut client, 64).await.unwrap();
+            body(client, 64).await.unwrap();
             // Idle for longer: a new one.
             time.advance(DEFAULT_IDLE_LIMIT.as_millis() + 1);
             client.get(HOST, 9006, "/", &[]).await.unwrap();
-            body(&mut client, 64).await.unwrap();
+            body(client, 64).await.unwrap();
         });
-        assert_eq!(connector.connects(), 4);
-        assert_eq!(connector.peer(1), (String::from(HOST), 9006));
+        assert_eq!(fixture.connector.connects(), 4);
+        assert_eq!(fixture.connector.peer(1), (String::from(HOST), 9006));
     }
 
     #[test]
     fn test_bytes_after_body_close_connection() {
-        let connector = Scripted::new([
+        let fixture = Fixture::new([
             Script::new().bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"),
             Script::new().bytes(b"HTTP/1.1 204 No Content\r\n\r\n"),
         ]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             client.get(HOST, PORT, "/", &[]).await.unwrap();
-            assert_eq!(body(&mut client, 64).await.unwrap(), b"ok");
+            assert_eq!(body(client, 64).await.unwrap(), b"ok");
             assert!(!client.is_connected());
             client.get(HOST, PORT, "/", &[]).await.unwrap();
         });
-        assert_eq!(connector.connects(), 2);
+        assert_eq!(fixture.connector.connects(), 2);
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1444,16 +1390,14 @@ mod tests {
 
     #[test]
     fn test_read_that_never_completes_times_out() {
-        let connector = Scripted::new([
+        let fixture = Fixture::new([
             Script::new().stall(),
             Script::new()
                 .bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab")
                 .stall(),
-        ]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, Duration::ZERO);
-        block_on(async {
+        ])
+        .timeout(Duration::ZERO);
+        fixture.run(async |client| {
             assert_eq!(
                 client.get(HOST, PORT, "/", &[]).await,
                 Err(HttpError::TimedOut)
@@ -1470,11 +1414,9 @@ mod tests {
 
     #[test]
     fn test_connect_and_write_that_never_complete_time_out() {
-        let connector = Scripted::new([Script::new().stuck()]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, Duration::ZERO);
-        block_on(async {
+        let fixture = Fixture::new([Script::new().stuck()]).timeout(Duration::ZERO);
+        let connector = &fixture.connector;
+        fixture.run(async |client| {
             assert_eq!(
                 client.get(HOST, PORT, "/", &[]).await,
                 Err(HttpError::TimedOut)
@@ -1493,23 +1435,23 @@ mod tests {
         let mut response = Vec::from(&b"HTTP/1.1 200 OK\r\nX-Long: "[..]);
         response.resize(200, b'x');
         response.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
-        let connector = Scripted::new([Script::new().bytes(&response)]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 128];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        let result = block_on(client.get(HOST, PORT, "/", &[]));
+        let (result, connected) = Fixture::new([Script::new().bytes(&response)])
+            .buffer(128)
+            .run(async |client| {
+                let result = client.get(HOST, PORT, "/", &[]).await;
+                (result, client.is_connected())
+            });
         assert_eq!(result, Err(HttpError::HeadTooLarge));
-        assert!(!client.is_connected());
+        assert!(!connected);
 
         let mut many = String::from("HTTP/1.1 200 OK\r\n");
         for i in 0..=MAX_HEADERS {
             many.push_str(&format!("X-{i}: 1\r\n"));
         }
         many.push_str("\r\n");
-        let connector = Scripted::new([Script::new().bytes(many.as_bytes())]);
-        let mut buf = [0u8; 1024];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        let result = block_on(client.get(HOST, PORT, "/", &[]));
+        let result = Fixture::new([Script::new().bytes(many.as_bytes())])
+            .buffer(1024)
+            .run(async |client| client.get(HOST, PORT, "/", &[]).await);
         assert_eq!(result, Err(HttpError::HeadTooLarge));
     }
 
