@@ -38,6 +38,8 @@ use core::fmt;
 use miniz_oxide::inflate::TINFLStatus;
 use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
 
+use crate::text::{len_u64, min_len};
+
 /// The name suffix of the entry a bundle is read for (PROTOCOL.md §4).
 pub const BUNDLE_CONF: &[u8] = b"bundle.conf";
 
@@ -106,7 +108,7 @@ impl RandomAccess for &[u8] {
     type Error = OutOfBounds;
 
     fn len(&self) -> u64 {
-        crate::text::len_u64(<[u8]>::len(self))
+        len_u64(<[u8]>::len(self))
     }
 
     fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
@@ -776,7 +778,7 @@ fn inflate<R: RandomAccess>(
     let (mut used, mut filled, mut written) = (0usize, 0usize, 0usize);
     loop {
         if used == filled && left > 0 {
-            let n = usize::try_from(left).map_or(INPUT_CHUNK, |left| left.min(INPUT_CHUNK));
+            let n = min_len(left, INPUT_CHUNK);
             let input = chunk.get_mut(..n).ok_or(ArchiveError::Corrupt)?;
             zip.read_exact_at(at, input).map_err(ArchiveError::Read)?;
             let n64 = u64::try_from(n).map_err(|_| ArchiveError::Corrupt)?;

@@ -200,17 +200,21 @@ impl<'b> Cursor<'b> {
         self.len = 0;
     }
 
+    /// Where the bytes written end. `write_bytes` and `advance` move `len` only within `buf`:
+    /// the clamp changes nothing, and makes every split at it total.
+    fn end(&self) -> usize {
+        self.len.min(self.buf.len())
+    }
+
     /// The bytes written.
     pub fn written(&self) -> &[u8] {
-        // `write_bytes` moves `len` only to the end of bytes it copied into `buf`.
-        let (written, _) = self.buf.split_at(self.len.min(self.buf.len()));
-        written
+        self.buf.split_at(self.end()).0
     }
 
     /// The room after the bytes written, to fill before [`advance`](Self::advance).
     pub fn spare(&mut self) -> &mut [u8] {
-        let len = self.len.min(self.buf.len());
-        self.buf.split_at_mut(len).1
+        let end = self.end();
+        self.buf.split_at_mut(end).1
     }
 
     /// Counts `n` more bytes written, into [`spare`](Self::spare); fails, counting nothing, if
@@ -226,8 +230,9 @@ impl<'b> Cursor<'b> {
 
     /// The bytes written, for as long as the buffer is borrowed.
     pub fn into_written(self) -> &'b [u8] {
+        let end = self.end();
         let buf: &'b [u8] = self.buf;
-        buf.split_at(self.len.min(buf.len())).0
+        buf.split_at(end).0
     }
 
     /// Writes raw bytes.
@@ -318,6 +323,49 @@ mod tests {
         assert_eq!(c.written(), b"abc");
         assert!(c.write_str("d").is_ok());
         assert_eq!(c.len(), 4);
+    }
+
+    #[test]
+    fn test_inline_str_push_and_truncated() {
+        let mut s = InlineStr::<3>::new("a").unwrap();
+        assert_eq!(s.push('é'), Ok(()));
+        assert_eq!(s.push('b'), Err(TooLong));
+        assert_eq!(s.as_str(), "aé");
+        // Cut at a character boundary; the identity when it fits.
+        assert_eq!(InlineStr::<2>::truncated("aé").as_str(), "a");
+        assert_eq!(InlineStr::<4>::truncated("abc").as_str(), "abc");
+        // No more than its u8 length counts, whatever N.
+        let long = "x".repeat(300);
+        assert_eq!(InlineStr::<300>::truncated(&long).as_str().len(), 255);
+        assert_eq!(InlineStr::<300>::new(&long), Err(TooLong));
+    }
+
+    #[test]
+    fn test_cursor_spare_advance_and_clear() {
+        let mut buf = [0u8; 4];
+        let mut c = Cursor::new(&mut buf);
+        c.write_str("a").unwrap();
+        c.spare()[..2].copy_from_slice(b"bc");
+        assert!(c.advance(2).is_ok());
+        assert!(c.advance(2).is_err());
+        assert_eq!((c.spare().len(), c.capacity()), (1, 4));
+        assert_eq!(c.written(), b"abc");
+        c.clear();
+        assert!(c.is_empty());
+        c.write_str("xy").unwrap();
+        assert_eq!(c.into_written(), b"xy");
+    }
+
+    #[test]
+    fn test_total_helpers() {
+        assert_eq!(utf8_prefix(b"ab"), "ab");
+        assert_eq!(utf8_prefix(b""), "");
+        assert_eq!(utf8_prefix(b"a\xffb"), "a");
+        let s: heapless::String<3> = collect_truncated("abcd".chars());
+        assert_eq!(s.as_str(), "abc");
+        assert_eq!(min_len(u64::MAX, 7), 7);
+        assert_eq!(min_len(3, 7), 3);
+        assert_eq!(len_u64(5), 5);
     }
 
     #[test]

@@ -728,9 +728,7 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         let total = file.len();
         let mut offset = 0u64;
         while offset < total {
-            let room = self.work.io.len();
-            let chunk =
-                usize::try_from(total.saturating_sub(offset)).map_or(room, |left| left.min(room));
+            let chunk = text::min_len(total.saturating_sub(offset), self.work.io.len());
             // At most the buffer's length: the split is within it.
             let (buf, _) = self.work.io.split_at_mut(chunk);
             file.read_exact_at(offset, buf)
