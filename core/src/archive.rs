@@ -583,24 +583,24 @@ impl CentralHeader {
 struct Fields<'a, const N: usize>(&'a [u8; N]);
 
 impl<const N: usize> Fields<'_, N> {
-    /// The little-endian `u16` at `AT`.
-    fn le16<const AT: usize>(&self) -> u16 {
-        const { assert!(matches!(AT.checked_add(2), Some(end) if end <= N)) };
-        // Within the record (asserted above): the `0` is never read.
+    /// The `W` bytes at `AT`.
+    fn at<const AT: usize, const W: usize>(&self) -> [u8; W] {
+        const { assert!(matches!(AT.checked_add(W), Some(end) if end <= N)) };
+        // Within the record (asserted above): the zeros are never read.
         self.0
             .get(AT..)
             .and_then(<[u8]>::first_chunk)
-            .map_or(0, |b| u16::from_le_bytes(*b))
+            .map_or([0; W], |bytes| *bytes)
+    }
+
+    /// The little-endian `u16` at `AT`.
+    fn le16<const AT: usize>(&self) -> u16 {
+        u16::from_le_bytes(self.at::<AT, 2>())
     }
 
     /// The little-endian `u32` at `AT`.
     fn le32<const AT: usize>(&self) -> u32 {
-        const { assert!(matches!(AT.checked_add(4), Some(end) if end <= N)) };
-        // Within the record (asserted above): the `0` is never read.
-        self.0
-            .get(AT..)
-            .and_then(<[u8]>::first_chunk)
-            .map_or(0, |b| u32::from_le_bytes(*b))
+        u32::from_le_bytes(self.at::<AT, 4>())
     }
 }
 
