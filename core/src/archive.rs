@@ -38,6 +38,8 @@ use core::fmt;
 use miniz_oxide::inflate::TINFLStatus;
 use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
 
+use crate::text::{len_u64, min_len};
+
 /// The name suffix of the entry a bundle is read for (PROTOCOL.md §4).
 pub const BUNDLE_CONF: &[u8] = b"bundle.conf";
 
@@ -106,7 +108,7 @@ impl RandomAccess for &[u8] {
     type Error = OutOfBounds;
 
     fn len(&self) -> u64 {
-        u64::try_from(<[u8]>::len(self)).unwrap_or(u64::MAX)
+        len_u64(<[u8]>::len(self))
     }
 
     fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
@@ -128,6 +130,8 @@ impl fmt::Display for OutOfBounds {
         f.write_str("read past the end of the data")
     }
 }
+
+impl core::error::Error for OutOfBounds {}
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -231,6 +235,8 @@ impl<E: fmt::Display> fmt::Display for ArchiveError<E> {
         }
     }
 }
+
+impl<E: fmt::Debug + fmt::Display> core::error::Error for ArchiveError<E> {}
 
 // ---------------------------------------------------------------------------------------------
 // The archive
@@ -418,7 +424,8 @@ impl<R: RandomAccess> Archive<R> {
     ) -> Result<bool, ArchiveError<R::Error>> {
         let mut window = [0; NAME_CHUNK];
         for part in expected.chunks(NAME_CHUNK) {
-            let window = window.get_mut(..part.len()).unwrap_or_default();
+            // `chunks` cuts parts of at most NAME_CHUNK bytes: the split is within the window.
+            let (window, _) = window.split_at_mut(part.len());
             self.zip
                 .read_exact_at(offset, window)
                 .map_err(ArchiveError::Read)?;
@@ -444,16 +451,17 @@ impl<R: RandomAccess> Archive<R> {
         self.zip
             .read_exact_at(at, &mut bytes)
             .map_err(ArchiveError::Read)?;
-        if le32(&bytes, 0) != LOCAL_SIGNATURE {
+        let fields = Fields(&bytes);
+        if fields.le32::<0>() != LOCAL_SIGNATURE {
             return Err(ArchiveError::BadLocalSignature);
         }
-        let (flags, method) = (le16(&bytes, 6), le16(&bytes, 8));
+        let (flags, method) = (fields.le16::<6>(), fields.le16::<8>());
         if flags & ENCRYPTED_FLAGS != 0 || method != entry.method.code() {
             return Err(ArchiveError::LocalMismatch);
         }
         let data = header_end
-            .checked_add(u64::from(le16(&bytes, 26)))
-            .and_then(|d| d.checked_add(u64::from(le16(&bytes, 28))))
+            .checked_add(u64::from(fields.le16::<26>()))
+            .and_then(|d| d.checked_add(u64::from(fields.le16::<28>())))
             .ok_or(ArchiveError::Truncated)?;
         data.checked_add(u64::from(entry.compressed_size))
             .filter(|&e| e <= self.directory_start)
@@ -513,14 +521,15 @@ fn find_end_record<R: RandomAccess>(
             let mut bytes = [0; END_LEN];
             zip.read_exact_at(at, &mut bytes)
                 .map_err(ArchiveError::Read)?;
+            let fields = Fields(&bytes);
             let record = EndRecord {
-                disk: le16(&bytes, 4),
-                directory_disk: le16(&bytes, 6),
-                disk_entries: le16(&bytes, 8),
-                entries: le16(&bytes, 10),
-                directory_len: le32(&bytes, 12),
-                directory_offset: le32(&bytes, 16),
-                comment_len: le16(&bytes, 20),
+                disk: fields.le16::<4>(),
+                directory_disk: fields.le16::<6>(),
+                disk_entries: fields.le16::<8>(),
+                entries: fields.le16::<10>(),
+                directory_len: fields.le32::<12>(),
+                directory_offset: fields.le32::<16>(),
+                comment_len: fields.le16::<20>(),
             };
             let record_end = at
                 .checked_add(END_LEN as u64)
@@ -553,36 +562,46 @@ struct CentralHeader {
 
 impl CentralHeader {
     fn parse(bytes: &[u8; CENTRAL_LEN]) -> Self {
+        let fields = Fields(bytes);
         Self {
-            signature: le32(bytes, 0),
-            flags: le16(bytes, 8),
-            method: le16(bytes, 10),
-            crc32: le32(bytes, 16),
-            compressed_size: le32(bytes, 20),
-            uncompressed_size: le32(bytes, 24),
-            name_len: le16(bytes, 28),
-            extra_len: le16(bytes, 30),
-            comment_len: le16(bytes, 32),
-            disk: le16(bytes, 34),
-            local_header_offset: le32(bytes, 42),
+            signature: fields.le32::<0>(),
+            flags: fields.le16::<8>(),
+            method: fields.le16::<10>(),
+            crc32: fields.le32::<16>(),
+            compressed_size: fields.le32::<20>(),
+            uncompressed_size: fields.le32::<24>(),
+            name_len: fields.le16::<28>(),
+            extra_len: fields.le16::<30>(),
+            comment_len: fields.le16::<32>(),
+            disk: fields.le16::<34>(),
+            local_header_offset: fields.le32::<42>(),
         }
     }
 }
 
-/// The little-endian `u16` at `at` (0 past the end, which the fixed-size callers never reach).
-fn le16(bytes: &[u8], at: usize) -> u16 {
-    bytes
-        .get(at..)
-        .and_then(<[u8]>::first_chunk)
-        .map_or(0, |b| u16::from_le_bytes(*b))
-}
+/// A fixed-size zip record, read at offsets that are checked against its size at compile time.
+struct Fields<'a, const N: usize>(&'a [u8; N]);
 
-/// The little-endian `u32` at `at` (0 past the end, which the fixed-size callers never reach).
-fn le32(bytes: &[u8], at: usize) -> u32 {
-    bytes
-        .get(at..)
-        .and_then(<[u8]>::first_chunk)
-        .map_or(0, |b| u32::from_le_bytes(*b))
+impl<const N: usize> Fields<'_, N> {
+    /// The `W` bytes at `AT`.
+    fn at<const AT: usize, const W: usize>(&self) -> [u8; W] {
+        const { assert!(matches!(AT.checked_add(W), Some(end) if end <= N)) };
+        // Within the record (asserted above): the zeros are never read.
+        self.0
+            .get(AT..)
+            .and_then(<[u8]>::first_chunk)
+            .map_or([0; W], |bytes| *bytes)
+    }
+
+    /// The little-endian `u16` at `AT`.
+    fn le16<const AT: usize>(&self) -> u16 {
+        u16::from_le_bytes(self.at::<AT, 2>())
+    }
+
+    /// The little-endian `u32` at `AT`.
+    fn le32<const AT: usize>(&self) -> u32 {
+        u32::from_le_bytes(self.at::<AT, 4>())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -759,7 +778,7 @@ fn inflate<R: RandomAccess>(
     let (mut used, mut filled, mut written) = (0usize, 0usize, 0usize);
     loop {
         if used == filled && left > 0 {
-            let n = usize::try_from(left).map_or(INPUT_CHUNK, |left| left.min(INPUT_CHUNK));
+            let n = min_len(left, INPUT_CHUNK);
             let input = chunk.get_mut(..n).ok_or(ArchiveError::Corrupt)?;
             zip.read_exact_at(at, input).map_err(ArchiveError::Read)?;
             let n64 = u64::try_from(n).map_err(|_| ArchiveError::Corrupt)?;
@@ -767,7 +786,7 @@ fn inflate<R: RandomAccess>(
             left = left.checked_sub(n64).ok_or(ArchiveError::Corrupt)?;
             (used, filled) = (0, n);
         }
-        let input = chunk.get(used..filled).unwrap_or_default();
+        let input = chunk.get(used..filled).ok_or(ArchiveError::Corrupt)?;
         let more = if left > 0 {
             inflate_flags::TINFL_FLAG_HAS_MORE_INPUT
         } else {
@@ -805,13 +824,6 @@ fn inflate<R: RandomAccess>(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::panic,
-    reason = "tests fail loudly"
-)]
 mod tests {
     use std::format;
     use std::string::ToString;

@@ -7,6 +7,7 @@
 use core::fmt;
 
 use crate::hex::{self, HexError};
+use crate::text::{self, InlineStr};
 
 /// The SHA-256 of a bundle or configuration zip file.
 ///
@@ -36,6 +37,8 @@ impl fmt::Display for DigestError {
     }
 }
 
+impl core::error::Error for DigestError {}
+
 impl Digest {
     /// The number of hex characters of a digest.
     pub const HEX_LEN: usize = 64;
@@ -60,8 +63,8 @@ impl Digest {
 
     /// The first [`SHORT_ID_LEN`] hex characters, as the official client shows a digest.
     pub fn short(&self) -> heapless::String<SHORT_ID_LEN> {
-        let hex = self.to_hex();
-        ascii_string(hex.as_str().as_bytes().get(..SHORT_ID_LEN).unwrap_or(&[]))
+        // The string holds exactly the first SHORT_ID_LEN of the 64.
+        text::collect_truncated(self.to_hex().as_str().chars())
     }
 
     /// The lowercase hex spelling.
@@ -91,8 +94,8 @@ pub struct DigestHex([u8; 64]);
 impl DigestHex {
     /// The hex text.
     pub fn as_str(&self) -> &str {
-        // Only ASCII hex digits are ever written here.
-        core::str::from_utf8(&self.0).unwrap_or("")
+        // `to_hex` writes all 64 bytes, as ASCII hex digits: the prefix is the whole.
+        text::utf8_prefix(&self.0)
     }
 }
 
@@ -139,6 +142,8 @@ impl fmt::Display for SegmentError {
         }
     }
 }
+
+impl core::error::Error for SegmentError {}
 
 impl<'a> Segment<'a> {
     /// Checks `s` against the segment rules.
@@ -212,6 +217,8 @@ impl fmt::Display for VersionError {
     }
 }
 
+impl core::error::Error for VersionError {}
+
 impl<'a> Version<'a> {
     /// Splits `<tag>-<digest>` at the LAST `-`: the tag may itself contain `-`.
     pub fn parse(s: &'a str) -> Result<Self, VersionError> {
@@ -267,6 +274,8 @@ impl fmt::Display for BundleIdError {
     }
 }
 
+impl core::error::Error for BundleIdError {}
+
 /// Splits `<a>[-<b>]`; more than one `-` is refused.
 fn id_parts(s: &str) -> Result<(&str, Option<&str>), BundleIdError> {
     match s.split_once('-') {
@@ -282,6 +291,13 @@ fn id_part(hex: &str) -> Result<[u8; 16], BundleIdError> {
         HexError::Length => BundleIdError::Length,
         HexError::NotHex => BundleIdError::NotHex,
     })
+}
+
+/// One part of a bundle id, as 32 lowercase hex digits.
+fn part_hex(part: &[u8; 16]) -> [u8; 32] {
+    let mut hex = [0u8; 32];
+    hex::encode(part, &mut hex);
+    hex
 }
 
 /// The first 16 bytes of a digest: its first 32 hex characters.
@@ -337,32 +353,24 @@ impl BundleId {
 
     /// The full lowercase spelling.
     pub fn to_text(&self) -> heapless::String<65> {
-        let mut text = [0u8; 65];
-        hex::encode(&self.bundle, &mut text);
-        let len = match &self.config {
-            Some(config) => {
-                if let Some((dash, rest)) = text.get_mut(32..).and_then(|t| t.split_first_mut()) {
-                    *dash = b'-';
-                    hex::encode(config, rest);
-                }
-                65
-            }
-            None => 32,
-        };
-        ascii_string(text.get(..len).unwrap_or(&[]))
+        let bundle = part_hex(&self.bundle);
+        let config = self.config.as_ref().map(part_hex);
+        let config = config
+            .iter()
+            .flat_map(|hex| core::iter::once('-').chain(text::utf8_prefix(hex).chars()));
+        // 32 hex digits, then `-` and 32 more: the string is sized for both.
+        text::collect_truncated(text::utf8_prefix(&bundle).chars().chain(config))
     }
 
     /// The short id: each part cut to [`SHORT_ID_LEN`] characters (`d073991-a53237c`).
     pub fn short(&self) -> heapless::String<15> {
         let full = self.to_text();
-        let mut short = heapless::String::new();
-        for (i, part) in full.split('-').enumerate() {
-            if i > 0 {
-                let _ = short.push('-');
-            }
-            let _ = short.push_str(part.get(..SHORT_ID_LEN).unwrap_or(part));
-        }
-        short
+        let parts = full.split('-').enumerate().flat_map(|(i, part)| {
+            let dash = (i > 0).then_some('-');
+            dash.into_iter().chain(part.chars().take(SHORT_ID_LEN))
+        });
+        // Two parts of SHORT_ID_LEN and a dash: the string is sized for them.
+        text::collect_truncated(parts)
     }
 
     /// Whether `prefix` names this bundle: its first part prefixes this id's bundle part and,
@@ -383,13 +391,6 @@ impl BundleId {
     }
 }
 
-/// ASCII bytes into a heapless string that is large enough (callers size it exactly).
-fn ascii_string<const N: usize>(bytes: &[u8]) -> heapless::String<N> {
-    let mut s = heapless::String::new();
-    let _ = s.push_str(core::str::from_utf8(bytes).unwrap_or(""));
-    s
-}
-
 impl fmt::Display for BundleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_text())
@@ -405,33 +406,37 @@ impl fmt::Debug for BundleId {
 /// Up to 32 lowercase hex characters.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-struct HexPrefix {
-    hex: [u8; 32],
-    len: u8,
-}
+struct HexPrefix(InlineStr<32>);
 
 impl HexPrefix {
     fn parse(s: &str) -> Result<Self, BundleIdError> {
         if !(SHORT_ID_LEN..=32).contains(&s.len()) {
             return Err(BundleIdError::Length);
         }
-        let mut hex = [0u8; 32];
-        for (dst, src) in hex.iter_mut().zip(s.bytes()) {
-            if hex::value(src).is_none() {
-                return Err(BundleIdError::NotHex);
-            }
-            *dst = src.to_ascii_lowercase();
-        }
-        Ok(Self {
-            hex,
-            len: u8::try_from(s.len()).map_err(|_| BundleIdError::Length)?,
-        })
+        lowercase_hex(s)
+            .ok_or(BundleIdError::NotHex)?
+            .map(Self)
+            .map_err(|_| BundleIdError::Length)
     }
 
     fn as_str(&self) -> &str {
-        let hex = self.hex.get(..usize::from(self.len)).unwrap_or(&[]);
-        core::str::from_utf8(hex).unwrap_or("")
+        self.0.as_str()
     }
+}
+
+/// `s` in lowercase, or `None` when it holds a character that is not a hex digit; `TooLong`
+/// when it does not fit in `N` bytes.
+fn lowercase_hex<const N: usize>(s: &str) -> Option<Result<InlineStr<N>, text::TooLong>> {
+    let mut hex = InlineStr::EMPTY;
+    for c in s.chars() {
+        if !c.is_ascii_hexdigit() {
+            return None;
+        }
+        if let Err(e) = hex.push(c.to_ascii_lowercase()) {
+            return Some(Err(e));
+        }
+    }
+    Some(Ok(hex))
 }
 
 /// A bundle id as an operator or the control API may give it (`idOrName`, PROTOCOL.md §5): a
@@ -487,10 +492,7 @@ pub const URN_PREFIX: &str = "urn:x-bundle:";
 /// when exactly one published digest starts with it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct DigestPrefix {
-    hex: [u8; 64],
-    len: u8,
-}
+pub struct DigestPrefix(InlineStr<64>);
 
 impl DigestPrefix {
     /// The shortest prefix accepted.
@@ -501,21 +503,12 @@ impl DigestPrefix {
         if !(Self::MIN_LEN..=Digest::HEX_LEN).contains(&s.len()) {
             return None;
         }
-        let mut hex = [0u8; 64];
-        for (dst, src) in hex.iter_mut().zip(s.bytes()) {
-            hex::value(src)?;
-            *dst = src.to_ascii_lowercase();
-        }
-        Some(Self {
-            hex,
-            len: u8::try_from(s.len()).ok()?,
-        })
+        lowercase_hex(s)?.ok().map(Self)
     }
 
     /// The prefix in lowercase.
     pub fn as_str(&self) -> &str {
-        let hex = self.hex.get(..usize::from(self.len)).unwrap_or(&[]);
-        core::str::from_utf8(hex).unwrap_or("")
+        self.0.as_str()
     }
 
     /// Whether `digest` starts with this prefix.
@@ -617,6 +610,8 @@ impl fmt::Display for ShorthandError {
     }
 }
 
+impl core::error::Error for ShorthandError {}
+
 impl<'a> Shorthand<'a> {
     /// Parses a shorthand; see the type's doc for the form and defaults.
     ///
@@ -693,12 +688,6 @@ impl fmt::Display for Shorthand<'_> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests fail loudly"
-)]
 mod tests {
     use std::string::ToString;
 

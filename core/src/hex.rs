@@ -1,6 +1,8 @@
 //! Hexadecimal, as digests, bundle ids and MACs are spelled: read in either case, written in
 //! lowercase.
 
+use core::fmt::{self, Write as _};
+
 /// Why bytes are not the hex spelling of `N` bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HexError {
@@ -38,20 +40,41 @@ pub(crate) fn decode<const N: usize>(hex: &[u8]) -> Result<[u8; N], HexError> {
     Ok(bytes)
 }
 
+/// Writes its bytes as lowercase hex.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lower<'a>(pub(crate) &'a [u8]);
+
+impl fmt::Display for Lower<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|&byte| {
+            f.write_char(char::from(digit(byte >> 4)))?;
+            f.write_char(char::from(digit(byte)))
+        })
+    }
+}
+
+/// The lowercase hex digit of the low four bits of `nibble`.
+const fn digit(nibble: u8) -> u8 {
+    let n = nibble & 0xf;
+    if n < 10 {
+        b'0'.wrapping_add(n)
+    } else {
+        b'a'.wrapping_add(n.wrapping_sub(10))
+    }
+}
+
 /// Writes `bytes` as lowercase hex into `out` (which should be twice as long; extra bytes of
 /// either are left alone).
 pub(crate) fn encode(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
         if let [hi, lo] = pair {
-            *hi = DIGITS.get(usize::from(byte >> 4)).copied().unwrap_or(b'0');
-            *lo = DIGITS.get(usize::from(byte & 0xf)).copied().unwrap_or(b'0');
+            *hi = digit(byte >> 4);
+            *lo = digit(*byte);
         }
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

@@ -227,6 +227,8 @@ impl fmt::Display for HoconError {
     }
 }
 
+impl core::error::Error for HoconError {}
+
 /// Text that does not fit the buffer it was asked into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -237,6 +239,8 @@ impl fmt::Display for TooLong {
         f.write_str("text longer than its buffer")
     }
 }
+
+impl core::error::Error for TooLong {}
 
 // ---------------------------------------------------------------------------------------------
 // The document
@@ -720,25 +724,28 @@ impl Iterator for SegmentChars<'_> {
             if c != '"' {
                 return Some(c);
             }
-            let end = quoted_len(self.rest);
-            self.quoted = Some(json::Unescape::new(self.rest.get(..end).unwrap_or("")));
-            self.rest = self.rest.get(end.saturating_add(1)..).unwrap_or("");
+            let (contents, after) = split_quoted(self.rest);
+            self.quoted = Some(json::Unescape::new(contents));
+            self.rest = after;
         }
     }
 }
 
-/// The length of a quoted string's contents, `s` starting just after the opening quote.
-fn quoted_len(s: &str) -> usize {
+/// A quoted string's contents and what follows its closing quote, `s` starting just after the
+/// opening quote; all of `s` and nothing when it is not closed.
+fn split_quoted(s: &str) -> (&str, &str) {
     let mut escaped = false;
-    for (i, b) in s.bytes().enumerate() {
-        match b {
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
             _ if escaped => escaped = false,
-            b'\\' => escaped = true,
-            b'"' => return i,
+            '\\' => escaped = true,
+            // `i` is where a character starts: a boundary of `s`.
+            '"' => return (s.split_at(i).0, chars.as_str()),
             _ => {}
         }
     }
-    s.len()
+    (s, "")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -805,9 +812,15 @@ fn is_unquoted(c: char) -> bool {
 
 /// Whether `s` is a number by JSON's grammar.
 fn is_number(s: &str) -> bool {
-    fn digits(b: &[u8]) -> (usize, &[u8]) {
-        let n = b.iter().take_while(|b| b.is_ascii_digit()).count();
-        (n, b.get(n..).unwrap_or(&[]))
+    fn digits(mut b: &[u8]) -> (usize, &[u8]) {
+        let mut n = 0usize;
+        while let [digit, rest @ ..] = b
+            && digit.is_ascii_digit()
+        {
+            n = n.saturating_add(1);
+            b = rest;
+        }
+        (n, b)
     }
     let b = s.as_bytes();
     let b = b.strip_prefix(b"-").unwrap_or(b);
@@ -838,7 +851,8 @@ fn is_number(s: &str) -> bool {
 #[derive(Clone, Debug)]
 struct Reader<'a> {
     text: &'a str,
-    pos: usize,
+    /// What is left to read: always a suffix of `text`.
+    rest: &'a str,
     frames: heapless::Vec<Frame, FRAMES>,
     state: State,
     /// The path length of the value the last key introduced.
@@ -849,7 +863,7 @@ impl<'a> Reader<'a> {
     fn document(text: &'a str) -> Self {
         Self {
             text,
-            pos: 0,
+            rest: text,
             frames: heapless::Vec::new(),
             state: State::Start,
             value_depth: 0,
@@ -865,8 +879,10 @@ impl<'a> Reader<'a> {
             depth: 0,
             at: 0,
         };
-        if raw.starts_with('[') && reader.frames.push(root).is_ok() {
-            reader.pos = 1;
+        if let Some(elements) = raw.strip_prefix('[')
+            && reader.frames.push(root).is_ok()
+        {
+            reader.rest = elements;
             reader.state = State::Element;
         } else {
             reader.state = State::Done;
@@ -874,37 +890,43 @@ impl<'a> Reader<'a> {
         reader
     }
 
-    fn rest(&self) -> &'a str {
-        self.text.get(self.pos..).unwrap_or("")
+    /// The offset of what is left to read.
+    fn pos(&self) -> usize {
+        self.text.len().saturating_sub(self.rest.len())
     }
 
     fn peek(&self) -> Option<char> {
-        self.rest().chars().next()
+        self.rest.chars().next()
     }
 
     fn at(&self, s: &str) -> bool {
-        self.rest().starts_with(s)
+        self.rest.starts_with(s)
     }
 
-    fn bump(&mut self, n: usize) {
-        self.pos = self.pos.saturating_add(n);
+    /// Moves past the character [`peek`](Self::peek) showed.
+    fn skip_char(&mut self) {
+        let mut chars = self.rest.chars();
+        chars.next();
+        self.rest = chars.as_str();
+    }
+
+    /// What was read from `from` (an earlier `rest`) to now.
+    fn read_since(&self, from: &'a str) -> Result<&'a str, HoconError> {
+        from.get(..from.len().saturating_sub(self.rest.len()))
+            .ok_or_else(|| self.syntax())
     }
 
     fn line_at(&self, at: usize) -> usize {
-        let before = self
-            .text
-            .as_bytes()
-            .get(..at)
-            .unwrap_or(self.text.as_bytes());
-        before
-            .iter()
-            .filter(|&&b| b == b'\n')
+        self.text
+            .bytes()
+            .take(at)
+            .filter(|&b| b == b'\n')
             .count()
             .saturating_add(1)
     }
 
     fn line(&self) -> usize {
-        self.line_at(self.pos)
+        self.line_at(self.pos())
     }
 
     fn syntax(&self) -> HoconError {
@@ -920,9 +942,7 @@ impl<'a> Reader<'a> {
     }
 
     fn skip_spaces(&mut self) {
-        while let Some(c) = self.peek().filter(|&c| is_space(c)) {
-            self.bump(c.len_utf8());
-        }
+        self.rest = self.rest.trim_start_matches(is_space);
     }
 
     /// Skips whitespace, newlines and comments; tells whether a newline was among them.
@@ -931,10 +951,10 @@ impl<'a> Reader<'a> {
         loop {
             self.skip_spaces();
             if self.at_comment() {
-                let rest = self.rest();
-                self.bump(rest.find('\n').unwrap_or(rest.len()));
+                // To the end of the line (or of the text).
+                self.rest = self.rest.trim_start_matches(|c| c != '\n');
             } else if self.at("\n") {
-                self.bump(1);
+                self.skip_char();
                 newline = true;
             } else {
                 return newline;
@@ -942,17 +962,20 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The offset where the unquoted token starting here ends (here when there is none).
-    fn unquoted_end(&self, stop_at_dot: bool) -> usize {
-        let rest = self.rest();
-        let mut chars = rest.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
-            let comment = c == '/' && matches!(chars.peek(), Some((_, '/')));
+    /// What is left after the unquoted token starting here (all of it when there is none).
+    fn after_unquoted(&self, stop_at_dot: bool) -> &'a str {
+        let mut rest = self.rest;
+        loop {
+            let mut chars = rest.chars();
+            let Some(c) = chars.next() else {
+                return rest;
+            };
+            let comment = c == '/' && chars.as_str().starts_with('/');
             if !is_unquoted(c) || (stop_at_dot && c == '.') || comment {
-                return self.pos.saturating_add(i);
+                return rest;
             }
+            rest = chars.as_str();
         }
-        self.text.len()
     }
 
     fn top(&self) -> Result<Frame, HoconError> {
@@ -977,7 +1000,7 @@ impl<'a> Reader<'a> {
                                 container: Container::Object,
                                 braced: false,
                                 depth: 0,
-                                at: self.pos,
+                                at: self.pos(),
                             };
                             self.frames.push(root).map_err(|_| self.syntax())?;
                             self.state = State::Field;
@@ -1006,7 +1029,7 @@ impl<'a> Reader<'a> {
                     self.skip_spaces();
                     match self.peek() {
                         Some('=' | ':') => {
-                            self.bump(1);
+                            self.skip_char();
                             self.state = State::Value;
                         }
                         Some('{') => self.state = State::Value,
@@ -1057,7 +1080,7 @@ impl<'a> Reader<'a> {
                     };
                     match (self.peek(), frame.container) {
                         (Some(','), _) => {
-                            self.bump(1);
+                            self.skip_char();
                             self.state = next_item;
                         }
                         (Some('}'), Container::Object) if frame.braced => {
@@ -1111,7 +1134,7 @@ impl<'a> Reader<'a> {
 
     /// Opens an object or array whose path length is `depth`, at its bracket.
     fn open(&mut self, container: Container, depth: usize) -> Result<Event<'a>, HoconError> {
-        let at = self.pos;
+        let at = self.pos();
         let frame = Frame {
             container,
             braced: true,
@@ -1123,7 +1146,7 @@ impl<'a> Reader<'a> {
         self.frames.push(frame).map_err(|_| HoconError::TooDeep {
             line: self.line_at(at),
         })?;
-        self.bump(1);
+        self.skip_char();
         self.state = match container {
             Container::Object => State::Field,
             Container::Array => State::Element,
@@ -1133,60 +1156,63 @@ impl<'a> Reader<'a> {
 
     /// Closes the innermost container at its bracket; no event for the root.
     fn close(&mut self) -> Option<Event<'a>> {
-        self.bump(1);
+        self.skip_char();
         self.frames.pop();
         if self.frames.is_empty() {
             self.state = State::AfterRoot;
             None
         } else {
             self.state = State::After;
-            Some(Event::Close(self.pos))
+            Some(Event::Close(self.pos()))
         }
     }
 
     /// A field's key, in an object at path length `depth`.
     fn key(&mut self, depth: usize) -> Result<Event<'a>, HoconError> {
-        let start = self.pos;
+        let start = self.rest;
+        let start_pos = self.pos();
         if self.at_substitution() {
             return Err(HoconError::Substitution { line: self.line() });
         }
-        if self.text.get(start..self.unquoted_end(false)) == Some("include") {
+        let token = start.len().saturating_sub(self.after_unquoted(false).len());
+        if start.get(..token) == Some("include") {
             return Err(HoconError::Include { line: self.line() });
         }
         let mut value_depth = depth;
         loop {
-            let segment = self.pos;
+            let segment = self.rest.len();
             loop {
                 if self.at("\"\"\"") {
                     return Err(self.unsupported(Feature::TripleQuotedKey));
                 } else if self.at("\"") {
                     self.quoted()?;
                 } else {
-                    let end = self.unquoted_end(true);
-                    if end == self.pos {
+                    let after = self.after_unquoted(true);
+                    if after.len() == self.rest.len() {
                         break;
                     }
-                    self.pos = end;
+                    self.rest = after;
                 }
             }
-            if self.pos == segment {
+            if self.rest.len() == segment {
                 // Nothing that can be a key, or an empty segment (`a..b`, `.a`, `a.`).
                 return Err(self.syntax());
             }
             value_depth = value_depth.saturating_add(1);
             if value_depth > MAX_DEPTH {
                 return Err(HoconError::TooDeep {
-                    line: self.line_at(start),
+                    line: self.line_at(start_pos),
                 });
             }
             if !self.at(".") {
                 break;
             }
-            self.bump(1);
+            self.skip_char();
         }
+        let key = self.read_since(start)?;
         self.value_depth = value_depth;
         self.state = State::AfterKey;
-        Ok(Event::Key(self.text.get(start..self.pos).unwrap_or("")))
+        Ok(Event::Key(key))
     }
 
     /// A value at path length `depth`, the cursor on its first character.
@@ -1211,23 +1237,23 @@ impl<'a> Reader<'a> {
                 kind: TextKind::Quoted,
             })
         } else {
-            let start = self.pos;
-            let mut end = self.unquoted_end(false);
-            if end == start {
+            let start = self.rest;
+            let mut end = self.after_unquoted(false);
+            if end.len() == start.len() {
                 return Err(self.syntax());
             }
             // Unquoted tokens separated by spaces on one line are one string.
             loop {
-                self.pos = end;
+                self.rest = end;
                 self.skip_spaces();
-                let next = self.unquoted_end(false);
-                if next == self.pos {
+                let next = self.after_unquoted(false);
+                if next.len() == self.rest.len() {
                     break;
                 }
                 end = next;
             }
-            self.pos = end;
-            let raw = self.text.get(start..end).unwrap_or("");
+            self.rest = end;
+            let raw = self.read_since(start)?;
             match raw {
                 "true" => Value::Bool(true),
                 "false" => Value::Bool(false),
@@ -1242,53 +1268,58 @@ impl<'a> Reader<'a> {
 
     /// A `"..."` string: checks it and returns its contents, escapes not decoded.
     fn quoted(&mut self) -> Result<&'a str, HoconError> {
-        let open = self.pos;
-        let start = open.saturating_add(1);
-        let bytes = self.text.as_bytes();
-        let mut i = start;
-        loop {
-            match bytes.get(i) {
-                None | Some(b'\n') => {
+        let open = self.pos();
+        let contents = self.rest.strip_prefix('"').ok_or_else(|| self.syntax())?;
+        let mut chars = contents.char_indices();
+        let end = loop {
+            match chars.next() {
+                None | Some((_, '\n')) => {
                     return Err(HoconError::UnterminatedString {
                         line: self.line_at(open),
                     });
                 }
-                Some(b'"') => break,
-                Some(b'\\') => i = i.saturating_add(2),
-                Some(0..=0x1f) => {
+                Some((i, '"')) => break i,
+                // The escaped character is not the end, whatever it is.
+                Some((_, '\\')) => {
+                    chars.next();
+                }
+                Some((i, '\0'..='\u{1f}')) => {
                     return Err(HoconError::ControlCharacter {
-                        line: self.line_at(i),
+                        line: self.line_at(open.saturating_add(1).saturating_add(i)),
                     });
                 }
-                Some(_) => i = i.saturating_add(1),
+                Some(_) => {}
             }
-        }
-        let raw = self.text.get(start..i).ok_or_else(|| self.syntax())?;
+        };
+        let raw = contents.get(..end).ok_or_else(|| self.syntax())?;
         if json::Unescape::new(raw).any(|c| c.is_err()) {
             return Err(HoconError::InvalidEscape {
                 line: self.line_at(open),
             });
         }
-        self.pos = i.saturating_add(1);
+        self.rest = chars.as_str();
         Ok(raw)
     }
 
     /// A `"""..."""` string: its contents, raw. Quotes beyond the closing three belong to it.
     fn triple_quoted(&mut self) -> Result<&'a str, HoconError> {
-        let open = self.pos;
-        let start = open.saturating_add(3);
-        let contents = self.text.get(start..).unwrap_or("");
-        let Some(len) = contents.find("\"\"\"") else {
+        let open = self.pos();
+        let contents = self
+            .rest
+            .strip_prefix("\"\"\"")
+            .ok_or_else(|| self.syntax())?;
+        let Some(mut end) = contents.find("\"\"\"") else {
             return Err(HoconError::UnterminatedString {
                 line: self.line_at(open),
             });
         };
-        let mut end = start.saturating_add(len);
-        while self.text.as_bytes().get(end.saturating_add(3)) == Some(&b'"') {
+        while contents.as_bytes().get(end.saturating_add(3)) == Some(&b'"') {
             end = end.saturating_add(1);
         }
-        let raw = self.text.get(start..end).ok_or_else(|| self.syntax())?;
-        self.pos = end.saturating_add(3);
+        let raw = contents.get(..end).ok_or_else(|| self.syntax())?;
+        self.rest = contents
+            .get(end.saturating_add(3)..)
+            .ok_or_else(|| self.syntax())?;
         Ok(raw)
     }
 
@@ -1331,13 +1362,6 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "tests fail loudly"
-)]
 mod tests {
     use std::string::{String, ToString};
     use std::vec;

@@ -51,6 +51,8 @@ impl fmt::Display for ScanError {
     }
 }
 
+impl core::error::Error for ScanError {}
+
 /// The kind of a JSON value, as the scanner saw its first byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -329,6 +331,14 @@ impl Scanner<'_> {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct UnescapeError;
 
+impl fmt::Display for UnescapeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid JSON escape, or decoded text longer than its buffer")
+    }
+}
+
+impl core::error::Error for UnescapeError {}
+
 /// The characters of a JSON string's raw contents (between the quotes), escapes decoded.
 ///
 /// Yields one [`UnescapeError`] and stops at an escape that is not valid JSON; after
@@ -471,13 +481,6 @@ impl<'de> serde::Deserialize<'de> for RawStr<'de> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "tests fail loudly"
-)]
 mod tests {
     extern crate std;
     use std::string::String;

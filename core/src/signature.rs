@@ -31,6 +31,7 @@ use zeroize::Zeroize;
 
 use crate::hex;
 use crate::status::Status;
+use crate::text::{self, InlineStr};
 use crate::time::{Duration, UnixTime};
 
 /// The header of the Bintray scheme (PROTOCOL.md §1).
@@ -59,8 +60,7 @@ const LOCKSTEP_HEADER_MAX: usize = 90;
 /// Never printed: `Debug` shows `Secret(..)` and there is no `Display`. Zeroized on drop (a
 /// move may still leave a copy on the stack: best effort, as everywhere without pinning).
 pub struct Secret {
-    bytes: [u8; MAX_SECRET_LEN],
-    len: u8,
+    bytes: heapless::Vec<u8, MAX_SECRET_LEN>,
 }
 
 /// Why bytes cannot be a [`Secret`]. Never shows the bytes.
@@ -83,24 +83,16 @@ impl fmt::Display for SecretError {
     }
 }
 
+impl core::error::Error for SecretError {}
+
 impl Secret {
     /// A secret of exactly these bytes.
     pub fn new(bytes: &[u8]) -> Result<Self, SecretError> {
         if bytes.is_empty() {
             return Err(SecretError::Empty);
         }
-        let len = u8::try_from(bytes.len())
-            .ok()
-            .filter(|&len| usize::from(len) <= MAX_SECRET_LEN)
-            .ok_or(SecretError::TooLong)?;
-        let mut secret = Self {
-            bytes: [0; MAX_SECRET_LEN],
-            len,
-        };
-        for (dst, src) in secret.bytes.iter_mut().zip(bytes) {
-            *dst = *src;
-        }
-        Ok(secret)
+        let bytes = heapless::Vec::from_slice(bytes).map_err(|_| SecretError::TooLong)?;
+        Ok(Self { bytes })
     }
 
     /// A secret read from a file: one trailing `\n` or `\r\n` is not part of it (editors end
@@ -114,14 +106,15 @@ impl Secret {
     }
 
     fn expose(&self) -> &[u8] {
-        self.bytes.get(..usize::from(self.len)).unwrap_or(&[])
+        &self.bytes
     }
 }
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        self.bytes.zeroize();
-        self.len.zeroize();
+        // The bytes are never shortened: the live ones are all that were ever written.
+        self.bytes.as_mut_slice().zeroize();
+        self.bytes.clear();
     }
 }
 
@@ -254,6 +247,8 @@ impl fmt::Display for SignatureError {
     }
 }
 
+impl core::error::Error for SignatureError {}
+
 // ---------------------------------------------------------------------------------------------
 // Bintray scheme
 
@@ -300,8 +295,8 @@ pub struct BintrayHeaderValue([u8; BINTRAY_B64_LEN]);
 impl BintrayHeaderValue {
     /// The 44 base64 characters.
     pub fn as_str(&self) -> &str {
-        // Only base64 characters are ever written here.
-        core::str::from_utf8(&self.0).unwrap_or("")
+        // `bintray_sign` writes all 44 bytes, as base64's ASCII: the prefix is the whole.
+        text::utf8_prefix(&self.0)
     }
 }
 
@@ -329,8 +324,7 @@ pub fn bintray_sign(secret: &Secret, package: &str) -> BintrayHeaderValue {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct LockstepSignature {
     t: u64,
-    t_digits: [u8; MAX_T_DIGITS],
-    t_len: u8,
+    t_digits: InlineStr<MAX_T_DIGITS>,
     mac: [u8; MAC_LEN],
 }
 
@@ -343,9 +337,13 @@ impl LockstepSignature {
         let mut mac = None;
         for item in header.split(|&b| b == b',') {
             let mut kv = item.splitn(2, |&b| b == b'=');
-            let key = trim_ows(kv.next().unwrap_or(&[]));
-            // An item without `=` counts as its key with an empty value.
-            let value = trim_ows(kv.next().unwrap_or(&[]));
+            // `splitn` yields the key, then the value if there is a `=`: an item without one
+            // counts as its key with an empty value.
+            let (key, value) = match (kv.next(), kv.next()) {
+                (Some(key), Some(value)) => (key, value),
+                _ => (item, &[][..]),
+            };
+            let (key, value) = (trim_ows(key), trim_ows(value));
             match key {
                 b"t" if t.is_some() => return Err(SignatureError::Duplicate),
                 b"t" => t = Some(parse_timestamp(value).ok_or(SignatureError::BadTimestamp)?),
@@ -354,14 +352,9 @@ impl LockstepSignature {
                 _ => {}
             }
         }
-        let (t, t_digits, t_len) = t.ok_or(SignatureError::MissingTimestamp)?;
+        let (t, t_digits) = t.ok_or(SignatureError::MissingTimestamp)?;
         let mac = mac.ok_or(SignatureError::MissingMac)?;
-        Ok(Self {
-            t,
-            t_digits,
-            t_len,
-            mac,
-        })
+        Ok(Self { t, t_digits, mac })
     }
 
     /// The timestamp, in seconds since the Unix epoch.
@@ -390,7 +383,7 @@ impl LockstepSignature {
         replay: &ReplayCache<N>,
     ) -> Result<Fresh, SignatureError> {
         let mut mac = keyed(secret.expose());
-        mac.update(self.t_digits.get(..usize::from(self.t_len)).unwrap_or(&[]));
+        mac.update(self.t_digits.as_str().as_bytes());
         mac.update(b".");
         mac.update(body);
         mac.verify_slice(&self.mac)
@@ -420,19 +413,18 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
 }
 
 /// 1 to 20 ASCII digits that fit in a `u64`: the value and the digits as sent.
-fn parse_timestamp(digits: &[u8]) -> Option<(u64, [u8; MAX_T_DIGITS], u8)> {
-    if digits.is_empty() || digits.len() > MAX_T_DIGITS {
+fn parse_timestamp(digits: &[u8]) -> Option<(u64, InlineStr<MAX_T_DIGITS>)> {
+    if digits.is_empty() {
         return None;
     }
-    let value = digits.iter().try_fold(0u64, |acc, &b| {
+    let mut kept = InlineStr::EMPTY;
+    let mut value = 0u64;
+    for &b in digits {
         let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
-        acc.checked_mul(10)?.checked_add(u64::from(digit))
-    })?;
-    let mut kept = [0u8; MAX_T_DIGITS];
-    for (dst, src) in kept.iter_mut().zip(digits) {
-        *dst = *src;
+        value = value.checked_mul(10)?.checked_add(u64::from(digit))?;
+        kept.push(char::from(b)).ok()?;
     }
-    Some((value, kept, u8::try_from(digits.len()).ok()?))
+    Some((value, kept))
 }
 
 /// Exactly 64 hex digits of either case.
@@ -490,11 +482,8 @@ pub fn lockstep_sign(secret: &Secret, t: u64, body: &[u8]) -> LockstepHeaderValu
     let mut digits = heapless::String::<MAX_T_DIGITS>::new();
     let _ = write!(digits, "{t}");
     let mac = hmac_sha256(secret.expose(), &[digits.as_bytes(), b".", body]);
-    let mut hex = [0u8; 2 * MAC_LEN];
-    hex::encode(&mac, &mut hex);
-    let hex = core::str::from_utf8(&hex).unwrap_or("");
     let mut out = heapless::String::new();
-    let _ = write!(out, "t={digits},v1={hex}");
+    let _ = write!(out, "t={digits},v1={}", hex::Lower(&mac));
     LockstepHeaderValue(out)
 }
 
@@ -556,8 +545,9 @@ impl<const N: usize> ReplayCache<N> {
         self.limit
     }
 
-    fn used(&self) -> &[Option<Fresh>] {
-        self.slots.get(..self.limit).unwrap_or(&self.slots)
+    /// The slots in use: the first `limit`.
+    fn used(&self) -> impl Iterator<Item = &Option<Fresh>> {
+        self.slots.iter().take(self.limit)
     }
 
     /// Whether a signature with this MAC was accepted and is still live.
@@ -568,7 +558,6 @@ impl<const N: usize> ReplayCache<N> {
     /// Whether a slot is free or expired, so that [`insert`](Self::insert) will succeed.
     pub fn has_room(&self, now: UnixTime, window: Duration) -> bool {
         self.used()
-            .iter()
             .any(|slot| slot.as_ref().is_none_or(|e| !e.is_live(now, window)))
     }
 
@@ -603,7 +592,6 @@ impl<const N: usize> ReplayCache<N> {
 
     fn live_entries(&self, now: UnixTime, window: Duration) -> impl Iterator<Item = &Fresh> {
         self.used()
-            .iter()
             .flatten()
             .filter(move |e| e.is_live(now, window))
     }
@@ -636,6 +624,8 @@ impl fmt::Display for SchemesError {
         })
     }
 }
+
+impl core::error::Error for SchemesError {}
 
 impl Default for Schemes {
     fn default() -> Self {
@@ -717,12 +707,6 @@ pub fn select(schemes: Schemes, headers: Headers<'_>) -> Result<Presented, Signa
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "tests fail loudly"
-)]
 mod tests {
     use std::format;
     use std::string::{String, ToString};

@@ -1,6 +1,12 @@
 //! Small text tools without allocation: [`InlineStr`], a `Copy` string of bounded length for
 //! records; [`Cursor`], a [`fmt::Write`] into a caller's buffer; [`JsonStr`] and
 //! [`JsonEscaped`] to write JSON strings through it.
+//!
+//! Both buffers check what comes in once, when it is written, and read it back with accessors
+//! that cannot fail: a length is clamped to the buffer it counts (which it never exceeds) and
+//! text is read up to its first invalid byte (there is none). Without `unsafe` the compiler
+//! cannot be told either invariant, so the accessors spell out a total reading of the bytes,
+//! rather than an error no caller could meet or a default a caller could mistake for data.
 
 use core::fmt;
 
@@ -22,6 +28,8 @@ impl fmt::Display for TooLong {
     }
 }
 
+impl core::error::Error for TooLong {}
+
 impl<const N: usize> InlineStr<N> {
     /// The empty string.
     pub const EMPTY: Self = Self {
@@ -29,32 +37,48 @@ impl<const N: usize> InlineStr<N> {
         len: 0,
     };
 
-    /// A copy of `s`, if it has at most `N` bytes (and `N` is at most 255).
+    /// A copy of `s`, if it has at most `N` bytes (and at most 255).
     pub fn new(s: &str) -> Result<Self, TooLong> {
-        if s.len() > N {
-            return Err(TooLong);
+        let mut copy = Self::EMPTY;
+        for c in s.chars() {
+            copy.push(c)?;
         }
-        let len = u8::try_from(s.len()).map_err(|_| TooLong)?;
-        let mut bytes = [0u8; N];
-        for (dst, src) in bytes.iter_mut().zip(s.bytes()) {
-            *dst = src;
-        }
-        Ok(Self { bytes, len })
+        Ok(copy)
     }
 
-    /// `s`, cut at a character boundary to at most `N` bytes.
+    /// `s`, cut at a character boundary to at most `N` bytes (and at most 255): `s` itself
+    /// when it fits.
     pub fn truncated(s: &str) -> Self {
-        let mut end = s.len().min(N);
-        while !s.is_char_boundary(end) {
-            end = end.saturating_sub(1);
+        let mut copy = Self::EMPTY;
+        for c in s.chars() {
+            if copy.push(c).is_err() {
+                break;
+            }
         }
-        Self::new(s.get(..end).unwrap_or("")).unwrap_or(Self::EMPTY)
+        copy
+    }
+
+    /// Appends `c`, if it fits in `N` bytes (and 255); else changes nothing.
+    pub fn push(&mut self, c: char) -> Result<(), TooLong> {
+        // Four bytes hold any character.
+        let mut utf8 = [0u8; 4];
+        let c = c.encode_utf8(&mut utf8).as_bytes();
+        let start = usize::from(self.len);
+        let end = start.checked_add(c.len()).ok_or(TooLong)?;
+        let len = u8::try_from(end).map_err(|_| TooLong)?;
+        self.bytes
+            .get_mut(start..end)
+            .ok_or(TooLong)?
+            .copy_from_slice(c);
+        self.len = len;
+        Ok(())
     }
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        // Only whole `&str`s are ever copied in.
-        core::str::from_utf8(self.bytes.get(..usize::from(self.len)).unwrap_or(&[])).unwrap_or("")
+        // `push` is the only writer: `len` counts whole characters within `bytes`.
+        let (text, _) = self.bytes.split_at(usize::from(self.len).min(N));
+        utf8_prefix(text)
     }
 
     /// Whether it is empty.
@@ -86,6 +110,39 @@ impl<const N: usize> defmt::Format for InlineStr<N> {
     fn format(&self, f: defmt::Formatter<'_>) {
         defmt::write!(f, "{=str}", self.as_str());
     }
+}
+
+/// The longest prefix of `bytes` that is UTF-8: all of them for bytes copied from a `&str` or
+/// written as ASCII, which is how every buffer of this crate that is read as text is filled.
+pub(crate) fn utf8_prefix(bytes: &[u8]) -> &str {
+    // An empty `bytes` has no chunk, and is the empty text.
+    bytes.utf8_chunks().next().map_or("", |chunk| chunk.valid())
+}
+
+/// Collects `chars` into a string of `N` bytes, up to the first that does not fit: all of them
+/// when the caller sized `N` for them, the first `N` bytes' worth when that is what it wants.
+pub(crate) fn collect_truncated<const N: usize>(
+    chars: impl IntoIterator<Item = char>,
+) -> heapless::String<N> {
+    let mut out = heapless::String::new();
+    for c in chars {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    out
+}
+
+/// A byte count as a `u64`, the unit of lengths on the wire and in files: exact, since `usize`
+/// is at most 64 bits on every target Rust supports (it would saturate on a wider one).
+pub(crate) fn len_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// The smaller of a count and a buffer's length: exact, since a count that does not fit a
+/// `usize` is larger than any length.
+pub(crate) fn min_len(count: u64, len: usize) -> usize {
+    usize::try_from(count).map_or(len, |count| count.min(len))
 }
 
 /// RFC 9110's `tchar`: what a header name, or an unquoted parameter value, is made of.
@@ -133,9 +190,49 @@ impl<'b> Cursor<'b> {
         self.len == 0
     }
 
+    /// The size of the buffer: the most bytes it takes.
+    pub const fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Forgets what was written: the next write goes to the buffer's start again.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Where the bytes written end. `write_bytes` and `advance` move `len` only within `buf`:
+    /// the clamp changes nothing, and makes every split at it total.
+    fn end(&self) -> usize {
+        self.len.min(self.buf.len())
+    }
+
     /// The bytes written.
     pub fn written(&self) -> &[u8] {
-        self.buf.get(..self.len).unwrap_or(&[])
+        self.buf.split_at(self.end()).0
+    }
+
+    /// The room after the bytes written, to fill before [`advance`](Self::advance).
+    pub fn spare(&mut self) -> &mut [u8] {
+        let end = self.end();
+        self.buf.split_at_mut(end).1
+    }
+
+    /// Counts `n` more bytes written, into [`spare`](Self::spare); fails, counting nothing, if
+    /// there is less room.
+    pub fn advance(&mut self, n: usize) -> fmt::Result {
+        self.len = self
+            .len
+            .checked_add(n)
+            .filter(|&end| end <= self.buf.len())
+            .ok_or(fmt::Error)?;
+        Ok(())
+    }
+
+    /// The bytes written, for as long as the buffer is borrowed.
+    pub fn into_written(self) -> &'b [u8] {
+        let end = self.end();
+        let buf: &'b [u8] = self.buf;
+        buf.split_at(end).0
     }
 
     /// Writes raw bytes.
@@ -201,7 +298,6 @@ fn escape_json(out: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt::Result {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use core::fmt::Write as _;
     use std::format;
@@ -227,6 +323,49 @@ mod tests {
         assert_eq!(c.written(), b"abc");
         assert!(c.write_str("d").is_ok());
         assert_eq!(c.len(), 4);
+    }
+
+    #[test]
+    fn test_inline_str_push_and_truncated() {
+        let mut s = InlineStr::<3>::new("a").unwrap();
+        assert_eq!(s.push('é'), Ok(()));
+        assert_eq!(s.push('b'), Err(TooLong));
+        assert_eq!(s.as_str(), "aé");
+        // Cut at a character boundary; the identity when it fits.
+        assert_eq!(InlineStr::<2>::truncated("aé").as_str(), "a");
+        assert_eq!(InlineStr::<4>::truncated("abc").as_str(), "abc");
+        // No more than its u8 length counts, whatever N.
+        let long = "x".repeat(300);
+        assert_eq!(InlineStr::<300>::truncated(&long).as_str().len(), 255);
+        assert_eq!(InlineStr::<300>::new(&long), Err(TooLong));
+    }
+
+    #[test]
+    fn test_cursor_spare_advance_and_clear() {
+        let mut buf = [0u8; 4];
+        let mut c = Cursor::new(&mut buf);
+        c.write_str("a").unwrap();
+        c.spare()[..2].copy_from_slice(b"bc");
+        assert!(c.advance(2).is_ok());
+        assert!(c.advance(2).is_err());
+        assert_eq!((c.spare().len(), c.capacity()), (1, 4));
+        assert_eq!(c.written(), b"abc");
+        c.clear();
+        assert!(c.is_empty());
+        c.write_str("xy").unwrap();
+        assert_eq!(c.into_written(), b"xy");
+    }
+
+    #[test]
+    fn test_total_helpers() {
+        assert_eq!(utf8_prefix(b"ab"), "ab");
+        assert_eq!(utf8_prefix(b""), "");
+        assert_eq!(utf8_prefix(b"a\xffb"), "a");
+        let s: heapless::String<3> = collect_truncated("abcd".chars());
+        assert_eq!(s.as_str(), "abc");
+        assert_eq!(min_len(u64::MAX, 7), 7);
+        assert_eq!(min_len(3, 7), 3);
+        assert_eq!(len_u64(5), 5);
     }
 
     #[test]

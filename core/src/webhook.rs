@@ -143,6 +143,8 @@ impl fmt::Display for TargetError {
     }
 }
 
+impl core::error::Error for TargetError {}
+
 impl<'a> Target<'a> {
     /// Parses a request target (path and optional query, as on the request line).
     pub fn parse(target: &'a str) -> Result<Self, TargetError> {
@@ -212,6 +214,8 @@ impl fmt::Display for BodyLimitError {
         }
     }
 }
+
+impl core::error::Error for BodyLimitError {}
 
 impl BodyLimit {
     /// The limit of `bytes`, if it is configurable.
@@ -330,6 +334,20 @@ impl fmt::Display for BodyError {
     }
 }
 
+impl core::error::Error for BodyError {}
+
+impl From<ScanError> for BodyError {
+    fn from(e: ScanError) -> Self {
+        Self::Json(e)
+    }
+}
+
+impl From<VersionError> for BodyError {
+    fn from(e: VersionError) -> Self {
+        Self::Version(e)
+    }
+}
+
 /// A registry's notification: "version V of package P was published".
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notification<'a> {
@@ -348,7 +366,7 @@ pub fn parse_body(body: &[u8], limit: BodyLimit) -> Result<Notification<'_>, Bod
     if body.len() > limit.bytes() {
         return Err(BodyError::TooLarge);
     }
-    if json::validate(body, json::MAX_DEPTH).map_err(BodyError::Json)? != json::Kind::Object {
+    if json::validate(body, json::MAX_DEPTH)? != json::Kind::Object {
         return Err(BodyError::NotAnObject);
     }
     // The scan accepted the body, so serde-json-core cannot fail on syntax; the visitor records
@@ -362,7 +380,7 @@ pub fn parse_body(body: &[u8], limit: BodyLimit) -> Result<Notification<'_>, Bod
     let package = package.ok_or(BodyError::Missing(Field::Package))?;
     let version = version.ok_or(BodyError::Missing(Field::Version))?;
     let package = Segment::parse(package).map_err(BodyError::Package)?;
-    let version = Version::parse(version).map_err(BodyError::Version)?;
+    let version = Version::parse(version)?;
     let released = match released {
         Some(raw) => {
             let mut text = heapless::String::new();
@@ -491,12 +509,6 @@ impl<'de> Deserialize<'de> for AnyValue<'de> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "tests fail loudly"
-)]
 mod tests {
     use std::borrow::ToOwned;
     use std::format;

@@ -1,5 +1,7 @@
 //! Where the agent keeps a deployment's files, and where it gets bundles from.
 
+use core::fmt;
+
 use embedded_io_async::Write;
 
 use crate::archive::RandomAccess;
@@ -54,6 +56,14 @@ pub trait Store {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct StoreError;
 
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the bundle store failed")
+    }
+}
+
+impl core::error::Error for StoreError {}
+
 /// Where a published version lives (PROTOCOL.md §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -86,6 +96,20 @@ pub enum FetchError {
     /// Writing the file failed (the writer's error: the size cap, the store).
     Write,
 }
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("the repository has no such version"),
+            Self::Unreachable => f.write_str("the repository could not be reached"),
+            Self::Status(code) => write!(f, "the repository answered status {code}"),
+            Self::Protocol => f.write_str("the repository's answer could not be read"),
+            Self::Write => f.write_str("writing the bundle failed"),
+        }
+    }
+}
+
+impl core::error::Error for FetchError {}
 
 /// Where bundles come from: an HTTP repository ([`super::http`]) or a directory.
 #[allow(

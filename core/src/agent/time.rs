@@ -1,5 +1,6 @@
 //! What the agent needs of its platform: a clock with timers, and connections.
 
+use core::fmt;
 use core::future::{Future, poll_fn};
 use core::pin::pin;
 use core::task::Poll;
@@ -37,10 +38,26 @@ pub trait Connector {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ConnectError;
 
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("could not connect")
+    }
+}
+
+impl core::error::Error for ConnectError {}
+
 /// The deadline passed first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TimedOut;
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the deadline passed")
+    }
+}
+
+impl core::error::Error for TimedOut {}
 
 /// Runs `fut` until it completes or `deadline` passes, whichever is first.
 pub async fn with_deadline<T: Time, F: Future>(

@@ -21,11 +21,34 @@ use crate::conductr::{ACCEPT_MULTIPART, BUNDLES_PATH, BundlePath, ScaleTarget};
 use crate::deployer::{BundleView, Command, CommandError, CommandKind, DeploymentId, Name, Reply};
 use crate::hocon::Document;
 use crate::ledger::Shelf;
-use crate::text::{Cursor, InlineStr};
+use crate::text::{self, Cursor, InlineStr, len_u64};
 use crate::time::Duration;
 
 /// The most bundles of one name an observation keeps.
 pub const MAX_OBSERVED: usize = 16;
+
+/// The longest pause between two tries of a request.
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
+
+/// What the deployer consumes of a bundle the control API listed. The conversion lives here,
+/// where the two meet, so that the codec never depends on the deployer: arrows point from
+/// decisions to formats.
+impl<'a> From<&BundleInfo<'a>> for BundleView<'a> {
+    fn from(info: &BundleInfo<'a>) -> Self {
+        Self {
+            id: info.id,
+            name: info.name,
+            compatibility_version: info.compatibility_version,
+            // The codec keeps as many tags as the deployer looks at: the same type, or this
+            // does not compile.
+            tags: info.tags.clone(),
+            scale: info.scale,
+            started: info.started,
+            starting: info.starting,
+            has_error: info.has_error,
+        }
+    }
+}
 
 /// How a worker works.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,11 +286,16 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
                 }
                 let mut views: heapless::Vec<BundleView<'_>, MAX_OBSERVED> = heapless::Vec::new();
                 for (start, end) in spans {
-                    let Some(element) = self.work.found.get(start..end) else {
-                        continue;
-                    };
-                    if let Ok(info) = BundleInfo::parse(element) {
-                        let _ = views.push(info.view());
+                    // Each span holds an element `list` parsed and kept, one per slot: none
+                    // of this fails, and a bundle left out would be a wrong observation.
+                    let observed = self
+                        .work
+                        .found
+                        .get(start..end)
+                        .and_then(|element| BundleInfo::parse(element).ok())
+                        .and_then(|info| views.push(BundleView::from(&info)).ok());
+                    if observed.is_none() {
+                        return fail(agent, self.time, CommandError::Protocol);
                     }
                 }
                 agent.finish(
@@ -301,17 +329,17 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         }
     }
 
-    /// Waits before try number `attempt` (from 1): the backoff, doubled each time, up to 4 s.
+    /// Waits before try number `attempt` (from 1): the backoff, doubled each time, up to
+    /// [`MAX_BACKOFF`].
     async fn backoff(&self, attempt: u32) {
-        let factor = 1u64
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u64::MAX);
-        let pause = self.config.backoff.saturating_mul(factor);
-        let pause = if pause > Duration::from_secs(4) {
-            Duration::from_secs(4)
-        } else {
-            pause
-        };
+        let mut pause = self.config.backoff;
+        for _ in 1..attempt {
+            if pause >= MAX_BACKOFF {
+                break;
+            }
+            pause = pause.saturating_mul(2);
+        }
+        let pause = pause.min(MAX_BACKOFF);
         self.time
             .at(self.time.now().instant.saturating_add(pause))
             .await;
@@ -429,11 +457,10 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         let mut splitter = ArraySplitter::new(&mut self.work.element);
         let mut used = 0usize;
         loop {
-            let n = self.client.read(&mut self.work.io).await?;
-            if n == 0 {
+            let mut input = self.client.read_chunk(&mut self.work.io).await?;
+            if input.is_empty() {
                 break;
             }
-            let mut input = self.work.io.get(..n).unwrap_or(&[]);
             while let Some(element) = splitter
                 .next_element(&mut input)
                 .map_err(|_| Attempt::Fatal(CommandError::Protocol))?
@@ -512,11 +539,10 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         let mut in_config = false;
         let mut found = false;
         loop {
-            let n = self.client.read(&mut self.work.io).await?;
-            if n == 0 {
+            let mut input = self.client.read_chunk(&mut self.work.io).await?;
+            if input.is_empty() {
                 break;
             }
-            let mut input = self.work.io.get(..n).unwrap_or(&[]);
             while let Some(event) = reader.next(&mut input).map_err(|_| protocol())? {
                 match event {
                     PartEvent::PartStart { name, .. } => {
@@ -598,17 +624,16 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         // bundle's own bundle.conf, which stays in `work.conf` for the first part.
         let overlay_len = match config {
             Some(_) => match bundle_conf(self.store, self.work, config_key).await {
-                Ok(overlay) => Some(len(overlay.len())),
+                Ok(overlay) => Some(len_u64(overlay.len())),
                 Err(CommandError::BadArchive) => None,
                 Err(e) => return Err(Attempt::Fatal(e)),
             },
             None => None,
         };
-        let conf_len = bundle_conf(self.store, self.work, bundle_key)
+        let conf = bundle_conf(self.store, self.work, bundle_key)
             .await
-            .map_err(Attempt::Fatal)?
-            .len();
-        let conf = self.work.conf.get(..conf_len).unwrap_or(&[]);
+            .map_err(Attempt::Fatal)?;
+        let conf_len = conf.len();
         let name: Name = core::str::from_utf8(conf)
             .ok()
             .and_then(|text| Document::parse(text).ok())
@@ -626,7 +651,7 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         };
         let files = LoadFiles {
             bundle_name,
-            bundle_conf_len: len(conf_len),
+            bundle_conf_len: len_u64(conf_len),
             overlay_len,
             bundle: ZipFile {
                 digest,
@@ -641,22 +666,16 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         };
         let parts = files.parts();
         // No randomness in core: the boundary is made of the digest, which never appears in
-        // the zip it names with a line break and two dashes before it.
-        let mut boundary_text: InlineStr<70> = InlineStr::EMPTY;
-        {
-            let mut text = heapless::String::<70>::new();
-            let _ = write!(
-                text,
-                "lockstep-{}",
-                digest.to_hex().as_str().get(..48).unwrap_or("")
-            );
-            boundary_text = InlineStr::new(&text).unwrap_or(boundary_text);
-        }
+        // the zip it names with a line break and two dashes before it. `lockstep-` and 48 hex
+        // digits: 57 bytes.
+        let hex = digest.to_hex();
+        let boundary_text: heapless::String<57> =
+            text::collect_truncated("lockstep-".chars().chain(hex.as_str().chars().take(48)));
         let protocol = || Attempt::Fatal(CommandError::Protocol);
         let boundary = Boundary::new(boundary_text.as_str()).map_err(|_| protocol())?;
         let form = Multipart::new(boundary, &parts).map_err(|_| protocol())?;
         let mut content_type = heapless::String::<128>::new();
-        let _ = write!(content_type, "{}", form.content_type());
+        write!(content_type, "{}", form.content_type()).map_err(|_| protocol())?;
         let (host, port) = (self.conductr.host(), self.conductr.port());
         self.client
             .begin(
@@ -704,7 +723,7 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         if answer.status != 200 {
             return Err(status(answer.status));
         }
-        RequestAnswer::parse(self.work.io.get(..body).unwrap_or(&[]))
+        RequestAnswer::parse(body)
             .map(|a| a.bundle_id)
             .map_err(|_| protocol())
     }
@@ -714,32 +733,35 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         let total = file.len();
         let mut offset = 0u64;
         while offset < total {
-            let left = usize::try_from(total.saturating_sub(offset)).unwrap_or(usize::MAX);
-            let chunk = left.min(self.work.io.len());
-            let buf = self.work.io.get_mut(..chunk).unwrap_or(&mut []);
+            let chunk = text::min_len(total.saturating_sub(offset), self.work.io.len());
+            // At most the buffer's length: the split is within it.
+            let (buf, _) = self.work.io.split_at_mut(chunk);
             file.read_exact_at(offset, buf)
                 .map_err(|_| Attempt::Fatal(CommandError::Storage))?;
             self.client.write(buf).await?;
-            offset = offset.saturating_add(len(chunk));
+            offset = offset.saturating_add(len_u64(chunk));
         }
         Ok(())
     }
 
-    /// Reads a response body of at most `work.io`'s size into it (the rest is discarded).
-    async fn read_small_body(&mut self) -> Result<usize, Attempt> {
-        let mut used = 0usize;
-        while let Some(rest) = self.work.io.get_mut(used..) {
-            if rest.is_empty() {
+    /// Reads a response body of at most `work.io`'s size into it (the rest is discarded); the
+    /// body read.
+    async fn read_small_body(&mut self) -> Result<&[u8], Attempt> {
+        let mut body = Cursor::new(&mut self.work.io);
+        loop {
+            let room = body.spare();
+            if room.is_empty() {
                 let _ = self.client.discard().await;
                 break;
             }
-            let n = self.client.read(rest).await?;
+            let n = self.client.read_chunk(room).await?.len();
             if n == 0 {
                 break;
             }
-            used = used.saturating_add(n);
+            body.advance(n)
+                .map_err(|_| Attempt::Fatal(CommandError::Protocol))?;
         }
-        Ok(used)
+        Ok(body.into_written())
     }
 
     // ---- scale -----------------------------------------------------------------------------
@@ -784,10 +806,6 @@ async fn bundle_conf<'a, S: Store>(
     let mut file = store.open(key).await.map_err(|_| CommandError::Storage)?;
     archive::read_bundle_conf(&mut file, &mut work.inflater, &mut work.conf)
         .map_err(|_| CommandError::BadArchive)
-}
-
-fn len(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 /// The control API's base path, then a target.
@@ -871,19 +889,56 @@ impl<W: Write> embedded_io::ErrorType for Hashing<W> {
 
 impl<W: Write> Write for Hashing<W> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        let after = self.written.saturating_add(len(buf.len()));
+        let after = self.written.saturating_add(len_u64(buf.len()));
         if after > self.cap {
             self.too_large = true;
             return Err(HashingError);
         }
         let n = self.inner.write(buf).await.map_err(|_| HashingError)?;
-        let done = buf.get(..n).unwrap_or(&[]);
+        // A writer that claims more than it was given has failed.
+        let done = buf.get(..n).ok_or(HashingError)?;
         self.sha.update(done);
-        self.written = self.written.saturating_add(len(done.len()));
+        self.written = self.written.saturating_add(len_u64(done.len()));
         Ok(n)
     }
 
     async fn flush(&mut self) -> Result<(), Self::Error> {
         self.inner.flush().await.map_err(|_| HashingError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conductr::bundles::tests::{
+        BUNDLE_DIGEST, minimal, nested_unknown_fields, protocol_example,
+    };
+
+    // PROTOCOL.md §5's example element: running at scale 2.
+    #[test]
+    fn test_view_of_protocol_example() {
+        let text = protocol_example();
+        let info = BundleInfo::parse(text.as_bytes()).unwrap();
+        let view = BundleView::from(&info);
+        assert!(view.is_running());
+        assert_eq!(view.target_scale(), 2);
+        assert!(view.is_of(&info.digest));
+        assert_eq!(view.name, "visualizer");
+    }
+
+    // Loaded, never run: no `bundleScale`, no executions.
+    #[test]
+    fn test_view_of_bundle_never_run() {
+        let text = minimal(BUNDLE_DIGEST, "visualizer");
+        let info = BundleInfo::parse(text.as_bytes()).unwrap();
+        assert!(!BundleView::from(&info).is_running());
+    }
+
+    // Scale 0 with a started instance: being stopped, not running.
+    #[test]
+    fn test_view_of_bundle_being_stopped() {
+        let text = nested_unknown_fields();
+        let info = BundleInfo::parse(text.as_bytes()).unwrap();
+        assert!(!BundleView::from(&info).is_running());
     }
 }

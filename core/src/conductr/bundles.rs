@@ -19,8 +19,8 @@ use core::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::bundle::{BundleId, BundleIdError, Digest, DigestError};
-use crate::deployer::{BundleView, MAX_BUNDLE_TAGS};
 use crate::json::{self, RawStr, ScanError};
+use crate::text::{Cursor, len_u64};
 
 // ---------------------------------------------------------------------------------------------
 // The array splitter
@@ -66,6 +66,8 @@ impl fmt::Display for SplitError {
         }
     }
 }
+
+impl core::error::Error for SplitError {}
 
 /// Where the splitter stands in the array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,9 +125,8 @@ enum Scope {
 /// # Ok::<(), lockstep_core::conductr::bundles::SplitError>(())
 /// ```
 pub struct ArraySplitter<'b> {
-    buf: &'b mut [u8],
-    /// Bytes of the current element in `buf`.
-    len: usize,
+    /// The current element.
+    element: Cursor<'b>,
     state: Split,
     /// Containers open inside the current element.
     depth: usize,
@@ -146,7 +147,7 @@ pub struct ArraySplitter<'b> {
 impl fmt::Debug for ArraySplitter<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ArraySplitter")
-            .field("capacity", &self.buf.len())
+            .field("capacity", &self.element.capacity())
             .field("offset", &self.offset)
             .field("elements", &self.elements)
             .field("state", &self.state)
@@ -161,7 +162,7 @@ impl defmt::Format for ArraySplitter<'_> {
         defmt::write!(
             f,
             "ArraySplitter {{ capacity: {=usize}, offset: {=u64}, elements: {=u64} }}",
-            self.buf.len(),
+            self.element.capacity(),
             self.offset,
             self.elements
         );
@@ -176,8 +177,7 @@ impl<'b> ArraySplitter<'b> {
     /// A splitter whose elements may be up to `buf.len()` bytes long.
     pub fn new(buf: &'b mut [u8]) -> Self {
         Self {
-            buf,
-            len: 0,
+            element: Cursor::new(buf),
             state: Split::Start,
             depth: 0,
             stack: 0,
@@ -199,14 +199,10 @@ impl<'b> ArraySplitter<'b> {
             return Err(e);
         }
         if self.yielded {
-            self.len = 0;
+            self.element.clear();
             self.yielded = false;
         }
-        let data = *input;
-        let mut used = 0;
-        let step = self.run(data, &mut used);
-        *input = data.get(used..).unwrap_or(&[]);
-        match step.and_then(|complete| {
+        match self.run(input).and_then(|complete| {
             if complete {
                 self.check_element().map(|()| true)
             } else {
@@ -216,7 +212,7 @@ impl<'b> ArraySplitter<'b> {
             Ok(true) => {
                 self.yielded = true;
                 self.elements = self.elements.saturating_add(1);
-                Ok(Some(self.buf.get(..self.len).unwrap_or(&[])))
+                Ok(Some(self.element.written()))
             }
             Ok(false) => Ok(None),
             Err(e) => {
@@ -252,14 +248,14 @@ impl<'b> ArraySplitter<'b> {
     }
 
     /// The largest element this splitter can hold.
-    pub fn capacity(&self) -> usize {
-        self.buf.len()
+    pub const fn capacity(&self) -> usize {
+        self.element.capacity()
     }
 
-    /// Runs until an element is complete (`true`) or `data` is used up (`false`); `used`
-    /// counts the bytes consumed.
-    fn run(&mut self, data: &[u8], used: &mut usize) -> Result<bool, SplitError> {
-        while let Some(&b) = data.get(*used) {
+    /// Runs until an element is complete (`true`) or `input` is used up (`false`), advancing
+    /// `input` past the bytes consumed.
+    fn run(&mut self, input: &mut &[u8]) -> Result<bool, SplitError> {
+        while let Some((&b, rest)) = input.split_first() {
             if let Split::Element(scope) = self.state {
                 if scope == Scope::Scalar
                     && !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
@@ -270,7 +266,7 @@ impl<'b> ArraySplitter<'b> {
                     return Ok(true);
                 }
                 self.append(b)?;
-                self.advance(used);
+                self.consume(input, rest);
                 if scope != Scope::Scalar && self.element_byte(b)? {
                     self.state = Split::After;
                     return Ok(true);
@@ -278,7 +274,7 @@ impl<'b> ArraySplitter<'b> {
                 continue;
             }
             if is_ws(b) {
-                self.advance(used);
+                self.consume(input, rest);
                 continue;
             }
             let syntax = SplitError::Syntax { at: self.offset };
@@ -302,24 +298,21 @@ impl<'b> ArraySplitter<'b> {
                     continue;
                 }
             }
-            self.advance(used);
+            self.consume(input, rest);
         }
         Ok(false)
     }
 
-    fn advance(&mut self, used: &mut usize) {
-        *used = used.saturating_add(1);
+    /// Moves `input` on to `rest`, past its first byte.
+    fn consume<'i>(&mut self, input: &mut &'i [u8], rest: &'i [u8]) {
+        *input = rest;
         self.offset = self.offset.saturating_add(1);
     }
 
     fn append(&mut self, b: u8) -> Result<(), SplitError> {
-        let slot = self
-            .buf
-            .get_mut(self.len)
-            .ok_or(SplitError::ElementTooLarge)?;
-        *slot = b;
-        self.len = self.len.saturating_add(1);
-        Ok(())
+        self.element
+            .write_bytes(&[b])
+            .map_err(|_| SplitError::ElementTooLarge)
     }
 
     /// Tracks strings and brackets; `true` when the byte ends the element.
@@ -361,16 +354,13 @@ impl<'b> ArraySplitter<'b> {
     }
 
     fn check_element(&self) -> Result<(), SplitError> {
-        let element = self.buf.get(..self.len).unwrap_or(&[]);
-        json::validate(element, ELEMENT_DEPTH)
+        json::validate(self.element.written(), ELEMENT_DEPTH)
             .map(|_| ())
             .map_err(|e| match e {
                 ScanError::InvalidUtf8 => SplitError::InvalidUtf8,
                 ScanError::TooDeep => SplitError::TooDeep,
                 ScanError::Syntax { at } => SplitError::Syntax {
-                    at: self
-                        .start
-                        .saturating_add(u64::try_from(at).unwrap_or(u64::MAX)),
+                    at: self.start.saturating_add(len_u64(at)),
                 },
             })
     }
@@ -379,6 +369,9 @@ impl<'b> ArraySplitter<'b> {
 // ---------------------------------------------------------------------------------------------
 // One bundle
 // ---------------------------------------------------------------------------------------------
+
+/// The most tags of a bundle [`BundleInfo`] keeps; `attributes.tags` beyond are ignored.
+pub const MAX_TAGS: usize = 8;
 
 /// The fields lockstep reads from the control API's answers, for errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -496,6 +489,20 @@ impl fmt::Display for BundleError {
     }
 }
 
+impl core::error::Error for BundleError {}
+
+impl From<ScanError> for BundleError {
+    fn from(e: ScanError) -> Self {
+        Self::Json(e)
+    }
+}
+
+impl From<BundleIdError> for BundleError {
+    fn from(e: BundleIdError) -> Self {
+        Self::Id(e)
+    }
+}
+
 /// One bundle of `GET /v2/bundles`, as lockstep needs it. Strings are borrowed from the
 /// element.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -512,8 +519,8 @@ pub struct BundleInfo<'a> {
     pub name: &'a str,
     /// `attributes.compatibilityVersion`.
     pub compatibility_version: &'a str,
-    /// `attributes.tags`: the first [`MAX_BUNDLE_TAGS`]; more are ignored.
-    pub tags: heapless::Vec<&'a str, MAX_BUNDLE_TAGS>,
+    /// `attributes.tags`: the first [`MAX_TAGS`]; more are ignored.
+    pub tags: heapless::Vec<&'a str, MAX_TAGS>,
     /// `bundleScale.scale`: `None` when no run was ever requested.
     pub scale: Option<u32>,
     /// Executions with `isStarted: true`.
@@ -540,8 +547,7 @@ impl<'a> BundleInfo<'a> {
         scan_object(element)?;
         let ctx = Ctx::default();
         let raw = deserialize(element, &ctx, BundleSeed { ctx: &ctx })?;
-        let id = BundleId::parse(raw.id.ok_or(BundleError::Missing(Field::BundleId))?)
-            .map_err(BundleError::Id)?;
+        let id = BundleId::parse(raw.id.ok_or(BundleError::Missing(Field::BundleId))?)?;
         let digest = parse_digest(raw.digest, Field::BundleDigest)?
             .ok_or(BundleError::Missing(Field::BundleDigest))?;
         let configuration_digest = parse_digest(raw.config, Field::ConfigurationDigest)?;
@@ -568,20 +574,6 @@ impl<'a> BundleInfo<'a> {
             has_error: raw.has_error,
         })
     }
-
-    /// What the deployer consumes.
-    pub fn view(&self) -> BundleView<'a> {
-        BundleView {
-            id: self.id,
-            name: self.name,
-            compatibility_version: self.compatibility_version,
-            tags: self.tags.clone(),
-            scale: self.scale,
-            started: self.started,
-            starting: self.starting,
-            has_error: self.has_error,
-        }
-    }
 }
 
 /// The answer of `POST /v2/bundles` and `PUT /v2/bundles/{id}?scale=N`:
@@ -607,13 +599,13 @@ impl<'a> RequestAnswer<'a> {
                 .request_id
                 .map(|s| plain(Some(s), Field::RequestId))
                 .transpose()?,
-            bundle_id: BundleId::parse(id).map_err(BundleError::Id)?,
+            bundle_id: BundleId::parse(id)?,
         })
     }
 }
 
 fn scan_object(body: &[u8]) -> Result<(), BundleError> {
-    if json::validate(body, json::MAX_DEPTH).map_err(BundleError::Json)? == json::Kind::Object {
+    if json::validate(body, json::MAX_DEPTH)? == json::Kind::Object {
         Ok(())
     } else {
         Err(BundleError::NotAnObject)
@@ -779,7 +771,7 @@ impl<'de> Visitor<'de> for BundleSeed<'_> {
 struct Attributes<'a> {
     name: Option<&'a str>,
     compatibility_version: Option<&'a str>,
-    tags: heapless::Vec<&'a str, MAX_BUNDLE_TAGS>,
+    tags: heapless::Vec<&'a str, MAX_TAGS>,
 }
 
 struct AttributesSeed<'t> {
@@ -838,7 +830,7 @@ struct TagsSeed<'t> {
 }
 
 impl<'de> DeserializeSeed<'de> for TagsSeed<'_> {
-    type Value = heapless::Vec<&'de str, MAX_BUNDLE_TAGS>;
+    type Value = heapless::Vec<&'de str, MAX_TAGS>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_seq(self)
@@ -846,7 +838,7 @@ impl<'de> DeserializeSeed<'de> for TagsSeed<'_> {
 }
 
 impl<'de> Visitor<'de> for TagsSeed<'_> {
-    type Value = heapless::Vec<&'de str, MAX_BUNDLE_TAGS>;
+    type Value = heapless::Vec<&'de str, MAX_TAGS>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an array of tags")
@@ -1073,14 +1065,7 @@ impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for Nullable<S> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "tests fail loudly"
-)]
-mod tests {
+pub(crate) mod tests {
     use std::borrow::ToOwned;
     use std::format;
     use std::string::String;
@@ -1088,12 +1073,13 @@ mod tests {
 
     use super::*;
 
-    const BUNDLE_DIGEST: &str = "6a1e3b5c9d0f4e2a8b7c6d5e4f3a2b1c00112233445566778899aabbccddeeff";
+    pub(crate) const BUNDLE_DIGEST: &str =
+        "6a1e3b5c9d0f4e2a8b7c6d5e4f3a2b1c00112233445566778899aabbccddeeff";
     const CONFIG_DIGEST: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0ffeeddccbbaa99887766554433221100";
 
     /// PROTOCOL.md §5's example element, verbatim but for its two `<32 more hex>` and the two
     /// `....` elisions of file names, filled in.
-    fn protocol_example() -> String {
+    pub(crate) fn protocol_example() -> String {
         format!(
             r#"{{"bundleId": "6a1e3b5c9d0f4e2a8b7c6d5e4f3a2b1c-0f1e2d3c4b5a69788796a5b4c3d2e1f0",
        "bundleDigest": "{BUNDLE_DIGEST}",
@@ -1121,7 +1107,7 @@ mod tests {
     }
 
     /// A bundle without configuration, as `GET /v2/bundles` lists one loaded but never run.
-    fn minimal(digest: &str, name: &str) -> String {
+    pub(crate) fn minimal(digest: &str, name: &str) -> String {
         format!(
             r#"{{"bundleId":"{}","bundleDigest":"{digest}","attributes":{{"bundleName":"{name}","compatibilityVersion":"1"}}}}"#,
             &digest[..32]
@@ -1175,11 +1161,6 @@ mod tests {
         assert_eq!((b.started, b.starting), (2, 0));
         assert_eq!(b.installations, 1);
         assert!(!b.has_error);
-        let view = b.view();
-        assert!(view.is_running());
-        assert_eq!(view.target_scale(), 2);
-        assert!(view.is_of(&b.digest));
-        assert_eq!(view.name, "visualizer");
     }
 
     // conductr-cli's conduct_info_list.py counts `isStarted` executions as running and the
@@ -1211,7 +1192,6 @@ mod tests {
         assert_eq!((b.started, b.starting, b.installations), (0, 0, 0));
         assert!(b.tags.is_empty());
         assert!(!b.has_error);
-        assert!(!b.view().is_running());
         // `null` reads as absent.
         let text = format!(
             r#"{{"bundleId":"{}","bundleDigest":"{BUNDLE_DIGEST}","configurationDigest":null,
@@ -1229,37 +1209,38 @@ mod tests {
         assert_eq!(parse(&text).unwrap().scale, None);
     }
 
-    #[test]
-    fn test_parse_unknown_fields_and_nesting() {
-        let text = format!(
+    /// Unknown fields at every level, and a bundle at scale 0 with an instance still started.
+    pub(crate) fn nested_unknown_fields() -> String {
+        format!(
             r#"{{"x":{{"deep":[1,{{"y":[null,true,-1.5e3,"s\"]"]}}]}},"bundleId":"{id}",
                 "bundleDigest":"{BUNDLE_DIGEST}","bundleScale":{{"nrOfReschedules":4,"scale":0,"z":{{}}}},
                 "attributes":{{"roles":["web"],"annotations":{{"a":{{"b":[{{}}]}}}},"bundleName":"v",
                 "comp\u0061tibilityVersion":"1","tags":["a","b"]}},"bundleExecutions":[{{"endpoints":{{"e":{{"bindPort":1}}}},"isStarted":true}}]}}"#,
             id = &BUNDLE_DIGEST[..32]
-        );
+        )
+    }
+
+    #[test]
+    fn test_parse_unknown_fields_and_nesting() {
+        let text = nested_unknown_fields();
         let b = parse(&text).unwrap();
         assert_eq!(b.scale, Some(0));
         assert_eq!(b.compatibility_version, "1");
         assert_eq!(b.tags.as_slice(), ["a", "b"]);
         assert_eq!(b.started, 1);
-        // Scale 0 with a started instance: being stopped, not running.
-        assert!(!b.view().is_running());
     }
 
     #[test]
     fn test_parse_tags_beyond_the_first_ignored() {
-        let tags: Vec<String> = (0..MAX_BUNDLE_TAGS + 3)
-            .map(|i| format!("\"t{i}\""))
-            .collect();
+        let tags: Vec<String> = (0..MAX_TAGS + 3).map(|i| format!("\"t{i}\"")).collect();
         let text = format!(
             r#"{{"bundleId":"{}","bundleDigest":"{BUNDLE_DIGEST}","attributes":{{"bundleName":"v","compatibilityVersion":"1","tags":[{},1,{{"a":"\\"}}]}}}}"#,
             &BUNDLE_DIGEST[..32],
             tags.join(",")
         );
         let b = parse(&text).unwrap();
-        assert_eq!(b.tags.len(), MAX_BUNDLE_TAGS);
-        assert_eq!(b.tags[MAX_BUNDLE_TAGS - 1], "t7");
+        assert_eq!(b.tags.len(), MAX_TAGS);
+        assert_eq!(b.tags[MAX_TAGS - 1], "t7");
     }
 
     #[test]

@@ -87,7 +87,6 @@ impl fmt::Display for ScaleTarget {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use core::fmt::Write as _;
 

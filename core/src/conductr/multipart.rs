@@ -23,7 +23,7 @@ use core::fmt;
 
 use crate::bundle::{Digest, MAX_SEGMENT_LEN, Segment};
 use crate::status::Status;
-use crate::text::is_tchar;
+use crate::text::{self, Cursor, is_tchar};
 
 /// The longest boundary RFC 2046 allows.
 pub const MAX_BOUNDARY_LEN: usize = 70;
@@ -101,6 +101,8 @@ impl fmt::Display for BoundaryError {
         }
     }
 }
+
+impl core::error::Error for BoundaryError {}
 
 const fn is_bchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
@@ -385,6 +387,8 @@ impl fmt::Display for FramingError {
     }
 }
 
+impl core::error::Error for FramingError {}
+
 fn plain_name(name: &str, max: usize) -> bool {
     !name.is_empty()
         && name.len() <= max
@@ -667,6 +671,8 @@ impl fmt::Display for LoadOrderError {
     }
 }
 
+impl core::error::Error for LoadOrderError {}
+
 /// Checks that the fields of a load request come in the order of [`LoadField::ALL`], each at
 /// most once, the required ones present: what the sandbox enforces, as ConductR does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -689,8 +695,8 @@ impl LoadOrder {
         if index < self.next {
             return Err(LoadOrderError::OutOfOrder(field));
         }
-        let skipped = LoadField::ALL.get(self.next..index).unwrap_or(&[]);
-        if let Some(&required) = skipped.iter().find(|f| f.is_required()) {
+        let mut skipped = LoadField::ALL.iter().take(index).skip(self.next);
+        if let Some(&required) = skipped.find(|f| f.is_required()) {
             return Err(LoadOrderError::Missing(required));
         }
         self.next = index.saturating_add(1);
@@ -699,8 +705,8 @@ impl LoadOrder {
 
     /// After the last part: the required fields were all there.
     pub fn finish(&self) -> Result<(), LoadOrderError> {
-        let rest = LoadField::ALL.get(self.next..).unwrap_or(&[]);
-        match rest.iter().find(|f| f.is_required()) {
+        let mut rest = LoadField::ALL.iter().skip(self.next);
+        match rest.find(|f| f.is_required()) {
             Some(&required) => Err(LoadOrderError::Missing(required)),
             None => Ok(()),
         }
@@ -773,6 +779,8 @@ impl fmt::Display for MultipartError {
     }
 }
 
+impl core::error::Error for MultipartError {}
+
 /// Where the reader stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Read {
@@ -799,15 +807,16 @@ enum Read {
     Done,
 }
 
-/// What a step produced, in terms of indices (the event is built from them at the end).
-enum Out {
+/// What a step produced (the event is built from it at the end).
+enum Out<'c> {
     /// The input is used up.
     Need,
     /// The part's headers are parsed.
     PartStart,
     /// Content from the input.
-    Input(Span),
-    /// Content that was a prefix of the delimiter, held in the reader.
+    Input(&'c [u8]),
+    /// Content that was a prefix of the delimiter, held in the reader: this many bytes of it,
+    /// fewer than all.
     Delimiter(usize),
     PartEnd,
     End,
@@ -825,11 +834,12 @@ const DELIMITER_CAP: usize = 4 + MAX_BOUNDARY_LEN;
 /// from the reader). A preamble before the first delimiter is skipped; after the close
 /// delimiter only padding and one CRLF may follow. After an error, every call answers it.
 pub struct MultipartReader<'h> {
-    head: &'h mut [u8],
-    head_len: usize,
-    delimiter: [u8; DELIMITER_CAP],
-    delimiter_len: usize,
+    /// The current part's header block.
+    head: Cursor<'h>,
+    /// CRLF, `--` and the boundary.
+    delimiter: heapless::Vec<u8, DELIMITER_CAP>,
     state: Read,
+    /// Spans of the header block that `parse_headers` checked: within it, and UTF-8.
     name: Span,
     filename: Option<Span>,
     parts: u32,
@@ -839,7 +849,7 @@ pub struct MultipartReader<'h> {
 impl fmt::Debug for MultipartReader<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MultipartReader")
-            .field("head_capacity", &self.head.len())
+            .field("head_capacity", &self.head.capacity())
             .field("state", &self.state)
             .field("parts", &self.parts)
             .field("error", &self.error)
@@ -853,7 +863,7 @@ impl defmt::Format for MultipartReader<'_> {
         defmt::write!(
             f,
             "MultipartReader {{ head_capacity: {=usize}, parts: {=u32} }}",
-            self.head.len(),
+            self.head.capacity(),
             self.parts
         );
     }
@@ -864,43 +874,41 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// The first offset of `data` where `delimiter` starts, or where a prefix of it ends `data`;
-/// `data.len()` if none.
-fn candidate(data: &[u8], delimiter: &[u8]) -> usize {
-    let mut from = 0;
-    loop {
-        let rest = data.get(from..).unwrap_or(&[]);
-        let Some(at) = rest.iter().position(|&b| b == b'\r') else {
-            return data.len();
-        };
-        let start = from.saturating_add(at);
-        let tail = data.get(start..).unwrap_or(&[]);
+/// `data` split where `delimiter` starts, or where a prefix of it ends `data`; all of `data`
+/// and nothing if neither.
+fn split_at_candidate<'d>(data: &'d [u8], delimiter: &[u8]) -> (&'d [u8], &'d [u8]) {
+    for (at, _) in data.iter().enumerate().filter(|&(_, &b)| b == b'\r') {
+        // An index of `data`: the split is within it.
+        let (content, tail) = data.split_at(at);
         let n = common_prefix(tail, delimiter);
         if n == delimiter.len() || n == tail.len() {
-            return start;
+            return (content, tail);
         }
-        from = start.saturating_add(1);
     }
+    (data, &[])
+}
+
+/// The text of a span that `parse_headers` checked (within `block`, UTF-8), read without a
+/// failure to handle.
+fn checked_text(block: &[u8], (start, end): Span) -> &str {
+    let (before_end, _) = block.split_at(end.min(block.len()));
+    text::utf8_prefix(before_end.split_at(start.min(before_end.len())).1)
 }
 
 impl<'h> MultipartReader<'h> {
     /// A reader of a body with `boundary`, gathering each part's header block in `head` (see
     /// [`HEAD_BUFFER_LEN`]).
     pub fn new(boundary: Boundary<'_>, head: &'h mut [u8]) -> Self {
-        let mut delimiter = [0u8; DELIMITER_CAP];
-        let mut len = 0usize;
-        for (slot, &b) in delimiter
-            .iter_mut()
-            .zip(b"\r\n--".iter().chain(boundary.as_str().as_bytes()))
-        {
-            *slot = b;
-            len = len.saturating_add(1);
+        let mut delimiter = heapless::Vec::new();
+        // A boundary has at most MAX_BOUNDARY_LEN bytes: the four before it fit too.
+        for &b in b"\r\n--".iter().chain(boundary.as_str().as_bytes()) {
+            if delimiter.push(b).is_err() {
+                break;
+            }
         }
         Self {
-            head,
-            head_len: 0,
+            head: Cursor::new(head),
             delimiter,
-            delimiter_len: len,
             state: Read::Preamble(2),
             name: (0, 0),
             filename: None,
@@ -937,11 +945,7 @@ impl<'h> MultipartReader<'h> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let data: &'c [u8] = input;
-        let mut used = 0usize;
-        let out = self.step(data, &mut used);
-        *input = data.get(used..).unwrap_or(&[]);
-        let out = match out {
+        let out = match self.step(input) {
             Ok(out) => out,
             Err(e) => {
                 self.error = Some(e);
@@ -951,51 +955,40 @@ impl<'h> MultipartReader<'h> {
         Ok(match out {
             Out::Need => None,
             Out::PartStart => {
-                let text = |span: Span| {
-                    self.head
-                        .get(span.0..span.1)
-                        .and_then(|b| core::str::from_utf8(b).ok())
-                        .unwrap_or("")
-                };
+                let block = self.head.written();
                 Some(Event::PartStart {
-                    name: text(self.name),
-                    filename: self.filename.map(text),
+                    name: checked_text(block, self.name),
+                    filename: self.filename.map(|span| checked_text(block, span)),
                 })
             }
-            Out::Input((start, end)) => Some(Event::Data(data.get(start..end).unwrap_or(&[]))),
-            Out::Delimiter(len) => Some(Event::Data(self.delimiter.get(..len).unwrap_or(&[]))),
+            Out::Input(content) => Some(Event::Data(content)),
+            Out::Delimiter(seen) => {
+                // Fewer bytes than the delimiter holds: the split is within it.
+                let (seen, _) = self.delimiter.split_at(seen.min(self.delimiter.len()));
+                Some(Event::Data(seen))
+            }
             Out::PartEnd => Some(Event::PartEnd),
             Out::End => Some(Event::End),
         })
     }
 
-    fn delimiter(&self) -> &[u8] {
-        self.delimiter.get(..self.delimiter_len).unwrap_or(&[])
-    }
-
-    fn step(&mut self, data: &[u8], used: &mut usize) -> Result<Out, MultipartError> {
+    /// Runs until there is something to report, advancing `input` past what it consumed.
+    fn step<'c>(&mut self, input: &mut &'c [u8]) -> Result<Out<'c>, MultipartError> {
         loop {
-            let rest = data.get(*used..).unwrap_or(&[]);
             match self.state {
                 Read::Preamble(matched) | Read::Body(matched) => {
                     let body = matches!(self.state, Read::Body(_));
-                    let out = self.scan(rest, matched, body, used);
-                    match out {
+                    match self.scan(input, matched, body) {
                         // The preamble is skipped.
-                        Out::Input(_) | Out::Delimiter(_) if !body => {}
-                        Out::PartEnd if !body => {}
-                        Out::Input((start, end)) => {
-                            let base = used.saturating_sub(end.saturating_sub(start));
-                            return Ok(Out::Input((base, *used)));
-                        }
+                        Out::Input(_) | Out::Delimiter(_) | Out::PartEnd if !body => {}
                         other => return Ok(other),
                     }
                 }
                 _ => {
-                    let Some(&b) = rest.first() else {
+                    let Some((&b, rest)) = input.split_first() else {
                         return Ok(Out::Need);
                     };
-                    *used = used.saturating_add(1);
+                    *input = rest;
                     if let Some(out) = self.byte(b)? {
                         return Ok(out);
                     }
@@ -1004,9 +997,9 @@ impl<'h> MultipartReader<'h> {
         }
     }
 
-    /// Scans content (or the preamble) for the delimiter, `matched` bytes of it already seen.
-    /// Content found is reported as a span of `rest`, after `used` was advanced past it.
-    fn scan(&mut self, rest: &[u8], matched: usize, body: bool, used: &mut usize) -> Out {
+    /// Scans content (or the preamble) for the delimiter, `matched` bytes of it already seen,
+    /// advancing `input` past what it consumed.
+    fn scan<'c>(&mut self, input: &mut &'c [u8], matched: usize, body: bool) -> Out<'c> {
         let set = |matched| {
             if body {
                 Read::Body(matched)
@@ -1014,21 +1007,24 @@ impl<'h> MultipartReader<'h> {
                 Read::Preamble(matched)
             }
         };
-        let delimiter = self.delimiter();
-        let want = delimiter.get(matched..).unwrap_or(&[]);
+        let rest = *input;
+        let delimiter = self.delimiter.as_slice();
         if matched == 0 {
             if rest.is_empty() {
                 return Out::Need;
             }
-            let at = candidate(rest, delimiter);
-            if at > 0 {
-                *used = used.saturating_add(at);
-                return Out::Input((0, at));
+            let (content, after) = split_at_candidate(rest, delimiter);
+            if !content.is_empty() {
+                *input = after;
+                return Out::Input(content);
             }
         }
-        let n = common_prefix(rest, want);
-        *used = used.saturating_add(n);
-        if n == want.len() {
+        let want = delimiter.iter().skip(matched);
+        let want_len = want.len();
+        let n = rest.iter().zip(want).take_while(|(x, y)| x == y).count();
+        // At most `rest`'s length: the split is within it.
+        *input = rest.split_at(n).1;
+        if n == want_len {
             self.state = Read::AfterBoundary;
             return Out::PartEnd;
         }
@@ -1044,7 +1040,7 @@ impl<'h> MultipartReader<'h> {
     }
 
     /// One byte outside content.
-    fn byte(&mut self, b: u8) -> Result<Option<Out>, MultipartError> {
+    fn byte<'c>(&mut self, b: u8) -> Result<Option<Out<'c>>, MultipartError> {
         let pad = b == b' ' || b == b'\t';
         match (self.state, b) {
             (Read::AfterBoundary, b'-') => self.state = Read::CloseDash,
@@ -1056,19 +1052,16 @@ impl<'h> MultipartReader<'h> {
             (Read::AfterBoundary | Read::Padding, b'\r') => self.state = Read::LineFeed,
             (Read::LineFeed, b'\n') => {
                 self.state = Read::Headers;
-                self.head_len = 0;
+                self.head.clear();
             }
             (Read::AfterBoundary | Read::Padding | Read::LineFeed | Read::CloseDash, _) => {
                 return Err(MultipartError::BadDelimiter);
             }
             (Read::Headers, _) => {
-                let slot = self
-                    .head
-                    .get_mut(self.head_len)
-                    .ok_or(MultipartError::HeadersTooLarge)?;
-                *slot = b;
-                self.head_len = self.head_len.saturating_add(1);
-                let block = self.head.get(..self.head_len).unwrap_or(&[]);
+                self.head
+                    .write_bytes(&[b])
+                    .map_err(|_| MultipartError::HeadersTooLarge)?;
+                let block = self.head.written();
                 if block == b"\r\n" || block.ends_with(b"\r\n\r\n") {
                     self.parse_headers()?;
                     self.parts = self.parts.saturating_add(1);
@@ -1090,29 +1083,38 @@ impl<'h> MultipartReader<'h> {
 
     /// Parses the header block in `head`: finds the part's name and file name.
     fn parse_headers(&mut self) -> Result<(), MultipartError> {
-        let block = self.head.get(..self.head_len).unwrap_or(&[]);
-        // The header lines, without the CRLF of the last one and the blank line.
-        let region_len = if block == b"\r\n" {
-            0
+        let block = self.head.written();
+        // The header lines, without the CRLF of the last one and the blank line (`byte` calls
+        // this only on a block that ends so).
+        let region = if block == b"\r\n" {
+            &[][..]
         } else {
-            self.head_len.saturating_sub(4)
+            block
+                .strip_suffix(b"\r\n\r\n")
+                .ok_or(MultipartError::MalformedHeader)?
         };
-        let region = block.get(..region_len).unwrap_or(&[]);
         let mut disposition = None;
-        let mut start = 0;
-        while start < region_len {
-            let rest = region.get(start..).unwrap_or(&[]);
-            let line_end = rest
+        let mut rest = region;
+        while !rest.is_empty() {
+            // Where the line starts in the block, which the region begins.
+            let start = region.len().saturating_sub(rest.len());
+            let line_len = rest
                 .windows(2)
                 .position(|w| w == b"\r\n")
-                .map_or(region_len, |at| start.saturating_add(at));
-            let line = region.get(start..line_end).unwrap_or(&[]);
-            let colon = line
-                .iter()
-                .position(|&b| b == b':')
-                .ok_or(MultipartError::MalformedHeader)?;
-            let name = line.get(..colon).unwrap_or(&[]);
-            let value = line.get(colon.saturating_add(1)..).unwrap_or(&[]);
+                .unwrap_or(rest.len());
+            // A position in `rest`, or its length: the split is within it.
+            let (line, after) = rest.split_at(line_len);
+            rest = match after {
+                [b'\r', b'\n', next @ ..] => next,
+                // The last line.
+                _ => &[],
+            };
+            let mut halves = line.splitn(2, |&b| b == b':');
+            let (Some(name), Some(value)) = (halves.next(), halves.next()) else {
+                return Err(MultipartError::MalformedHeader);
+            };
+            let colon = name.len();
+            let line_end = start.saturating_add(line_len);
             if name.is_empty()
                 || !name.iter().copied().all(is_tchar)
                 || value.iter().any(|&b| b != b'\t' && b.is_ascii_control())
@@ -1133,8 +1135,6 @@ impl<'h> MultipartReader<'h> {
                     return Err(MultipartError::UnsupportedEncoding);
                 }
             }
-            // Past the region's end after its last line.
-            start = line_end.saturating_add(2);
         }
         let (value_start, value_end) = disposition.ok_or(MultipartError::MissingName)?;
         let (name, filename) = parse_disposition(block, value_start, value_end)?;
@@ -1165,7 +1165,9 @@ fn parse_disposition(
     let (mut name, mut filename) = (None, None);
     for param in Params::new(value, i) {
         let (attr, span) = param.map_err(|()| MultipartError::MalformedHeader)?;
-        let attr = value.get(attr.0..attr.1).unwrap_or(&[]);
+        let attr = value
+            .get(attr.0..attr.1)
+            .ok_or(MultipartError::MalformedHeader)?;
         let slot = if attr.eq_ignore_ascii_case(b"name") {
             &mut name
         } else if attr.eq_ignore_ascii_case(b"filename") {
@@ -1173,7 +1175,9 @@ fn parse_disposition(
         } else {
             continue;
         };
-        let text = value.get(span.0..span.1).unwrap_or(&[]);
+        let text = value
+            .get(span.0..span.1)
+            .ok_or(MultipartError::MalformedHeader)?;
         if slot.is_some() || core::str::from_utf8(text).is_err() {
             return Err(MultipartError::MalformedHeader);
         }
@@ -1183,13 +1187,6 @@ fn parse_disposition(
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "tests fail loudly"
-)]
 mod tests {
     use std::string::String;
     use std::vec::Vec;

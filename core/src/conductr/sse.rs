@@ -19,6 +19,7 @@
 use core::fmt;
 
 use crate::bundle::BundleId;
+use crate::text::{Cursor, utf8_prefix};
 
 /// The longest event type [`EventStream`] keeps (ConductR's longest,
 /// `bundleInstallationRemoved`, has 25 characters).
@@ -126,6 +127,8 @@ impl fmt::Display for SseError {
     }
 }
 
+impl core::error::Error for SseError {}
+
 /// Which field a line's value goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
@@ -153,11 +156,11 @@ enum Line {
 /// [`finish`](Self::finish) says whether it was cut inside an event. After an error, every
 /// call answers it.
 pub struct EventStream<'b> {
-    buf: &'b mut [u8],
-    data_len: usize,
+    /// The event's data.
+    data: Cursor<'b>,
     has_data: bool,
-    kind: [u8; MAX_EVENT_NAME_LEN],
-    kind_len: usize,
+    /// The event's type.
+    kind: heapless::Vec<u8, MAX_EVENT_NAME_LEN>,
     has_kind: bool,
     /// The field name's first bytes (enough to tell `data` and `event`).
     name: [u8; 5],
@@ -173,7 +176,7 @@ pub struct EventStream<'b> {
 impl fmt::Debug for EventStream<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventStream")
-            .field("capacity", &self.buf.len())
+            .field("capacity", &self.data.capacity())
             .field("line", &self.line)
             .field("error", &self.error)
             .finish()
@@ -183,7 +186,11 @@ impl fmt::Debug for EventStream<'_> {
 #[cfg(feature = "defmt")]
 impl defmt::Format for EventStream<'_> {
     fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(f, "EventStream {{ capacity: {=usize} }}", self.buf.len());
+        defmt::write!(
+            f,
+            "EventStream {{ capacity: {=usize} }}",
+            self.data.capacity()
+        );
     }
 }
 
@@ -191,11 +198,9 @@ impl<'b> EventStream<'b> {
     /// A parser whose events' data (and lines) may be up to `buf.len()` bytes long.
     pub fn new(buf: &'b mut [u8]) -> Self {
         Self {
-            buf,
-            data_len: 0,
+            data: Cursor::new(buf),
             has_data: false,
-            kind: [0; MAX_EVENT_NAME_LEN],
-            kind_len: 0,
+            kind: heapless::Vec::new(),
             has_kind: false,
             name: [0; 5],
             line: Line::Name(0),
@@ -215,22 +220,17 @@ impl<'b> EventStream<'b> {
         }
         if self.dispatched {
             self.dispatched = false;
-            self.data_len = 0;
+            self.data.clear();
             self.has_data = false;
-            self.kind_len = 0;
+            self.kind.clear();
             self.has_kind = false;
         }
-        let data = *input;
-        let mut used = 0;
-        let step = self.run(data, &mut used);
-        *input = data.get(used..).unwrap_or(&[]);
-        match step {
+        match self.run(input) {
             Ok(false) => Ok(None),
             Ok(true) => {
                 self.dispatched = true;
-                let utf8 =
-                    |bytes: Option<&[u8]>| core::str::from_utf8(bytes.unwrap_or(&[])).is_ok();
-                if !utf8(self.kind.get(..self.kind_len)) || !utf8(self.buf.get(..self.data_len)) {
+                let utf8 = |bytes: &[u8]| core::str::from_utf8(bytes).is_ok();
+                if !utf8(&self.kind) || !utf8(self.data.written()) {
                     self.error = Some(SseError::InvalidUtf8);
                     return Err(SseError::InvalidUtf8);
                 }
@@ -261,19 +261,18 @@ impl<'b> EventStream<'b> {
         if !self.has_data && !self.has_kind {
             return Item::Heartbeat;
         }
-        fn text(bytes: Option<&[u8]>) -> &str {
-            core::str::from_utf8(bytes.unwrap_or(&[])).unwrap_or("")
-        }
+        // `next` checked both: the readings are the whole texts.
         Item::Event(Event {
-            kind: EventKind::parse(text(self.kind.get(..self.kind_len))),
-            data: text(self.buf.get(..self.data_len)),
+            kind: EventKind::parse(utf8_prefix(&self.kind)),
+            data: utf8_prefix(self.data.written()),
         })
     }
 
-    /// Runs until a blank line dispatches (`true`) or `data` is used up (`false`).
-    fn run(&mut self, data: &[u8], used: &mut usize) -> Result<bool, SseError> {
-        while let Some(&b) = data.get(*used) {
-            *used = used.saturating_add(1);
+    /// Runs until a blank line dispatches (`true`) or `input` is used up (`false`), advancing
+    /// `input` past the bytes consumed.
+    fn run(&mut self, input: &mut &[u8]) -> Result<bool, SseError> {
+        while let Some((&b, rest)) = input.split_first() {
+            *input = rest;
             let after_cr = core::mem::replace(&mut self.after_cr, b == b'\r');
             if b == b'\n' && after_cr {
                 continue;
@@ -285,7 +284,7 @@ impl<'b> EventStream<'b> {
                 continue;
             }
             self.line_len = self.line_len.saturating_add(1);
-            if self.line_len > self.buf.len() {
+            if self.line_len > self.data.capacity() {
                 return Err(SseError::LineTooLong);
             }
             self.line_byte(b)?;
@@ -325,15 +324,16 @@ impl<'b> EventStream<'b> {
 
     /// The field a name of `len` bytes selects, its value buffer readied.
     fn field(&mut self, len: usize) -> Result<Target, SseError> {
-        let name = self.name.get(..len).unwrap_or(&[]);
-        Ok(if name == b"data" {
+        // Only the first bytes are kept: a longer name is neither `data` nor `event`.
+        let name = self.name.get(..len);
+        Ok(if name == Some(b"data") {
             if self.has_data {
                 self.push(Target::Data, b'\n')?;
             }
             self.has_data = true;
             Target::Data
-        } else if name == b"event" {
-            self.kind_len = 0;
+        } else if name == Some(b"event") {
+            self.kind.clear();
             self.has_kind = true;
             Target::Event
         } else {
@@ -343,22 +343,11 @@ impl<'b> EventStream<'b> {
 
     fn push(&mut self, target: Target, b: u8) -> Result<(), SseError> {
         match target {
-            Target::Data => {
-                let slot = self
-                    .buf
-                    .get_mut(self.data_len)
-                    .ok_or(SseError::EventTooLarge)?;
-                *slot = b;
-                self.data_len = self.data_len.saturating_add(1);
-            }
-            Target::Event => {
-                let slot = self
-                    .kind
-                    .get_mut(self.kind_len)
-                    .ok_or(SseError::EventNameTooLong)?;
-                *slot = b;
-                self.kind_len = self.kind_len.saturating_add(1);
-            }
+            Target::Data => self
+                .data
+                .write_bytes(&[b])
+                .map_err(|_| SseError::EventTooLarge)?,
+            Target::Event => self.kind.push(b).map_err(|_| SseError::EventNameTooLong)?,
             Target::Ignored => {}
         }
         Ok(())
@@ -381,13 +370,6 @@ impl<'b> EventStream<'b> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "tests fail loudly"
-)]
 mod tests {
     use std::format;
     use std::string::{String, ToString};

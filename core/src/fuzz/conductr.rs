@@ -3,20 +3,21 @@
 //! agree; and the framing, whose output must read back to what was framed.
 
 use core::fmt::Write as _;
+use core::num::NonZeroUsize;
 
 use sha2::{Digest as _, Sha256};
 
 use crate::bundle::{BundleId, Digest};
-use crate::conductr::bundles::{ArraySplitter, BundleInfo, RequestAnswer, SplitError};
+use crate::conductr::bundles::{ArraySplitter, BundleInfo, MAX_TAGS, RequestAnswer, SplitError};
 use crate::conductr::multipart::{
     Boundary, Event, FileName, LoadField, LoadOrder, MAX_CLOSE_LEN, MAX_PART_HEAD_LEN, Multipart,
     MultipartError, MultipartReader, Part, boundary_from_content_type, split_zip_name,
 };
 use crate::conductr::sse::{EventKind, EventStream, Item, SseError};
 use crate::conductr::{BundlePath, MAX_BUNDLE_PATH_LEN, MAX_SCALE_TARGET_LEN, ScaleTarget};
-use crate::deployer::MAX_BUNDLE_TAGS;
+use crate::deployer::BundleView;
 use crate::json;
-use crate::text::Cursor;
+use crate::text::{Cursor, len_u64};
 
 /// The element buffer of the list (a small one too, to reach `ElementTooLarge`).
 const ELEMENT: usize = 4096;
@@ -56,7 +57,8 @@ impl Cut {
     fn all(seed: u8, len: usize) -> [Self; 4] {
         let state = u32::from(seed)
             .wrapping_mul(0x9E37_79B9)
-            .wrapping_add(u32::try_from(len).unwrap_or(u32::MAX))
+            // Any bits of the length do: they only vary the seed.
+            .wrapping_add(len as u32)
             | 1;
         [
             Self::Whole,
@@ -75,7 +77,8 @@ impl Cut {
                 *state ^= *state << 13;
                 *state ^= *state >> 17;
                 *state ^= *state << 5;
-                usize::try_from(*state % 64).unwrap_or(1).saturating_add(1)
+                let [low, ..] = state.to_le_bytes();
+                usize::from(low % 64).saturating_add(1)
             }
         }
     }
@@ -93,7 +96,7 @@ impl Cut {
 }
 
 fn hash_len(hasher: &mut Sha256, len: usize) {
-    hasher.update(u64::try_from(len).unwrap_or(u64::MAX).to_le_bytes());
+    hasher.update(len_u64(len).to_le_bytes());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -177,7 +180,7 @@ fn split(body: &[u8], cut: Cut, buf: &mut [u8]) -> ListOutcome {
     }
     if result.is_ok() {
         assert!(splitter.is_done());
-        assert_eq!(splitter.offset(), u64::try_from(body.len()).unwrap_or(0));
+        assert_eq!(splitter.offset(), len_u64(body.len()));
     }
     ListOutcome {
         elements: hasher.finalize().into(),
@@ -194,9 +197,9 @@ fn check_bundle(bundle: &BundleInfo<'_>) {
     );
     assert!(!bundle.name.contains('\\'));
     assert!(!bundle.compatibility_version.contains('\\'));
-    assert!(bundle.tags.len() <= MAX_BUNDLE_TAGS);
+    assert!(bundle.tags.len() <= MAX_TAGS);
     assert!(bundle.tags.iter().all(|t| !t.contains('\\')));
-    let view = bundle.view();
+    let view = BundleView::from(bundle);
     assert_eq!(view.id, bundle.id);
     assert_eq!(view.tags, bundle.tags);
     assert!(view.is_of(&bundle.digest));
@@ -215,12 +218,10 @@ struct FormOutcome {
 }
 
 fn multipart(input: &[u8], seed: u8) {
-    let (boundary, body) = match input.iter().position(|&b| b == b'\n') {
-        Some(at) => (
-            input.get(..at).unwrap_or(&[]),
-            input.get(at.saturating_add(1)..).unwrap_or(&[]),
-        ),
-        None => (&b"b0undary"[..], input),
+    let mut lines = input.splitn(2, |&b| b == b'\n');
+    let (boundary, body) = match (lines.next(), lines.next()) {
+        (Some(boundary), Some(body)) => (boundary, body),
+        _ => (&b"b0undary"[..], input),
     };
     let Ok(default) = Boundary::new("b0undary") else {
         return;
@@ -309,7 +310,7 @@ fn read_form(boundary: Boundary<'_>, body: &[u8], cut: Cut) -> FormOutcome {
 
 /// Frames up to four pieces of the input as a load request, and reads it back.
 fn round_trip(boundary: Boundary<'_>, body: &[u8], seed: u8) {
-    let body = body.get(..FRAMED.min(body.len())).unwrap_or(&[]);
+    let (body, _) = body.split_at(FRAMED.min(body.len()));
     let mut delimiter = [0u8; 74];
     let mut cursor = Cursor::new(&mut delimiter);
     if write!(cursor, "\r\n--{boundary}").is_err() {
@@ -324,15 +325,14 @@ fn round_trip(boundary: Boundary<'_>, body: &[u8], seed: u8) {
         let n = if i.saturating_add(1) == count {
             rest.len()
         } else {
-            (usize::from(seed) ^ i.wrapping_mul(31))
-                .checked_rem(rest.len().saturating_add(1))
-                .unwrap_or(0)
+            (usize::from(seed) ^ i.wrapping_mul(31)) % NonZeroUsize::MIN.saturating_add(rest.len())
         };
         let (content, tail) = rest.split_at(n.min(rest.len()));
         *slot = content;
         rest = tail;
     }
-    let contents = contents.get(..count).unwrap_or(&[]);
+    // `count` is 1 to 4: the split is within the four.
+    let (contents, _) = contents.split_at(count.min(contents.len()));
     if contents
         .iter()
         .any(|c| c.windows(delimiter.len()).any(|w| w == delimiter))
@@ -350,7 +350,7 @@ fn round_trip(boundary: Boundary<'_>, body: &[u8], seed: u8) {
         let _ = parts.push(Part {
             name: field.name(),
             filename,
-            len: u64::try_from(content.len()).unwrap_or(u64::MAX),
+            len: len_u64(content.len()),
         });
     }
     let Ok(form) = Multipart::new(boundary, &parts) else {
@@ -363,10 +363,7 @@ fn round_trip(boundary: Boundary<'_>, body: &[u8], seed: u8) {
         assert!(out.write_bytes(content).is_ok());
     }
     assert!(form.write_close(&mut out).is_ok());
-    assert_eq!(
-        u64::try_from(out.len()).unwrap_or(u64::MAX),
-        form.content_length()
-    );
+    assert_eq!(len_u64(out.len()), form.content_length());
     let framed = out.written();
     for cut in Cut::all(seed, framed.len()) {
         let mut head = [0u8; MAX_PART_HEAD_LEN];
@@ -511,8 +508,11 @@ fn small(body: &[u8]) {
             let mut buf = [0u8; 128];
             let mut out = Cursor::new(&mut buf);
             assert!(write!(out, "{}", boundary.content_type()).is_ok());
-            let written = core::str::from_utf8(out.written()).unwrap_or("");
-            assert_eq!(boundary_from_content_type(written), Some(candidate));
+            let written = core::str::from_utf8(out.written()).ok();
+            assert_eq!(
+                written.and_then(boundary_from_content_type),
+                Some(candidate)
+            );
         }
     }
     if let Some((prefix, digest)) = split_zip_name(text) {

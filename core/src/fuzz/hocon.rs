@@ -51,8 +51,8 @@ pub fn hocon(data: &[u8]) {
     // The input's first key, as written, and each of its prefixes.
     let own = own_path(doc.as_str());
     check_path(&doc, own);
-    for (i, _) in own.match_indices('.') {
-        check_path(&doc, own.get(..i).unwrap_or(""));
+    for prefix in prefixes(own) {
+        check_path(&doc, prefix);
     }
 }
 
@@ -63,13 +63,24 @@ fn check_error(e: HoconError) {
     assert_eq!(e.line().is_some(), line.starts_with("line "));
 }
 
-/// Up to the first character that cannot be part of a key, after leading blanks and a `{`.
+/// Up to the first character that cannot be part of a key, after leading blanks and a `{`; at
+/// most 200 bytes of it.
 fn own_path(text: &str) -> &str {
     let text = text.trim_start_matches(|c: char| c.is_whitespace() || c == '{');
     let end = text
         .find(|c: char| c.is_whitespace() || "=:{[,#\"".contains(c))
         .unwrap_or(text.len());
-    text.get(..end.min(200)).unwrap_or("")
+    let (key, _) = text.split_at(end);
+    let mut end = key.len().min(200);
+    while !key.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    key.split_at(end).0
+}
+
+/// The proper prefixes of a path that end before one of its dots.
+fn prefixes(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('.').map(|(i, _)| path.split_at(i).0)
 }
 
 fn check_path(doc: &Document<'_>, path: &str) {
@@ -98,8 +109,8 @@ fn check_path(doc: &Document<'_>, path: &str) {
     }
     // Whatever a path holds, every proper prefix of it holds an object.
     if value.is_some() {
-        for (i, _) in path.match_indices('.') {
-            assert_eq!(doc.get(path.get(..i).unwrap_or("")), Some(Value::Object));
+        for prefix in prefixes(path) {
+            assert_eq!(doc.get(prefix), Some(Value::Object));
         }
     }
     // Nothing is below a value that is not an object.

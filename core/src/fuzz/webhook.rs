@@ -6,12 +6,10 @@ use crate::webhook::{BodyLimit, MAX_BODY_LIMIT, Notification, Target, parse_body
 /// Input layout: the request target up to the first `\n`, then the body. Without a `\n`, the
 /// whole input is tried as both.
 pub fn webhook(data: &[u8]) {
-    let (target, body) = match data.iter().position(|&b| b == b'\n') {
-        Some(at) => (
-            data.get(..at).unwrap_or(&[]),
-            data.get(at.saturating_add(1)..).unwrap_or(&[]),
-        ),
-        None => (data, data),
+    let mut lines = data.splitn(2, |&b| b == b'\n');
+    let (target, body) = match (lines.next(), lines.next()) {
+        (Some(target), Some(body)) => (target, body),
+        _ => (data, data),
     };
     if let Ok(target) = core::str::from_utf8(target)
         && let Ok(parsed) = Target::parse(target)

@@ -150,12 +150,6 @@ impl Chunked {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "tests fail loudly"
-)]
 mod tests {
     use std::vec::Vec;
 

@@ -10,7 +10,7 @@ use super::{
     MAX_INTERIM_RESPONSES, Method, is_host,
 };
 use crate::agent::{Connector, Time, TimedOut, with_deadline};
-use crate::text::{Cursor, InlineStr, is_tchar};
+use crate::text::{Cursor, InlineStr, is_tchar, len_u64, min_len};
 use crate::time::{Duration, Instant};
 
 /// The head of a response, as [`Client::response`] read it.
@@ -68,10 +68,7 @@ pub struct ResponseHead {
 pub struct Client<'b, C: Connector, T: Time> {
     connector: &'b C,
     time: &'b T,
-    buf: &'b mut [u8],
-    /// The buffered, unread bytes are `buf[start..end]`.
-    start: usize,
-    end: usize,
+    buffer: Buffer<'b>,
     timeout: Duration,
     idle_limit: Duration,
     conn: Option<Kept<C::Connection>>,
@@ -116,14 +113,102 @@ enum Sink<'o> {
     /// Into the caller's buffer.
     Copy(&'o mut [u8]),
     /// Nowhere, at most this many.
-    Skip(usize),
+    Skip(u64),
 }
 
 impl Sink<'_> {
-    fn room(&self) -> usize {
+    fn room(&self) -> u64 {
         match self {
-            Self::Copy(out) => out.len(),
+            Self::Copy(out) => len_u64(out.len()),
             Self::Skip(n) => *n,
+        }
+    }
+}
+
+/// The client's buffer: the bytes read from the connection since the last
+/// [`clear`](Self::clear), of which those from `start` on are not used yet.
+///
+/// Its methods keep `start ≤ end ≤ buf.len()`, checking every count that comes from outside
+/// (a read, a parser), so that its views cannot fail.
+struct Buffer<'b> {
+    buf: &'b mut [u8],
+    start: usize,
+    end: usize,
+}
+
+impl<'b> Buffer<'b> {
+    fn new(buf: &'b mut [u8]) -> Self {
+        Self {
+            buf,
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Forgets every byte read.
+    fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// The whole buffer, to write a request head in: forgets every byte read.
+    fn scratch(&mut self) -> &mut [u8] {
+        self.clear();
+        self.buf
+    }
+
+    /// Whether every byte read was used.
+    fn is_drained(&self) -> bool {
+        self.start >= self.end
+    }
+
+    /// The bytes read and not used yet.
+    fn unread(&self) -> &[u8] {
+        // The clamps spell out the invariant: they change nothing.
+        let (filled, _) = self.buf.split_at(self.end.min(self.buf.len()));
+        filled.split_at(self.start.min(filled.len())).1
+    }
+
+    /// The room after the bytes read, for the next read.
+    fn spare(&mut self) -> &mut [u8] {
+        let end = self.end.min(self.buf.len());
+        self.buf.split_at_mut(end).1
+    }
+
+    /// Counts `n` more bytes read into [`spare`](Self::spare), and answers them; a count past
+    /// the room is a read that failed.
+    fn commit(&mut self, n: usize) -> Result<&[u8], HttpError> {
+        let start = self.end;
+        let end = start.checked_add(n).ok_or(HttpError::Io)?;
+        let read = self.buf.get(start..end).ok_or(HttpError::Io)?;
+        self.end = end;
+        Ok(read)
+    }
+
+    /// Marks the first `n` unread bytes used; a count past them (which neither the head
+    /// parser nor the chunk framing answers) is refused.
+    fn consume(&mut self, n: usize) -> Result<(), HttpError> {
+        self.start = self
+            .start
+            .checked_add(n)
+            .filter(|&start| start <= self.end)
+            .ok_or(HttpError::Malformed)?;
+        Ok(())
+    }
+
+    /// Moves the unread bytes to the front.
+    fn compact(&mut self) {
+        if self.is_drained() {
+            self.clear();
+        } else if self.start > 0 && self.end <= self.buf.len() {
+            // `0 < start < end ≤ len`: the range is within the buffer.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end = self.end.saturating_sub(self.start);
+            self.start = 0;
         }
     }
 }
@@ -140,7 +225,7 @@ struct Parsed {
 impl<C: Connector, T: Time> fmt::Debug for Client<'_, C, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("capacity", &self.buf.len())
+            .field("capacity", &self.buffer.capacity())
             .field("timeout", &self.timeout)
             .field("connected", &self.conn.is_some())
             .field("state", &self.state)
@@ -154,7 +239,7 @@ impl<C: Connector, T: Time> defmt::Format for Client<'_, C, T> {
         defmt::write!(
             f,
             "Client {{ capacity: {=usize}, connected: {=bool} }}",
-            self.buf.len(),
+            self.buffer.capacity(),
             self.conn.is_some()
         );
     }
@@ -167,9 +252,7 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
         Self {
             connector,
             time,
-            buf,
-            start: 0,
-            end: 0,
+            buffer: Buffer::new(buf),
             timeout,
             idle_limit: DEFAULT_IDLE_LIMIT,
             conn: None,
@@ -237,8 +320,7 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
             self.conn = None;
             self.state = State::Idle;
         }
-        self.start = 0;
-        self.end = 0;
+        self.buffer.clear();
         let host = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
@@ -247,8 +329,8 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
             return Err(HttpError::InvalidRequest);
         }
         let key = InlineStr::new(host).map_err(|_| HttpError::InvalidRequest)?;
-        let len = write_head(
-            self.buf,
+        let head = write_head(
+            self.buffer.scratch(),
             method,
             host,
             port,
@@ -267,17 +349,8 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
         if !reuse {
             self.conn = None;
             let deadline = now.saturating_add(self.timeout);
-            let stream = match with_deadline(
-                self.time,
-                deadline,
-                self.connector.connect(host, port),
-            )
-            .await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(_)) => return Err(HttpError::Connect),
-                Err(TimedOut) => return Err(HttpError::TimedOut),
-            };
+            let stream =
+                with_deadline(self.time, deadline, self.connector.connect(host, port)).await??;
             self.conn = Some(Kept {
                 stream,
                 host: key,
@@ -288,7 +361,6 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
         let Some(kept) = self.conn.as_mut() else {
             return Err(HttpError::Sequence);
         };
-        let head = self.buf.get(..len).unwrap_or(&[]);
         if let Err(e) = send(self.time, self.timeout, &mut kept.stream, head).await {
             self.conn = None;
             return Err(e);
@@ -306,7 +378,7 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
         let State::Sending { left, head_request } = self.state else {
             return Err(HttpError::Sequence);
         };
-        let n = to_u64(bytes.len());
+        let n = len_u64(bytes.len());
         if n > left {
             self.fail();
             return Err(HttpError::BodyTooLong);
@@ -371,6 +443,15 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
         }
     }
 
+    /// [`read`](Self::read), answering the bytes read: the front of `out`, empty at the end of
+    /// the body.
+    pub async fn read_chunk<'o>(&mut self, out: &'o mut [u8]) -> Result<&'o [u8], HttpError> {
+        let n = self.read(out).await?;
+        // `read` counts the bytes it put at the front of `out`: a count past it would be a
+        // read that failed.
+        out.get(..n).ok_or(HttpError::Io)
+    }
+
     /// Ends the exchange so that the next [`begin`](Self::begin) may reuse the connection: reads
     /// and drops the rest of the body if the connection is to be kept and at most
     /// [`DISCARD_LIMIT`] body bytes remain (chunk framing is not counted), else closes the
@@ -401,9 +482,8 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
                 return Ok(());
             }
             self.state = State::Failed;
-            let room = usize::try_from(budget).unwrap_or(usize::MAX);
-            match self.read_body(body, keep_alive, Sink::Skip(room)).await {
-                Ok(n) => budget = budget.saturating_sub(to_u64(n)),
+            match self.read_body(body, keep_alive, Sink::Skip(budget)).await {
+                Ok(n) => budget = budget.saturating_sub(len_u64(n)),
                 Err(e) => {
                     self.fail();
                     return Err(e);
@@ -434,8 +514,7 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
     /// [`begin`](Self::begin) follows.
     pub fn close(&mut self) {
         self.conn = None;
-        self.start = 0;
-        self.end = 0;
+        self.buffer.clear();
         if self.state != State::Idle {
             self.state = State::Failed;
         }
@@ -450,9 +529,8 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
     /// The end of a body: the connection is kept if the server allows it and nothing follows
     /// the body, else closed.
     fn finish(&mut self, keep_alive: bool) {
-        let clean = self.start >= self.end;
-        self.start = 0;
-        self.end = 0;
+        let clean = self.buffer.is_drained();
+        self.buffer.clear();
         self.state = State::Idle;
         match self.conn.as_mut() {
             Some(kept) if keep_alive && clean => kept.idle_since = self.time.now().instant,
@@ -460,30 +538,20 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
         }
     }
 
-    /// Moves the buffered bytes to the front of the buffer.
-    fn compact(&mut self) {
-        if self.start >= self.end {
-            self.start = 0;
-            self.end = 0;
-        } else if self.start > 0 && self.end <= self.buf.len() {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end = self.end.saturating_sub(self.start);
-            self.start = 0;
-        }
-    }
-
-    /// Reads more bytes into the buffer after those it holds; 0 at the connection's end.
-    async fn fill(&mut self) -> Result<usize, HttpError> {
+    /// Reads more bytes into the buffer after those it holds, and answers them: none at the
+    /// connection's end.
+    async fn fill(&mut self) -> Result<&[u8], HttpError> {
         let Some(kept) = self.conn.as_mut() else {
             return Err(HttpError::Sequence);
         };
-        let space = match self.buf.get_mut(self.end..) {
-            Some(space) if !space.is_empty() => space,
-            _ => return Err(HttpError::HeadTooLarge),
-        };
-        let n = receive(self.time, self.timeout, &mut kept.stream, space).await?;
-        self.end = self.end.saturating_add(n);
-        Ok(n)
+        let space = self.buffer.spare();
+        if space.is_empty() {
+            return Err(HttpError::HeadTooLarge);
+        }
+        let n = receive(self.time, self.timeout, &mut kept.stream, space)
+            .await?
+            .len();
+        self.buffer.commit(n)
     }
 
     /// Flushes the request, reads response heads until a final one, and sets up its body.
@@ -492,28 +560,23 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
             return Err(HttpError::Sequence);
         };
         flush(self.time, self.timeout, &mut kept.stream).await?;
-        self.start = 0;
-        self.end = 0;
+        self.buffer.clear();
         let mut interim = 0u8;
         loop {
-            self.compact();
+            self.buffer.compact();
             // httparse starts over on every attempt: attempt only when a line may have ended.
             let mut attempt = true;
             let (len, parsed) = loop {
-                if attempt && let Some(done) = parse_head(self.buf.get(..self.end).unwrap_or(&[]))?
-                {
+                if attempt && let Some(done) = parse_head(self.buffer.unread())? {
                     break done;
                 }
-                let before = self.end;
-                if self.fill().await? == 0 {
+                let new = self.fill().await?;
+                if new.is_empty() {
                     return Err(HttpError::Io);
                 }
-                attempt = self
-                    .buf
-                    .get(before..self.end)
-                    .is_some_and(|new| new.contains(&b'\n'));
+                attempt = new.contains(&b'\n');
             };
-            self.start = len;
+            self.buffer.consume(len)?;
             if parsed.status >= 200 {
                 return Ok(self.start_body(&parsed, head_request));
             }
@@ -565,16 +628,14 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
                 Body::Length(left) | Body::Chunked(Chunked::Data(left)) => break left,
                 Body::UntilClose => break u64::MAX,
                 Body::Chunked(mut framing) => {
-                    if self.start >= self.end {
-                        self.start = 0;
-                        self.end = 0;
-                        if self.fill().await? == 0 {
+                    if self.buffer.is_drained() {
+                        self.buffer.clear();
+                        if self.fill().await?.is_empty() {
                             return Err(HttpError::Io);
                         }
                     }
-                    let window = self.buf.get(self.start..self.end).unwrap_or(&[]);
-                    let used = framing.framing(window)?;
-                    self.start = self.start.saturating_add(used);
+                    let used = framing.framing(self.buffer.unread())?;
+                    self.buffer.consume(used)?;
                     body = Body::Chunked(framing);
                 }
             }
@@ -590,16 +651,15 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
             return Err(HttpError::Io);
         }
         body = match body {
-            Body::Length(left) => Body::Length(left.saturating_sub(to_u64(n))),
+            Body::Length(left) => Body::Length(left.saturating_sub(len_u64(n))),
             Body::Chunked(chunk) => {
                 // The framing after the data may already be here: a body whose end is in hand
                 // gives the connection back now, for a caller that stops at the last byte.
-                let mut next = chunk.took(to_u64(n));
+                let mut next = chunk.took(len_u64(n));
                 let mut probe = next;
-                let window = self.buf.get(self.start..self.end).unwrap_or(&[]);
-                if let Ok(used) = probe.framing(window) {
+                if let Ok(used) = probe.framing(self.buffer.unread()) {
                     next = probe;
-                    self.start = self.start.saturating_add(used);
+                    self.buffer.consume(used)?;
                 }
                 Body::Chunked(next)
             }
@@ -616,32 +676,31 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
     /// connection gives (straight into the caller's buffer when it is one); 0 at the
     /// connection's end.
     async fn take(&mut self, limit: u64, sink: &mut Sink<'_>) -> Result<usize, HttpError> {
-        let cap = usize::try_from(limit)
-            .unwrap_or(usize::MAX)
-            .min(sink.room());
-        if self.start >= self.end {
-            self.start = 0;
-            self.end = 0;
+        let cap = limit.min(sink.room());
+        if self.buffer.is_drained() {
+            self.buffer.clear();
             if let Sink::Copy(out) = sink {
                 let Some(kept) = self.conn.as_mut() else {
                     return Err(HttpError::Sequence);
                 };
-                let out = out.get_mut(..cap).unwrap_or(&mut []);
-                return receive(self.time, self.timeout, &mut kept.stream, out).await;
+                // At most the length of `out`: the split is within it.
+                let (out, _) = out.split_at_mut(min_len(cap, out.len()));
+                let read = receive(self.time, self.timeout, &mut kept.stream, out).await?;
+                return Ok(read.len());
             }
-            if self.fill().await? == 0 {
+            if self.fill().await?.is_empty() {
                 return Ok(0);
             }
         }
-        let window = self.buf.get(self.start..self.end).unwrap_or(&[]);
-        let n = cap.min(window.len());
+        let window = self.buffer.unread();
+        let n = min_len(cap, window.len());
         if let Sink::Copy(out) = sink {
             let (Some(dst), Some(src)) = (out.get_mut(..n), window.get(..n)) else {
                 return Err(HttpError::Sequence);
             };
             dst.copy_from_slice(src);
         }
-        self.start = self.start.saturating_add(n);
+        self.buffer.consume(n)?;
         Ok(n)
     }
 }
@@ -650,24 +709,27 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
 // Heads
 // ---------------------------------------------------------------------------------------------
 
-/// Writes a request head into `buf`; returns its length.
-fn write_head(
-    buf: &mut [u8],
+/// Writes a request head into `buf`; answers it.
+fn write_head<'h>(
+    buf: &'h mut [u8],
     method: Method,
     host: &str,
     port: u16,
     target: &dyn fmt::Display,
     headers: &[(&str, &str)],
     content_length: Option<u64>,
-) -> Result<usize, HttpError> {
+) -> Result<&'h [u8], HttpError> {
     const FRAMING: [&str; 4] = ["host", "connection", "content-length", "transfer-encoding"];
     let mut out = Cursor::new(buf);
     let full = |_| HttpError::HeadTooLarge;
     write!(out, "{method} ").map_err(full)?;
-    let target_start = out.len();
-    write!(out, "{target}").map_err(full)?;
-    let written = out.written().get(target_start..).unwrap_or(&[]);
-    if written.is_empty() || !written.iter().all(u8::is_ascii_graphic) {
+    let mut checked = Target {
+        out: &mut out,
+        len: 0,
+        visible: true,
+    };
+    write!(checked, "{target}").map_err(full)?;
+    if checked.len == 0 || !checked.visible {
         return Err(HttpError::InvalidRequest);
     }
     if host.contains(':') {
@@ -692,7 +754,23 @@ fn write_head(
         write!(out, "Content-Length: {n}\r\n").map_err(full)?;
     }
     out.write_str("\r\n").map_err(full)?;
-    Ok(out.len())
+    Ok(out.into_written())
+}
+
+/// Writes a request target through to the head, checking it as it passes: not empty, and
+/// visible ASCII only.
+struct Target<'c, 'b> {
+    out: &'c mut Cursor<'b>,
+    len: usize,
+    visible: bool,
+}
+
+impl fmt::Write for Target<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.len = self.len.saturating_add(s.len());
+        self.visible &= s.bytes().all(|b| b.is_ascii_graphic());
+        self.out.write_str(s)
+    }
 }
 
 /// Parses a response head at the start of `bytes`: `None` while it is incomplete, else its
@@ -777,10 +855,6 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     })
 }
 
-fn to_u64(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
-}
-
 // ---------------------------------------------------------------------------------------------
 // I/O under deadlines
 // ---------------------------------------------------------------------------------------------
@@ -819,39 +893,32 @@ async fn flush<T: Time, S: Write>(
     }
 }
 
-/// One read into `out` (not empty), under a deadline; 0 at the connection's end.
-async fn receive<T: Time, S: Read>(
+/// One read into `out` (not empty), under a deadline: the bytes read, none at the
+/// connection's end. A stream that claims more bytes than it was given has failed.
+async fn receive<'o, T: Time, S: Read>(
     time: &T,
     timeout: Duration,
     stream: &mut S,
-    out: &mut [u8],
-) -> Result<usize, HttpError> {
-    let room = out.len();
+    out: &'o mut [u8],
+) -> Result<&'o [u8], HttpError> {
     match with_deadline(time, deadline(time, timeout), stream.read(out)).await {
-        Ok(Ok(n)) if n <= room => Ok(n),
-        Ok(_) => Err(HttpError::Io),
+        Ok(Ok(n)) => out.get(..n).ok_or(HttpError::Io),
+        Ok(Err(_)) => Err(HttpError::Io),
         Err(TimedOut) => Err(HttpError::TimedOut),
     }
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "tests fail loudly"
-)]
 mod tests {
     use std::format;
     use std::string::String;
     use std::vec::Vec;
 
-    use super::super::testing::{FakeTime, Script, Scripted, block_on};
+    use super::super::testing::{Fixture, Script};
     use super::*;
 
     const HOST: &str = "127.0.0.1";
     const PORT: u16 = 9005;
-    const TIMEOUT: Duration = Duration::from_secs(5);
     const GET_BUNDLES: &str =
         "GET /v2/bundles HTTP/1.1\r\nHost: 127.0.0.1:9005\r\nConnection: keep-alive\r\n\r\n";
 
@@ -872,13 +939,9 @@ mod tests {
 
     /// GETs `/v2/bundles` from a connection answering `response`: the head and the body.
     fn get_one(response: &[u8]) -> Result<(ResponseHead, Vec<u8>), HttpError> {
-        let connector = Scripted::new([Script::new().bytes(response)]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        Fixture::new([Script::new().bytes(response)]).run(async |client| {
             let head = client.get(HOST, PORT, "/v2/bundles", &[]).await?;
-            Ok((head, body(&mut client, 64).await?))
+            Ok((head, body(client, 64).await?))
         })
     }
 
@@ -888,11 +951,8 @@ mod tests {
 
     #[test]
     fn test_request_head_bytes() {
-        let connector = Scripted::new([Script::new().bytes(b"HTTP/1.1 204 No Content\r\n\r\n")]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        let fixture = Fixture::new([Script::new().bytes(b"HTTP/1.1 204 No Content\r\n\r\n")]);
+        fixture.run(async |client| {
             let headers = [
                 ("Content-Type", "multipart/form-data; boundary=b"),
                 ("X-A", "1\t2"),
@@ -907,30 +967,28 @@ mod tests {
             assert_eq!(client.response().await.unwrap().status, 204);
         });
         assert_eq!(
-            connector.written(0),
+            fixture.connector.written(0),
             "POST /v2/bundles HTTP/1.1\r\nHost: 127.0.0.1:9005\r\nConnection: keep-alive\r\n\
              Content-Type: multipart/form-data; boundary=b\r\nX-A: 1\t2\r\n\
              Content-Length: 7\r\n\r\nabcdefg"
         );
-        assert_eq!(connector.peer(0), (String::from(HOST), PORT));
+        assert_eq!(fixture.connector.peer(0), (String::from(HOST), PORT));
     }
 
     #[test]
     fn test_request_host_header_forms() {
         let ok = b"HTTP/1.1 204 No Content\r\n\r\n";
-        let connector = Scripted::new([
+        let fixture = Fixture::new([
             Script::new().bytes(ok),
             Script::new().bytes(ok),
             Script::new().bytes(ok),
         ]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             client.get("::1", 80, "/", &[]).await.unwrap();
             client.get("[fe80::1]", 8080, "/", &[]).await.unwrap();
             client.get("repo.example", 80, "*", &[]).await.unwrap();
         });
+        let connector = &fixture.connector;
         assert!(connector.written(0).contains("\r\nHost: [::1]\r\n"));
         assert_eq!(connector.peer(0).0, "::1");
         assert!(
@@ -948,10 +1006,7 @@ mod tests {
 
     #[test]
     fn test_reject_invalid_requests_before_connecting() {
-        let connector = Scripted::new([]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
+        let fixture = Fixture::new([]);
         let bad_headers: [&[(&str, &str)]; 6] = [
             &[("X-A", "1\r\nX-B: 2")],
             &[("X A", "1")],
@@ -960,7 +1015,7 @@ mod tests {
             &[("Transfer-Encoding", "chunked")],
             &[("Host", "elsewhere")],
         ];
-        block_on(async {
+        fixture.run(async |client| {
             for headers in bad_headers {
                 let result = client.get(HOST, PORT, "/", headers).await;
                 assert_eq!(result, Err(HttpError::InvalidRequest), "{headers:?}");
@@ -974,28 +1029,22 @@ mod tests {
                 assert_eq!(result, Err(HttpError::InvalidRequest), "{host:?}");
             }
         });
-        assert_eq!(connector.connects(), 0);
+        assert_eq!(fixture.connector.connects(), 0);
     }
 
     #[test]
     fn test_reject_request_head_over_buffer() {
-        let connector = Scripted::new([Script::new()]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 64];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
+        let fixture = Fixture::new([Script::new()]).buffer(64);
         let target = format!("/{}", "x".repeat(64));
-        let result = block_on(client.get(HOST, PORT, &target, &[]));
+        let result = fixture.run(async |client| client.get(HOST, PORT, &target, &[]).await);
         assert_eq!(result, Err(HttpError::HeadTooLarge));
-        assert_eq!(connector.connects(), 0);
+        assert_eq!(fixture.connector.connects(), 0);
     }
 
     #[test]
     fn test_reject_body_over_content_length() {
-        let connector = Scripted::new([Script::new()]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        let fixture = Fixture::new([Script::new()]);
+        fixture.run(async |client| {
             client
                 .begin(Method::Put, HOST, PORT, "/x", &[], Some(3))
                 .await
@@ -1007,16 +1056,12 @@ mod tests {
             assert_eq!(client.response().await, Err(HttpError::Sequence));
         });
         // Nothing of the refused write went out.
-        assert!(connector.written(0).ends_with("\r\n\r\nab"));
+        assert!(fixture.connector.written(0).ends_with("\r\n\r\nab"));
     }
 
     #[test]
     fn test_reject_response_before_whole_body() {
-        let connector = Scripted::new([Script::new(), Script::new()]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        Fixture::new([Script::new(), Script::new()]).run(async |client| {
             client
                 .begin(Method::Post, HOST, PORT, "/x", &[], Some(3))
                 .await
@@ -1035,11 +1080,7 @@ mod tests {
 
     #[test]
     fn test_calls_out_of_order() {
-        let connector = Scripted::new([Script::new().reset()]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        Fixture::new([Script::new().reset()]).run(async |client| {
             assert_eq!(client.write(b"x").await, Err(HttpError::Sequence));
             assert_eq!(client.response().await, Err(HttpError::Sequence));
             // No exchange: no body.
@@ -1054,11 +1095,7 @@ mod tests {
 
     #[test]
     fn test_connect_refused_and_broken_pipe() {
-        let connector = Scripted::new([Script::new().broken()]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        Fixture::new([Script::new().broken()]).run(async |client| {
             assert_eq!(client.get(HOST, PORT, "/", &[]).await, Err(HttpError::Io));
             assert!(!client.is_connected());
             // No script left: the connector refuses.
@@ -1101,17 +1138,14 @@ mod tests {
 
     #[test]
     fn test_body_until_close() {
-        let connector = Scripted::new([Script::new()
+        let fixture = Fixture::new([Script::new()
             .bytes(b"HTTP/1.1 200 OK\r\n\r\nall ")
             .bytes(b"until the end")]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             let head = client.get(HOST, PORT, "/", &[]).await.unwrap();
             assert!(!head.keep_alive);
             assert_eq!(head.content_length, None);
-            assert_eq!(body(&mut client, 5).await.unwrap(), b"all until the end");
+            assert_eq!(body(client, 5).await.unwrap(), b"all until the end");
             assert!(!client.is_connected());
         });
     }
@@ -1125,23 +1159,21 @@ mod tests {
         // Every way of cutting the answers, and of reading the bodies, gives the same.
         for max_read in 1..=9 {
             for step in 1..=5 {
-                let connector = Scripted::new([Script::new()
+                let fixture = Fixture::new([Script::new()
                     .bytes(response)
                     .bytes(second)
-                    .max_read(max_read)]);
-                let time = FakeTime::default();
-                let mut buf = [0u8; 128];
-                let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-                block_on(async {
+                    .max_read(max_read)])
+                .buffer(128);
+                fixture.run(async |client| {
                     let head = client.get(HOST, PORT, "/", &[]).await.unwrap();
                     assert_eq!(head.content_type.as_str(), "text/plain");
-                    assert_eq!(body(&mut client, step).await.unwrap(), b"abcde");
+                    assert_eq!(body(client, step).await.unwrap(), b"abcde");
                     assert!(client.is_connected());
                     client.get(HOST, PORT, "/", &[]).await.unwrap();
-                    assert_eq!(body(&mut client, step).await.unwrap(), b"fghi");
+                    assert_eq!(body(client, step).await.unwrap(), b"fghi");
                     assert!(client.is_connected());
                 });
-                assert_eq!(connector.connects(), 1);
+                assert_eq!(fixture.connector.connects(), 1);
             }
         }
     }
@@ -1169,15 +1201,12 @@ mod tests {
 
     #[test]
     fn test_no_body_for_head_204_304() {
-        let connector = Scripted::new([Script::new()
+        let fixture = Fixture::new([Script::new()
             .bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
             .bytes(b"HTTP/1.1 204 No Content\r\n\r\n")
             .bytes(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n")
             .bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             client
                 .begin(Method::Head, HOST, PORT, "/big", &[], None)
                 .await
@@ -1191,13 +1220,18 @@ mod tests {
                 assert_eq!(client.read(&mut [0u8; 16]).await, Ok(0));
             }
         });
-        assert_eq!(connector.connects(), 1);
-        assert!(connector.written(0).starts_with("HEAD /big HTTP/1.1\r\n"));
+        assert_eq!(fixture.connector.connects(), 1);
+        assert!(
+            fixture
+                .connector
+                .written(0)
+                .starts_with("HEAD /big HTTP/1.1\r\n")
+        );
     }
 
     #[test]
     fn test_body_breaks_off() {
-        let connector = Scripted::new([
+        let fixture = Fixture::new([
             Script::new().bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123"),
             Script::new()
                 .bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
@@ -1205,13 +1239,10 @@ mod tests {
             Script::new().bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde"),
             Script::new().bytes(b"HTTP/1.1 200 OK\r\nContent-"),
         ]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             for _ in 0..3 {
                 client.get(HOST, PORT, "/", &[]).await.unwrap();
-                assert_eq!(body(&mut client, 64).await, Err(HttpError::Io));
+                assert_eq!(body(client, 64).await, Err(HttpError::Io));
                 assert!(!client.is_connected());
             }
             assert_eq!(client.get(HOST, PORT, "/", &[]).await, Err(HttpError::Io));
@@ -1224,16 +1255,13 @@ mod tests {
 
     #[test]
     fn test_keep_alive_reuses_connection() {
-        let connector = Scripted::new([Script::new()
+        let fixture = Fixture::new([Script::new()
             .bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             .bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
             .bytes(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n!")]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             client.get(HOST, PORT, "/v2/bundles", &[]).await.unwrap();
-            assert_eq!(body(&mut client, 64).await.unwrap(), b"ok");
+            assert_eq!(body(client, 64).await.unwrap(), b"ok");
             // Reading exactly the body (not asking for the end) gives the connection back too.
             client.get(HOST, PORT, "/v2/bundles", &[]).await.unwrap();
             let mut two = [0u8; 2];
@@ -1241,33 +1269,30 @@ mod tests {
             assert!(client.is_connected());
             let head = client.get(HOST, PORT, "/v2/bundles", &[]).await.unwrap();
             assert!(head.keep_alive);
-            assert_eq!(body(&mut client, 64).await.unwrap(), b"!");
+            assert_eq!(body(client, 64).await.unwrap(), b"!");
         });
-        assert_eq!(connector.connects(), 1);
-        assert_eq!(connector.written(0), GET_BUNDLES.repeat(3));
+        assert_eq!(fixture.connector.connects(), 1);
+        assert_eq!(fixture.connector.written(0), GET_BUNDLES.repeat(3));
     }
 
     #[test]
     fn test_discard_keeps_connection() {
-        let connector = Scripted::new([Script::new()
+        let fixture = Fixture::new([Script::new()
             .bytes(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot ")
             .bytes(b"found")
             .bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
             .bytes(b"0\r\n\r\n")
             .bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             assert_eq!(client.get(HOST, PORT, "/", &[]).await.unwrap().status, 404);
             client.discard().await.unwrap();
             client.get(HOST, PORT, "/", &[]).await.unwrap();
             client.discard().await.unwrap();
             assert!(client.is_connected());
             client.get(HOST, PORT, "/", &[]).await.unwrap();
-            assert_eq!(body(&mut client, 64).await.unwrap(), b"ok");
+            assert_eq!(body(client, 64).await.unwrap(), b"ok");
         });
-        assert_eq!(connector.connects(), 1);
+        assert_eq!(fixture.connector.connects(), 1);
     }
 
     #[test]
@@ -1276,15 +1301,12 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
             DISCARD_LIMIT + 1
         );
-        let connector = Scripted::new([
+        let fixture = Fixture::new([
             Script::new().bytes(long.as_bytes()),
             Script::new().bytes(b"HTTP/1.1 200 OK\r\n\r\nuntil close"),
             Script::new().bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
         ]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             for _ in 0..2 {
                 client.get(HOST, PORT, "/", &[]).await.unwrap();
                 client.discard().await.unwrap();
@@ -1292,82 +1314,74 @@ mod tests {
             }
             client.get(HOST, PORT, "/", &[]).await.unwrap();
         });
-        assert_eq!(connector.connects(), 3);
+        assert_eq!(fixture.connector.connects(), 3);
     }
 
     #[test]
     fn test_connection_close_then_new_connection() {
-        let connector = Scripted::new([
+        let fixture = Fixture::new([
             Script::new()
                 .bytes(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\na"),
             Script::new().bytes(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nb"),
             Script::new().bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nc"),
         ]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             for expected in [b"a", b"b", b"c"] {
                 let head = client.get(HOST, PORT, "/v2/bundles", &[]).await.unwrap();
                 assert_eq!(head.keep_alive, expected == b"c");
-                assert_eq!(body(&mut client, 64).await.unwrap(), expected);
+                assert_eq!(body(client, 64).await.unwrap(), expected);
             }
         });
-        assert_eq!(connector.connects(), 3);
+        assert_eq!(fixture.connector.connects(), 3);
         for i in 0..3 {
-            assert_eq!(connector.written(i), GET_BUNDLES);
+            assert_eq!(fixture.connector.written(i), GET_BUNDLES);
         }
     }
 
     #[test]
     fn test_new_connection_for_other_peer_unfinished_body_or_idle() {
         let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-        let connector = Scripted::new([
+        let fixture = Fixture::new([
             Script::new().bytes(ok),
             Script::new().bytes(ok),
             Script::new().bytes(ok).bytes(ok),
             Script::new().bytes(ok),
         ]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        let time = &fixture.time;
+        fixture.run(async |client| {
             client.get(HOST, PORT, "/", &[]).await.unwrap();
-            body(&mut client, 64).await.unwrap();
+            body(client, 64).await.unwrap();
             // Another port.
             client.get(HOST, 9006, "/", &[]).await.unwrap();
             // Its body left unread.
             client.get(HOST, 9006, "/", &[]).await.unwrap();
-            body(&mut client, 64).await.unwrap();
+            body(client, 64).await.unwrap();
             // Idle for exactly the limit: reused.
             time.advance(DEFAULT_IDLE_LIMIT.as_millis());
             client.get(HOST, 9006, "/", &[]).await.unwrap();
-            body(&mut client, 64).await.unwrap();
+            body(client, 64).await.unwrap();
             // Idle for longer: a new one.
             time.advance(DEFAULT_IDLE_LIMIT.as_millis() + 1);
             client.get(HOST, 9006, "/", &[]).await.unwrap();
-            body(&mut client, 64).await.unwrap();
+            body(client, 64).await.unwrap();
         });
-        assert_eq!(connector.connects(), 4);
-        assert_eq!(connector.peer(1), (String::from(HOST), 9006));
+        assert_eq!(fixture.connector.connects(), 4);
+        assert_eq!(fixture.connector.peer(1), (String::from(HOST), 9006));
     }
 
     #[test]
     fn test_bytes_after_body_close_connection() {
-        let connector = Scripted::new([
+        let fixture = Fixture::new([
             Script::new().bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"),
             Script::new().bytes(b"HTTP/1.1 204 No Content\r\n\r\n"),
         ]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        block_on(async {
+        fixture.run(async |client| {
             client.get(HOST, PORT, "/", &[]).await.unwrap();
-            assert_eq!(body(&mut client, 64).await.unwrap(), b"ok");
+            assert_eq!(body(client, 64).await.unwrap(), b"ok");
             assert!(!client.is_connected());
             client.get(HOST, PORT, "/", &[]).await.unwrap();
         });
-        assert_eq!(connector.connects(), 2);
+        assert_eq!(fixture.connector.connects(), 2);
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1376,16 +1390,14 @@ mod tests {
 
     #[test]
     fn test_read_that_never_completes_times_out() {
-        let connector = Scripted::new([
+        let fixture = Fixture::new([
             Script::new().stall(),
             Script::new()
                 .bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab")
                 .stall(),
-        ]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, Duration::ZERO);
-        block_on(async {
+        ])
+        .timeout(Duration::ZERO);
+        fixture.run(async |client| {
             assert_eq!(
                 client.get(HOST, PORT, "/", &[]).await,
                 Err(HttpError::TimedOut)
@@ -1402,11 +1414,9 @@ mod tests {
 
     #[test]
     fn test_connect_and_write_that_never_complete_time_out() {
-        let connector = Scripted::new([Script::new().stuck()]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 512];
-        let mut client = Client::new(&connector, &time, &mut buf, Duration::ZERO);
-        block_on(async {
+        let fixture = Fixture::new([Script::new().stuck()]).timeout(Duration::ZERO);
+        let connector = &fixture.connector;
+        fixture.run(async |client| {
             assert_eq!(
                 client.get(HOST, PORT, "/", &[]).await,
                 Err(HttpError::TimedOut)
@@ -1425,23 +1435,23 @@ mod tests {
         let mut response = Vec::from(&b"HTTP/1.1 200 OK\r\nX-Long: "[..]);
         response.resize(200, b'x');
         response.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
-        let connector = Scripted::new([Script::new().bytes(&response)]);
-        let time = FakeTime::default();
-        let mut buf = [0u8; 128];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        let result = block_on(client.get(HOST, PORT, "/", &[]));
+        let (result, connected) = Fixture::new([Script::new().bytes(&response)])
+            .buffer(128)
+            .run(async |client| {
+                let result = client.get(HOST, PORT, "/", &[]).await;
+                (result, client.is_connected())
+            });
         assert_eq!(result, Err(HttpError::HeadTooLarge));
-        assert!(!client.is_connected());
+        assert!(!connected);
 
         let mut many = String::from("HTTP/1.1 200 OK\r\n");
         for i in 0..=MAX_HEADERS {
             many.push_str(&format!("X-{i}: 1\r\n"));
         }
         many.push_str("\r\n");
-        let connector = Scripted::new([Script::new().bytes(many.as_bytes())]);
-        let mut buf = [0u8; 1024];
-        let mut client = Client::new(&connector, &time, &mut buf, TIMEOUT);
-        let result = block_on(client.get(HOST, PORT, "/", &[]));
+        let result = Fixture::new([Script::new().bytes(many.as_bytes())])
+            .buffer(1024)
+            .run(async |client| client.get(HOST, PORT, "/", &[]).await);
         assert_eq!(result, Err(HttpError::HeadTooLarge));
     }
 

@@ -20,6 +20,7 @@
 
 use core::fmt;
 
+use super::{ConnectError, TimedOut};
 use crate::time::Duration;
 
 mod chunked;
@@ -161,6 +162,20 @@ impl fmt::Display for HttpError {
     }
 }
 
+impl core::error::Error for HttpError {}
+
+impl From<ConnectError> for HttpError {
+    fn from(_: ConnectError) -> Self {
+        Self::Connect
+    }
+}
+
+impl From<TimedOut> for HttpError {
+    fn from(_: TimedOut) -> Self {
+        Self::TimedOut
+    }
+}
+
 /// Whether `host` (without brackets) is a name, an IPv4 address or an IPv6 address: the
 /// characters they are written with, and a length DNS allows. What it names is the
 /// connector's business.
@@ -188,6 +203,32 @@ mod tests {
         assert!(!HttpError::HeadTooLarge.retryable());
         assert!(!HttpError::BodyTooLong.retryable());
         assert!(!HttpError::InvalidRequest.retryable());
+    }
+
+    // Errors compose: each is a core::error::Error with a one-line message, and the agent's
+    // errors convert into the client's and the client's into the repository's.
+    #[test]
+    fn test_errors_compose() {
+        use std::string::ToString;
+
+        use crate::agent::{FetchError, StoreError};
+
+        fn message(e: &dyn core::error::Error) -> std::string::String {
+            e.to_string()
+        }
+        for text in [
+            message(&ConnectError),
+            message(&TimedOut),
+            message(&StoreError),
+            message(&FetchError::Status(503)),
+            message(&HttpError::Io),
+        ] {
+            assert!(!text.is_empty() && !text.contains('\n'), "{text:?}");
+        }
+        assert_eq!(HttpError::from(ConnectError), HttpError::Connect);
+        assert_eq!(HttpError::from(TimedOut), HttpError::TimedOut);
+        assert_eq!(FetchError::from(HttpError::Io), FetchError::Unreachable);
+        assert_eq!(FetchError::from(HttpError::Malformed), FetchError::Protocol);
     }
 
     #[test]

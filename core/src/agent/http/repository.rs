@@ -6,6 +6,7 @@ use embedded_io_async::Write;
 
 use super::{Client, HttpError, Url};
 use crate::agent::{Connector, FetchError, Location, Repository, Time};
+use crate::text::len_u64;
 use crate::time::Duration;
 
 /// The most of [`Repository::fetch`]'s `buf` that [`HttpRepository`] gives to the heads: the
@@ -85,8 +86,7 @@ impl<C: Connector, T: Time> Repository for HttpRepository<'_, C, T> {
         };
         let head = client
             .get(self.base.host(), self.base.port(), target, &[])
-            .await
-            .map_err(fetch_error)?;
+            .await?;
         match head.status {
             404 => return Err(FetchError::NotFound),
             status if status >= 300 => return Err(FetchError::Status(status)),
@@ -94,12 +94,12 @@ impl<C: Connector, T: Time> Repository for HttpRepository<'_, C, T> {
         }
         let mut total = 0u64;
         loop {
-            let n = client.read(transfer).await.map_err(fetch_error)?;
-            if n == 0 {
+            let chunk = client.read_chunk(transfer).await?;
+            if chunk.is_empty() {
                 break;
             }
-            write_all(out, transfer.get(..n).unwrap_or(&[])).await?;
-            total = total.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+            write_all(out, chunk).await?;
+            total = total.saturating_add(len_u64(chunk.len()));
         }
         out.flush().await.map_err(|_| FetchError::Write)?;
         Ok(total)
@@ -117,11 +117,14 @@ async fn write_all<W: Write>(out: &mut W, mut bytes: &[u8]) -> Result<(), FetchE
     Ok(())
 }
 
-fn fetch_error(e: HttpError) -> FetchError {
-    if e.retryable() {
-        FetchError::Unreachable
-    } else {
-        FetchError::Protocol
+/// A transfer that failed can be tried again; an answer that could not be read is refused.
+impl From<HttpError> for FetchError {
+    fn from(e: HttpError) -> Self {
+        if e.retryable() {
+            Self::Unreachable
+        } else {
+            Self::Protocol
+        }
     }
 }
 
@@ -149,12 +152,6 @@ impl fmt::Display for ZipTarget<'_, '_> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "tests fail loudly"
-)]
 mod tests {
     use std::format;
     use std::vec::Vec;

@@ -1,12 +1,6 @@
 //! Test doubles for the client and the repository: scripted connections, a clock that moves
-//! only when told, and a `block_on` that fails a test instead of hanging it.
-
-#![allow(
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    reason = "tests fail loudly"
-)]
+//! only when told, a `block_on` that fails a test instead of hanging it, and the [`Fixture`]
+//! that sets a client up over them.
 
 use core::cell::{Cell, RefCell};
 use core::future::{Future, poll_fn};
@@ -19,8 +13,54 @@ use std::vec::Vec;
 
 use embedded_io::ErrorKind;
 
+use super::Client;
 use crate::agent::{ConnectError, Connector, Time};
-use crate::time::{Instant, Now, UnixTime};
+use crate::time::{Duration, Instant, Now, UnixTime};
+
+/// What a client test sets up: scripted connections, a clock, and a client buffer (512 bytes
+/// and a 5 s time-out unless told otherwise). Each test says only its scripts, what it does
+/// with the client in [`run`](Self::run), and what it checks of the connector afterwards.
+#[derive(Debug)]
+pub(super) struct Fixture {
+    pub(super) connector: Scripted,
+    pub(super) time: FakeTime,
+    buf: RefCell<Vec<u8>>,
+    timeout: Duration,
+}
+
+impl Fixture {
+    pub(super) fn new(scripts: impl IntoIterator<Item = Script>) -> Self {
+        Self {
+            connector: Scripted::new(scripts),
+            time: FakeTime::default(),
+            buf: RefCell::new(std::vec![0; 512]),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// A client buffer of `len` bytes.
+    pub(super) fn buffer(self, len: usize) -> Self {
+        self.buf.replace(std::vec![0; len]);
+        self
+    }
+
+    /// A time-out of each connect, read and write.
+    pub(super) fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs `test` with a new client over the connector, the clock and the buffer, to
+    /// completion. The test may also reach the connector and the clock (`&self`).
+    pub(super) fn run<R>(
+        &self,
+        test: impl AsyncFnOnce(&mut Client<'_, Scripted, FakeTime>) -> R,
+    ) -> R {
+        let mut buf = self.buf.borrow_mut();
+        let mut client = Client::new(&self.connector, &self.time, &mut buf, self.timeout);
+        block_on(test(&mut client))
+    }
+}
 
 /// Runs `fut` to completion with a no-op waker: every double here is ready at once or never,
 /// so a future still pending after many polls never completes.
@@ -163,9 +203,9 @@ impl Scripted {
         (opened[i].0.clone(), opened[i].1)
     }
 
-    /// What was written to connection `i`.
+    /// What was written to connection `i` (text: every request these tests write is).
     pub(super) fn written(&self, i: usize) -> String {
-        String::from_utf8(self.opened.borrow()[i].2.borrow().clone()).unwrap_or_default()
+        String::from_utf8(self.opened.borrow()[i].2.borrow().clone()).expect("text written")
     }
 }
 

@@ -48,6 +48,8 @@ impl fmt::Display for UrlError {
     }
 }
 
+impl core::error::Error for UrlError {}
+
 impl<'a> Url<'a> {
     /// The port of a URL that names none.
     pub const DEFAULT_PORT: u16 = 80;
@@ -137,7 +139,6 @@ impl fmt::Display for Url<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use std::string::ToString;
 
