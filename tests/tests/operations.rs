@@ -11,8 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use lockstep::config::SETTINGS;
 use lockstep_tests::prometheus::{self, Kind};
 use lockstep_tests::stack::{
-    HOOK, SECRET, Sandbox, Serve, WAIT, accepted, assert_refused, bundles, ended, events,
-    lockstep_header, notify, python_hmac, run_lockstep, sandbox, serve, serve_with,
+    HOOK, LOCK_STEP_3, SECRET, Sandbox, Serve, WAIT, accepted, assert_refused, bundles, ended,
+    events, lockstep_header, notify, python_hmac, run_lockstep, sandbox, serve, serve_with,
 };
 use lockstep_tests::{Client, Process, TempDir, binary, eventually};
 use serde_json::Value;
@@ -930,8 +930,8 @@ fn test_demo_deploys_then_prints_commands_that_work() {
         .expect("the configuration is carried over");
     expected.push(config);
     expected.push("Loading bundle with config");
-    let steps = [(3, 0), (3, 1), (2, 1), (2, 2), (1, 2), (1, 3), (0, 3)]
-        .map(|(o, n)| format!("Deploying - {o} old instance vs {n} new instance"));
+    let steps =
+        LOCK_STEP_3.map(|(o, n)| format!("Deploying - {o} old instance vs {n} new instance"));
     expected.extend(steps.iter().map(String::as_str));
     expected.push("Success");
     assert_eq!(progress, expected, "{text}");
