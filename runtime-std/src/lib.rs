@@ -19,6 +19,7 @@ pub mod repository;
 pub mod samples;
 pub mod sandbox;
 pub mod serve;
+pub mod time;
 pub mod zip;
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use lockstep_core::deployer::{Event, EventKind};
 use serde_json::{Map, Value, json};
 
 use crate::config::{LogFormat, LogLevel};
-use crate::repository::rfc3339;
+use crate::time::rfc3339;
 
 #[derive(Clone, Copy, Debug)]
 struct Logger {
