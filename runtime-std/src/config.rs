@@ -19,29 +19,8 @@ use lockstep_core::webhook::{BodyLimit, MAX_BODY_LIMIT};
 use crate::cli::{parse_duration, parse_size};
 use crate::deployments::{self, RepositoryOption};
 use crate::http;
+use crate::log::{LogFormat, LogLevel};
 use crate::serve::{MAX_REPLAY_CACHE, Options};
-
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// `2026-11-26T08:00:00.000Z INFO request GET /healthz 200 1ms`.
-    Human,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Which log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    /// Errors only.
-    Error,
-    /// Also warnings.
-    Warn,
-    /// Also requests and deployment steps (the default).
-    Info,
-    /// Everything.
-    Debug,
-}
 
 /// Every setting, parsed.
 #[derive(Clone, Debug)]

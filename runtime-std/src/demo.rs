@@ -127,7 +127,7 @@ fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(),
         poll_interval: Duration::from_millis(200),
         ..Config::default()
     };
-    log::init(config.log_format, crate::config::LogLevel::Warn);
+    log::init(config.log_format, log::LogLevel::Warn);
     let env = std::collections::BTreeMap::new();
     let serve_options = config.options(&env)?;
     let addr = futures_lite::future::block_on(executor.run(serve::start(&executor, serve_options)))
