@@ -22,13 +22,14 @@ use std::time::{Duration, Instant};
 use async_executor::LocalExecutor;
 use async_io::Timer;
 use futures_lite::FutureExt;
+use lockstep_core::archive::{self, Inflater};
 use lockstep_core::bundle::BundleId;
 
 use crate::http;
 use crate::repository::DirRepository;
 use crate::samples;
 use faults::Faults;
-use state::{Bundle, Cluster};
+use state::{Attributes, Bundle, Cluster};
 
 /// How the sandbox is set up.
 #[derive(Clone, Debug)]
@@ -225,6 +226,9 @@ pub fn fresh_temp_dir(prefix: &str) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// The largest bundle.conf read out of a bundle.
+const MAX_BUNDLE_CONF: usize = 64 * 1024;
+
 /// Publishes the demo's versions and loads the running one with its configuration at scale 3.
 fn load_demo(shared: &Shared) -> Result<Demo, Box<dyn std::error::Error>> {
     let set = samples::demo_set();
@@ -257,8 +261,8 @@ fn load_demo(shared: &Shared) -> Result<Demo, Box<dyn std::error::Error>> {
         .join("configurations")
         .join(set.configuration.file_name());
     std::fs::write(&config_file, &set.configuration.zip)?;
-    let bundle_conf = api::bundle_conf_of(&set.running.zip)?;
-    let attributes = api::attributes(&bundle_conf)?;
+    let bundle_conf = bundle_conf_of(&set.running.zip)?;
+    let attributes = Attributes::from_bundle_conf(&bundle_conf)?;
     let now = Instant::now();
     let mut cluster = shared.cluster.borrow_mut();
     cluster.bundles.push(Bundle {
@@ -283,6 +287,16 @@ fn load_demo(shared: &Shared) -> Result<Demo, Box<dyn std::error::Error>> {
     cluster.set_scale(index, 3, now);
     cluster.start_delay = delay;
     Ok(Demo { versions })
+}
+
+/// The bundle.conf text of a bundle zip.
+fn bundle_conf_of(zip: &[u8]) -> Result<String, String> {
+    let mut out = vec![0u8; MAX_BUNDLE_CONF];
+    let mut inflater = Box::new(Inflater::new());
+    let mut reader = zip;
+    let conf = archive::read_bundle_conf(&mut reader, &mut inflater, &mut out)
+        .map_err(|e| format!("no readable bundle.conf: {e}"))?;
+    String::from_utf8(conf.to_vec()).map_err(|_| "bundle.conf is not UTF-8".to_owned())
 }
 
 /// The path of a file under `root` named by URL path segments, refusing anything that could
