@@ -10,12 +10,14 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use async_executor::LocalExecutor;
-use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use lockstep_core::deployer::DeploymentId;
 use lockstep_core::signature::{Secret, lockstep_sign};
 
 use crate::config::Config;
 use crate::deployments::RepositoryOption;
+use crate::signals::Stop;
+use crate::tempdir::DataDir;
 use crate::{log, sandbox, serve};
 
 /// How the demo runs.
@@ -71,21 +73,16 @@ async fn post(
     Ok((status, body))
 }
 
-/// Runs the demo until Ctrl-C.
+/// Runs the demo until Ctrl-C (SIGINT) or SIGTERM.
 pub fn run(options: &Options, out: &mut dyn Write) -> Result<(), String> {
-    let (data_dir, fresh) = match &options.data_dir {
-        Some(dir) => (dir.clone(), false),
-        None => (
-            sandbox::fresh_temp_dir("lockstep-demo").map_err(|e| e.to_string())?,
-            true,
-        ),
-    };
-    std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    let outcome = run_in(options, &data_dir, out);
-    if fresh {
-        let _ = std::fs::remove_dir_all(&data_dir);
-    }
-    outcome
+    // Caught from the start: a signal during the first deployment ends the demo too, and the
+    // temporary directory is still removed.
+    let mut stop = Stop::catch();
+    let data_dir = DataDir::given_or_new(options.data_dir.as_deref(), "lockstep-demo")
+        .map_err(|e| e.to_string())?;
+    let path = data_dir.path();
+    std::fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    run_in(options, path, &mut stop, out)
 }
 
 fn write_secret(path: &Path) -> Result<Secret, String> {
@@ -101,7 +98,12 @@ fn write_secret(path: &Path) -> Result<Secret, String> {
     Secret::new(text.as_bytes()).map_err(|e| e.to_string())
 }
 
-fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(), String> {
+fn run_in(
+    options: &Options,
+    data_dir: &Path,
+    stop: &mut Stop,
+    out: &mut dyn Write,
+) -> Result<(), String> {
     let secret_file = data_dir.join("webhook-secret");
     // The service reads it from the file, as an operator's would; the demo signs with it.
     let signing = write_secret(&secret_file)?;
@@ -176,7 +178,7 @@ fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(),
     let header = lockstep_sign(&signing, t, body.as_bytes());
     let started = Instant::now();
     let deployed = executor.clone();
-    let result: Result<(), String> = futures_lite::future::block_on(deployed.run(async {
+    let deployment = async {
         let (status, id) = post(
             addr,
             "/deployments/typesafe/bundle/typesafe",
@@ -221,8 +223,16 @@ fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(),
             }
             let _ = events.recv().await;
         }
-    }));
-    result?;
+    };
+    let stopped = async {
+        stop.signalled().await;
+        None
+    };
+    match futures_lite::future::block_on(deployed.run(async { Some(deployment.await) }.or(stopped)))
+    {
+        Some(result) => result?,
+        None => return Ok(()),
+    }
 
     let exe =
         std::env::current_exe().map_or_else(|_| "lockstep".into(), |p| p.display().to_string());
@@ -257,15 +267,7 @@ fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(),
     );
     let _ = writeln!(out, "\nCtrl-C to stop.");
     let _ = out.flush();
-    futures_lite::future::block_on(executor.run(async {
-        if let Ok(mut signals) =
-            async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
-        {
-            let _ = signals.next().await;
-        } else {
-            futures_lite::future::pending::<()>().await;
-        }
-    }));
+    futures_lite::future::block_on(executor.run(stop.signalled()));
     Ok(())
 }
 

@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::rc::Rc;
 
 pub mod cli;
 pub mod config;
@@ -19,6 +18,8 @@ pub mod repository;
 pub mod samples;
 pub mod sandbox;
 pub mod serve;
+pub mod signals;
+pub mod tempdir;
 pub mod time;
 pub mod zip;
 
@@ -186,7 +187,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                 let _ = out.write_all(SANDBOX_USAGE.as_bytes());
                 0
             }
-            Ok(Some(options)) => match run_sandbox(options, out) {
+            Ok(Some(options)) => match sandbox::run(options, out) {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = writeln!(err, "lockstep sandbox: {e}");
@@ -263,24 +264,6 @@ fn sandbox_options(args: &[String]) -> Result<Option<sandbox::Options>, String> 
         }
     }
     Ok(Some(options))
-}
-
-/// Runs a sandbox until the process is stopped.
-fn run_sandbox(options: sandbox::Options, out: &mut dyn Write) -> Result<(), String> {
-    let executor = Rc::new(async_executor::LocalExecutor::new());
-    let started =
-        futures_lite::future::block_on(executor.run(sandbox::start(executor.clone(), options)))
-            .map_err(|e| e.to_string())?;
-    let _ = writeln!(out, "listening on {}", started.url());
-    let _ = writeln!(out, "repository {}", started.repository_url());
-    if let Some(demo) = &started.demo {
-        for (version, role) in &demo.versions {
-            let _ = writeln!(out, "version visualizer:{version} {role}");
-        }
-    }
-    let _ = out.flush();
-    futures_lite::future::block_on(executor.run(futures_lite::future::pending::<()>()));
-    Ok(())
 }
 
 /// Parses `lockstep serve`'s flags, reads the environment and the `--config` file; `None` for

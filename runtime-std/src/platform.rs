@@ -392,7 +392,7 @@ mod tests {
 
     use super::*;
 
-    use crate::testing::TempDir;
+    use crate::testing::temp_dir;
 
     /// A writer into a `Vec` that fails once it holds `cap` bytes.
     struct CappedVec {
@@ -571,8 +571,8 @@ mod tests {
 
     #[test]
     fn test_store_round_trip() {
-        let tmp = TempDir::new();
-        let store = DirStore::new(tmp.0.join("store"));
+        let tmp = temp_dir();
+        let store = DirStore::new(tmp.path().join("store"));
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         block_on(async {
             let mut writer = store.create(key(1, FileKind::Bundle)).await.unwrap();
@@ -618,8 +618,8 @@ mod tests {
 
     #[test]
     fn test_store_deployments_apart() {
-        let tmp = TempDir::new();
-        let store = DirStore::new(&tmp.0);
+        let tmp = temp_dir();
+        let store = DirStore::new(tmp.path());
         block_on(async {
             for (n, kind, text) in [
                 (1, FileKind::Bundle, b"b1"),
@@ -651,7 +651,7 @@ mod tests {
             store.remove(id(3)).await;
             store.remove(id(2)).await;
         });
-        assert_eq!(fs::read_dir(&tmp.0).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[test]
@@ -679,8 +679,8 @@ mod tests {
     #[test]
     fn test_store_create_fails() {
         // The root is a file: no deployment directory can be made under it.
-        let tmp = TempDir::new();
-        let root = tmp.0.join("file");
+        let tmp = temp_dir();
+        let root = tmp.path().join("file");
         fs::write(&root, b"").unwrap();
         let store = DirStore::new(&root);
         block_on(async {
@@ -695,8 +695,8 @@ mod tests {
 
     #[test]
     fn test_repository_fetch() {
-        let tmp = TempDir::new();
-        let dir = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let dir = DirRepository::new(tmp.path());
         let zip: Vec<u8> = (0..5_000u32).map(|i| (i * 7 % 256) as u8).collect();
         let published = dir
             .publish(
@@ -709,7 +709,7 @@ mod tests {
             )
             .unwrap();
         let repo = LocalRepository::new(dir);
-        assert_eq!(repo.repository().root(), tmp.0);
+        assert_eq!(repo.repository().root(), tmp.path());
         let location = Location {
             org: seg("typesafe"),
             repo: seg("bundle"),

@@ -509,7 +509,7 @@ mod tests {
 
     use super::*;
 
-    use crate::testing::TempDir;
+    use crate::testing::temp_dir;
 
     /// Every file under `root`, relative, `/`-separated.
     fn files(root: &Path) -> BTreeSet<String> {
@@ -545,8 +545,8 @@ mod tests {
 
     #[test]
     fn test_publish_layout_and_index() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
         let first = repo
             .publish("typesafe", "bundle", "visualizer", "v1", b"one", at(T0))
             .unwrap();
@@ -573,7 +573,7 @@ mod tests {
             format!("{base}/v2-rc-1-{d2}/visualizer-v2-rc-1-{d2}.zip"),
         ]
         .into();
-        assert_eq!(files(&tmp.0), expected);
+        assert_eq!(files(tmp.path()), expected);
         let zip_path = repo.path_of(
             seg("typesafe"),
             seg("bundle"),
@@ -583,7 +583,7 @@ mod tests {
         assert_eq!(fs::read(&zip_path).unwrap(), b"two");
         assert_eq!(
             zip_path,
-            tmp.0
+            tmp.path()
                 .join(base)
                 .join(format!("v2-rc-1-{d2}"))
                 .join(format!("visualizer-v2-rc-1-{d2}.zip"))
@@ -605,8 +605,8 @@ mod tests {
 
     #[test]
     fn test_publish_is_idempotent() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
         let first = repo.publish("o", "r", "p", "v1", b"one", at(T0)).unwrap();
         let index = repo.index_path(seg("o"), seg("r"), seg("p"));
         let before = fs::read(&index).unwrap();
@@ -620,13 +620,13 @@ mod tests {
         repo.publish("o", "r", "p", "v1-again", b"one", at(T0 + 1))
             .unwrap();
         assert_eq!(repo.versions("o", "r", "p").unwrap().len(), 2);
-        assert_eq!(files(&tmp.0).len(), 3);
+        assert_eq!(files(tmp.path()).len(), 3);
     }
 
     #[test]
     fn test_versions_of_unknown_package() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(tmp.0.join("not-yet"));
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path().join("not-yet"));
         assert_eq!(repo.versions("o", "r", "p").unwrap(), []);
         assert_eq!(repo.latest("o", "r", "p", None).unwrap(), None);
         assert!(matches!(
@@ -637,8 +637,8 @@ mod tests {
 
     #[test]
     fn test_latest_with_and_without_tag() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
         let publish = |tag: &str, zip: &[u8], t| repo.publish("o", "r", "p", tag, zip, at(t));
         let a1 = publish("a", b"1", T0).unwrap();
         let b1 = publish("b", b"2", T0 + 1).unwrap();
@@ -669,8 +669,8 @@ mod tests {
 
     #[test]
     fn test_resolve_prefix() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
         let one = repo.publish("o", "r", "p", "t", b"one", at(T0)).unwrap();
         let other_tag = repo.publish("o", "r", "p", "u", b"two", at(T0)).unwrap();
         let hex = one.digest().to_string();
@@ -707,9 +707,9 @@ mod tests {
     #[test]
     fn test_resolve_prefix_ambiguous_in_index() {
         // An index written by hand, with two digests sharing their first 7 characters.
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
-        let dir = tmp.0.join("o/r/o/p");
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
+        let dir = tmp.path().join("o/r/o/p");
         fs::create_dir_all(&dir).unwrap();
         let d1 = format!("abcdef0{}", "1".repeat(57));
         let d2 = format!("abcdef0{}", "2".repeat(57));
@@ -741,8 +741,8 @@ mod tests {
 
     #[test]
     fn test_reject_bad_segments() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
         let cases = [
             (["..", "r", "p", "t"], Field::Org, SegmentError::Dots),
             (["o", "a/b", "p", "t"], Field::Repo, SegmentError::BadChar),
@@ -777,7 +777,7 @@ mod tests {
             }
         }
         // Nothing was written.
-        assert_eq!(fs::read_dir(&tmp.0).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
         assert_eq!(
             repo.publish("o", "r", "p", "..", b"", at(T0))
                 .unwrap_err()
@@ -788,9 +788,9 @@ mod tests {
 
     #[test]
     fn test_reject_bad_index() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
-        let dir = tmp.0.join("o/r/o/p");
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
+        let dir = tmp.path().join("o/r/o/p");
         fs::create_dir_all(&dir).unwrap();
         let digest = zip::digest(b"");
         let cases = [
@@ -851,9 +851,9 @@ mod tests {
     #[test]
     fn test_index_escapes_what_it_reads() {
         // A hand-written published time with characters JSON must escape survives a rewrite.
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
-        let dir = tmp.0.join("o/r/o/p");
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
+        let dir = tmp.path().join("o/r/o/p");
         fs::create_dir_all(&dir).unwrap();
         let digest = zip::digest(b"");
         fs::write(
@@ -869,22 +869,22 @@ mod tests {
 
     #[test]
     fn test_publish_time_out_of_range() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
         // 10000-01-01T00:00:00Z: a year of five digits.
         let far = UNIX_EPOCH + Duration::from_secs(253_402_300_800);
         assert!(matches!(
             repo.publish("o", "r", "p", "t", b"", far),
             Err(RepoError::TimeOutOfRange)
         ));
-        assert_eq!(fs::read_dir(&tmp.0).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[test]
     fn test_publish_io_error() {
         // The root is a file: nothing can be created under it.
-        let tmp = TempDir::new();
-        let root = tmp.0.join("file");
+        let tmp = temp_dir();
+        let root = tmp.path().join("file");
         fs::write(&root, b"").unwrap();
         let repo = DirRepository::new(&root);
         let e = repo.publish("o", "r", "p", "t", b"", at(T0)).unwrap_err();
@@ -894,8 +894,8 @@ mod tests {
 
     #[test]
     fn test_publish_concurrently() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
         let index = repo.index_path(seg("o"), seg("r"), seg("p"));
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
@@ -930,7 +930,7 @@ mod tests {
         });
         assert_eq!(repo.versions("o", "r", "p").unwrap().len(), 80);
         // 80 zips and the index; no temporary file left behind.
-        let files = files(&tmp.0);
+        let files = files(tmp.path());
         assert_eq!(files.len(), 81);
         assert!(files.iter().all(|f| !f.ends_with(".tmp")), "{files:?}");
     }
@@ -938,8 +938,8 @@ mod tests {
     #[test]
     fn test_publish_samples() {
         // The sandbox's demo set, published in order: the layout a deploy resolves from.
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
         let set = crate::samples::demo_set();
         for (i, bundle) in set.bundles().into_iter().enumerate() {
             let published = repo

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use async_executor::LocalExecutor;
+use async_executor::{LocalExecutor, Task};
 use async_io::Timer;
 use futures_lite::FutureExt;
 use lockstep_core::agent::{self, Time};
@@ -25,6 +25,8 @@ use crate::deployments::{self, Deployments, RepositoryOption};
 use crate::http::{self, Request, Response};
 use crate::log;
 use crate::metrics::Metrics;
+use crate::signals::Stop;
+use crate::tempdir::DataDir;
 
 /// The most lockstep signatures the replay cache can be configured to hold.
 pub const MAX_REPLAY_CACHE: usize = 4096;
@@ -81,16 +83,13 @@ pub async fn start(
     executor: &Rc<LocalExecutor<'static>>,
     options: Options,
 ) -> std::io::Result<Service> {
-    let data_dir = match &options.data_dir {
-        Some(dir) => dir.clone(),
-        None => crate::sandbox::fresh_temp_dir("lockstep-serve")?,
-    };
+    let data_dir = DataDir::given_or_new(options.data_dir.as_deref(), "lockstep-serve")?;
     let deployments = Deployments::start(
         executor,
         &deployments::Options {
             conductr: options.conductr.clone(),
             repository: options.repository.clone(),
-            data_dir,
+            data_dir: data_dir.path().to_path_buf(),
             workers: options.workers,
             policy: options.policy,
             agent: options.agent,
@@ -142,6 +141,7 @@ pub async fn start(
         addr,
         state,
         drain_deadline: options.drain_deadline,
+        data_dir,
     })
 }
 
@@ -150,6 +150,8 @@ pub struct Service {
     addr: SocketAddr,
     state: Rc<State>,
     drain_deadline: Duration,
+    /// A temporary one is removed when the service is dropped: keep it while the service runs.
+    data_dir: DataDir,
 }
 
 impl std::fmt::Debug for Service {
@@ -166,10 +168,15 @@ impl Service {
         self.addr
     }
 
-    /// What `lockstep serve` does on SIGTERM or SIGINT: drain, then exit the process with 0.
-    /// (`lockstep demo` handles its signals itself: it has a directory to remove.)
-    pub fn drain_on_signals(&self, executor: &Rc<LocalExecutor<'static>>) {
-        spawn_drain(executor, self.state.clone(), self.drain_deadline);
+    /// Where downloads are kept.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
+    /// What `lockstep serve` does on SIGTERM or SIGINT: drain. Caught from this call on; the
+    /// task returned completes once drained. (`lockstep demo` handles its signals itself.)
+    pub fn drain_on_signals(&self, executor: &Rc<LocalExecutor<'static>>) -> Task<()> {
+        spawn_drain(executor, self.state.clone(), self.drain_deadline)
     }
 }
 
@@ -284,46 +291,40 @@ fn webhook(
 }
 
 /// On SIGTERM or SIGINT: refuse new webhooks and answer /healthz 503 while the commands under
-/// way finish, up to `deadline`; then exit 0. Deployments still in flight stay where their last
-/// step left the cluster.
-fn spawn_drain(executor: &Rc<LocalExecutor<'static>>, state: Rc<State>, deadline: Duration) {
-    executor
-        .spawn(async move {
-            use futures_lite::StreamExt;
-            let Ok(mut signals) =
-                async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
-            else {
-                log::warn("signals cannot be handled: SIGTERM and SIGINT will not drain");
-                return;
-            };
-            let Some(Ok(signal)) = signals.next().await else {
-                return;
-            };
-            state.draining.set(true);
-            state.webhooks.borrow_mut().shut_down();
-            state.deployments.drain();
-            log::info(&format!(
-                "{signal:?}: draining; new webhooks are refused, running steps may take {}ms",
+/// way finish, up to `deadline`; then the task completes (and `run` returns: exit 0).
+/// Deployments still in flight stay where their last step left the cluster.
+fn spawn_drain(
+    executor: &Rc<LocalExecutor<'static>>,
+    state: Rc<State>,
+    deadline: Duration,
+) -> Task<()> {
+    // Caught now, not when the task first runs: the `listening` line may be printed before.
+    let mut stop = Stop::catch();
+    executor.spawn(async move {
+        let signal = stop.signalled().await;
+        state.draining.set(true);
+        state.webhooks.borrow_mut().shut_down();
+        state.deployments.drain();
+        log::info(&format!(
+            "{signal:?}: draining; new webhooks are refused, running steps may take {}ms",
+            deadline.as_millis()
+        ));
+        let until = Instant::now() + deadline;
+        while state.deployments.busy() > 0 && Instant::now() < until {
+            Timer::after(Duration::from_millis(20)).await;
+        }
+        let busy = state.deployments.busy();
+        if busy > 0 {
+            log::warn(&format!(
+                "the drain deadline of {}ms passed with {busy} command(s) still under way",
                 deadline.as_millis()
             ));
-            let until = Instant::now() + deadline;
-            while state.deployments.busy() > 0 && Instant::now() < until {
-                Timer::after(Duration::from_millis(20)).await;
-            }
-            let busy = state.deployments.busy();
-            if busy > 0 {
-                log::warn(&format!(
-                    "the drain deadline of {}ms passed with {busy} command(s) still under way",
-                    deadline.as_millis()
-                ));
-            }
-            let left = state.deployments.in_flight();
-            log::info(&format!(
-                "drained; {left} deployment(s) left in flight, where their last step left them"
-            ));
-            std::process::exit(0);
-        })
-        .detach();
+        }
+        let left = state.deployments.in_flight();
+        log::info(&format!(
+            "drained; {left} deployment(s) left in flight, where their last step left them"
+        ));
+    })
 }
 
 /// `GET /deployments/events`: every event as `event:<type>\ndata:<id>\n\n`, and a heartbeat
@@ -363,17 +364,20 @@ fn events(state: &State) -> Response {
     Response::event_stream(rx)
 }
 
-/// Runs the service until the process is stopped; prints `listening on http://IP:PORT`.
+/// Runs the service until drained after SIGTERM or SIGINT; prints `listening on
+/// http://IP:PORT`.
 pub fn run(options: Options, out: &mut dyn Write) -> Result<(), String> {
     let executor = Rc::new(LocalExecutor::new());
     let started = Instant::now();
     let service = futures_lite::future::block_on(executor.run(start(&executor, options)))
         .map_err(|e| e.to_string())?;
-    service.drain_on_signals(&executor);
+    let drained = service.drain_on_signals(&executor);
     let addr = service.addr();
     let _ = writeln!(out, "listening on http://{addr}");
     let _ = out.flush();
     log::info(&format!("ready in {}ms", started.elapsed().as_millis()));
-    futures_lite::future::block_on(executor.run(futures_lite::future::pending::<()>()));
+    futures_lite::future::block_on(executor.run(drained));
+    // Removes the data directory if it is a temporary one.
+    drop(service);
     Ok(())
 }

@@ -91,6 +91,42 @@ impl TempDir {
     pub fn path(&self) -> &std::path::Path {
         &self.0
     }
+
+    /// What it holds (not what those hold), sorted.
+    pub fn entries(&self) -> Vec<PathBuf> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&self.0)
+            .expect("read the temporary directory")
+            .map(|entry| entry.expect("a directory entry").path())
+            .collect();
+        entries.sort();
+        entries
+    }
+
+    /// The one directory a process made in here (given as its `TMPDIR`), checked to be named
+    /// `<prefix>-...` and to be private to the user (0700).
+    ///
+    /// # Panics
+    /// When it holds anything else.
+    pub fn only_private_dir(&self, prefix: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+
+        let entries = self.entries();
+        let [made] = entries.as_slice() else {
+            panic!(
+                "expected one directory in {}: {entries:?}",
+                self.0.display()
+            );
+        };
+        let name = made.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        assert!(name.starts_with(&format!("{prefix}-")), "{made:?}");
+        let mode = std::fs::metadata(made)
+            .expect("its metadata")
+            .permissions()
+            .mode();
+        assert!(made.is_dir(), "{made:?}");
+        assert_eq!(mode & 0o777, 0o700, "{made:?}: mode {mode:o}");
+        made.clone()
+    }
 }
 
 impl Drop for TempDir {
@@ -246,6 +282,18 @@ impl Process {
     /// Its process id.
     pub fn id(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends it `signal` (`TERM`, `INT`) with kill(1).
+    ///
+    /// # Panics
+    /// When kill fails.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
     }
 
     /// Waits for it to exit, up to `timeout`; returns its exit code.

@@ -22,15 +22,6 @@ type Env<'a> = (&'a str, &'a str);
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-/// Sends `signal` (`TERM`, `INT`) to a process.
-fn signal(process: &Process, signal: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &process.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{signal} failed");
-}
-
 /// A `lockstep serve` that needs no cluster (nothing is deployed): a repository directory, a
 /// ConductR URL nobody answers, the test secret, `extra` flags and `env` on top.
 fn standalone(extra: &[&str], env: &[(&str, &str)]) -> (Process, TempDir) {
@@ -87,7 +78,7 @@ fn deploy_compatible(s: &Sandbox, v: &Serve) -> Vec<Value> {
 
 /// The lines of stderr once the process has exited after SIGTERM, with exit code 0.
 fn stop_and_read_stderr(process: &mut Process) -> String {
-    signal(process, "TERM");
+    process.signal("TERM");
     assert_eq!(process.wait(WAIT), Some(0), "{}", process.stderr());
     process.stderr()
 }
@@ -665,7 +656,7 @@ fn test_serve_sigterm_drains_refusing_webhooks_until_the_deadline() {
         &["--io-timeout", "10m", "--drain-deadline", "5s"],
     );
     let before = bundles(&s);
-    signal(&v.process, "TERM");
+    v.process.signal("TERM");
     eventually("/healthz to answer 503", WAIT, || {
         (v.client.get("/healthz").status == 503).then_some(())
     });
@@ -711,7 +702,7 @@ fn test_serve_sigterm_lets_the_running_command_finish_then_exits() {
     // The command takes a while but finishes within the deadline; nothing starts after it.
     let (s, mut v, _id) =
         deployment_in_a_slow_command(r#""delayMs": 3000"#, &["--drain-deadline", "10m"]);
-    signal(&v.process, "TERM");
+    v.process.signal("TERM");
     assert_eq!(v.process.wait(WAIT), Some(0), "{}", v.process.stderr());
     let stderr = v.process.stderr();
     assert!(!stderr.contains("drain deadline"), "{stderr}");
@@ -737,13 +728,46 @@ fn test_serve_sigint_when_idle_exits_at_once() {
     let (mut process, _dir) = standalone(&[], &[]);
     let client = Client::new(process.listening());
     assert_eq!(client.get("/healthz").status, 200);
-    signal(&process, "INT");
+    process.signal("INT");
     assert_eq!(process.wait(WAIT), Some(0), "{}", process.stderr());
     let stderr = process.stderr();
     assert!(
         stderr.contains("drained; 0 deployment(s) left in flight"),
         "{stderr}"
     );
+}
+
+#[test]
+fn test_serve_without_data_dir_removes_its_temporary_directory_on_sigterm_and_sigint() {
+    let repository = TempDir::new("lockstep-serve-tmpdir-repository");
+    let repository = repository.path().to_str().expect("UTF-8").to_owned();
+    for signal in ["TERM", "INT"] {
+        let tmp = TempDir::new("lockstep-serve-tmpdir");
+        let tmpdir = tmp.path().to_str().expect("UTF-8").to_owned();
+        let mut process = Process::start(
+            &binary("lockstep", "lockstep"),
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--conductr",
+                "http://127.0.0.1:9",
+                "--repository",
+                &repository,
+            ],
+            &[("BINTRAY_WEBHOOK_SECRET", SECRET), ("TMPDIR", &tmpdir)],
+        );
+        process.listening();
+        let made = tmp.only_private_dir("lockstep-serve");
+        assert!(made.join("store").is_dir(), "{made:?}");
+        process.signal(signal);
+        assert_eq!(process.wait(WAIT), Some(0), "{}", process.stderr());
+        assert_eq!(
+            tmp.entries(),
+            Vec::<std::path::PathBuf>::new(),
+            "after SIG{signal}"
+        );
+    }
 }
 
 // ---- lockstep sign ---------------------------------------------------------------------------
@@ -983,7 +1007,7 @@ fn test_demo_deploys_then_prints_commands_that_work() {
     });
 
     // Ctrl-C: it stops, and removes the temporary directory it made.
-    signal(&demo, "INT");
+    demo.signal("INT");
     assert_eq!(demo.wait(WAIT), Some(0), "{}", demo.stderr());
     assert!(
         !std::path::Path::new(&secret_file).exists(),
