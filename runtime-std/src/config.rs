@@ -16,11 +16,11 @@ use lockstep_core::service::{self, Allowed, MAX_ALLOWED};
 use lockstep_core::signature::{Schemes, Secret};
 use lockstep_core::webhook::{BodyLimit, MAX_BODY_LIMIT};
 
-use crate::cli::{parse_duration, parse_size};
 use crate::deployments::{self, RepositoryOption};
 use crate::http;
 use crate::log::{LogFormat, LogLevel};
 use crate::serve::{MAX_REPLAY_CACHE, Options};
+use crate::units::{parse_duration, parse_size};
 
 /// Every setting, parsed.
 #[derive(Clone, Debug)]

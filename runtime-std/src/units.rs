@@ -1,4 +1,5 @@
-//! Small parsers for command-line and configuration values.
+//! Durations and sizes as an operator writes them, on a command line or in a configuration
+//! file: `500ms`, `30s`, `2m`; `8192`, `8KiB`, `512MiB`.
 
 use std::time::Duration;
 
@@ -44,25 +45,6 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     number
         .checked_mul(factor)
         .ok_or_else(|| format!("`{text}` is too large"))
-}
-
-/// The value of the option just read, as text, or an error naming the option.
-pub fn option_value(parser: &mut lexopt::Parser, option: &str) -> Result<String, String> {
-    parser
-        .value()
-        .map_err(|e| format!("{option}: {e}"))?
-        .into_string()
-        .map_err(|_| format!("{option}: the value is not UTF-8"))
-}
-
-/// The value of the option just read, as an `IP:PORT` address, or an error naming the option.
-pub fn address_value(
-    parser: &mut lexopt::Parser,
-    option: &str,
-) -> Result<std::net::SocketAddr, String> {
-    let text = option_value(parser, option)?;
-    text.parse()
-        .map_err(|_| format!("{option}: `{text}` is not an IP:PORT address"))
 }
 
 #[cfg(test)]

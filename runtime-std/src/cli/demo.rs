@@ -1,0 +1,45 @@
+//! `lockstep demo`'s command line.
+
+use std::path::PathBuf;
+
+use crate::demo;
+
+/// What `lockstep demo --help` prints.
+pub const USAGE: &str = "\
+lockstep demo — a ConductR sandbox and lockstep in one process: watch a lock-step deployment
+
+Usage: lockstep demo [options]
+
+Starts a sandbox with the demo (bundle visualizer at scale 3 with a configuration, and newer
+versions published) and a lockstep service wired to it, with a throwaway secret written to a
+file in the data directory (never printed). Sends itself a signed webhook for the first
+compatible version and prints the deployment's progress as `conduct deploy` shows it; then
+prints the commands to deploy the other versions, and runs until Ctrl-C.
+
+Options:
+  --listen ADDR       Where lockstep listens                     [default: 127.0.0.1:0, any port]
+  --sandbox ADDR      Where the sandbox listens                  [default: 127.0.0.1:0, any port]
+  --data-dir DIR      Where everything is kept    [default: a fresh temporary directory, removed]
+  -h, --help          Print this help
+";
+
+/// Parses `lockstep demo`'s options; `None` for `--help`.
+pub fn parse(args: &[String]) -> Result<Option<demo::Options>, String> {
+    use lexopt::prelude::*;
+
+    let mut options = demo::Options::default();
+    let mut parser = lexopt::Parser::from_args(args.iter().cloned());
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('h') | Long("help") => return Ok(None),
+            Long("listen") => options.listen = super::address_value(&mut parser, "--listen")?,
+            Long("sandbox") => options.sandbox = super::address_value(&mut parser, "--sandbox")?,
+            Long("data-dir") => {
+                let dir = super::option_value(&mut parser, "--data-dir")?;
+                options.data_dir = Some(PathBuf::from(dir));
+            }
+            _ => return Err(format!("{}; see `lockstep demo --help`", arg.unexpected())),
+        }
+    }
+    Ok(Some(options))
+}
