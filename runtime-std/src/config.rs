@@ -13,12 +13,13 @@ use std::time::Duration;
 use lockstep_core::agent;
 use lockstep_core::deployer::{NothingRunning, Policy, RollbackPolicy};
 use lockstep_core::service::{self, Allowed, MAX_ALLOWED};
-use lockstep_core::signature::{Schemes, Secret};
+use lockstep_core::signature::Schemes;
 use lockstep_core::webhook::{BodyLimit, MAX_BODY_LIMIT};
 
 use crate::deployments::{self, RepositoryOption};
 use crate::http;
 use crate::log::{LogFormat, LogLevel};
+use crate::secret;
 use crate::serve::{MAX_REPLAY_CACHE, Options};
 use crate::units::{parse_duration, parse_size};
 
@@ -535,25 +536,11 @@ impl Config {
             "--repository is required: the http:// base URL or the directory bundles are \
              published to (or LOCKSTEP_REPOSITORY)",
         )?;
-        let secret = match &self.secret_file {
-            Some(file) => {
-                let bytes = std::fs::read(file)
-                    .map_err(|e| format!("--secret-file {}: {e}", file.display()))?;
-                Secret::from_file_contents(&bytes)
-                    .map_err(|e| format!("--secret-file {}: {e}", file.display()))?
-            }
-            None => match env.get("BINTRAY_WEBHOOK_SECRET") {
-                Some(value) => Secret::new(value.as_bytes())
-                    .map_err(|e| format!("BINTRAY_WEBHOOK_SECRET: {e}"))?,
-                None => {
-                    return Err(
-                        "no webhook secret: set the environment variable BINTRAY_WEBHOOK_SECRET, \
-                         or pass --secret-file FILE"
-                            .to_owned(),
-                    );
-                }
-            },
-        };
+        let secret = secret::read(
+            self.secret_file.as_deref(),
+            env.get(secret::ENV).map(String::as_str),
+        )
+        .map_err(|e| e.to_string())?;
         let core = crate::platform::from_std_duration;
         let mut webhooks = service::Config {
             schemes: self.schemes,

@@ -16,6 +16,7 @@ pub mod platform;
 pub mod repository;
 pub mod samples;
 pub mod sandbox;
+pub mod secret;
 pub mod serve;
 pub mod sign;
 pub mod signals;

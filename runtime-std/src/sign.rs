@@ -1,14 +1,17 @@
 //! `lockstep sign`: the signature header of a webhook body, for an operator's curl.
 
 use std::io::Read;
+use std::path::PathBuf;
 
-use lockstep_core::signature::{self, Secret};
+use lockstep_core::signature;
+
+use crate::secret;
 
 /// What to sign, with which secret.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// The file holding the secret; `BINTRAY_WEBHOOK_SECRET` when `None`.
-    pub secret_file: Option<String>,
+    /// The file holding the secret; [`secret::ENV`] when `None`.
+    pub secret_file: Option<PathBuf>,
     /// Sign for Bintray's scheme, for this package, instead of a body.
     pub bintray: Option<String>,
     /// The body's file; standard input when `None` or `-`.
@@ -18,22 +21,9 @@ pub struct Options {
 /// The header line: `X-Lockstep-Signature: ...` over the body at the current time, or
 /// `X-Bintray-Hook-Hmac: ...` for the package.
 pub fn run(options: &Options) -> Result<String, String> {
-    let secret = match &options.secret_file {
-        Some(file) => {
-            let bytes = std::fs::read(file).map_err(|e| format!("--secret-file {file}: {e}"))?;
-            Secret::from_file_contents(&bytes).map_err(|e| format!("--secret-file {file}: {e}"))?
-        }
-        None => match std::env::var("BINTRAY_WEBHOOK_SECRET") {
-            Ok(value) => {
-                Secret::new(value.as_bytes()).map_err(|e| format!("BINTRAY_WEBHOOK_SECRET: {e}"))?
-            }
-            Err(_) => {
-                return Err(
-                    "no secret: pass --secret-file FILE or set BINTRAY_WEBHOOK_SECRET".into(),
-                );
-            }
-        },
-    };
+    let env = std::env::var(secret::ENV).ok();
+    let secret =
+        secret::read(options.secret_file.as_deref(), env.as_deref()).map_err(|e| e.to_string())?;
     if let Some(package) = &options.bintray {
         lockstep_core::bundle::Segment::parse(package)
             .map_err(|e| format!("--bintray: the package {e}"))?;

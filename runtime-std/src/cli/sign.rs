@@ -34,7 +34,8 @@ pub fn parse(args: &[String]) -> Result<Option<sign::Options>, String> {
         match arg {
             Short('h') | Long("help") => return Ok(None),
             Long("secret-file") => {
-                options.secret_file = Some(super::option_value(&mut parser, "--secret-file")?);
+                let file = super::option_value(&mut parser, "--secret-file")?;
+                options.secret_file = Some(file.into());
             }
             Long("bintray") => {
                 options.bintray = Some(super::option_value(&mut parser, "--bintray")?);
