@@ -22,12 +22,13 @@ use crate::log::{LogFormat, LogLevel};
 use crate::secret;
 use crate::serve::{MAX_REPLAY_CACHE, Options};
 use crate::units::{parse_duration, parse_size};
+use crate::url::BaseUrl;
 
 /// Every setting, parsed.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub conductr: String,
+    pub conductr: BaseUrl,
     pub repository: Option<RepositoryOption>,
     pub data_dir: Option<PathBuf>,
     pub secret_file: Option<PathBuf>,
@@ -117,6 +118,9 @@ fn positive(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Where ConductR's control API is unless configured: its own default.
+const DEFAULT_CONDUCTR: &str = "http://127.0.0.1:9005";
+
 /// The table, in the order of `--help`.
 pub static SETTINGS: &[Setting] = &[
     Setting {
@@ -133,11 +137,10 @@ pub static SETTINGS: &[Setting] = &[
     },
     Setting {
         name: "conductr",
-        default: "http://127.0.0.1:9005",
+        default: DEFAULT_CONDUCTR,
         help: "The ConductR control API's base URL",
         apply: |c, v| {
-            agent::http::Url::parse(v).map_err(|e| format!("`{v}`: {e}"))?;
-            c.conductr = v.to_owned();
+            c.conductr = BaseUrl::parse(v).map_err(|e| e.to_string())?;
             Ok(())
         },
     },
@@ -432,7 +435,7 @@ impl Default for Config {
     fn default() -> Self {
         let mut config = Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9010)),
-            conductr: String::new(),
+            conductr: BaseUrl::parse(DEFAULT_CONDUCTR).expect("the default is a URL"),
             repository: None,
             data_dir: None,
             secret_file: None,
@@ -554,7 +557,7 @@ impl Config {
         }
         Ok(Options {
             listen: self.listen,
-            conductr: self.conductr.clone(),
+            conductr: self.conductr,
             repository,
             data_dir: self.data_dir.clone(),
             secret,
@@ -656,7 +659,7 @@ mod tests {
     fn test_defaults_parse() {
         let c = Config::default();
         assert_eq!(c.listen, "127.0.0.1:9010".parse().unwrap());
-        assert_eq!(c.conductr, "http://127.0.0.1:9005");
+        assert_eq!(c.conductr.as_str(), "http://127.0.0.1:9005");
         assert_eq!(c.max_body, 8192);
         assert_eq!(c.step_deadline, Duration::from_secs(120));
         assert_eq!(c.replay_cache, 1024);

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::deployments::RepositoryOption;
 use crate::signals::Stop;
 use crate::tempdir::DataDir;
+use crate::url::BaseUrl;
 use crate::{log, sandbox, serve};
 
 /// How the demo runs.
@@ -122,8 +123,10 @@ fn run_in(
     let demo = sandbox.demo.clone().ok_or("the sandbox has no demo")?;
     let config = Config {
         listen: options.listen,
-        conductr: sandbox.url(),
-        repository: Some(RepositoryOption::Http(sandbox.repository_url())),
+        conductr: BaseUrl::parse(&sandbox.url()).map_err(|e| e.to_string())?,
+        repository: Some(RepositoryOption::Http(
+            BaseUrl::parse(&sandbox.repository_url()).map_err(|e| e.to_string())?,
+        )),
         data_dir: Some(data_dir.join("serve")),
         secret_file: Some(secret_file.clone()),
         poll_interval: Duration::from_millis(200),

@@ -23,6 +23,7 @@ pub mod signals;
 pub mod tempdir;
 pub mod time;
 pub mod units;
+pub mod url;
 pub mod zip;
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use crate::log;
 use crate::metrics::Metrics;
 use crate::signals::Stop;
 use crate::tempdir::DataDir;
+use crate::url::BaseUrl;
 
 /// The most lockstep signatures the replay cache can be configured to hold.
 pub const MAX_REPLAY_CACHE: usize = 4096;
@@ -37,7 +38,7 @@ pub struct Options {
     /// Where to listen.
     pub listen: SocketAddr,
     /// The control API's base URL.
-    pub conductr: String,
+    pub conductr: BaseUrl,
     /// Where bundles come from.
     pub repository: RepositoryOption,
     /// Where downloads are kept; a fresh temporary directory when `None`.
@@ -87,7 +88,7 @@ pub async fn start(
     let deployments = Deployments::start(
         executor,
         &deployments::Options {
-            conductr: options.conductr.clone(),
+            conductr: options.conductr,
             repository: options.repository.clone(),
             data_dir: data_dir.path().to_path_buf(),
             workers: options.workers,

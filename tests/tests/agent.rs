@@ -6,6 +6,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use lockstep::deployments::{Deployments, Options, RepositoryOption};
+use lockstep::url::BaseUrl;
 use lockstep_core::agent;
 use lockstep_core::bundle::{BundleId, Digest};
 use lockstep_core::deployer::{
@@ -55,8 +56,10 @@ struct Lockstep {
 
 fn options(sandbox: &Sandbox, data: &Path, config: agent::Config) -> Options {
     Options {
-        conductr: sandbox.url(),
-        repository: RepositoryOption::Http(format!("{}/repository", sandbox.url())),
+        conductr: BaseUrl::parse(&sandbox.url()).expect("the sandbox's URL"),
+        repository: RepositoryOption::Http(
+            BaseUrl::parse(&format!("{}/repository", sandbox.url())).expect("its repository"),
+        ),
         data_dir: data.to_path_buf(),
         workers: 2,
         policy: Policy {
