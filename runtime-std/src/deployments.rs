@@ -163,7 +163,7 @@ impl Deployments {
             ..Logs::default()
         };
         let agent = Rc::new(Agent::new(Deployer::new(options.policy), logs));
-        let connector = Rc::new(TcpConnector::default());
+        let connector = Rc::new(TcpConnector::for_agent(&options.agent));
         let store = Rc::new(DirStore::new(store_dir));
         let conductr = options.conductr.url();
         let repository = Rc::new(options.repository.clone());

@@ -20,7 +20,7 @@ use async_io::Timer;
 use async_net::TcpStream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use lockstep_core::agent::{
-    ConnectError, Connector, FetchError, FileKey, FileKind, Location, Repository, Store,
+    self, ConnectError, Connector, FetchError, FileKey, FileKind, Location, Repository, Store,
     StoreError, Time,
 };
 use lockstep_core::archive::RandomAccess;
@@ -129,6 +129,12 @@ impl TcpConnector {
     /// A connector that gives up on a connection after `timeout`.
     pub const fn new(timeout: StdDuration) -> Self {
         Self { timeout }
+    }
+
+    /// The connector of an agent configured with `config`: a connection may take its
+    /// `io_timeout` (`--io-timeout`), as every read and write does, not a time-out of its own.
+    pub const fn for_agent(config: &agent::Config) -> Self {
+        Self::new(to_std_duration(config.io_timeout))
     }
 
     /// How long a connection may take.
@@ -552,6 +558,44 @@ mod tests {
                 connector.connect("::1", port).await.unwrap();
             });
         }
+    }
+
+    /// A listener whose accept queue is full, and the connections that fill it: a further
+    /// connect to it is not answered (Linux drops its SYN) until the client gives up. No
+    /// address is reliably blackholed everywhere (this very sandbox answers them all).
+    fn full_listener() -> (TcpListener, Vec<std::net::TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        // std listens with a backlog of 128: about 129 connections fill it. A kernel that never
+        // fills it fails the test rather than hanging it.
+        loop {
+            assert!(queued.len() < 4096, "the accept queue never filled");
+            match std::net::TcpStream::connect_timeout(&addr, StdDuration::from_millis(100)) {
+                Ok(stream) => queued.push(stream),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
+                Err(e) => panic!("filling the accept queue: {e}"),
+            }
+        }
+        (listener, queued)
+    }
+
+    #[test]
+    fn test_connector_for_agent_gives_up_at_the_io_timeout() {
+        let (listener, _queued) = full_listener();
+        let port = listener.local_addr().unwrap().port();
+        let config = agent::Config {
+            io_timeout: Duration::from_millis(300),
+            ..agent::Config::default()
+        };
+        let connector = TcpConnector::for_agent(&config);
+        let started = StdInstant::now();
+        let connected = block_on(connector.connect("127.0.0.1", port));
+        let took = started.elapsed();
+        assert_eq!(connected.err(), Some(ConnectError));
+        // At its deadline, not before; and long before the connector's default of 10 s.
+        assert!(took >= StdDuration::from_millis(300), "{took:?}");
+        assert!(took < TcpConnector::DEFAULT_TIMEOUT / 2, "{took:?}");
     }
 
     #[test]
