@@ -25,7 +25,7 @@ use crate::log;
 use crate::metrics::Metrics;
 use crate::platform::{DirStore, LocalRepository, StdTime, TcpConnector};
 use crate::repository::DirRepository;
-use crate::url::BaseUrl;
+use crate::url::{BadUrl, BaseUrl};
 
 /// The most deployments in flight (the deployer's table).
 pub const CAPACITY: usize = 64;
@@ -41,9 +41,9 @@ pub enum RepositoryOption {
 
 impl RepositoryOption {
     /// `http://...` is a URL; anything else a directory.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, BadUrl> {
         if text.starts_with("http://") || text.starts_with("https://") {
-            Ok(Self::Http(BaseUrl::parse(text).map_err(|e| e.to_string())?))
+            Ok(Self::Http(BaseUrl::parse(text)?))
         } else {
             Ok(Self::Dir(PathBuf::from(text)))
         }

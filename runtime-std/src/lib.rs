@@ -31,97 +31,62 @@ mod testing;
 
 /// Runs the command line `args` (without the program name); returns the process exit code.
 pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    match args.first().map(String::as_str) {
-        None | Some("-h" | "--help" | "help") => {
-            let _ = out.write_all(cli::USAGE.as_bytes());
-            0
-        }
-        Some("-V" | "--version") => {
-            let _ = writeln!(out, "lockstep {}", env!("CARGO_PKG_VERSION"));
-            0
-        }
-        Some("serve") => match cli::serve::parse(args.get(1..).unwrap_or_default()) {
-            Ok(None) => {
-                let _ = out.write_all(config::help().as_bytes());
-                0
-            }
-            Ok(Some((config, env))) => {
-                log::init(config.log_format, config.log_level);
-                match config.options(&env) {
-                    Ok(options) => match serve::run(options, out) {
-                        Ok(()) => 0,
-                        Err(e) => {
-                            let _ = writeln!(err, "lockstep serve: {e}");
-                            1
-                        }
-                    },
-                    Err(e) => {
-                        let _ = writeln!(err, "lockstep serve: {e}");
-                        2
-                    }
-                }
-            }
-            Err(e) => {
-                let _ = writeln!(err, "lockstep serve: {e}");
-                2
-            }
-        },
-        Some("demo") => match cli::demo::parse(args.get(1..).unwrap_or_default()) {
-            Ok(None) => {
-                let _ = out.write_all(cli::demo::USAGE.as_bytes());
-                0
-            }
-            Ok(Some(options)) => match demo::run(&options, out) {
-                Ok(()) => 0,
-                Err(e) => {
-                    let _ = writeln!(err, "lockstep demo: {e}");
-                    1
-                }
-            },
-            Err(e) => {
-                let _ = writeln!(err, "lockstep demo: {e}");
-                2
-            }
-        },
-        Some("sign") => match cli::sign::parse(args.get(1..).unwrap_or_default())
-            .and_then(|options| options.map(|o| sign::run(&o)).transpose())
-        {
-            Ok(Some(header)) => {
-                let _ = writeln!(out, "{header}");
-                0
-            }
-            Ok(None) => {
-                let _ = out.write_all(cli::sign::USAGE.as_bytes());
-                0
-            }
-            Err(e) => {
-                let _ = writeln!(err, "lockstep sign: {e}");
-                2
-            }
-        },
-        Some("sandbox") => match cli::sandbox::parse(args.get(1..).unwrap_or_default()) {
-            Ok(None) => {
-                let _ = out.write_all(cli::sandbox::USAGE.as_bytes());
-                0
-            }
-            Ok(Some(options)) => match sandbox::run(options, out) {
-                Ok(()) => 0,
-                Err(e) => {
-                    let _ = writeln!(err, "lockstep sandbox: {e}");
-                    1
-                }
-            },
-            Err(e) => {
-                let _ = writeln!(err, "lockstep sandbox: {e}");
-                2
-            }
-        },
-        Some(other) => {
-            let _ = writeln!(
-                err,
-                "lockstep: unknown command or option `{other}`; see `lockstep --help`"
-            );
-            2
+    let rest = args.get(1..).unwrap_or_default();
+    let (who, ran) = match args.first().map(String::as_str) {
+        None | Some("-h" | "--help" | "help") => ("lockstep", print(out, cli::USAGE)),
+        Some("-V" | "--version") => (
+            "lockstep",
+            print(out, &format!("lockstep {}\n", env!("CARGO_PKG_VERSION"))),
+        ),
+        Some("serve") => ("lockstep serve", serve(rest, out)),
+        Some("demo") => ("lockstep demo", demo(rest, out)),
+        Some("sign") => ("lockstep sign", sign(rest, out)),
+        Some("sandbox") => ("lockstep sandbox", sandbox(rest, out)),
+        Some(other) => (
+            "lockstep",
+            Err(cli::Error::UnknownCommand(other.to_owned())),
+        ),
+    };
+    match ran {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(err, "{who}: {e}");
+            e.exit_code()
         }
     }
+}
+
+fn print(out: &mut dyn Write, text: &str) -> Result<(), cli::Error> {
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
+}
+
+fn serve(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {
+    let Some(serve) = cli::serve::parse(args)? else {
+        return print(out, &config::help());
+    };
+    log::init(serve.log_format, serve.log_level);
+    serve::run(serve.options, out).map_err(cli::Error::Serve)
+}
+
+fn demo(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {
+    let Some(options) = cli::demo::parse(args)? else {
+        return print(out, cli::demo::USAGE);
+    };
+    Ok(demo::run(&options, out)?)
+}
+
+fn sign(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {
+    let Some(options) = cli::sign::parse(args)? else {
+        return print(out, cli::sign::USAGE);
+    };
+    let header = sign::run(&options)?;
+    print(out, &format!("{header}\n"))
+}
+
+fn sandbox(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {
+    let Some(options) = cli::sandbox::parse(args)? else {
+        return print(out, cli::sandbox::USAGE);
+    };
+    sandbox::run(options, out).map_err(cli::Error::Sandbox)
 }

@@ -367,11 +367,10 @@ fn events(state: &State) -> Response {
 
 /// Runs the service until drained after SIGTERM or SIGINT; prints `listening on
 /// http://IP:PORT`.
-pub fn run(options: Options, out: &mut dyn Write) -> Result<(), String> {
+pub fn run(options: Options, out: &mut dyn Write) -> std::io::Result<()> {
     let executor = Rc::new(LocalExecutor::new());
     let started = Instant::now();
-    let service = futures_lite::future::block_on(executor.run(start(&executor, options)))
-        .map_err(|e| e.to_string())?;
+    let service = futures_lite::future::block_on(executor.run(start(&executor, options)))?;
     let drained = service.drain_on_signals(&executor);
     let addr = service.addr();
     let _ = writeln!(out, "listening on http://{addr}");

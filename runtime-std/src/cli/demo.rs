@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
+use super::{Error, option_value, parsed_value};
 use crate::demo;
+use crate::units::parse_address;
 
 /// What `lockstep demo --help` prints.
 pub const USAGE: &str = "\
@@ -24,21 +26,30 @@ Options:
 ";
 
 /// Parses `lockstep demo`'s options; `None` for `--help`.
-pub fn parse(args: &[String]) -> Result<Option<demo::Options>, String> {
+pub fn parse(args: &[String]) -> Result<Option<demo::Options>, Error> {
     use lexopt::prelude::*;
 
     let mut options = demo::Options::default();
     let mut parser = lexopt::Parser::from_args(args.iter().cloned());
-    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+    while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
-            Long("listen") => options.listen = super::address_value(&mut parser, "--listen")?,
-            Long("sandbox") => options.sandbox = super::address_value(&mut parser, "--sandbox")?,
+            Long("listen") => {
+                options.listen = parsed_value(&mut parser, "--listen", parse_address)?;
+            }
+            Long("sandbox") => {
+                options.sandbox = parsed_value(&mut parser, "--sandbox", parse_address)?;
+            }
             Long("data-dir") => {
-                let dir = super::option_value(&mut parser, "--data-dir")?;
+                let dir = option_value(&mut parser, "--data-dir")?;
                 options.data_dir = Some(PathBuf::from(dir));
             }
-            _ => return Err(format!("{}; see `lockstep demo --help`", arg.unexpected())),
+            _ => {
+                return Err(Error::Unexpected {
+                    command: "demo",
+                    error: arg.unexpected(),
+                });
+            }
         }
     }
     Ok(Some(options))

@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::sandbox;
-use crate::units::{parse_duration, parse_size};
+use super::{Error, option_value, parsed_value};
+use crate::sandbox::{self, faults::Faults};
+use crate::units::{parse_address, parse_duration, parse_size};
 
 /// What `lockstep sandbox --help` prints.
 pub const USAGE: &str = "\
@@ -32,55 +33,50 @@ Options:
 ";
 
 /// Parses `lockstep sandbox`'s options; `None` for `--help`.
-pub fn parse(args: &[String]) -> Result<Option<sandbox::Options>, String> {
+pub fn parse(args: &[String]) -> Result<Option<sandbox::Options>, Error> {
     use lexopt::prelude::*;
 
     let mut options = sandbox::Options::default();
     let mut parser = lexopt::Parser::from_args(args.iter().cloned());
-    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+    while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
-            Long("listen") => options.listen = super::address_value(&mut parser, "--listen")?,
+            Long("listen") => {
+                options.listen = parsed_value(&mut parser, "--listen", parse_address)?;
+            }
             Long("data-dir") => {
-                let dir = super::option_value(&mut parser, "--data-dir")?;
+                let dir = option_value(&mut parser, "--data-dir")?;
                 options.data_dir = Some(PathBuf::from(dir));
             }
             Long("start-delay") => {
-                options.start_delay =
-                    parse_duration(&super::option_value(&mut parser, "--start-delay")?)
-                        .map_err(|e| format!("--start-delay: {e}"))?;
+                options.start_delay = parsed_value(&mut parser, "--start-delay", parse_duration)?;
             }
             Long("stop-delay") => {
-                options.stop_delay =
-                    parse_duration(&super::option_value(&mut parser, "--stop-delay")?)
-                        .map_err(|e| format!("--stop-delay: {e}"))?;
+                options.stop_delay = parsed_value(&mut parser, "--stop-delay", parse_duration)?;
             }
             Long("heartbeat") => {
-                options.heartbeat =
-                    parse_duration(&super::option_value(&mut parser, "--heartbeat")?)
-                        .map_err(|e| format!("--heartbeat: {e}"))?;
+                options.heartbeat = parsed_value(&mut parser, "--heartbeat", parse_duration)?;
             }
             Long("max-upload") => {
-                options.max_upload = parse_size(&super::option_value(&mut parser, "--max-upload")?)
-                    .map_err(|e| format!("--max-upload: {e}"))?;
+                options.max_upload = parsed_value(&mut parser, "--max-upload", parse_size)?;
             }
             Long("faults") => {
-                let text = super::option_value(&mut parser, "--faults")?;
+                let text = option_value(&mut parser, "--faults")?;
                 let json = match text.strip_prefix('@') {
-                    Some(file) => {
-                        std::fs::read(file).map_err(|e| format!("--faults: {file}: {e}"))?
-                    }
+                    Some(file) => std::fs::read(file).map_err(|error| Error::FaultsFile {
+                        file: file.to_owned(),
+                        error,
+                    })?,
                     None => text.into_bytes(),
                 };
-                options.faults = sandbox::faults::Faults::parse(&json, 0)
-                    .map_err(|e| format!("--faults: {e}"))?;
+                options.faults = Faults::parse(&json, 0).map_err(Error::Faults)?;
             }
             Long("demo") => options.demo = true,
             _ => {
-                return Err(format!(
-                    "{}; see `lockstep sandbox --help`",
-                    arg.unexpected()
-                ));
+                return Err(Error::Unexpected {
+                    command: "sandbox",
+                    error: arg.unexpected(),
+                });
             }
         }
     }

@@ -1,5 +1,6 @@
 //! `lockstep sign`'s command line.
 
+use super::{Error, option_value};
 use crate::sign;
 
 /// What `lockstep sign --help` prints.
@@ -25,28 +26,30 @@ Options:
 ";
 
 /// Parses `lockstep sign`'s options; `None` for `--help`.
-pub fn parse(args: &[String]) -> Result<Option<sign::Options>, String> {
+pub fn parse(args: &[String]) -> Result<Option<sign::Options>, Error> {
     use lexopt::prelude::*;
 
     let mut options = sign::Options::default();
     let mut parser = lexopt::Parser::from_args(args.iter().cloned());
-    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+    while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
             Long("secret-file") => {
-                let file = super::option_value(&mut parser, "--secret-file")?;
+                let file = option_value(&mut parser, "--secret-file")?;
                 options.secret_file = Some(file.into());
             }
             Long("bintray") => {
-                options.bintray = Some(super::option_value(&mut parser, "--bintray")?);
+                options.bintray = Some(option_value(&mut parser, "--bintray")?);
             }
             Value(file) if options.body_file.is_none() => {
-                options.body_file = Some(
-                    file.into_string()
-                        .map_err(|_| "the body file name is not UTF-8")?,
-                );
+                options.body_file = Some(file.into_string().map_err(|_| Error::BodyFileNotUtf8)?);
             }
-            _ => return Err(format!("{}; see `lockstep sign --help`", arg.unexpected())),
+            _ => {
+                return Err(Error::Unexpected {
+                    command: "sign",
+                    error: arg.unexpected(),
+                });
+            }
         }
     }
     Ok(Some(options))

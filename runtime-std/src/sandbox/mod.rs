@@ -218,11 +218,10 @@ pub async fn start(executor: Rc<LocalExecutor<'static>>, options: Options) -> io
 
 /// `lockstep sandbox`: starts one, prints where it listens (and the demo's versions), and runs
 /// it until SIGTERM or SIGINT.
-pub fn run(options: Options, out: &mut dyn Write) -> Result<(), String> {
+pub fn run(options: Options, out: &mut dyn Write) -> io::Result<()> {
     let executor = Rc::new(LocalExecutor::new());
     let mut stop = Stop::catch();
-    let started =
-        block_on(executor.run(start(executor.clone(), options))).map_err(|e| e.to_string())?;
+    let started = block_on(executor.run(start(executor.clone(), options)))?;
     let _ = writeln!(out, "listening on {}", started.url());
     let _ = writeln!(out, "repository {}", started.repository_url());
     if let Some(demo) = &started.demo {
