@@ -923,16 +923,60 @@ mod tests {
     }
 
     #[test]
-    fn test_help_lists_every_setting() {
+    fn test_help_starts_and_ends_as_written() {
         let text = help();
-        for s in SETTINGS {
-            assert!(text.contains(&format!("--{} VALUE", s.name)), "{}", s.name);
-            assert!(
-                text.contains(&format!("[default: {}]", s.default)),
-                "{}",
-                s.name
-            );
-            assert!(text.contains(&s.env()));
-        }
+        // The text an operator reads, written out: the head, the first setting; the last.
+        let head = "\
+lockstep serve — the webhook service: a registry's notification in, a lock-step deployment out
+
+Usage: lockstep serve --repository URL|DIR [options]
+
+Every setting is a flag, an environment variable and a key of the TOML file of --config; \
+precedence: flag > LOCKSTEP_* > DEPLOYMENTS_BIND_* (listen only) > file > default.
+
+Options:
+  --config FILE
+      A TOML file of settings (keys as below)
+      [env: LOCKSTEP_CONFIG] [default: none]
+  --listen VALUE
+      Address to listen on (IP:PORT; port 0 picks a free port). ConductR's DEPLOYMENTS_BIND_IP \
+and DEPLOYMENTS_BIND_PORT are honoured below LOCKSTEP_LISTEN
+      [env: LOCKSTEP_LISTEN] [key: listen] [default: 127.0.0.1:9010]
+  --conductr VALUE
+";
+        let tail = "
+  --log-level VALUE
+      error, warn, info or debug
+      [env: LOCKSTEP_LOG_LEVEL] [key: log_level] [default: info]
+  -h, --help             Print this help
+";
+        assert!(text.starts_with(head), "{text}");
+        assert!(text.ends_with(tail), "{text}");
+    }
+
+    #[test]
+    fn test_help_has_one_entry_per_setting_in_table_order() {
+        let text = help();
+        let flags: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("  --")?.strip_suffix(" VALUE"))
+            .collect();
+        let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        assert_eq!(flags, names);
+    }
+
+    #[test]
+    fn test_setting_spellings() {
+        let setting = |name| SETTINGS.iter().find(|s| s.name == name).unwrap();
+        let max_body = setting("max-body");
+        assert_eq!(
+            (max_body.env(), max_body.key()),
+            ("LOCKSTEP_MAX_BODY".to_owned(), "max_body".to_owned())
+        );
+        let listen = setting("listen");
+        assert_eq!(
+            (listen.env(), listen.key()),
+            ("LOCKSTEP_LISTEN".to_owned(), "listen".to_owned())
+        );
     }
 }
