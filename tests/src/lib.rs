@@ -92,6 +92,22 @@ impl TempDir {
         &self.0
     }
 
+    /// Its path as text (for an argument or a variable such as `TMPDIR`).
+    ///
+    /// # Panics
+    /// When it is not UTF-8.
+    pub fn path_text(&self) -> String {
+        self.0.to_str().expect("a UTF-8 path").to_owned()
+    }
+
+    /// Checks that it holds nothing (any more); `when` says when, for the failure.
+    ///
+    /// # Panics
+    /// When it holds something.
+    pub fn assert_empty(&self, when: &str) {
+        assert_eq!(self.entries(), Vec::<PathBuf>::new(), "{when}");
+    }
+
     /// What it holds (not what those hold), sorted.
     pub fn entries(&self) -> Vec<PathBuf> {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(&self.0)
@@ -282,6 +298,15 @@ impl Process {
     /// Its process id.
     pub fn id(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Stops it with `signal`: it must exit with 0 within `timeout`.
+    ///
+    /// # Panics
+    /// When it does not.
+    pub fn stop(&mut self, signal: &str, timeout: Duration) {
+        self.signal(signal);
+        assert_eq!(self.wait(timeout), Some(0), "{}", self.stderr());
     }
 
     /// Sends it `signal` (`TERM`, `INT`) with kill(1).

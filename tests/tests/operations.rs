@@ -22,30 +22,35 @@ type Env<'a> = (&'a str, &'a str);
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-/// A `lockstep serve` that needs no cluster (nothing is deployed): a repository directory, a
-/// ConductR URL nobody answers, the test secret, `extra` flags and `env` on top.
-fn standalone(extra: &[&str], env: &[(&str, &str)]) -> (Process, TempDir) {
+/// A `lockstep serve` that needs no cluster (nothing is deployed): a repository directory and
+/// the data directory in the directory returned, a ConductR URL nobody answers, the test
+/// secret, `extra` flags and `env` on top.
+fn standalone(extra: &[&str], env: &[Env<'_>]) -> (Process, TempDir) {
     let dir = TempDir::new("lockstep-operations");
+    let data = dir.path().join("data").display().to_string();
+    let mut flags = vec!["--data-dir", data.as_str()];
+    flags.extend_from_slice(extra);
+    (serve_without_cluster(&dir, &flags, env), dir)
+}
+
+/// [`standalone`] with its repository in `dir`, and no data directory unless `flags` name one.
+fn serve_without_cluster(dir: &TempDir, flags: &[&str], env: &[Env<'_>]) -> Process {
     let repository = dir.path().join("repository");
     std::fs::create_dir_all(&repository).expect("a repository directory");
-    let data = dir.path().join("data");
+    let repository = repository.display().to_string();
     let mut args = vec![
-        "serve".to_owned(),
-        "--listen".to_owned(),
-        "127.0.0.1:0".to_owned(),
-        "--conductr".to_owned(),
-        "http://127.0.0.1:9".to_owned(),
-        "--repository".to_owned(),
-        repository.display().to_string(),
-        "--data-dir".to_owned(),
-        data.display().to_string(),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--conductr",
+        "http://127.0.0.1:9",
+        "--repository",
+        &repository,
     ];
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend_from_slice(flags);
     let mut all_env = vec![("BINTRAY_WEBHOOK_SECRET", SECRET)];
     all_env.extend_from_slice(env);
-    let process = Process::start(&binary("lockstep", "lockstep"), &args, &all_env);
-    (process, dir)
+    Process::start(&binary("lockstep", "lockstep"), &args, &all_env)
 }
 
 /// POSTs a JSON body of exactly `size` bytes (unsigned: refused, but only after its size was
@@ -78,8 +83,7 @@ fn deploy_compatible(s: &Sandbox, v: &Serve) -> Vec<Value> {
 
 /// The lines of stderr once the process has exited after SIGTERM, with exit code 0.
 fn stop_and_read_stderr(process: &mut Process) -> String {
-    process.signal("TERM");
-    assert_eq!(process.wait(WAIT), Some(0), "{}", process.stderr());
+    process.stop("TERM", WAIT);
     process.stderr()
 }
 
@@ -100,119 +104,35 @@ fn test_version_prints_the_package_version() {
 /// Every setting of `lockstep serve` as an operator spells it: flag (without `--`), variable,
 /// TOML key and default, in the order of `--help`. Written out, not computed: this is the
 /// interface `--help` and the README promise.
+#[rustfmt::skip]
 const SETTING_SPELLINGS: [(&str, &str, &str, &str); 29] = [
     ("listen", "LOCKSTEP_LISTEN", "listen", "127.0.0.1:9010"),
-    (
-        "conductr",
-        "LOCKSTEP_CONDUCTR",
-        "conductr",
-        "http://127.0.0.1:9005",
-    ),
-    (
-        "repository",
-        "LOCKSTEP_REPOSITORY",
-        "repository",
-        "(required)",
-    ),
-    (
-        "data-dir",
-        "LOCKSTEP_DATA_DIR",
-        "data_dir",
-        "(a fresh temporary directory)",
-    ),
-    (
-        "secret-file",
-        "LOCKSTEP_SECRET_FILE",
-        "secret_file",
-        "(BINTRAY_WEBHOOK_SECRET)",
-    ),
+    ("conductr", "LOCKSTEP_CONDUCTR", "conductr", "http://127.0.0.1:9005"),
+    ("repository", "LOCKSTEP_REPOSITORY", "repository", "(required)"),
+    ("data-dir", "LOCKSTEP_DATA_DIR", "data_dir", "(a fresh temporary directory)"),
+    ("secret-file", "LOCKSTEP_SECRET_FILE", "secret_file", "(BINTRAY_WEBHOOK_SECRET)"),
     ("max-head", "LOCKSTEP_MAX_HEAD", "max_head", "8KiB"),
     ("max-body", "LOCKSTEP_MAX_BODY", "max_body", "8KiB"),
-    (
-        "read-timeout",
-        "LOCKSTEP_READ_TIMEOUT",
-        "read_timeout",
-        "10s",
-    ),
-    (
-        "idle-timeout",
-        "LOCKSTEP_IDLE_TIMEOUT",
-        "idle_timeout",
-        "30s",
-    ),
-    (
-        "max-connections",
-        "LOCKSTEP_MAX_CONNECTIONS",
-        "max_connections",
-        "256",
-    ),
-    (
-        "max-in-flight",
-        "LOCKSTEP_MAX_IN_FLIGHT",
-        "max_in_flight",
-        "64",
-    ),
-    (
-        "replay-cache",
-        "LOCKSTEP_REPLAY_CACHE",
-        "replay_cache",
-        "1024",
-    ),
+    ("read-timeout", "LOCKSTEP_READ_TIMEOUT", "read_timeout", "10s"),
+    ("idle-timeout", "LOCKSTEP_IDLE_TIMEOUT", "idle_timeout", "30s"),
+    ("max-connections", "LOCKSTEP_MAX_CONNECTIONS", "max_connections", "256"),
+    ("max-in-flight", "LOCKSTEP_MAX_IN_FLIGHT", "max_in_flight", "64"),
+    ("replay-cache", "LOCKSTEP_REPLAY_CACHE", "replay_cache", "1024"),
     ("retention", "LOCKSTEP_RETENTION", "retention", "1000"),
-    (
-        "step-deadline",
-        "LOCKSTEP_STEP_DEADLINE",
-        "step_deadline",
-        "2m",
-    ),
-    (
-        "resolve-deadline",
-        "LOCKSTEP_RESOLVE_DEADLINE",
-        "resolve_deadline",
-        "10m",
-    ),
+    ("step-deadline", "LOCKSTEP_STEP_DEADLINE", "step_deadline", "2m"),
+    ("resolve-deadline", "LOCKSTEP_RESOLVE_DEADLINE", "resolve_deadline", "10m"),
     ("rollback", "LOCKSTEP_ROLLBACK", "rollback", "on"),
-    (
-        "nothing-running",
-        "LOCKSTEP_NOTHING_RUNNING",
-        "nothing_running",
-        "fail",
-    ),
+    ("nothing-running", "LOCKSTEP_NOTHING_RUNNING", "nothing_running", "fail"),
     ("schemes", "LOCKSTEP_SCHEMES", "schemes", "both"),
-    (
-        "replay-window",
-        "LOCKSTEP_REPLAY_WINDOW",
-        "replay_window",
-        "5m",
-    ),
+    ("replay-window", "LOCKSTEP_REPLAY_WINDOW", "replay_window", "5m"),
     ("allow", "LOCKSTEP_ALLOW", "allow", "(all)"),
     ("workers", "LOCKSTEP_WORKERS", "workers", "4"),
-    (
-        "poll-interval",
-        "LOCKSTEP_POLL_INTERVAL",
-        "poll_interval",
-        "1s",
-    ),
+    ("poll-interval", "LOCKSTEP_POLL_INTERVAL", "poll_interval", "1s"),
     ("io-timeout", "LOCKSTEP_IO_TIMEOUT", "io_timeout", "10s"),
-    (
-        "download-limit",
-        "LOCKSTEP_DOWNLOAD_LIMIT",
-        "download_limit",
-        "5m",
-    ),
-    (
-        "max-bundle-size",
-        "LOCKSTEP_MAX_BUNDLE_SIZE",
-        "max_bundle_size",
-        "512MiB",
-    ),
+    ("download-limit", "LOCKSTEP_DOWNLOAD_LIMIT", "download_limit", "5m"),
+    ("max-bundle-size", "LOCKSTEP_MAX_BUNDLE_SIZE", "max_bundle_size", "512MiB"),
     ("heartbeat", "LOCKSTEP_HEARTBEAT", "heartbeat", "2s"),
-    (
-        "drain-deadline",
-        "LOCKSTEP_DRAIN_DEADLINE",
-        "drain_deadline",
-        "30s",
-    ),
+    ("drain-deadline", "LOCKSTEP_DRAIN_DEADLINE", "drain_deadline", "30s"),
     ("log-format", "LOCKSTEP_LOG_FORMAT", "log_format", "human"),
     ("log-level", "LOCKSTEP_LOG_LEVEL", "log_level", "info"),
 ];
@@ -867,8 +787,7 @@ fn test_serve_sigterm_lets_the_running_command_finish_then_exits() {
     // The command takes a while but finishes within the deadline; nothing starts after it.
     let (s, mut v, _id) =
         deployment_in_a_slow_command(r#""delayMs": 3000"#, &["--drain-deadline", "10m"]);
-    v.process.signal("TERM");
-    assert_eq!(v.process.wait(WAIT), Some(0), "{}", v.process.stderr());
+    v.process.stop("TERM", WAIT);
     let stderr = v.process.stderr();
     assert!(!stderr.contains("drain deadline"), "{stderr}");
     assert!(
@@ -893,8 +812,7 @@ fn test_serve_sigint_when_idle_exits_at_once() {
     let (mut process, _dir) = standalone(&[], &[]);
     let client = Client::new(process.listening());
     assert_eq!(client.get("/healthz").status, 200);
-    process.signal("INT");
-    assert_eq!(process.wait(WAIT), Some(0), "{}", process.stderr());
+    process.stop("INT", WAIT);
     let stderr = process.stderr();
     assert!(
         stderr.contains("drained; 0 deployment(s) left in flight"),
@@ -905,33 +823,14 @@ fn test_serve_sigint_when_idle_exits_at_once() {
 #[test]
 fn test_serve_without_data_dir_removes_its_temporary_directory_on_sigterm_and_sigint() {
     let repository = TempDir::new("lockstep-serve-tmpdir-repository");
-    let repository = repository.path().to_str().expect("UTF-8").to_owned();
     for signal in ["TERM", "INT"] {
         let tmp = TempDir::new("lockstep-serve-tmpdir");
-        let tmpdir = tmp.path().to_str().expect("UTF-8").to_owned();
-        let mut process = Process::start(
-            &binary("lockstep", "lockstep"),
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--conductr",
-                "http://127.0.0.1:9",
-                "--repository",
-                &repository,
-            ],
-            &[("BINTRAY_WEBHOOK_SECRET", SECRET), ("TMPDIR", &tmpdir)],
-        );
+        let mut process = serve_without_cluster(&repository, &[], &[("TMPDIR", &tmp.path_text())]);
         process.listening();
         let made = tmp.only_private_dir("lockstep-serve");
         assert!(made.join("store").is_dir(), "{made:?}");
-        process.signal(signal);
-        assert_eq!(process.wait(WAIT), Some(0), "{}", process.stderr());
-        assert_eq!(
-            tmp.entries(),
-            Vec::<std::path::PathBuf>::new(),
-            "after SIG{signal}"
-        );
+        process.stop(signal, WAIT);
+        tmp.assert_empty(&format!("after SIG{signal}"));
     }
 }
 
@@ -1172,8 +1071,7 @@ fn test_demo_deploys_then_prints_commands_that_work() {
     });
 
     // Ctrl-C: it stops, and removes the temporary directory it made.
-    demo.signal("INT");
-    assert_eq!(demo.wait(WAIT), Some(0), "{}", demo.stderr());
+    demo.stop("INT", WAIT);
     assert!(
         !std::path::Path::new(&secret_file).exists(),
         "{secret_file} was left behind"

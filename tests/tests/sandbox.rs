@@ -717,22 +717,16 @@ fn test_sandbox_event_stream_heartbeats_and_lines() {
 fn test_sandbox_without_data_dir_removes_its_temporary_directory_on_sigterm_and_sigint() {
     for signal in ["TERM", "INT"] {
         let tmp = TempDir::new("lockstep-sandbox-tmpdir");
-        let tmpdir = tmp.path().to_str().expect("UTF-8").to_owned();
         let mut process = Process::start(
             &binary("lockstep", "lockstep"),
             &["sandbox", "--listen", "127.0.0.1:0", "--demo"],
-            &[("TMPDIR", &tmpdir)],
+            &[("TMPDIR", &tmp.path_text())],
         );
         process.listening();
         // The demo's bundles and repository are written in it before the first line.
         let made = tmp.only_private_dir("lockstep-sandbox");
         assert!(made.join("repository/typesafe").is_dir(), "{made:?}");
-        process.signal(signal);
-        assert_eq!(process.wait(WAIT), Some(0), "{}", process.stderr());
-        assert_eq!(
-            tmp.entries(),
-            Vec::<std::path::PathBuf>::new(),
-            "after SIG{signal}"
-        );
+        process.stop(signal, WAIT);
+        tmp.assert_empty(&format!("after SIG{signal}"));
     }
 }

@@ -1,7 +1,5 @@
 //! `lockstep demo`'s command line.
 
-use std::path::PathBuf;
-
 use super::{Error, option_value, parsed_value};
 use crate::demo;
 use crate::units::parse_address;
@@ -41,8 +39,7 @@ pub fn parse(args: &[String]) -> Result<Option<demo::Options>, Error> {
                 options.sandbox = parsed_value(&mut parser, "--sandbox", parse_address)?;
             }
             Long("data-dir") => {
-                let dir = option_value(&mut parser, "--data-dir")?;
-                options.data_dir = Some(PathBuf::from(dir));
+                options.data_dir = Some(option_value(&mut parser, "--data-dir")?.into());
             }
             _ => {
                 return Err(Error::Unexpected {

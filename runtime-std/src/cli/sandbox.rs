@@ -1,7 +1,5 @@
 //! `lockstep sandbox`'s command line.
 
-use std::path::PathBuf;
-
 use super::{Error, option_value, parsed_value};
 use crate::sandbox::{self, faults::Faults};
 use crate::units::{parse_address, parse_duration, parse_size};
@@ -45,8 +43,7 @@ pub fn parse(args: &[String]) -> Result<Option<sandbox::Options>, Error> {
                 options.listen = parsed_value(&mut parser, "--listen", parse_address)?;
             }
             Long("data-dir") => {
-                let dir = option_value(&mut parser, "--data-dir")?;
-                options.data_dir = Some(PathBuf::from(dir));
+                options.data_dir = Some(option_value(&mut parser, "--data-dir")?.into());
             }
             Long("start-delay") => {
                 options.start_delay = parsed_value(&mut parser, "--start-delay", parse_duration)?;
