@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use async_executor::{LocalExecutor, Task};
+use async_executor::LocalExecutor;
 use async_io::Timer;
 use futures_lite::FutureExt;
 use lockstep_core::agent::{self, Time};
@@ -175,8 +175,11 @@ impl Service {
     }
 
     /// What `lockstep serve` does on SIGTERM or SIGINT: drain. Caught from this call on; the
-    /// task returned completes once drained. (`lockstep demo` handles its signals itself.)
-    pub fn drain_on_signals(&self, executor: &Rc<LocalExecutor<'static>>) -> Task<()> {
+    /// future returned completes once drained. (`lockstep demo` handles its signals itself.)
+    pub fn drain_on_signals(
+        &self,
+        executor: &Rc<LocalExecutor<'static>>,
+    ) -> impl Future<Output = ()> + 'static {
         spawn_drain(executor, self.state.clone(), self.drain_deadline)
     }
 }
@@ -292,40 +295,47 @@ fn webhook(
 }
 
 /// On SIGTERM or SIGINT: refuse new webhooks and answer /healthz 503 while the commands under
-/// way finish, up to `deadline`; then the task completes (and `run` returns: exit 0).
-/// Deployments still in flight stay where their last step left the cluster.
+/// way finish, up to `deadline`; then the future returned completes (and `run` returns: exit
+/// 0). Deployments still in flight stay where their last step left the cluster.
 fn spawn_drain(
     executor: &Rc<LocalExecutor<'static>>,
     state: Rc<State>,
     deadline: Duration,
-) -> Task<()> {
+) -> impl Future<Output = ()> + 'static {
     // Caught now, not when the task first runs: the `listening` line may be printed before.
     let mut stop = Stop::catch();
-    executor.spawn(async move {
-        let signal = stop.signalled().await;
-        state.draining.set(true);
-        state.webhooks.borrow_mut().shut_down();
-        state.deployments.drain();
-        log::info(&format!(
-            "{signal:?}: draining; new webhooks are refused, running steps may take {}ms",
-            deadline.as_millis()
-        ));
-        let until = Instant::now() + deadline;
-        while state.deployments.busy() > 0 && Instant::now() < until {
-            Timer::after(Duration::from_millis(20)).await;
-        }
-        let busy = state.deployments.busy();
-        if busy > 0 {
-            log::warn(&format!(
-                "the drain deadline of {}ms passed with {busy} command(s) still under way",
+    let (drained, done) = async_channel::bounded::<()>(1);
+    executor
+        .spawn(async move {
+            let signal = stop.signalled().await;
+            state.draining.set(true);
+            state.webhooks.borrow_mut().shut_down();
+            state.deployments.drain();
+            log::info(&format!(
+                "{signal:?}: draining; new webhooks are refused, running steps may take {}ms",
                 deadline.as_millis()
             ));
-        }
-        let left = state.deployments.in_flight();
-        log::info(&format!(
-            "drained; {left} deployment(s) left in flight, where their last step left them"
-        ));
-    })
+            let until = Instant::now() + deadline;
+            while state.deployments.busy() > 0 && Instant::now() < until {
+                Timer::after(Duration::from_millis(20)).await;
+            }
+            let busy = state.deployments.busy();
+            if busy > 0 {
+                log::warn(&format!(
+                    "the drain deadline of {}ms passed with {busy} command(s) still under way",
+                    deadline.as_millis()
+                ));
+            }
+            let left = state.deployments.in_flight();
+            log::info(&format!(
+                "drained; {left} deployment(s) left in flight, where their last step left them"
+            ));
+            drained.close();
+        })
+        .detach();
+    async move {
+        let _ = done.recv().await;
+    }
 }
 
 /// `GET /deployments/events`: every event as `event:<type>\ndata:<id>\n\n`, and a heartbeat
