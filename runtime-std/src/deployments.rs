@@ -165,7 +165,7 @@ impl Deployments {
         let agent = Rc::new(Agent::new(Deployer::new(options.policy), logs));
         let connector = Rc::new(TcpConnector::for_agent(&options.agent));
         let store = Rc::new(DirStore::new(store_dir));
-        let conductr = options.conductr.url();
+        let url = options.conductr.url();
         let repository = Rc::new(options.repository.clone());
         let workers = options.workers.clamp(1, agent::MAX_WORKERS);
         for id in 0..workers {
@@ -193,7 +193,7 @@ impl Deployments {
                     };
                     let mut worker = Worker::new(
                         id,
-                        conductr,
+                        url,
                         &*connector,
                         &*time,
                         &*store,
@@ -216,14 +216,7 @@ impl Deployments {
             .spawn(async move {
                 let mut buf = vec![0u8; 16 * 1024];
                 events_agent
-                    .run_events(
-                        conductr,
-                        &*connector,
-                        &*events_time,
-                        timeout,
-                        retry,
-                        &mut buf,
-                    )
+                    .run_events(url, &*connector, &*events_time, timeout, retry, &mut buf)
                     .await;
             })
             .detach();
