@@ -72,24 +72,22 @@ fn test_profile_is_release() -> bool {
 }
 
 /// A directory of the test's own under the system's temporary directory, removed when
-/// dropped.
+/// dropped (lockstep's own [`lockstep::tempdir::TempDir`]).
 #[derive(Debug)]
-pub struct TempDir(PathBuf);
+pub struct TempDir(lockstep::tempdir::TempDir);
 
 impl TempDir {
     /// A new, empty directory.
+    ///
+    /// # Panics
+    /// When it cannot be made.
     pub fn new(prefix: &str) -> Self {
-        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create a temporary directory");
-        Self(dir)
+        Self(lockstep::tempdir::TempDir::new(prefix).expect("create a temporary directory"))
     }
 
     /// Its path.
     pub fn path(&self) -> &std::path::Path {
-        &self.0
+        self.0.path()
     }
 
     /// Its path as text (for an argument or a variable such as `TMPDIR`).
@@ -97,7 +95,7 @@ impl TempDir {
     /// # Panics
     /// When it is not UTF-8.
     pub fn path_text(&self) -> String {
-        self.0.to_str().expect("a UTF-8 path").to_owned()
+        self.path().to_str().expect("a UTF-8 path").to_owned()
     }
 
     /// Checks that it holds nothing (any more); `when` says when, for the failure.
@@ -110,7 +108,7 @@ impl TempDir {
 
     /// What it holds (not what those hold), sorted.
     pub fn entries(&self) -> Vec<PathBuf> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(&self.0)
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(self.path())
             .expect("read the temporary directory")
             .map(|entry| entry.expect("a directory entry").path())
             .collect();
@@ -130,7 +128,7 @@ impl TempDir {
         let [made] = entries.as_slice() else {
             panic!(
                 "expected one directory in {}: {entries:?}",
-                self.0.display()
+                self.path().display()
             );
         };
         let name = made.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -142,12 +140,6 @@ impl TempDir {
         assert!(made.is_dir(), "{made:?}");
         assert_eq!(mode & 0o777, 0o700, "{made:?}: mode {mode:o}");
         made.clone()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
