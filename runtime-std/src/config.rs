@@ -6,6 +6,7 @@
 //! to start with a message naming it.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,41 +14,22 @@ use std::time::Duration;
 use lockstep_core::agent;
 use lockstep_core::deployer::{NothingRunning, Policy, RollbackPolicy};
 use lockstep_core::service::{self, Allowed, MAX_ALLOWED};
-use lockstep_core::signature::{Schemes, Secret};
-use lockstep_core::webhook::{BodyLimit, MAX_BODY_LIMIT};
+use lockstep_core::signature::Schemes;
+use lockstep_core::webhook::{BodyLimit, BodyLimitError, MAX_BODY_LIMIT};
 
-use crate::cli::{parse_duration, parse_size};
 use crate::deployments::{self, RepositoryOption};
 use crate::http;
+use crate::log::{LogFormat, LogLevel};
+use crate::secret::{self, SecretError};
 use crate::serve::{MAX_REPLAY_CACHE, Options};
-
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// `2026-11-26T08:00:00.000Z INFO request GET /healthz 200 1ms`.
-    Human,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Which log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    /// Errors only.
-    Error,
-    /// Also warnings.
-    Warn,
-    /// Also requests and deployment steps (the default).
-    Info,
-    /// Everything.
-    Debug,
-}
+use crate::units::{ValueError, parse_address, parse_duration, parse_size};
+use crate::url::{BadUrl, BaseUrl};
 
 /// Every setting, parsed.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub conductr: String,
+    pub conductr: BaseUrl,
     pub repository: Option<RepositoryOption>,
     pub data_dir: Option<PathBuf>,
     pub secret_file: Option<PathBuf>,
@@ -77,7 +59,163 @@ pub struct Config {
     pub log_level: LogLevel,
 }
 
-type Apply = fn(&mut Config, &str) -> Result<(), String>;
+type Apply = fn(&mut Config, &str) -> Result<(), SettingError>;
+
+/// Why a value is not one its setting takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SettingError {
+    /// Not a duration, size or address.
+    Value(ValueError),
+    /// Not a base URL.
+    Url(BadUrl),
+    /// Not a whole number.
+    NotWholeNumber(String),
+    /// A count outside `1..=max`.
+    OutOfRange {
+        /// The count.
+        n: usize,
+        /// The most it may be.
+        max: usize,
+    },
+    /// A duration of 0 where time must pass.
+    Zero,
+    /// Below the setting's minimum, as text (`256 bytes`).
+    AtLeast(&'static str),
+    /// A webhook body limit core does not take.
+    BodyLimit(BodyLimitError),
+    /// None of the setting's words.
+    NotOneOf {
+        /// The text.
+        text: String,
+        /// The words it may be, as `--help` lists them (`on or off`).
+        choices: &'static str,
+    },
+    /// An `--allow` entry that is not `org/repo/package`.
+    NotAllowed(String),
+    /// More `--allow` entries than [`MAX_ALLOWED`].
+    TooManyAllowed,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Value(e) => e.fmt(f),
+            Self::Url(e) => e.fmt(f),
+            Self::NotWholeNumber(text) => write!(f, "`{text}` is not a whole number"),
+            Self::OutOfRange { n, max } => write!(f, "{n} is not between 1 and {max}"),
+            Self::Zero => f.write_str("must be more than 0"),
+            Self::AtLeast(min) => write!(f, "must be at least {min}"),
+            Self::BodyLimit(e) => e.fmt(f),
+            Self::NotOneOf { text, choices } => write!(f, "`{text}` is not {choices}"),
+            Self::NotAllowed(item) => {
+                write!(f, "`{item}` is not org/repo/package (each a name or *)")
+            }
+            Self::TooManyAllowed => write!(f, "at most {MAX_ALLOWED} entries"),
+        }
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+impl From<ValueError> for SettingError {
+    fn from(e: ValueError) -> Self {
+        Self::Value(e)
+    }
+}
+
+impl From<BadUrl> for SettingError {
+    fn from(e: BadUrl) -> Self {
+        Self::Url(e)
+    }
+}
+
+/// `text` as one of `words`, each with its value; `choices` lists them for the error.
+fn one_of<T: Copy>(
+    text: &str,
+    words: &[(&str, T)],
+    choices: &'static str,
+) -> Result<T, SettingError> {
+    words
+        .iter()
+        .find(|(word, _)| *word == text)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| SettingError::NotOneOf {
+            text: text.to_owned(),
+            choices,
+        })
+}
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// `--name`.
+    Flag(&'static str),
+    /// `LOCKSTEP_NAME`.
+    Env(String),
+    /// ConductR's `DEPLOYMENTS_BIND_IP` / `DEPLOYMENTS_BIND_PORT`.
+    Bind,
+    /// A key of the configuration file.
+    File(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Flag(name) => write!(f, "--{name}"),
+            Self::Env(name) => f.write_str(name),
+            Self::Bind => f.write_str("DEPLOYMENTS_BIND_IP/DEPLOYMENTS_BIND_PORT"),
+            Self::File(key) => write!(f, "`{key}` in the configuration file"),
+        }
+    }
+}
+
+/// Why `lockstep serve` is not configured.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A key of the configuration file names no setting.
+    UnknownKey(String),
+    /// A `LOCKSTEP_*` variable names no setting.
+    UnknownVariable(String),
+    /// A value its setting does not take.
+    Setting {
+        /// Where it came from.
+        origin: Origin,
+        /// What is wrong with it.
+        error: SettingError,
+    },
+    /// No `--repository`.
+    NoRepository,
+    /// No usable webhook secret.
+    Secret(SecretError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownKey(key) => write!(f, "unknown key `{key}` in the configuration file"),
+            Self::UnknownVariable(name) => write!(
+                f,
+                "unknown environment variable {name}; `lockstep serve --help` lists them"
+            ),
+            Self::Setting { origin, error } => write!(f, "{origin}: {error}"),
+            Self::NoRepository => f.write_str(
+                "--repository is required: the http:// base URL or the directory bundles are \
+                 published to (or LOCKSTEP_REPOSITORY)",
+            ),
+            Self::Secret(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<SecretError> for Error {
+    fn from(e: SecretError) -> Self {
+        Self::Secret(e)
+    }
+}
 
 /// One setting.
 pub struct Setting {
@@ -91,8 +229,8 @@ pub struct Setting {
     apply: Apply,
 }
 
-impl std::fmt::Debug for Setting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Setting")
             .field("name", &self.name)
             .finish_non_exhaustive()
@@ -114,28 +252,27 @@ impl Setting {
     }
 }
 
-fn count(text: &str, max: usize) -> Result<usize, String> {
+fn count(text: &str, max: usize) -> Result<usize, SettingError> {
     let n: usize = text
         .trim()
         .parse()
-        .map_err(|_| format!("`{text}` is not a whole number"))?;
+        .map_err(|_| SettingError::NotWholeNumber(text.to_owned()))?;
     if n == 0 || n > max {
-        return Err(format!("{n} is not between 1 and {max}"));
+        return Err(SettingError::OutOfRange { n, max });
     }
     Ok(n)
 }
 
-fn duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text)
-}
-
-fn positive(text: &str) -> Result<Duration, String> {
-    let d = duration(text)?;
+fn positive(text: &str) -> Result<Duration, SettingError> {
+    let d = parse_duration(text)?;
     if d.is_zero() {
-        return Err("must be more than 0".into());
+        return Err(SettingError::Zero);
     }
     Ok(d)
 }
+
+/// Where ConductR's control API is unless configured: its own default.
+const DEFAULT_CONDUCTR: &str = "http://127.0.0.1:9005";
 
 /// The table, in the order of `--help`.
 pub static SETTINGS: &[Setting] = &[
@@ -145,19 +282,16 @@ pub static SETTINGS: &[Setting] = &[
         help: "Address to listen on (IP:PORT; port 0 picks a free port). ConductR's \
                DEPLOYMENTS_BIND_IP and DEPLOYMENTS_BIND_PORT are honoured below LOCKSTEP_LISTEN",
         apply: |c, v| {
-            c.listen = v
-                .parse()
-                .map_err(|_| format!("`{v}` is not an IP:PORT address"))?;
+            c.listen = parse_address(v)?;
             Ok(())
         },
     },
     Setting {
         name: "conductr",
-        default: "http://127.0.0.1:9005",
+        default: DEFAULT_CONDUCTR,
         help: "The ConductR control API's base URL",
         apply: |c, v| {
-            agent::http::Url::parse(v).map_err(|e| format!("`{v}`: {e}"))?;
-            c.conductr = v.to_owned();
+            c.conductr = BaseUrl::parse(v)?;
             Ok(())
         },
     },
@@ -197,7 +331,7 @@ pub static SETTINGS: &[Setting] = &[
         apply: |c, v| {
             c.max_head = parse_size(v)?;
             if c.max_head < 256 {
-                return Err("must be at least 256 bytes".into());
+                return Err(SettingError::AtLeast("256 bytes"));
             }
             Ok(())
         },
@@ -208,7 +342,7 @@ pub static SETTINGS: &[Setting] = &[
         help: "Largest webhook body (413 above); at most 16KiB",
         apply: |c, v| {
             let n = parse_size(v)?;
-            BodyLimit::new(n).map_err(|e| e.to_string())?;
+            BodyLimit::new(n).map_err(SettingError::BodyLimit)?;
             c.max_body = n;
             Ok(())
         },
@@ -292,11 +426,11 @@ pub static SETTINGS: &[Setting] = &[
         default: "on",
         help: "After a failure in the lock-step: on (run it backwards) or off (leave things)",
         apply: |c, v| {
-            c.rollback = match v {
-                "on" => RollbackPolicy::On,
-                "off" => RollbackPolicy::Off,
-                _ => return Err(format!("`{v}` is not on or off")),
-            };
+            c.rollback = one_of(
+                v,
+                &[("on", RollbackPolicy::On), ("off", RollbackPolicy::Off)],
+                "on or off",
+            )?;
             Ok(())
         },
     },
@@ -305,11 +439,14 @@ pub static SETTINGS: &[Setting] = &[
         default: "fail",
         help: "When no compatible bundle runs: fail, or start-one (load it, run it at scale 1)",
         apply: |c, v| {
-            c.nothing_running = match v {
-                "fail" => NothingRunning::Fail,
-                "start-one" => NothingRunning::StartOne,
-                _ => return Err(format!("`{v}` is not fail or start-one")),
-            };
+            c.nothing_running = one_of(
+                v,
+                &[
+                    ("fail", NothingRunning::Fail),
+                    ("start-one", NothingRunning::StartOne),
+                ],
+                "fail or start-one",
+            )?;
             Ok(())
         },
     },
@@ -318,12 +455,15 @@ pub static SETTINGS: &[Setting] = &[
         default: "both",
         help: "Signature schemes accepted: both, lockstep or bintray",
         apply: |c, v| {
-            c.schemes = match v {
-                "both" => Schemes::BOTH,
-                "lockstep" => Schemes::LOCKSTEP_ONLY,
-                "bintray" => Schemes::BINTRAY_ONLY,
-                _ => return Err(format!("`{v}` is not both, lockstep or bintray")),
-            };
+            c.schemes = one_of(
+                v,
+                &[
+                    ("both", Schemes::BOTH),
+                    ("lockstep", Schemes::LOCKSTEP_ONLY),
+                    ("bintray", Schemes::BINTRAY_ONLY),
+                ],
+                "both, lockstep or bintray",
+            )?;
             Ok(())
         },
     },
@@ -344,13 +484,12 @@ pub static SETTINGS: &[Setting] = &[
         apply: |c, v| {
             c.allow.clear();
             for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-                let allowed = Allowed::parse(item).ok_or_else(|| {
-                    format!("`{item}` is not org/repo/package (each a name or *)")
-                })?;
+                let allowed = Allowed::parse(item)
+                    .ok_or_else(|| SettingError::NotAllowed(item.to_owned()))?;
                 c.allow.push(allowed);
             }
             if c.allow.len() > MAX_ALLOWED {
-                return Err(format!("at most {MAX_ALLOWED} entries"));
+                return Err(SettingError::TooManyAllowed);
             }
             Ok(())
         },
@@ -414,7 +553,7 @@ pub static SETTINGS: &[Setting] = &[
         default: "30s",
         help: "On SIGTERM or SIGINT, how long running steps may take to finish",
         apply: |c, v| {
-            c.drain_deadline = duration(v)?;
+            c.drain_deadline = parse_duration(v)?;
             Ok(())
         },
     },
@@ -423,11 +562,11 @@ pub static SETTINGS: &[Setting] = &[
         default: "human",
         help: "human or json (one object per line), on stderr",
         apply: |c, v| {
-            c.log_format = match v {
-                "human" => LogFormat::Human,
-                "json" => LogFormat::Json,
-                _ => return Err(format!("`{v}` is not human or json")),
-            };
+            c.log_format = one_of(
+                v,
+                &[("human", LogFormat::Human), ("json", LogFormat::Json)],
+                "human or json",
+            )?;
             Ok(())
         },
     },
@@ -436,13 +575,16 @@ pub static SETTINGS: &[Setting] = &[
         default: "info",
         help: "error, warn, info or debug",
         apply: |c, v| {
-            c.log_level = match v {
-                "error" => LogLevel::Error,
-                "warn" => LogLevel::Warn,
-                "info" => LogLevel::Info,
-                "debug" => LogLevel::Debug,
-                _ => return Err(format!("`{v}` is not error, warn, info or debug")),
-            };
+            c.log_level = one_of(
+                v,
+                &[
+                    ("error", LogLevel::Error),
+                    ("warn", LogLevel::Warn),
+                    ("info", LogLevel::Info),
+                    ("debug", LogLevel::Debug),
+                ],
+                "error, warn, info or debug",
+            )?;
             Ok(())
         },
     },
@@ -452,7 +594,7 @@ impl Default for Config {
     fn default() -> Self {
         let mut config = Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9010)),
-            conductr: String::new(),
+            conductr: BaseUrl::parse(DEFAULT_CONDUCTR).expect("the default is a URL"),
             repository: None,
             data_dir: None,
             secret_file: None,
@@ -504,11 +646,11 @@ pub struct Sources {
 
 impl Config {
     /// The configuration from these sources, by precedence.
-    pub fn from_sources(sources: &Sources) -> Result<Self, String> {
+    pub fn from_sources(sources: &Sources) -> Result<Self, Error> {
         let mut config = Self::default();
         for key in sources.file.keys() {
             if !SETTINGS.iter().any(|s| s.key() == *key) {
-                return Err(format!("unknown key `{key}` in the configuration file"));
+                return Err(Error::UnknownKey(key.clone()));
             }
         }
         // A variable in our namespace that names no setting is a typo, not someone else's.
@@ -517,9 +659,7 @@ impl Config {
                 && name != CONFIG_ENV
                 && !SETTINGS.iter().any(|s| s.env() == *name)
             {
-                return Err(format!(
-                    "unknown environment variable {name}; `lockstep serve --help` lists them"
-                ));
+                return Err(Error::UnknownVariable(name.clone()));
             }
         }
         for setting in SETTINGS {
@@ -528,53 +668,34 @@ impl Config {
                 .iter()
                 .rev()
                 .find(|(name, _)| name == setting.name)
-                .map(|(_, v)| (v.clone(), format!("--{}", setting.name)));
+                .map(|(_, v)| (v.clone(), Origin::Flag(setting.name)));
             let env = sources
                 .env
                 .get(&setting.env())
-                .map(|v| (v.clone(), setting.env()));
+                .map(|v| (v.clone(), Origin::Env(setting.env())));
             let bind = (setting.name == "listen")
                 .then(|| bind_from_env(&sources.env))
                 .flatten()
-                .map(|v| (v, "DEPLOYMENTS_BIND_IP/DEPLOYMENTS_BIND_PORT".to_owned()));
-            let file = sources.file.get(&setting.key()).map(|v| {
-                (
-                    v.clone(),
-                    format!("`{}` in the configuration file", setting.key()),
-                )
-            });
+                .map(|v| (v, Origin::Bind));
+            let file = sources
+                .file
+                .get(&setting.key())
+                .map(|v| (v.clone(), Origin::File(setting.key())));
             if let Some((value, origin)) = flag.or(env).or(bind).or(file) {
-                (setting.apply)(&mut config, &value).map_err(|e| format!("{origin}: {e}"))?;
+                (setting.apply)(&mut config, &value)
+                    .map_err(|error| Error::Setting { origin, error })?;
             }
         }
         Ok(config)
     }
 
     /// The service's options: the secret read, the repository required.
-    pub fn options(&self, env: &BTreeMap<String, String>) -> Result<Options, String> {
-        let repository = self.repository.clone().ok_or(
-            "--repository is required: the http:// base URL or the directory bundles are \
-             published to (or LOCKSTEP_REPOSITORY)",
+    pub fn options(&self, env: &BTreeMap<String, String>) -> Result<Options, Error> {
+        let repository = self.repository.clone().ok_or(Error::NoRepository)?;
+        let secret = secret::read(
+            self.secret_file.as_deref(),
+            env.get(secret::ENV).map(String::as_str),
         )?;
-        let secret = match &self.secret_file {
-            Some(file) => {
-                let bytes = std::fs::read(file)
-                    .map_err(|e| format!("--secret-file {}: {e}", file.display()))?;
-                Secret::from_file_contents(&bytes)
-                    .map_err(|e| format!("--secret-file {}: {e}", file.display()))?
-            }
-            None => match env.get("BINTRAY_WEBHOOK_SECRET") {
-                Some(value) => Secret::new(value.as_bytes())
-                    .map_err(|e| format!("BINTRAY_WEBHOOK_SECRET: {e}"))?,
-                None => {
-                    return Err(
-                        "no webhook secret: set the environment variable BINTRAY_WEBHOOK_SECRET, \
-                         or pass --secret-file FILE"
-                            .to_owned(),
-                    );
-                }
-            },
-        };
         let core = crate::platform::from_std_duration;
         let mut webhooks = service::Config {
             schemes: self.schemes,
@@ -588,7 +709,7 @@ impl Config {
         }
         Ok(Options {
             listen: self.listen,
-            conductr: self.conductr.clone(),
+            conductr: self.conductr,
             repository,
             data_dir: self.data_dir.clone(),
             secret,
@@ -690,7 +811,7 @@ mod tests {
     fn test_defaults_parse() {
         let c = Config::default();
         assert_eq!(c.listen, "127.0.0.1:9010".parse().unwrap());
-        assert_eq!(c.conductr, "http://127.0.0.1:9005");
+        assert_eq!(c.conductr.as_str(), "http://127.0.0.1:9005");
         assert_eq!(c.max_body, 8192);
         assert_eq!(c.step_deadline, Duration::from_secs(120));
         assert_eq!(c.replay_cache, 1024);
@@ -774,7 +895,7 @@ mod tests {
             (sources(&[("allow", "a/b")], &[], &[]), "--allow"),
             (sources(&[("listen", "x")], &[], &[]), "--listen"),
         ] {
-            let e = Config::from_sources(&s).unwrap_err();
+            let e = Config::from_sources(&s).unwrap_err().to_string();
             assert!(e.contains(message), "{e}");
         }
     }
@@ -782,16 +903,15 @@ mod tests {
     #[test]
     fn test_options_need_repository_and_secret() {
         let c = Config::default();
-        assert!(
-            c.options(&BTreeMap::new())
-                .unwrap_err()
-                .contains("--repository")
-        );
+        assert!(matches!(
+            c.options(&BTreeMap::new()),
+            Err(Error::NoRepository)
+        ));
         let c = Config {
             repository: Some(RepositoryOption::Dir("/tmp".into())),
             ..Config::default()
         };
-        let e = c.options(&BTreeMap::new()).unwrap_err();
+        let e = c.options(&BTreeMap::new()).unwrap_err().to_string();
         assert!(
             e.contains("BINTRAY_WEBHOOK_SECRET") && e.contains("--secret-file"),
             "{e}"
@@ -803,16 +923,60 @@ mod tests {
     }
 
     #[test]
-    fn test_help_lists_every_setting() {
+    fn test_help_starts_and_ends_as_written() {
         let text = help();
-        for s in SETTINGS {
-            assert!(text.contains(&format!("--{} VALUE", s.name)), "{}", s.name);
-            assert!(
-                text.contains(&format!("[default: {}]", s.default)),
-                "{}",
-                s.name
-            );
-            assert!(text.contains(&s.env()));
-        }
+        // The text an operator reads, written out: the head, the first setting; the last.
+        let head = "\
+lockstep serve — the webhook service: a registry's notification in, a lock-step deployment out
+
+Usage: lockstep serve --repository URL|DIR [options]
+
+Every setting is a flag, an environment variable and a key of the TOML file of --config; \
+precedence: flag > LOCKSTEP_* > DEPLOYMENTS_BIND_* (listen only) > file > default.
+
+Options:
+  --config FILE
+      A TOML file of settings (keys as below)
+      [env: LOCKSTEP_CONFIG] [default: none]
+  --listen VALUE
+      Address to listen on (IP:PORT; port 0 picks a free port). ConductR's DEPLOYMENTS_BIND_IP \
+and DEPLOYMENTS_BIND_PORT are honoured below LOCKSTEP_LISTEN
+      [env: LOCKSTEP_LISTEN] [key: listen] [default: 127.0.0.1:9010]
+  --conductr VALUE
+";
+        let tail = "
+  --log-level VALUE
+      error, warn, info or debug
+      [env: LOCKSTEP_LOG_LEVEL] [key: log_level] [default: info]
+  -h, --help             Print this help
+";
+        assert!(text.starts_with(head), "{text}");
+        assert!(text.ends_with(tail), "{text}");
+    }
+
+    #[test]
+    fn test_help_has_one_entry_per_setting_in_table_order() {
+        let text = help();
+        let flags: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("  --")?.strip_suffix(" VALUE"))
+            .collect();
+        let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        assert_eq!(flags, names);
+    }
+
+    #[test]
+    fn test_setting_spellings() {
+        let setting = |name| SETTINGS.iter().find(|s| s.name == name).unwrap();
+        let max_body = setting("max-body");
+        assert_eq!(
+            (max_body.env(), max_body.key()),
+            ("LOCKSTEP_MAX_BODY".to_owned(), "max_body".to_owned())
+        );
+        let listen = setting("listen");
+        assert_eq!(
+            (listen.env(), listen.key()),
+            ("LOCKSTEP_LISTEN".to_owned(), "listen".to_owned())
+        );
     }
 }

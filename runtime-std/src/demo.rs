@@ -3,19 +3,23 @@
 //! progress as the official client shows it, then prints how to deploy the other versions and
 //! stays up until Ctrl-C.
 
-use std::io::Write;
+use std::fmt;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use async_executor::LocalExecutor;
-use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use lockstep_core::deployer::DeploymentId;
-use lockstep_core::signature::{Secret, lockstep_sign};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use lockstep_core::deployer::{DeploymentId, DeploymentIdError};
+use lockstep_core::signature::{Secret, SecretError, lockstep_sign};
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::deployments::RepositoryOption;
+use crate::signals::Stop;
+use crate::tempdir::DataDir;
+use crate::url::{BadUrl, BaseUrl};
 use crate::{log, sandbox, serve};
 
 /// How the demo runs.
@@ -39,13 +43,100 @@ impl Default for Options {
     }
 }
 
+/// Why the demo stopped short.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// No temporary directory could be made.
+    TempDir(io::Error),
+    /// A file or directory of the demo's cannot be written.
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// The OS has no randomness for the secret.
+    Random(getrandom::Error),
+    /// The secret made is no secret (it always is).
+    Secret(SecretError),
+    /// The sandbox did not start.
+    Sandbox(io::Error),
+    /// The sandbox has not loaded the demo.
+    NoDemo,
+    /// The sandbox's demo lacks a version: `running`, `compatible`, `second compatible` or
+    /// `incompatible`.
+    NoVersion(&'static str),
+    /// A URL of the sandbox's is none for lockstep.
+    Url(BadUrl),
+    /// The service's configuration.
+    Config(config::Error),
+    /// The service did not start.
+    Service(io::Error),
+    /// The webhook could not be sent.
+    Webhook(io::Error),
+    /// The webhook was refused.
+    Refused {
+        /// The status.
+        status: u16,
+        /// The answer's body.
+        answer: String,
+    },
+    /// The webhook's answer is no deployment id.
+    BadId(DeploymentIdError),
+    /// The deployment cannot be followed.
+    Follow(io::Error),
+    /// Its events are not JSON.
+    BadEvents(serde_json::Error),
+    /// The deployment failed.
+    Failed,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TempDir(e) | Self::Follow(e) => e.fmt(f),
+            Self::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            Self::Random(e) => e.fmt(f),
+            Self::Secret(e) => e.fmt(f),
+            Self::Sandbox(e) => write!(f, "sandbox: {e}"),
+            Self::NoDemo => f.write_str("the sandbox has no demo"),
+            Self::NoVersion(which) => write!(f, "no {which} version"),
+            Self::Url(e) => e.fmt(f),
+            Self::Config(e) => e.fmt(f),
+            Self::Service(e) => write!(f, "lockstep: {e}"),
+            Self::Webhook(e) => write!(f, "webhook: {e}"),
+            Self::Refused { status, answer } => {
+                write!(f, "the webhook was answered {status}: {answer}")
+            }
+            Self::BadId(e) => e.fmt(f),
+            Self::BadEvents(e) => e.fmt(f),
+            Self::Failed => f.write_str("the deployment failed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<BadUrl> for Error {
+    fn from(e: BadUrl) -> Self {
+        Self::Url(e)
+    }
+}
+
+impl From<config::Error> for Error {
+    fn from(e: config::Error) -> Self {
+        Self::Config(e)
+    }
+}
+
 /// POSTs a webhook to `addr` and returns the status and body.
 async fn post(
     addr: SocketAddr,
     target: &str,
     headers: &[(&str, String)],
     body: &str,
-) -> std::io::Result<(u16, String)> {
+) -> io::Result<(u16, String)> {
     let mut stream = async_net::TcpStream::connect(addr).await?;
     let mut request = format!(
         "POST {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -71,37 +162,43 @@ async fn post(
     Ok((status, body))
 }
 
-/// Runs the demo until Ctrl-C.
-pub fn run(options: &Options, out: &mut dyn Write) -> Result<(), String> {
-    let (data_dir, fresh) = match &options.data_dir {
-        Some(dir) => (dir.clone(), false),
-        None => (
-            sandbox::fresh_temp_dir("lockstep-demo").map_err(|e| e.to_string())?,
-            true,
-        ),
-    };
-    std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    let outcome = run_in(options, &data_dir, out);
-    if fresh {
-        let _ = std::fs::remove_dir_all(&data_dir);
-    }
-    outcome
+/// Runs the demo until Ctrl-C (SIGINT) or SIGTERM.
+pub fn run(options: &Options, out: &mut dyn Write) -> Result<(), Error> {
+    // Caught from the start: a signal during the first deployment ends the demo too, and the
+    // temporary directory is still removed.
+    let mut stop = Stop::catch();
+    let data_dir = DataDir::given_or_new(options.data_dir.as_deref(), "lockstep-demo")
+        .map_err(Error::TempDir)?;
+    let path = data_dir.path();
+    std::fs::create_dir_all(path).map_err(|error| Error::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    run_in(options, path, &mut stop, out)
 }
 
-fn write_secret(path: &Path) -> Result<Secret, String> {
+fn write_secret(path: &Path) -> Result<Secret, Error> {
     let mut random = [0u8; 24];
-    getrandom::fill(&mut random).map_err(|e| e.to_string())?;
+    getrandom::fill(&mut random).map_err(Error::Random)?;
     let text: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(path, format!("{text}\n")).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(path, format!("{text}\n")).map_err(|error| Error::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     }
-    Secret::new(text.as_bytes()).map_err(|e| e.to_string())
+    Secret::new(text.as_bytes()).map_err(Error::Secret)
 }
 
-fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(), String> {
+fn run_in(
+    options: &Options,
+    data_dir: &Path,
+    stop: &mut Stop,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     let secret_file = data_dir.join("webhook-secret");
     // The service reads it from the file, as an operator's would; the demo signs with it.
     let signing = write_secret(&secret_file)?;
@@ -116,22 +213,24 @@ fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(),
             ..sandbox::Options::default()
         },
     )))
-    .map_err(|e| format!("sandbox: {e}"))?;
-    let demo = sandbox.demo.clone().ok_or("the sandbox has no demo")?;
+    .map_err(Error::Sandbox)?;
+    let demo = sandbox.demo.clone().ok_or(Error::NoDemo)?;
     let config = Config {
         listen: options.listen,
-        conductr: sandbox.url(),
-        repository: Some(RepositoryOption::Http(sandbox.repository_url())),
+        conductr: BaseUrl::parse(&sandbox.url())?,
+        repository: Some(RepositoryOption::Http(BaseUrl::parse(
+            &sandbox.repository_url(),
+        )?)),
         data_dir: Some(data_dir.join("serve")),
         secret_file: Some(secret_file.clone()),
         poll_interval: Duration::from_millis(200),
         ..Config::default()
     };
-    log::init(config.log_format, crate::config::LogLevel::Warn);
+    log::init(config.log_format, log::LogLevel::Warn);
     let env = std::collections::BTreeMap::new();
     let serve_options = config.options(&env)?;
     let addr = futures_lite::future::block_on(executor.run(serve::start(&executor, serve_options)))
-        .map_err(|e| format!("lockstep: {e}"))?
+        .map_err(Error::Service)?
         .addr();
 
     let version_of = |role: &str, nth: usize| {
@@ -141,10 +240,10 @@ fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(),
             .nth(nth)
             .map(|(v, _)| v.clone())
     };
-    let running = version_of("running", 0).ok_or("no running version")?;
-    let first = version_of("compatible", 0).ok_or("no compatible version")?;
-    let second = version_of("compatible", 1).ok_or("no second compatible version")?;
-    let incompatible = version_of("incompatible", 0).ok_or("no incompatible version")?;
+    let running = version_of("running", 0).ok_or(Error::NoVersion("running"))?;
+    let first = version_of("compatible", 0).ok_or(Error::NoVersion("compatible"))?;
+    let second = version_of("compatible", 1).ok_or(Error::NoVersion("second compatible"))?;
+    let incompatible = version_of("incompatible", 0).ok_or(Error::NoVersion("incompatible"))?;
     let tag = |v: &str| v.rsplit_once('-').map_or(v, |(t, _)| t).to_owned();
     let webhook = format!("http://{addr}/deployments/typesafe/bundle/typesafe");
     let _ = writeln!(
@@ -176,7 +275,7 @@ fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(),
     let header = lockstep_sign(&signing, t, body.as_bytes());
     let started = Instant::now();
     let deployed = executor.clone();
-    let result: Result<(), String> = futures_lite::future::block_on(deployed.run(async {
+    let deployment = async {
         let (status, id) = post(
             addr,
             "/deployments/typesafe/bundle/typesafe",
@@ -187,11 +286,11 @@ fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(),
             &body,
         )
         .await
-        .map_err(|e| format!("webhook: {e}"))?;
+        .map_err(Error::Webhook)?;
         if status != 202 {
-            return Err(format!("the webhook was answered {status}: {id}"));
+            return Err(Error::Refused { status, answer: id });
         }
-        let id = DeploymentId::parse(id.trim()).map_err(|e| e.to_string())?;
+        let id = DeploymentId::parse(id.trim()).map_err(Error::BadId)?;
         let _ = writeln!(out, "  202 Accepted: deployment {id}");
         // Follow it on the service's own event stream, printing what the official client
         // would.
@@ -216,13 +315,21 @@ fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(),
                 return if log.last().is_some_and(|l| l.starts_with("Success")) {
                     Ok(())
                 } else {
-                    Err("the deployment failed".into())
+                    Err(Error::Failed)
                 };
             }
             let _ = events.recv().await;
         }
-    }));
-    result?;
+    };
+    let stopped = async {
+        stop.signalled().await;
+        None
+    };
+    match futures_lite::future::block_on(deployed.run(async { Some(deployment.await) }.or(stopped)))
+    {
+        Some(result) => result?,
+        None => return Ok(()),
+    }
 
     let exe =
         std::env::current_exe().map_or_else(|_| "lockstep".into(), |p| p.display().to_string());
@@ -257,15 +364,7 @@ fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(),
     );
     let _ = writeln!(out, "\nCtrl-C to stop.");
     let _ = out.flush();
-    futures_lite::future::block_on(executor.run(async {
-        if let Ok(mut signals) =
-            async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
-        {
-            let _ = signals.next().await;
-        } else {
-            futures_lite::future::pending::<()>().await;
-        }
-    }));
+    futures_lite::future::block_on(executor.run(stop.signalled()));
     Ok(())
 }
 
@@ -274,17 +373,17 @@ fn run_in(options: &Options, data_dir: &Path, out: &mut dyn Write) -> Result<(),
 async fn events_of(
     executor: &Rc<LocalExecutor<'static>>,
     addr: SocketAddr,
-) -> Result<async_channel::Receiver<()>, String> {
+) -> Result<async_channel::Receiver<()>, Error> {
     let mut stream = async_net::TcpStream::connect(addr)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::Follow)?;
     let request = format!(
         "GET /deployments/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::Follow)?;
     let (tx, rx) = async_channel::bounded(16);
     executor
         .spawn(async move {
@@ -300,23 +399,23 @@ async fn events_of(
 }
 
 /// The events of a deployment, as the official client shows them.
-async fn fetch_log(addr: SocketAddr, id: DeploymentId) -> Result<Vec<String>, String> {
+async fn fetch_log(addr: SocketAddr, id: DeploymentId) -> Result<Vec<String>, Error> {
     let mut stream = async_net::TcpStream::connect(addr)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::Follow)?;
     let request =
         format!("GET /deployments/{id} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::Follow)?;
     let mut answer = String::new();
     stream
         .read_to_string(&mut answer)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::Follow)?;
     let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let events: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let events: serde_json::Value = serde_json::from_str(body).map_err(Error::BadEvents)?;
     Ok(events
         .as_array()
         .map(|events| {

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use async_executor::LocalExecutor;
-use lockstep_core::agent::http::{HttpRepository, Url};
+use lockstep_core::agent::http::HttpRepository;
 use lockstep_core::agent::{
     self, Agent, Buffers, FetchError, Location, Repository, Sink, Time, Worker,
 };
@@ -26,6 +26,7 @@ use crate::log;
 use crate::metrics::Metrics;
 use crate::platform::{DirStore, LocalRepository, StdTime, TcpConnector};
 use crate::repository::DirRepository;
+use crate::url::{BadUrl, BaseUrl};
 
 /// The most deployments in flight (the deployer's table).
 pub const CAPACITY: usize = 64;
@@ -34,17 +35,16 @@ pub const CAPACITY: usize = 64;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RepositoryOption {
     /// An HTTP repository at this base URL.
-    Http(String),
+    Http(BaseUrl),
     /// A directory in the published layout.
     Dir(PathBuf),
 }
 
 impl RepositoryOption {
     /// `http://...` is a URL; anything else a directory.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, BadUrl> {
         if text.starts_with("http://") || text.starts_with("https://") {
-            Url::parse(text).map_err(|e| format!("{text}: {e}"))?;
-            Ok(Self::Http(text.to_owned()))
+            Ok(Self::Http(BaseUrl::parse(text)?))
         } else {
             Ok(Self::Dir(PathBuf::from(text)))
         }
@@ -55,7 +55,7 @@ impl RepositoryOption {
 #[derive(Clone, Debug)]
 pub struct Options {
     /// The control API's base URL.
-    pub conductr: String,
+    pub conductr: BaseUrl,
     /// Where bundles come from.
     pub repository: RepositoryOption,
     /// Where downloads are kept while a deployment needs them (`<data dir>/store`).
@@ -163,8 +163,6 @@ impl Repository for Source<'_> {
 impl Deployments {
     /// Starts the agent's tasks on `executor`.
     pub fn start(executor: &Rc<LocalExecutor<'static>>, options: &Options) -> io::Result<Rc<Self>> {
-        Url::parse(&options.conductr)
-            .map_err(|e| io::Error::other(format!("{}: {e}", options.conductr)))?;
         let store_dir = options.data_dir.join("store");
         std::fs::create_dir_all(&store_dir)?;
         let time = Rc::new(StdTime::new());
@@ -174,9 +172,9 @@ impl Deployments {
             ledger,
             Logs::default(),
         ));
-        let connector = Rc::new(TcpConnector::default());
+        let connector = Rc::new(TcpConnector::for_agent(&options.agent));
         let store = Rc::new(DirStore::new(store_dir));
-        let conductr: Rc<str> = Rc::from(options.conductr.as_str());
+        let url = options.conductr.url();
         let repository = Rc::new(options.repository.clone());
         let workers = options.workers.clamp(1, agent::MAX_WORKERS);
         for id in 0..workers {
@@ -186,24 +184,18 @@ impl Deployments {
                 connector.clone(),
                 store.clone(),
             );
-            let (conductr, repository) = (conductr.clone(), repository.clone());
+            let repository = repository.clone();
             let config = options.agent;
             executor
                 .spawn(async move {
                     let mut buffers = Box::new(Buffers::new());
-                    let Ok(url) = Url::parse(&conductr) else {
-                        return;
-                    };
                     let source = match &*repository {
-                        RepositoryOption::Http(base) => match Url::parse(base) {
-                            Ok(base) => Source::Http(HttpRepository::new(
-                                base,
-                                &*connector,
-                                &*time,
-                                config.io_timeout,
-                            )),
-                            Err(_) => return,
-                        },
+                        RepositoryOption::Http(base) => Source::Http(HttpRepository::new(
+                            base.url(),
+                            &*connector,
+                            &*time,
+                            config.io_timeout,
+                        )),
                         RepositoryOption::Dir(dir) => {
                             Source::Local(LocalRepository::new(DirRepository::new(dir.clone())))
                         }
@@ -232,9 +224,6 @@ impl Deployments {
         executor
             .spawn(async move {
                 let mut buf = vec![0u8; 16 * 1024];
-                let Ok(url) = Url::parse(&conductr) else {
-                    return;
-                };
                 events_agent
                     .run_events(url, &*connector, &*events_time, timeout, retry, &mut buf)
                     .await;

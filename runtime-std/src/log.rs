@@ -11,8 +11,29 @@ use std::time::{Duration, SystemTime};
 use lockstep_core::deployer::{Event, EventKind};
 use serde_json::{Map, Value, json};
 
-use crate::config::{LogFormat, LogLevel};
-use crate::repository::rfc3339;
+use crate::time::rfc3339;
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `2026-11-26T08:00:00.000Z INFO request method=GET path=/healthz status=200 duration_ms=1`.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Also warnings.
+    Warn,
+    /// Also requests and deployment steps (the default).
+    Info,
+    /// Everything.
+    Debug,
+}
 
 #[derive(Clone, Copy, Debug)]
 struct Logger {

@@ -20,7 +20,7 @@ use async_io::Timer;
 use async_net::TcpStream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use lockstep_core::agent::{
-    ConnectError, Connector, FetchError, FileKey, FileKind, Location, Repository, Store,
+    self, ConnectError, Connector, FetchError, FileKey, FileKind, Location, Repository, Store,
     StoreError, Time,
 };
 use lockstep_core::archive::RandomAccess;
@@ -129,6 +129,12 @@ impl TcpConnector {
     /// A connector that gives up on a connection after `timeout`.
     pub const fn new(timeout: StdDuration) -> Self {
         Self { timeout }
+    }
+
+    /// The connector of an agent configured with `config`: a connection may take its
+    /// `io_timeout` (`--io-timeout`), as every read and write does, not a time-out of its own.
+    pub const fn for_agent(config: &agent::Config) -> Self {
+        Self::new(to_std_duration(config.io_timeout))
     }
 
     /// How long a connection may take.
@@ -392,7 +398,7 @@ mod tests {
 
     use super::*;
 
-    use crate::testing::TempDir;
+    use crate::testing::temp_dir;
 
     /// A writer into a `Vec` that fails once it holds `cap` bytes.
     struct CappedVec {
@@ -554,6 +560,44 @@ mod tests {
         }
     }
 
+    /// A listener whose accept queue is full, and the connections that fill it: a further
+    /// connect to it is not answered (Linux drops its SYN) until the client gives up. No
+    /// address is reliably blackholed everywhere (this very sandbox answers them all).
+    fn full_listener() -> (TcpListener, Vec<std::net::TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        // std listens with a backlog of 128: about 129 connections fill it. A kernel that never
+        // fills it fails the test rather than hanging it.
+        loop {
+            assert!(queued.len() < 4096, "the accept queue never filled");
+            match std::net::TcpStream::connect_timeout(&addr, StdDuration::from_millis(100)) {
+                Ok(stream) => queued.push(stream),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
+                Err(e) => panic!("filling the accept queue: {e}"),
+            }
+        }
+        (listener, queued)
+    }
+
+    #[test]
+    fn test_connector_for_agent_gives_up_at_the_io_timeout() {
+        let (listener, _queued) = full_listener();
+        let port = listener.local_addr().unwrap().port();
+        let config = agent::Config {
+            io_timeout: Duration::from_millis(300),
+            ..agent::Config::default()
+        };
+        let connector = TcpConnector::for_agent(&config);
+        let started = StdInstant::now();
+        let connected = block_on(connector.connect("127.0.0.1", port));
+        let took = started.elapsed();
+        assert_eq!(connected.err(), Some(ConnectError));
+        // At its deadline, not before; and long before the connector's default of 10 s.
+        assert!(took >= StdDuration::from_millis(300), "{took:?}");
+        assert!(took < TcpConnector::DEFAULT_TIMEOUT / 2, "{took:?}");
+    }
+
     #[test]
     fn test_connector_closed_port() {
         let port = {
@@ -571,8 +615,8 @@ mod tests {
 
     #[test]
     fn test_store_round_trip() {
-        let tmp = TempDir::new();
-        let store = DirStore::new(tmp.0.join("store"));
+        let tmp = temp_dir();
+        let store = DirStore::new(tmp.path().join("store"));
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         block_on(async {
             let mut writer = store.create(key(1, FileKind::Bundle)).await.unwrap();
@@ -618,8 +662,8 @@ mod tests {
 
     #[test]
     fn test_store_deployments_apart() {
-        let tmp = TempDir::new();
-        let store = DirStore::new(&tmp.0);
+        let tmp = temp_dir();
+        let store = DirStore::new(tmp.path());
         block_on(async {
             for (n, kind, text) in [
                 (1, FileKind::Bundle, b"b1"),
@@ -651,7 +695,7 @@ mod tests {
             store.remove(id(3)).await;
             store.remove(id(2)).await;
         });
-        assert_eq!(fs::read_dir(&tmp.0).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[test]
@@ -679,8 +723,8 @@ mod tests {
     #[test]
     fn test_store_create_fails() {
         // The root is a file: no deployment directory can be made under it.
-        let tmp = TempDir::new();
-        let root = tmp.0.join("file");
+        let tmp = temp_dir();
+        let root = tmp.path().join("file");
         fs::write(&root, b"").unwrap();
         let store = DirStore::new(&root);
         block_on(async {
@@ -695,8 +739,8 @@ mod tests {
 
     #[test]
     fn test_repository_fetch() {
-        let tmp = TempDir::new();
-        let dir = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let dir = DirRepository::new(tmp.path());
         let zip: Vec<u8> = (0..5_000u32).map(|i| (i * 7 % 256) as u8).collect();
         let published = dir
             .publish(
@@ -709,7 +753,7 @@ mod tests {
             )
             .unwrap();
         let repo = LocalRepository::new(dir);
-        assert_eq!(repo.repository().root(), tmp.0);
+        assert_eq!(repo.repository().root(), tmp.path());
         let location = Location {
             org: seg("typesafe"),
             repo: seg("bundle"),

@@ -26,12 +26,13 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use lockstep_core::bundle::{
     Digest, DigestPrefix, Segment, SegmentError, Version, VersionSelector,
 };
 
+use crate::time::{TimeOutOfRange, rfc3339};
 use crate::zip;
 
 /// The index file of a package's versions.
@@ -501,95 +502,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {
     Ok(())
 }
 
-// ---------------------------------------------------------------------------------------------
-// RFC 3339
-// ---------------------------------------------------------------------------------------------
-
-/// A time that RFC 3339 cannot write: before the year 0000 or after 9999.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TimeOutOfRange;
-
-impl fmt::Display for TimeOutOfRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the time is outside the years 0000 to 9999")
-    }
-}
-
-impl std::error::Error for TimeOutOfRange {}
-
-/// 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z, in Unix milliseconds.
-const MIN_MILLIS: i64 = -62_167_219_200_000;
-const MAX_MILLIS: i64 = 253_402_300_799_999;
-const MILLIS_PER_DAY: i64 = 86_400_000;
-
-/// `time` in RFC 3339, UTC, to the millisecond (truncated towards the past), `Z` for the
-/// offset: `2016-12-16T10:01:02.345Z`.
-pub fn rfc3339(time: SystemTime) -> Result<String, TimeOutOfRange> {
-    let millis = unix_millis(time).ok_or(TimeOutOfRange)?;
-    if !(MIN_MILLIS..=MAX_MILLIS).contains(&millis) {
-        return Err(TimeOutOfRange);
-    }
-    let (days, of_day) = (
-        millis.div_euclid(MILLIS_PER_DAY),
-        millis.rem_euclid(MILLIS_PER_DAY),
-    );
-    let (year, month, day) = civil_from_days(days);
-    let (seconds, millis) = (of_day / 1000, of_day % 1000);
-    Ok(format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    ))
-}
-
-/// Milliseconds since the Unix epoch, rounded towards the past; `None` beyond an `i64`.
-fn unix_millis(time: SystemTime) -> Option<i64> {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_millis()).ok(),
-        Err(before) => {
-            let nanos = before.duration().as_nanos();
-            let millis = nanos.div_ceil(1_000_000);
-            i64::try_from(millis).ok().map(|m| -m)
-        }
-    }
-}
-
-/// The proleptic Gregorian date of a day counted from 1970-01-01: Howard Hinnant's
-/// `civil_from_days` (<https://howardhinnant.github.io/date_algorithms.html>), which counts in
-/// 400-year eras of 146,097 days starting on March 1st, so that the leap day ends a year.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468; // days since 0000-03-01
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097); // [0, 146096]
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365; // [0, 399]
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100); // [0, 365]
-    let month_from_march = (5 * day_of_year + 2) / 153; // [0, 11]
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1; // [1, 31]
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    }; // [1, 12]
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    // Both are within their ranges above: the conversions cannot fail.
-    (
-        year,
-        u32::try_from(month).unwrap_or(1),
-        u32::try_from(day).unwrap_or(1),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
 
-    use crate::testing::TempDir;
+    use crate::testing::temp_dir;
 
     /// Every file under `root`, relative, `/`-separated.
     fn files(root: &Path) -> BTreeSet<String> {
@@ -621,87 +541,12 @@ mod tests {
     // PROTOCOL.md §1's `released` example.
     const T0: u64 = 1_481_882_462_345;
 
-    // ---- RFC 3339 -----------------------------------------------------------------------
-
-    #[test]
-    fn test_rfc3339_known_instants() {
-        let cases: [(i64, &str); 11] = [
-            (0, "1970-01-01T00:00:00.000Z"),
-            (1_481_882_462_345, "2016-12-16T10:01:02.345Z"),
-            // A leap day, and the days around it.
-            (1_709_164_800_000, "2024-02-29T00:00:00.000Z"),
-            (1_709_164_800_000 - 1, "2024-02-28T23:59:59.999Z"),
-            (
-                1_709_164_800_000 + MILLIS_PER_DAY,
-                "2024-03-01T00:00:00.000Z",
-            ),
-            // 2000 is a leap year (divisible by 400), 1900 is not.
-            (951_868_799_999, "2000-02-29T23:59:59.999Z"),
-            (-2_203_891_200_000, "1900-03-01T00:00:00.000Z"),
-            (-1, "1969-12-31T23:59:59.999Z"),
-            (-62_135_596_800_000, "0001-01-01T00:00:00.000Z"),
-            (MIN_MILLIS, "0000-01-01T00:00:00.000Z"),
-            (MAX_MILLIS, "9999-12-31T23:59:59.999Z"),
-        ];
-        for (millis, text) in cases {
-            let time = if millis >= 0 {
-                UNIX_EPOCH + Duration::from_millis(millis.unsigned_abs())
-            } else {
-                UNIX_EPOCH - Duration::from_millis(millis.unsigned_abs())
-            };
-            assert_eq!(rfc3339(time).unwrap(), text, "{millis}");
-        }
-    }
-
-    #[test]
-    fn test_rfc3339_truncates_to_the_past() {
-        let half = Duration::from_micros(500);
-        assert_eq!(
-            rfc3339(UNIX_EPOCH + half).unwrap(),
-            "1970-01-01T00:00:00.000Z"
-        );
-        assert_eq!(
-            rfc3339(UNIX_EPOCH - half).unwrap(),
-            "1969-12-31T23:59:59.999Z"
-        );
-    }
-
-    #[test]
-    fn test_rfc3339_out_of_range() {
-        let after = UNIX_EPOCH + Duration::from_millis(MAX_MILLIS as u64 + 1);
-        assert_eq!(rfc3339(after), Err(TimeOutOfRange));
-        let before = UNIX_EPOCH - Duration::from_millis(MIN_MILLIS.unsigned_abs() + 1);
-        assert_eq!(rfc3339(before), Err(TimeOutOfRange));
-    }
-
-    #[test]
-    fn test_civil_from_days_round_trip() {
-        // Every day for 800 years around the epoch follows the previous one.
-        let mut previous = civil_from_days(-146_097 - 1);
-        for days in -146_097..146_097 {
-            let (y, m, d) = civil_from_days(days);
-            let (py, pm, pd) = previous;
-            let next_day = (y, m, d) == (py, pm, pd + 1);
-            let next_month = (y, m, d) == (py, pm + 1, 1);
-            let next_year = (y, m, d) == (py + 1, 1, 1) && (pm, pd) == (12, 31);
-            assert!(
-                next_day || next_month || next_year,
-                "{previous:?} → {y}-{m}-{d}"
-            );
-            let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-            if (m, d) == (2, 29) {
-                assert!(leap, "{y}");
-            }
-            previous = (y, m, d);
-        }
-    }
-
     // ---- publishing ---------------------------------------------------------------------
 
     #[test]
     fn test_publish_layout_and_index() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
         let first = repo
             .publish("typesafe", "bundle", "visualizer", "v1", b"one", at(T0))
             .unwrap();
@@ -728,7 +573,7 @@ mod tests {
             format!("{base}/v2-rc-1-{d2}/visualizer-v2-rc-1-{d2}.zip"),
         ]
         .into();
-        assert_eq!(files(&tmp.0), expected);
+        assert_eq!(files(tmp.path()), expected);
         let zip_path = repo.path_of(
             seg("typesafe"),
             seg("bundle"),
@@ -738,7 +583,7 @@ mod tests {
         assert_eq!(fs::read(&zip_path).unwrap(), b"two");
         assert_eq!(
             zip_path,
-            tmp.0
+            tmp.path()
                 .join(base)
                 .join(format!("v2-rc-1-{d2}"))
                 .join(format!("visualizer-v2-rc-1-{d2}.zip"))
@@ -760,8 +605,8 @@ mod tests {
 
     #[test]
     fn test_publish_is_idempotent() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
         let first = repo.publish("o", "r", "p", "v1", b"one", at(T0)).unwrap();
         let index = repo.index_path(seg("o"), seg("r"), seg("p"));
         let before = fs::read(&index).unwrap();
@@ -775,13 +620,13 @@ mod tests {
         repo.publish("o", "r", "p", "v1-again", b"one", at(T0 + 1))
             .unwrap();
         assert_eq!(repo.versions("o", "r", "p").unwrap().len(), 2);
-        assert_eq!(files(&tmp.0).len(), 3);
+        assert_eq!(files(tmp.path()).len(), 3);
     }
 
     #[test]
     fn test_versions_of_unknown_package() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(tmp.0.join("not-yet"));
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path().join("not-yet"));
         assert_eq!(repo.versions("o", "r", "p").unwrap(), []);
         assert_eq!(repo.latest("o", "r", "p", None).unwrap(), None);
         assert!(matches!(
@@ -792,8 +637,8 @@ mod tests {
 
     #[test]
     fn test_latest_with_and_without_tag() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
         let publish = |tag: &str, zip: &[u8], t| repo.publish("o", "r", "p", tag, zip, at(t));
         let a1 = publish("a", b"1", T0).unwrap();
         let b1 = publish("b", b"2", T0 + 1).unwrap();
@@ -824,8 +669,8 @@ mod tests {
 
     #[test]
     fn test_resolve_prefix() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
         let one = repo.publish("o", "r", "p", "t", b"one", at(T0)).unwrap();
         let other_tag = repo.publish("o", "r", "p", "u", b"two", at(T0)).unwrap();
         let hex = one.digest().to_string();
@@ -862,9 +707,9 @@ mod tests {
     #[test]
     fn test_resolve_prefix_ambiguous_in_index() {
         // An index written by hand, with two digests sharing their first 7 characters.
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
-        let dir = tmp.0.join("o/r/o/p");
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
+        let dir = tmp.path().join("o/r/o/p");
         fs::create_dir_all(&dir).unwrap();
         let d1 = format!("abcdef0{}", "1".repeat(57));
         let d2 = format!("abcdef0{}", "2".repeat(57));
@@ -896,8 +741,8 @@ mod tests {
 
     #[test]
     fn test_reject_bad_segments() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
         let cases = [
             (["..", "r", "p", "t"], Field::Org, SegmentError::Dots),
             (["o", "a/b", "p", "t"], Field::Repo, SegmentError::BadChar),
@@ -932,7 +777,7 @@ mod tests {
             }
         }
         // Nothing was written.
-        assert_eq!(fs::read_dir(&tmp.0).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
         assert_eq!(
             repo.publish("o", "r", "p", "..", b"", at(T0))
                 .unwrap_err()
@@ -943,9 +788,9 @@ mod tests {
 
     #[test]
     fn test_reject_bad_index() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
-        let dir = tmp.0.join("o/r/o/p");
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
+        let dir = tmp.path().join("o/r/o/p");
         fs::create_dir_all(&dir).unwrap();
         let digest = zip::digest(b"");
         let cases = [
@@ -1006,9 +851,9 @@ mod tests {
     #[test]
     fn test_index_escapes_what_it_reads() {
         // A hand-written published time with characters JSON must escape survives a rewrite.
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
-        let dir = tmp.0.join("o/r/o/p");
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
+        let dir = tmp.path().join("o/r/o/p");
         fs::create_dir_all(&dir).unwrap();
         let digest = zip::digest(b"");
         fs::write(
@@ -1024,21 +869,22 @@ mod tests {
 
     #[test]
     fn test_publish_time_out_of_range() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
-        let far = UNIX_EPOCH + Duration::from_millis(MAX_MILLIS as u64 + 1);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
+        // 10000-01-01T00:00:00Z: a year of five digits.
+        let far = UNIX_EPOCH + Duration::from_secs(253_402_300_800);
         assert!(matches!(
             repo.publish("o", "r", "p", "t", b"", far),
             Err(RepoError::TimeOutOfRange)
         ));
-        assert_eq!(fs::read_dir(&tmp.0).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[test]
     fn test_publish_io_error() {
         // The root is a file: nothing can be created under it.
-        let tmp = TempDir::new();
-        let root = tmp.0.join("file");
+        let tmp = temp_dir();
+        let root = tmp.path().join("file");
         fs::write(&root, b"").unwrap();
         let repo = DirRepository::new(&root);
         let e = repo.publish("o", "r", "p", "t", b"", at(T0)).unwrap_err();
@@ -1048,8 +894,8 @@ mod tests {
 
     #[test]
     fn test_publish_concurrently() {
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
         let index = repo.index_path(seg("o"), seg("r"), seg("p"));
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
@@ -1084,7 +930,7 @@ mod tests {
         });
         assert_eq!(repo.versions("o", "r", "p").unwrap().len(), 80);
         // 80 zips and the index; no temporary file left behind.
-        let files = files(&tmp.0);
+        let files = files(tmp.path());
         assert_eq!(files.len(), 81);
         assert!(files.iter().all(|f| !f.ends_with(".tmp")), "{files:?}");
     }
@@ -1092,8 +938,8 @@ mod tests {
     #[test]
     fn test_publish_samples() {
         // The sandbox's demo set, published in order: the layout a deploy resolves from.
-        let tmp = TempDir::new();
-        let repo = DirRepository::new(&tmp.0);
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
         let set = crate::samples::demo_set();
         for (i, bundle) in set.bundles().into_iter().enumerate() {
             let published = repo

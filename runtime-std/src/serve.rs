@@ -23,6 +23,9 @@ use crate::deployments::{self, Deployments, RepositoryOption};
 use crate::http::{self, Request, Response};
 use crate::log;
 use crate::metrics::Metrics;
+use crate::signals::Stop;
+use crate::tempdir::DataDir;
+use crate::url::BaseUrl;
 
 /// The most lockstep signatures the replay cache can be configured to hold.
 pub const MAX_REPLAY_CACHE: usize = 4096;
@@ -33,7 +36,7 @@ pub struct Options {
     /// Where to listen.
     pub listen: SocketAddr,
     /// The control API's base URL.
-    pub conductr: String,
+    pub conductr: BaseUrl,
     /// Where bundles come from.
     pub repository: RepositoryOption,
     /// Where downloads are kept; a fresh temporary directory when `None`.
@@ -77,16 +80,13 @@ pub async fn start(
     executor: &Rc<LocalExecutor<'static>>,
     options: Options,
 ) -> std::io::Result<Service> {
-    let data_dir = match &options.data_dir {
-        Some(dir) => dir.clone(),
-        None => crate::sandbox::fresh_temp_dir("lockstep-serve")?,
-    };
+    let data_dir = DataDir::given_or_new(options.data_dir.as_deref(), "lockstep-serve")?;
     let deployments = Deployments::start(
         executor,
         &deployments::Options {
-            conductr: options.conductr.clone(),
+            conductr: options.conductr,
             repository: options.repository.clone(),
-            data_dir,
+            data_dir: data_dir.path().to_path_buf(),
             workers: options.workers,
             policy: options.policy,
             agent: options.agent,
@@ -137,6 +137,7 @@ pub async fn start(
         addr,
         state,
         drain_deadline: options.drain_deadline,
+        data_dir,
     })
 }
 
@@ -145,6 +146,8 @@ pub struct Service {
     addr: SocketAddr,
     state: Rc<State>,
     drain_deadline: Duration,
+    /// A temporary one is removed when the service is dropped: keep it while the service runs.
+    data_dir: DataDir,
 }
 
 impl std::fmt::Debug for Service {
@@ -161,10 +164,18 @@ impl Service {
         self.addr
     }
 
-    /// What `lockstep serve` does on SIGTERM or SIGINT: drain, then exit the process with 0.
-    /// (`lockstep demo` handles its signals itself: it has a directory to remove.)
-    pub fn drain_on_signals(&self, executor: &Rc<LocalExecutor<'static>>) {
-        spawn_drain(executor, self.state.clone(), self.drain_deadline);
+    /// Where downloads are kept.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
+    /// What `lockstep serve` does on SIGTERM or SIGINT: drain. Caught from this call on; the
+    /// future returned completes once drained. (`lockstep demo` handles its signals itself.)
+    pub fn drain_on_signals(
+        &self,
+        executor: &Rc<LocalExecutor<'static>>,
+    ) -> impl Future<Output = ()> + 'static {
+        spawn_drain(executor, self.state.clone(), self.drain_deadline)
     }
 }
 
@@ -258,21 +269,19 @@ fn webhook(state: &State, request: &Request, target: &service::Destination) -> R
 }
 
 /// On SIGTERM or SIGINT: refuse new webhooks and answer /healthz 503 while the commands under
-/// way finish, up to `deadline`; then exit 0. Deployments still in flight stay where their last
-/// step left the cluster.
-fn spawn_drain(executor: &Rc<LocalExecutor<'static>>, state: Rc<State>, deadline: Duration) {
+/// way finish, up to `deadline`; then the future returned completes (and `run` returns: exit
+/// 0). Deployments still in flight stay where their last step left the cluster.
+fn spawn_drain(
+    executor: &Rc<LocalExecutor<'static>>,
+    state: Rc<State>,
+    deadline: Duration,
+) -> impl Future<Output = ()> + 'static {
+    // Caught now, not when the task first runs: the `listening` line may be printed before.
+    let mut stop = Stop::catch();
+    let (drained, done) = async_channel::bounded::<()>(1);
     executor
         .spawn(async move {
-            use futures_lite::StreamExt;
-            let Ok(mut signals) =
-                async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
-            else {
-                log::warn("signals cannot be handled: SIGTERM and SIGINT will not drain");
-                return;
-            };
-            let Some(Ok(signal)) = signals.next().await else {
-                return;
-            };
+            let signal = stop.signalled().await;
             state.draining.set(true);
             state.webhooks.borrow_mut().shut_down();
             state.deployments.drain();
@@ -295,9 +304,12 @@ fn spawn_drain(executor: &Rc<LocalExecutor<'static>>, state: Rc<State>, deadline
             log::info(&format!(
                 "drained; {left} deployment(s) left in flight, where their last step left them"
             ));
-            std::process::exit(0);
+            drained.close();
         })
         .detach();
+    async move {
+        let _ = done.recv().await;
+    }
 }
 
 /// `GET /deployments/events`: every event as `event:<type>\ndata:<id>\n\n`, and a heartbeat
@@ -337,17 +349,19 @@ fn events(state: &State) -> Response {
     Response::event_stream(rx)
 }
 
-/// Runs the service until the process is stopped; prints `listening on http://IP:PORT`.
-pub fn run(options: Options, out: &mut dyn Write) -> Result<(), String> {
+/// Runs the service until drained after SIGTERM or SIGINT; prints `listening on
+/// http://IP:PORT`.
+pub fn run(options: Options, out: &mut dyn Write) -> std::io::Result<()> {
     let executor = Rc::new(LocalExecutor::new());
     let started = Instant::now();
-    let service = futures_lite::future::block_on(executor.run(start(&executor, options)))
-        .map_err(|e| e.to_string())?;
-    service.drain_on_signals(&executor);
+    let service = futures_lite::future::block_on(executor.run(start(&executor, options)))?;
+    let drained = service.drain_on_signals(&executor);
     let addr = service.addr();
     let _ = writeln!(out, "listening on http://{addr}");
     let _ = out.flush();
     log::info(&format!("ready in {}ms", started.elapsed().as_millis()));
-    futures_lite::future::block_on(executor.run(futures_lite::future::pending::<()>()));
+    futures_lite::future::block_on(executor.run(drained));
+    // Removes the data directory if it is a temporary one.
+    drop(service);
     Ok(())
 }

@@ -72,30 +72,74 @@ fn test_profile_is_release() -> bool {
 }
 
 /// A directory of the test's own under the system's temporary directory, removed when
-/// dropped.
+/// dropped (lockstep's own [`lockstep::tempdir::TempDir`]).
 #[derive(Debug)]
-pub struct TempDir(PathBuf);
+pub struct TempDir(lockstep::tempdir::TempDir);
 
 impl TempDir {
     /// A new, empty directory.
+    ///
+    /// # Panics
+    /// When it cannot be made.
     pub fn new(prefix: &str) -> Self {
-        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create a temporary directory");
-        Self(dir)
+        Self(lockstep::tempdir::TempDir::new(prefix).expect("create a temporary directory"))
     }
 
     /// Its path.
     pub fn path(&self) -> &std::path::Path {
-        &self.0
+        self.0.path()
     }
-}
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+    /// Its path as text (for an argument or a variable such as `TMPDIR`).
+    ///
+    /// # Panics
+    /// When it is not UTF-8.
+    pub fn path_text(&self) -> String {
+        self.path().to_str().expect("a UTF-8 path").to_owned()
+    }
+
+    /// Checks that it holds nothing (any more); `when` says when, for the failure.
+    ///
+    /// # Panics
+    /// When it holds something.
+    pub fn assert_empty(&self, when: &str) {
+        assert_eq!(self.entries(), Vec::<PathBuf>::new(), "{when}");
+    }
+
+    /// What it holds (not what those hold), sorted.
+    pub fn entries(&self) -> Vec<PathBuf> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(self.path())
+            .expect("read the temporary directory")
+            .map(|entry| entry.expect("a directory entry").path())
+            .collect();
+        entries.sort();
+        entries
+    }
+
+    /// The one directory a process made in here (given as its `TMPDIR`), checked to be named
+    /// `<prefix>-...` and to be private to the user (0700).
+    ///
+    /// # Panics
+    /// When it holds anything else.
+    pub fn only_private_dir(&self, prefix: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+
+        let entries = self.entries();
+        let [made] = entries.as_slice() else {
+            panic!(
+                "expected one directory in {}: {entries:?}",
+                self.path().display()
+            );
+        };
+        let name = made.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        assert!(name.starts_with(&format!("{prefix}-")), "{made:?}");
+        let mode = std::fs::metadata(made)
+            .expect("its metadata")
+            .permissions()
+            .mode();
+        assert!(made.is_dir(), "{made:?}");
+        assert_eq!(mode & 0o777, 0o700, "{made:?}: mode {mode:o}");
+        made.clone()
     }
 }
 
@@ -246,6 +290,27 @@ impl Process {
     /// Its process id.
     pub fn id(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Stops it with `signal`: it must exit with 0 within `timeout`.
+    ///
+    /// # Panics
+    /// When it does not.
+    pub fn stop(&mut self, signal: &str, timeout: Duration) {
+        self.signal(signal);
+        assert_eq!(self.wait(timeout), Some(0), "{}", self.stderr());
+    }
+
+    /// Sends it `signal` (`TERM`, `INT`) with kill(1).
+    ///
+    /// # Panics
+    /// When kill fails.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
     }
 
     /// Waits for it to exit, up to `timeout`; returns its exit code.

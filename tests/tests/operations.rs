@@ -11,8 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use lockstep::config::SETTINGS;
 use lockstep_tests::prometheus::{self, Kind};
 use lockstep_tests::stack::{
-    HOOK, SECRET, Sandbox, Serve, WAIT, accepted, assert_refused, bundles, ended, events,
-    lockstep_header, notify, python_hmac, run_lockstep, sandbox, serve, serve_with,
+    HOOK, LOCK_STEP_3, SECRET, Sandbox, Serve, WAIT, accepted, assert_refused, bundles, ended,
+    events, lockstep_header, notify, python_hmac, run_lockstep, sandbox, serve, serve_with,
 };
 use lockstep_tests::{Client, Process, TempDir, binary, eventually};
 use serde_json::Value;
@@ -22,39 +22,35 @@ type Env<'a> = (&'a str, &'a str);
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-/// Sends `signal` (`TERM`, `INT`) to a process.
-fn signal(process: &Process, signal: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &process.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{signal} failed");
+/// A `lockstep serve` that needs no cluster (nothing is deployed): a repository directory and
+/// the data directory in the directory returned, a ConductR URL nobody answers, the test
+/// secret, `extra` flags and `env` on top.
+fn standalone(extra: &[&str], env: &[Env<'_>]) -> (Process, TempDir) {
+    let dir = TempDir::new("lockstep-operations");
+    let data = dir.path().join("data").display().to_string();
+    let mut flags = vec!["--data-dir", data.as_str()];
+    flags.extend_from_slice(extra);
+    (serve_without_cluster(&dir, &flags, env), dir)
 }
 
-/// A `lockstep serve` that needs no cluster (nothing is deployed): a repository directory, a
-/// ConductR URL nobody answers, the test secret, `extra` flags and `env` on top.
-fn standalone(extra: &[&str], env: &[(&str, &str)]) -> (Process, TempDir) {
-    let dir = TempDir::new("lockstep-operations");
+/// [`standalone`] with its repository in `dir`, and no data directory unless `flags` name one.
+fn serve_without_cluster(dir: &TempDir, flags: &[&str], env: &[Env<'_>]) -> Process {
     let repository = dir.path().join("repository");
     std::fs::create_dir_all(&repository).expect("a repository directory");
-    let data = dir.path().join("data");
+    let repository = repository.display().to_string();
     let mut args = vec![
-        "serve".to_owned(),
-        "--listen".to_owned(),
-        "127.0.0.1:0".to_owned(),
-        "--conductr".to_owned(),
-        "http://127.0.0.1:9".to_owned(),
-        "--repository".to_owned(),
-        repository.display().to_string(),
-        "--data-dir".to_owned(),
-        data.display().to_string(),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--conductr",
+        "http://127.0.0.1:9",
+        "--repository",
+        &repository,
     ];
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend_from_slice(flags);
     let mut all_env = vec![("BINTRAY_WEBHOOK_SECRET", SECRET)];
     all_env.extend_from_slice(env);
-    let process = Process::start(&binary("lockstep", "lockstep"), &args, &all_env);
-    (process, dir)
+    Process::start(&binary("lockstep", "lockstep"), &args, &all_env)
 }
 
 /// POSTs a JSON body of exactly `size` bytes (unsigned: refused, but only after its size was
@@ -87,8 +83,7 @@ fn deploy_compatible(s: &Sandbox, v: &Serve) -> Vec<Value> {
 
 /// The lines of stderr once the process has exited after SIGTERM, with exit code 0.
 fn stop_and_read_stderr(process: &mut Process) -> String {
-    signal(process, "TERM");
-    assert_eq!(process.wait(WAIT), Some(0), "{}", process.stderr());
+    process.stop("TERM", WAIT);
     process.stderr()
 }
 
@@ -106,22 +101,103 @@ fn test_version_prints_the_package_version() {
     }
 }
 
+/// Every setting of `lockstep serve` as an operator spells it: flag (without `--`), variable,
+/// TOML key and default, in the order of `--help`. Written out, not computed: this is the
+/// interface `--help` and the README promise.
+#[rustfmt::skip]
+const SETTING_SPELLINGS: [(&str, &str, &str, &str); 29] = [
+    ("listen", "LOCKSTEP_LISTEN", "listen", "127.0.0.1:9010"),
+    ("conductr", "LOCKSTEP_CONDUCTR", "conductr", "http://127.0.0.1:9005"),
+    ("repository", "LOCKSTEP_REPOSITORY", "repository", "(required)"),
+    ("data-dir", "LOCKSTEP_DATA_DIR", "data_dir", "(a fresh temporary directory)"),
+    ("secret-file", "LOCKSTEP_SECRET_FILE", "secret_file", "(BINTRAY_WEBHOOK_SECRET)"),
+    ("max-head", "LOCKSTEP_MAX_HEAD", "max_head", "8KiB"),
+    ("max-body", "LOCKSTEP_MAX_BODY", "max_body", "8KiB"),
+    ("read-timeout", "LOCKSTEP_READ_TIMEOUT", "read_timeout", "10s"),
+    ("idle-timeout", "LOCKSTEP_IDLE_TIMEOUT", "idle_timeout", "30s"),
+    ("max-connections", "LOCKSTEP_MAX_CONNECTIONS", "max_connections", "256"),
+    ("max-in-flight", "LOCKSTEP_MAX_IN_FLIGHT", "max_in_flight", "64"),
+    ("replay-cache", "LOCKSTEP_REPLAY_CACHE", "replay_cache", "1024"),
+    ("retention", "LOCKSTEP_RETENTION", "retention", "1000"),
+    ("step-deadline", "LOCKSTEP_STEP_DEADLINE", "step_deadline", "2m"),
+    ("resolve-deadline", "LOCKSTEP_RESOLVE_DEADLINE", "resolve_deadline", "10m"),
+    ("rollback", "LOCKSTEP_ROLLBACK", "rollback", "on"),
+    ("nothing-running", "LOCKSTEP_NOTHING_RUNNING", "nothing_running", "fail"),
+    ("schemes", "LOCKSTEP_SCHEMES", "schemes", "both"),
+    ("replay-window", "LOCKSTEP_REPLAY_WINDOW", "replay_window", "5m"),
+    ("allow", "LOCKSTEP_ALLOW", "allow", "(all)"),
+    ("workers", "LOCKSTEP_WORKERS", "workers", "4"),
+    ("poll-interval", "LOCKSTEP_POLL_INTERVAL", "poll_interval", "1s"),
+    ("io-timeout", "LOCKSTEP_IO_TIMEOUT", "io_timeout", "10s"),
+    ("download-limit", "LOCKSTEP_DOWNLOAD_LIMIT", "download_limit", "5m"),
+    ("max-bundle-size", "LOCKSTEP_MAX_BUNDLE_SIZE", "max_bundle_size", "512MiB"),
+    ("heartbeat", "LOCKSTEP_HEARTBEAT", "heartbeat", "2s"),
+    ("drain-deadline", "LOCKSTEP_DRAIN_DEADLINE", "drain_deadline", "30s"),
+    ("log-format", "LOCKSTEP_LOG_FORMAT", "log_format", "human"),
+    ("log-level", "LOCKSTEP_LOG_LEVEL", "log_level", "info"),
+];
+
+/// The entries of `lockstep serve --help` read off its text: for each `  --NAME VALUE`, its
+/// `[env: ...] [key: ...] [default: ...]` line.
+fn help_entries(text: &str) -> Vec<(String, String, String, String)> {
+    let mut entries = Vec::new();
+    let mut flag = None;
+    for line in text.lines() {
+        if let Some(name) = line
+            .strip_prefix("  --")
+            .and_then(|l| l.strip_suffix(" VALUE"))
+        {
+            flag = Some(name.to_owned());
+            continue;
+        }
+        let Some(fields) = line
+            .trim_start()
+            .strip_prefix('[')
+            .and_then(|l| l.strip_suffix(']'))
+        else {
+            continue;
+        };
+        let fields: Vec<&str> = fields.split("] [").collect();
+        if let (Some(flag), [env, key, default]) = (flag.take(), fields.as_slice()) {
+            let value = |field: &str, name: &str| {
+                field
+                    .strip_prefix(name)
+                    .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+                    .to_owned()
+            };
+            entries.push((
+                flag,
+                value(env, "env: "),
+                value(key, "key: "),
+                value(default, "default: "),
+            ));
+        }
+    }
+    entries
+}
+
 #[test]
 fn test_serve_help_shows_every_setting_with_its_variable_key_and_default() {
     let ran = run_lockstep(&["serve", "--help"], &[], b"");
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
-    for s in SETTINGS {
-        let entry = format!(
-            "  --{} VALUE\n      {}\n      [env: {}] [key: {}] [default: {}]\n",
-            s.name,
-            s.help,
-            s.env(),
-            s.key(),
-            s.default
-        );
-        assert!(ran.stdout.contains(&entry), "--help lacks {entry:?}");
-    }
-    assert!(ran.stdout.contains("--config FILE"));
+    let expected: Vec<(String, String, String, String)> = SETTING_SPELLINGS
+        .iter()
+        .map(|(f, e, k, d)| ((*f).into(), (*e).into(), (*k).into(), (*d).into()))
+        .collect();
+    assert_eq!(help_entries(&ran.stdout), expected, "{}", ran.stdout);
+    // One whole entry, help text included, as an operator reads it.
+    assert!(
+        ran.stdout.contains(
+            "  --max-body VALUE\n      Largest webhook body (413 above); at most 16KiB\n      \
+             [env: LOCKSTEP_MAX_BODY] [key: max_body] [default: 8KiB]\n"
+        ),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains(
+        "  --config FILE\n      A TOML file of settings (keys as below)\n      \
+         [env: LOCKSTEP_CONFIG] [default: none]\n"
+    ));
 }
 
 #[test]
@@ -665,7 +741,7 @@ fn test_serve_sigterm_drains_refusing_webhooks_until_the_deadline() {
         &["--io-timeout", "10m", "--drain-deadline", "5s"],
     );
     let before = bundles(&s);
-    signal(&v.process, "TERM");
+    v.process.signal("TERM");
     eventually("/healthz to answer 503", WAIT, || {
         (v.client.get("/healthz").status == 503).then_some(())
     });
@@ -711,8 +787,7 @@ fn test_serve_sigterm_lets_the_running_command_finish_then_exits() {
     // The command takes a while but finishes within the deadline; nothing starts after it.
     let (s, mut v, _id) =
         deployment_in_a_slow_command(r#""delayMs": 3000"#, &["--drain-deadline", "10m"]);
-    signal(&v.process, "TERM");
-    assert_eq!(v.process.wait(WAIT), Some(0), "{}", v.process.stderr());
+    v.process.stop("TERM", WAIT);
     let stderr = v.process.stderr();
     assert!(!stderr.contains("drain deadline"), "{stderr}");
     assert!(
@@ -737,13 +812,26 @@ fn test_serve_sigint_when_idle_exits_at_once() {
     let (mut process, _dir) = standalone(&[], &[]);
     let client = Client::new(process.listening());
     assert_eq!(client.get("/healthz").status, 200);
-    signal(&process, "INT");
-    assert_eq!(process.wait(WAIT), Some(0), "{}", process.stderr());
+    process.stop("INT", WAIT);
     let stderr = process.stderr();
     assert!(
         stderr.contains("drained; 0 deployment(s) left in flight"),
         "{stderr}"
     );
+}
+
+#[test]
+fn test_serve_without_data_dir_removes_its_temporary_directory_on_sigterm_and_sigint() {
+    let repository = TempDir::new("lockstep-serve-tmpdir-repository");
+    for signal in ["TERM", "INT"] {
+        let tmp = TempDir::new("lockstep-serve-tmpdir");
+        let mut process = serve_without_cluster(&repository, &[], &[("TMPDIR", &tmp.path_text())]);
+        process.listening();
+        let made = tmp.only_private_dir("lockstep-serve");
+        assert!(made.join("store").is_dir(), "{made:?}");
+        process.stop(signal, WAIT);
+        tmp.assert_empty(&format!("after SIG{signal}"));
+    }
 }
 
 // ---- lockstep sign ---------------------------------------------------------------------------
@@ -930,8 +1018,8 @@ fn test_demo_deploys_then_prints_commands_that_work() {
         .expect("the configuration is carried over");
     expected.push(config);
     expected.push("Loading bundle with config");
-    let steps = [(3, 0), (3, 1), (2, 1), (2, 2), (1, 2), (1, 3), (0, 3)]
-        .map(|(o, n)| format!("Deploying - {o} old instance vs {n} new instance"));
+    let steps =
+        LOCK_STEP_3.map(|(o, n)| format!("Deploying - {o} old instance vs {n} new instance"));
     expected.extend(steps.iter().map(String::as_str));
     expected.push("Success");
     assert_eq!(progress, expected, "{text}");
@@ -983,8 +1071,7 @@ fn test_demo_deploys_then_prints_commands_that_work() {
     });
 
     // Ctrl-C: it stops, and removes the temporary directory it made.
-    signal(&demo, "INT");
-    assert_eq!(demo.wait(WAIT), Some(0), "{}", demo.stderr());
+    demo.stop("INT", WAIT);
     assert!(
         !std::path::Path::new(&secret_file).exists(),
         "{secret_file} was left behind"

@@ -15,7 +15,7 @@ use lockstep_core::conductr::multipart::{
 use lockstep_core::conductr::sse::{EventStream as SseStream, Item};
 use lockstep_core::conductr::{BundlePath, ScaleTarget};
 use lockstep_core::hocon::Document;
-use lockstep_tests::{Client, EventStream, Process, TempDir, eventually};
+use lockstep_tests::{Client, EventStream, Process, TempDir, binary, eventually};
 use sha2::Digest as _;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -711,4 +711,22 @@ fn test_sandbox_event_stream_heartbeats_and_lines() {
         assert_eq!(line.matches(':').count(), 1, "{line}");
     }
     assert!(text.contains(&format!("data:{id}")));
+}
+
+#[test]
+fn test_sandbox_without_data_dir_removes_its_temporary_directory_on_sigterm_and_sigint() {
+    for signal in ["TERM", "INT"] {
+        let tmp = TempDir::new("lockstep-sandbox-tmpdir");
+        let mut process = Process::start(
+            &binary("lockstep", "lockstep"),
+            &["sandbox", "--listen", "127.0.0.1:0", "--demo"],
+            &[("TMPDIR", &tmp.path_text())],
+        );
+        process.listening();
+        // The demo's bundles and repository are written in it before the first line.
+        let made = tmp.only_private_dir("lockstep-sandbox");
+        assert!(made.join("repository/typesafe").is_dir(), "{made:?}");
+        process.stop(signal, WAIT);
+        tmp.assert_empty(&format!("after SIG{signal}"));
+    }
 }

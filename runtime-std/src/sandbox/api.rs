@@ -4,18 +4,13 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use async_io::Timer;
-use lockstep_core::archive::{self, Inflater};
 use lockstep_core::bundle::BundleId;
-use lockstep_core::hocon::Document;
 use serde_json::{Value, json};
 
 use super::faults::{Action, Faults};
-use super::state::{Attributes, Lookup};
+use super::state::Lookup;
 use super::{Shared, safe_repository_path};
 use crate::http::{Request, Response};
-
-/// The largest bundle.conf read out of a bundle.
-const MAX_BUNDLE_CONF: usize = 64 * 1024;
 
 /// Serves one request.
 pub(super) async fn handle(state: Rc<Shared>, request: Request) -> Response {
@@ -102,7 +97,10 @@ async fn route(state: &Rc<Shared>, request: &Request, path: &str) -> Response {
     };
     match route {
         Route::List => list(state),
-        Route::Load => super::load::load(state, request),
+        Route::Load => match super::load::load(state, request) {
+            Ok(id) => accepted(id),
+            Err(refused) => refused,
+        },
         Route::Events => events(state),
         Route::Fetch(id) => fetch(state, request, id),
         Route::Scale(id) => scale(state, request, id),
@@ -148,7 +146,7 @@ fn request_id() -> String {
 }
 
 /// `{"requestId", "bundleId"}`, ConductR's answer to a command.
-pub(super) fn accepted(id: BundleId) -> Response {
+fn accepted(id: BundleId) -> Response {
     Response::json(
         200,
         json!({"requestId": request_id(), "bundleId": id.to_string()}).to_string(),
@@ -332,53 +330,4 @@ fn faults_state(cluster: &super::state::Cluster) -> String {
         map.insert("requestCount".into(), json!(cluster.requests));
     }
     value.to_string()
-}
-
-/// The bundle.conf text of a bundle zip.
-pub(super) fn bundle_conf_of(zip: &[u8]) -> Result<String, String> {
-    let mut out = vec![0u8; MAX_BUNDLE_CONF];
-    let mut inflater = Box::new(Inflater::new());
-    let mut reader = zip;
-    let conf = archive::read_bundle_conf(&mut reader, &mut inflater, &mut out)
-        .map_err(|e| format!("no readable bundle.conf: {e}"))?;
-    String::from_utf8(conf.to_vec()).map_err(|_| "bundle.conf is not UTF-8".to_owned())
-}
-
-/// The attributes ConductR keeps, from a bundle.conf.
-pub(super) fn attributes(bundle_conf: &str) -> Result<Attributes, String> {
-    let doc = Document::parse(bundle_conf).map_err(|e| format!("bundle.conf: {e}"))?;
-    let text = |key: &str| -> Result<String, String> {
-        match doc.get_str::<256>(key) {
-            Some(Ok(value)) => Ok(value.to_string()),
-            Some(Err(_)) => Err(format!("bundle.conf: {key} is too long")),
-            None => Err(format!("bundle.conf: {key} is missing")),
-        }
-    };
-    let list = |key: &str| -> Vec<String> {
-        match doc.get(key) {
-            Some(lockstep_core::hocon::Value::Array(array)) => array
-                .iter()
-                .filter_map(|v| v.as_text().and_then(|t| t.to_heapless::<256>().ok()))
-                .map(|s| s.to_string())
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
-    Ok(Attributes {
-        name: text("name")?,
-        compatibility_version: text("compatibilityVersion")?,
-        system: text("system")?,
-        system_version: text("systemVersion")?,
-        nr_of_cpus: text("nrOfCpus")?
-            .parse()
-            .map_err(|_| "bundle.conf: nrOfCpus is not a number".to_owned())?,
-        memory: doc
-            .get_u64("memory")
-            .ok_or("bundle.conf: memory is missing or not a whole number")?,
-        disk_space: doc
-            .get_u64("diskSpace")
-            .ok_or("bundle.conf: diskSpace is missing or not a whole number")?,
-        roles: list("roles"),
-        tags: list("tags"),
-    })
 }

@@ -12,8 +12,7 @@ use lockstep_core::conductr::multipart::{
 use sha2::Digest as _;
 
 use super::Shared;
-use super::api::{accepted, attributes};
-use super::state::Bundle;
+use super::state::{Attributes, Bundle};
 use crate::http::{Request, Response};
 
 /// A file part of a load request.
@@ -24,9 +23,10 @@ struct Upload {
 }
 
 /// `POST /v2/bundles`: the fields in ConductR's order, the zips' digests checked against their
-/// file names; 400 otherwise, and nothing loaded.
-pub(super) fn load(state: &Shared, request: &Request) -> Response {
-    let bad = |line: String| Response::text(400, &line);
+/// file names. The id of the bundle loaded (or already loaded); otherwise the answer, 400 or
+/// 500, and nothing loaded.
+pub(super) fn load(state: &Shared, request: &Request) -> Result<BundleId, Response> {
+    let bad = |line: String| Err(Response::text(400, &line));
     let Some(boundary) = request
         .header_str("content-type")
         .and_then(boundary_from_content_type)
@@ -75,7 +75,7 @@ pub(super) fn load(state: &Shared, request: &Request) -> Response {
     let Ok(bundle_conf) = String::from_utf8(conf.bytes) else {
         return bad("bundleConf is not UTF-8".into());
     };
-    let attributes = match attributes(&bundle_conf) {
+    let attributes = match Attributes::from_bundle_conf(&bundle_conf) {
         Ok(a) => a,
         Err(e) => return bad(e),
     };
@@ -93,7 +93,7 @@ pub(super) fn load(state: &Shared, request: &Request) -> Response {
     };
     let id = BundleId::of(&digest, config.as_ref().map(|(_, d)| d));
     if state.cluster.borrow().bundles.iter().any(|b| b.id == id) {
-        return accepted(id);
+        return Ok(id);
     }
     let store = |dir: &str, name: &str, bytes: &[u8]| -> io::Result<std::path::PathBuf> {
         let path = state.data_dir.join(dir).join(name);
@@ -102,12 +102,22 @@ pub(super) fn load(state: &Shared, request: &Request) -> Response {
     };
     let bundle_file = match store("bundles", &bundle_file_name, &bundle.bytes) {
         Ok(path) => path,
-        Err(e) => return Response::text(500, &format!("cannot store the bundle: {e}")),
+        Err(e) => {
+            return Err(Response::text(
+                500,
+                &format!("cannot store the bundle: {e}"),
+            ));
+        }
     };
     let config_file = match &config {
         Some((name, _)) => match store("configurations", name, &configuration.bytes) {
             Ok(path) => Some(path),
-            Err(e) => return Response::text(500, &format!("cannot store the configuration: {e}")),
+            Err(e) => {
+                return Err(Response::text(
+                    500,
+                    &format!("cannot store the configuration: {e}"),
+                ));
+            }
         },
         None => None,
     };
@@ -131,7 +141,7 @@ pub(super) fn load(state: &Shared, request: &Request) -> Response {
     });
     cluster.publish("bundleInstallationAdded", id);
     cluster.advance(Instant::now());
-    accepted(id)
+    Ok(id)
 }
 
 /// A zip part's file name `<prefix>-<digest>.zip` and the SHA-256 of its bytes, which must

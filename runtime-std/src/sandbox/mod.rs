@@ -13,7 +13,7 @@ mod load;
 mod state;
 
 use std::cell::RefCell;
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -22,13 +22,17 @@ use std::time::{Duration, Instant};
 use async_executor::LocalExecutor;
 use async_io::Timer;
 use futures_lite::FutureExt;
+use futures_lite::future::block_on;
+use lockstep_core::archive::{self, Inflater};
 use lockstep_core::bundle::BundleId;
 
 use crate::http;
 use crate::repository::DirRepository;
 use crate::samples;
+use crate::signals::Stop;
+use crate::tempdir::DataDir;
 use faults::Faults;
-use state::{Bundle, Cluster};
+use state::{Attributes, Bundle, Cluster};
 
 /// How the sandbox is set up.
 #[derive(Clone, Debug)]
@@ -81,13 +85,19 @@ pub struct Demo {
 pub struct Sandbox {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Its data directory.
-    pub data_dir: PathBuf,
     /// The demo, when loaded.
     pub demo: Option<Demo>,
+    /// Its data directory; a temporary one is removed when this is dropped, so keep it as long
+    /// as the sandbox runs.
+    data_dir: DataDir,
 }
 
 impl Sandbox {
+    /// Its data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
     /// The control API's base URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -117,12 +127,9 @@ impl Shared {
 /// Starts a sandbox on `executor`: binds, sets up the data directory (and the demo), and spawns
 /// the server and its clocks.
 pub async fn start(executor: Rc<LocalExecutor<'static>>, options: Options) -> io::Result<Sandbox> {
-    let data_dir = match &options.data_dir {
-        Some(dir) => dir.clone(),
-        None => fresh_temp_dir("lockstep-sandbox")?,
-    };
+    let data_dir = DataDir::given_or_new(options.data_dir.as_deref(), "lockstep-sandbox")?;
     for sub in ["bundles", "configurations", "repository"] {
-        std::fs::create_dir_all(data_dir.join(sub))?;
+        std::fs::create_dir_all(data_dir.path().join(sub))?;
     }
     let listener = http::bind(options.listen).await?;
     let addr = listener.local_addr()?;
@@ -133,7 +140,7 @@ pub async fn start(executor: Rc<LocalExecutor<'static>>, options: Options) -> io
             options.stop_delay,
             options.faults.clone(),
         )),
-        data_dir: data_dir.clone(),
+        data_dir: data_dir.path().to_path_buf(),
         wake,
     });
     let demo = if options.demo {
@@ -204,26 +211,33 @@ pub async fn start(executor: Rc<LocalExecutor<'static>>, options: Options) -> io
         .detach();
     Ok(Sandbox {
         addr,
-        data_dir,
         demo,
+        data_dir,
     })
 }
 
-/// A new, empty directory under the system's temporary directory.
-pub fn fresh_temp_dir(prefix: &str) -> io::Result<PathBuf> {
-    let mut random = [0u8; 8];
-    getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
-    let name = format!(
-        "{prefix}-{}",
-        random
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    let dir = std::env::temp_dir().join(name);
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// `lockstep sandbox`: starts one, prints where it listens (and the demo's versions), and runs
+/// it until SIGTERM or SIGINT.
+pub fn run(options: Options, out: &mut dyn Write) -> io::Result<()> {
+    let executor = Rc::new(LocalExecutor::new());
+    let mut stop = Stop::catch();
+    let started = block_on(executor.run(start(executor.clone(), options)))?;
+    let _ = writeln!(out, "listening on {}", started.url());
+    let _ = writeln!(out, "repository {}", started.repository_url());
+    if let Some(demo) = &started.demo {
+        for (version, role) in &demo.versions {
+            let _ = writeln!(out, "version visualizer:{version} {role}");
+        }
+    }
+    let _ = out.flush();
+    block_on(executor.run(stop.signalled()));
+    // Removes the data directory if it is a temporary one.
+    drop(started);
+    Ok(())
 }
+
+/// The largest bundle.conf read out of a bundle.
+const MAX_BUNDLE_CONF: usize = 64 * 1024;
 
 /// Publishes the demo's versions and loads the running one with its configuration at scale 3.
 fn load_demo(shared: &Shared) -> Result<Demo, Box<dyn std::error::Error>> {
@@ -257,8 +271,8 @@ fn load_demo(shared: &Shared) -> Result<Demo, Box<dyn std::error::Error>> {
         .join("configurations")
         .join(set.configuration.file_name());
     std::fs::write(&config_file, &set.configuration.zip)?;
-    let bundle_conf = api::bundle_conf_of(&set.running.zip)?;
-    let attributes = api::attributes(&bundle_conf)?;
+    let bundle_conf = bundle_conf_of(&set.running.zip)?;
+    let attributes = Attributes::from_bundle_conf(&bundle_conf)?;
     let now = Instant::now();
     let mut cluster = shared.cluster.borrow_mut();
     cluster.bundles.push(Bundle {
@@ -283,6 +297,16 @@ fn load_demo(shared: &Shared) -> Result<Demo, Box<dyn std::error::Error>> {
     cluster.set_scale(index, 3, now);
     cluster.start_delay = delay;
     Ok(Demo { versions })
+}
+
+/// The bundle.conf text of a bundle zip.
+fn bundle_conf_of(zip: &[u8]) -> Result<String, String> {
+    let mut out = vec![0u8; MAX_BUNDLE_CONF];
+    let mut inflater = Box::new(Inflater::new());
+    let mut reader = zip;
+    let conf = archive::read_bundle_conf(&mut reader, &mut inflater, &mut out)
+        .map_err(|e| format!("no readable bundle.conf: {e}"))?;
+    String::from_utf8(conf.to_vec()).map_err(|_| "bundle.conf is not UTF-8".to_owned())
 }
 
 /// The path of a file under `root` named by URL path segments, refusing anything that could

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lockstep_core::bundle::{BundleId, Digest, IdPrefix};
+use lockstep_core::hocon::Document;
 use serde_json::{Value, json};
 
 use super::faults::{BundleFault, Faults};
@@ -21,6 +22,47 @@ pub(super) struct Attributes {
     pub(super) disk_space: u64,
     pub(super) roles: Vec<String>,
     pub(super) tags: Vec<String>,
+}
+
+impl Attributes {
+    /// The attributes ConductR keeps, from a bundle.conf.
+    pub(super) fn from_bundle_conf(bundle_conf: &str) -> Result<Self, String> {
+        let doc = Document::parse(bundle_conf).map_err(|e| format!("bundle.conf: {e}"))?;
+        let text = |key: &str| -> Result<String, String> {
+            match doc.get_str::<256>(key) {
+                Some(Ok(value)) => Ok(value.to_string()),
+                Some(Err(_)) => Err(format!("bundle.conf: {key} is too long")),
+                None => Err(format!("bundle.conf: {key} is missing")),
+            }
+        };
+        let list = |key: &str| -> Vec<String> {
+            match doc.get(key) {
+                Some(lockstep_core::hocon::Value::Array(array)) => array
+                    .iter()
+                    .filter_map(|v| v.as_text().and_then(|t| t.to_heapless::<256>().ok()))
+                    .map(|s| s.to_string())
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        Ok(Self {
+            name: text("name")?,
+            compatibility_version: text("compatibilityVersion")?,
+            system: text("system")?,
+            system_version: text("systemVersion")?,
+            nr_of_cpus: text("nrOfCpus")?
+                .parse()
+                .map_err(|_| "bundle.conf: nrOfCpus is not a number".to_owned())?,
+            memory: doc
+                .get_u64("memory")
+                .ok_or("bundle.conf: memory is missing or not a whole number")?,
+            disk_space: doc
+                .get_u64("diskSpace")
+                .ok_or("bundle.conf: diskSpace is missing or not a whole number")?,
+            roles: list("roles"),
+            tags: list("tags"),
+        })
+    }
 }
 
 /// One simulated instance.

@@ -1,0 +1,81 @@
+//! `lockstep sandbox`'s command line.
+
+use super::{Error, option_value, parsed_value};
+use crate::sandbox::{self, faults::Faults};
+use crate::units::{parse_address, parse_duration, parse_size};
+
+/// What `lockstep sandbox --help` prints.
+pub const USAGE: &str = "\
+lockstep sandbox — a ConductR-compatible cluster in one process
+
+Usage: lockstep sandbox [options]
+
+Serves the ConductR control API v2 (what lockstep drives and what `conduct info|load|run|stop|
+unload --api-version 2` call), simulated instances, the bundle event stream, and a bundle
+repository under /repository/. Prints `listening on http://IP:PORT`, then
+`repository http://IP:PORT/repository`.
+
+Options:
+  --listen ADDR          Address to listen on; port 0 picks a free port   [default: 127.0.0.1:9005]
+  --data-dir DIR         Where bundles, configurations and the repository are kept
+                                                           [default: a fresh temporary directory]
+  --start-delay DUR      How long an instance takes to start                      [default: 500ms]
+  --stop-delay DUR       How long a started instance takes to stop                [default: 100ms]
+  --heartbeat DUR        Interval of the event stream's heartbeats                   [default: 2s]
+  --max-upload SIZE      Largest load request accepted                          [default: 512MiB]
+  --faults JSON|@FILE    Faults in force from the start (the JSON of POST /sandbox/faults)
+  --demo                 Publish the sample versions of bundle visualizer (org typesafe, repo
+                         bundle), run the first at scale 3 with a configuration, and print one
+                         line per version: `version visualizer:<tag>-<digest> <role>`
+  -h, --help             Print this help
+";
+
+/// Parses `lockstep sandbox`'s options; `None` for `--help`.
+pub fn parse(args: &[String]) -> Result<Option<sandbox::Options>, Error> {
+    use lexopt::prelude::*;
+
+    let mut options = sandbox::Options::default();
+    let mut parser = lexopt::Parser::from_args(args.iter().cloned());
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(None),
+            Long("listen") => {
+                options.listen = parsed_value(&mut parser, "--listen", parse_address)?;
+            }
+            Long("data-dir") => {
+                options.data_dir = Some(option_value(&mut parser, "--data-dir")?.into());
+            }
+            Long("start-delay") => {
+                options.start_delay = parsed_value(&mut parser, "--start-delay", parse_duration)?;
+            }
+            Long("stop-delay") => {
+                options.stop_delay = parsed_value(&mut parser, "--stop-delay", parse_duration)?;
+            }
+            Long("heartbeat") => {
+                options.heartbeat = parsed_value(&mut parser, "--heartbeat", parse_duration)?;
+            }
+            Long("max-upload") => {
+                options.max_upload = parsed_value(&mut parser, "--max-upload", parse_size)?;
+            }
+            Long("faults") => {
+                let text = option_value(&mut parser, "--faults")?;
+                let json = match text.strip_prefix('@') {
+                    Some(file) => std::fs::read(file).map_err(|error| Error::FaultsFile {
+                        file: file.to_owned(),
+                        error,
+                    })?,
+                    None => text.into_bytes(),
+                };
+                options.faults = Faults::parse(&json, 0).map_err(Error::Faults)?;
+            }
+            Long("demo") => options.demo = true,
+            _ => {
+                return Err(Error::Unexpected {
+                    command: "sandbox",
+                    error: arg.unexpected(),
+                });
+            }
+        }
+    }
+    Ok(Some(options))
+}
