@@ -709,7 +709,7 @@ impl Config {
         }
         Ok(Options {
             listen: self.listen,
-            conductr: self.conductr,
+            conductr: self.conductr.clone(),
             repository,
             data_dir: self.data_dir.clone(),
             secret,

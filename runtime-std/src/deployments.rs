@@ -33,6 +33,10 @@ pub const CAPACITY: usize = 64;
 
 /// Where bundles are downloaded from.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per process, read once at start-up"
+)]
 pub enum RepositoryOption {
     /// An HTTP repository at this base URL.
     Http(BaseUrl),
@@ -174,7 +178,7 @@ impl Deployments {
         ));
         let connector = Rc::new(TcpConnector::for_agent(&options.agent));
         let store = Rc::new(DirStore::new(store_dir));
-        let url = options.conductr.url();
+        let conductr = options.conductr.parsed();
         let repository = Rc::new(options.repository.clone());
         let workers = options.workers.clamp(1, agent::MAX_WORKERS);
         for id in 0..workers {
@@ -202,7 +206,7 @@ impl Deployments {
                     };
                     let mut worker = Worker::new(
                         id,
-                        url,
+                        conductr.as_url(),
                         &*connector,
                         &*time,
                         &*store,
@@ -224,6 +228,7 @@ impl Deployments {
         executor
             .spawn(async move {
                 let mut buf = vec![0u8; 16 * 1024];
+                let url = conductr.as_url();
                 events_agent
                     .run_events(url, &*connector, &*events_time, timeout, retry, &mut buf)
                     .await;

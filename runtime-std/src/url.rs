@@ -1,31 +1,26 @@
 //! The base URLs lockstep is configured with (`--conductr`, an `http://` `--repository`):
-//! parsed once, when the configuration is read, then handed out as core's [`Url`] without
-//! being parsed again, so that no later use can fail.
-//!
-//! Core's [`Url`] borrows the text it was parsed from, and core has no owned form of it. So
-//! the text is kept for the rest of the process (leaked, once per distinct URL: a process is
-//! configured with one or two) and parsed there, giving a `Url<'static>` that every task of a
-//! service can copy.
+//! parsed once, when the configuration is read, into core's owned [`UrlBuf`], then lent as a
+//! [`Url`] without being parsed again, so that no later use can fail.
 
-use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
 
-use lockstep_core::agent::http::{Url, UrlError};
+use lockstep_core::agent::http::{Url, UrlBuf, UrlError};
 
-/// A valid `http://host[:port][/path]` base URL.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// A valid `http://host[:port][/path]` base URL, and the text it was written as.
+#[derive(Clone, PartialEq, Eq)]
 pub struct BaseUrl {
-    text: &'static str,
-    url: Url<'static>,
+    text: String,
+    url: UrlBuf,
 }
 
 impl BaseUrl {
     /// Parses `text` as core's [`Url::parse`] does.
     pub fn parse(text: &str) -> Result<Self, BadUrl> {
-        let text = kept(text);
-        match Url::parse(text) {
-            Ok(url) => Ok(Self { text, url }),
+        match UrlBuf::parse(text) {
+            Ok(url) => Ok(Self {
+                text: text.to_owned(),
+                url,
+            }),
             Err(error) => Err(BadUrl {
                 text: text.to_owned(),
                 error,
@@ -33,20 +28,25 @@ impl BaseUrl {
         }
     }
 
-    /// The parsed URL.
-    pub const fn url(&self) -> Url<'static> {
+    /// The parsed URL, owned: a task can keep a copy.
+    pub const fn parsed(&self) -> UrlBuf {
         self.url
     }
 
+    /// The parsed URL.
+    pub fn url(&self) -> Url<'_> {
+        self.url.as_url()
+    }
+
     /// The URL as it was written.
-    pub const fn as_str(&self) -> &'static str {
-        self.text
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 }
 
 impl fmt::Display for BaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.text)
+        f.write_str(&self.text)
     }
 }
 
@@ -73,18 +73,6 @@ impl fmt::Display for BadUrl {
 
 impl std::error::Error for BadUrl {}
 
-/// `text`, kept for the rest of the process; the same text is kept once.
-fn kept(text: &str) -> &'static str {
-    static KEPT: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
-    let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(text) = kept.get(text) {
-        return text;
-    }
-    let text: &'static str = Box::leak(text.into());
-    kept.insert(text);
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,10 +85,9 @@ mod tests {
             (a.url().host(), a.url().port(), a.url().path()),
             ("conductr.example", 9005, "/api")
         );
-        // The same text is kept once.
         let b = BaseUrl::parse(&String::from("http://conductr.example:9005/api/")).unwrap();
-        assert!(std::ptr::eq(a.as_str(), b.as_str()));
         assert_eq!(a, b);
+        assert_eq!(a.parsed().as_url(), a.url());
     }
 
     #[test]

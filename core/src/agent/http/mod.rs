@@ -32,7 +32,7 @@ mod url;
 
 pub use client::{Client, ResponseHead};
 pub use repository::{HttpRepository, REPOSITORY_HEAD_LEN};
-pub use url::{Url, UrlError};
+pub use url::{MAX_PATH_LEN, Url, UrlBuf, UrlError};
 
 /// The longest host name or address (DNS's limit), without the brackets of an IPv6 literal.
 pub const MAX_HOST_LEN: usize = 253;

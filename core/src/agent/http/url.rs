@@ -2,7 +2,11 @@
 
 use core::fmt;
 
-use super::is_host;
+use super::{MAX_HOST_LEN, is_host};
+use crate::text::InlineStr;
+
+/// The longest base path a [`UrlBuf`] holds.
+pub const MAX_PATH_LEN: usize = 255;
 
 /// A parsed `http://host[:port][/path]` base URL: a name, an IPv4 address or a bracketed
 /// IPv6 address; the port (80 by default); a base path without its trailing `/`, so that a
@@ -34,6 +38,8 @@ pub enum UrlError {
     Port,
     /// The path holds a query, a fragment, a space or a control character.
     Path,
+    /// The path is longer than a [`UrlBuf`] holds ([`MAX_PATH_LEN`]).
+    PathTooLong,
 }
 
 impl fmt::Display for UrlError {
@@ -44,6 +50,7 @@ impl fmt::Display for UrlError {
             Self::Host => "a URL's host must be a name, an IPv4 address or an [IPv6] address",
             Self::Port => "a URL's port must be a number from 1 to 65535",
             Self::Path => "a URL's path may not hold a query, a fragment, spaces or controls",
+            Self::PathTooLong => "a URL's path may be at most 255 bytes long",
         })
     }
 }
@@ -138,8 +145,54 @@ impl fmt::Display for Url<'_> {
     }
 }
 
+/// A [`Url`] that owns its parts, for a runtime to keep as long as it runs: parsed once, then
+/// lent as a [`Url`] without being parsed again, so no later use can fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct UrlBuf {
+    host: InlineStr<MAX_HOST_LEN>,
+    port: u16,
+    path: InlineStr<MAX_PATH_LEN>,
+}
+
+impl UrlBuf {
+    /// Parses `http://host[:port][/path]` as [`Url::parse`] does, and keeps it.
+    pub fn parse(s: &str) -> Result<Self, UrlError> {
+        Self::try_from(Url::parse(s)?)
+    }
+
+    /// The URL.
+    pub fn as_url(&self) -> Url<'_> {
+        Url {
+            host: self.host.as_str(),
+            port: self.port,
+            path: self.path.as_str(),
+        }
+    }
+}
+
+impl TryFrom<Url<'_>> for UrlBuf {
+    type Error = UrlError;
+
+    fn try_from(url: Url<'_>) -> Result<Self, UrlError> {
+        Ok(Self {
+            // A parsed host has at most MAX_HOST_LEN bytes.
+            host: InlineStr::new(url.host).map_err(|_| UrlError::Host)?,
+            port: url.port,
+            path: InlineStr::new(url.path).map_err(|_| UrlError::PathTooLong)?,
+        })
+    }
+}
+
+impl fmt::Display for UrlBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_url().fmt(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::format;
     use std::string::ToString;
 
     use super::*;
@@ -201,5 +254,30 @@ mod tests {
         ] {
             assert_eq!(Url::parse(s).unwrap().to_string(), s);
         }
+    }
+
+    #[test]
+    fn test_url_buf_keeps_what_url_parses() {
+        for text in [
+            "http://127.0.0.1:9005",
+            "http://[::1]:9005/r/",
+            "HTTP://conductr/a/b",
+        ] {
+            let owned = UrlBuf::parse(text).unwrap();
+            assert_eq!(owned.as_url(), Url::parse(text).unwrap(), "{text}");
+            assert_eq!(owned.to_string(), Url::parse(text).unwrap().to_string());
+        }
+        assert_eq!(UrlBuf::parse("https://h"), Err(UrlError::Https));
+    }
+
+    #[test]
+    fn test_url_buf_path_at_its_limit() {
+        let path = "/".to_string() + &"p".repeat(MAX_PATH_LEN - 1);
+        let owned = UrlBuf::parse(&format!("http://h{path}")).unwrap();
+        assert_eq!(owned.as_url().path(), path);
+        assert_eq!(
+            UrlBuf::parse(&format!("http://h{path}p")),
+            Err(UrlError::PathTooLong)
+        );
     }
 }
