@@ -24,6 +24,7 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAcces
 
 use crate::bundle::{Segment, SegmentError, Version, VersionError};
 use crate::json::{self, RawStr, ScanError};
+use crate::limits::MAX_TAGS;
 use crate::status::Status;
 
 /// The body limit when none is configured: 8 KiB.
@@ -39,9 +40,6 @@ pub const RELEASE_NOTES_CAPACITY: usize = MAX_BODY_LIMIT;
 
 /// Capacity of [`Notification::released`], a timestamp such as `2016-12-16T10:01:02.345Z`.
 pub const RELEASED_CAPACITY: usize = 64;
-
-/// The most `tag` query parameters a webhook target may carry.
-pub const MAX_TAGS: usize = 8;
 
 // ---------------------------------------------------------------------------------------------
 // The request target

@@ -20,6 +20,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use crate::bundle::{BundleId, BundleIdError, Digest, DigestError};
 use crate::json::{self, RawStr, ScanError};
+use crate::limits::MAX_BUNDLE_TAGS;
 use crate::text::{Cursor, len_u64};
 
 // ---------------------------------------------------------------------------------------------
@@ -370,9 +371,6 @@ impl<'b> ArraySplitter<'b> {
 // One bundle
 // ---------------------------------------------------------------------------------------------
 
-/// The most tags of a bundle [`BundleInfo`] keeps; `attributes.tags` beyond are ignored.
-pub const MAX_TAGS: usize = 8;
-
 /// The fields lockstep reads from the control API's answers, for errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -519,8 +517,8 @@ pub struct BundleInfo<'a> {
     pub name: &'a str,
     /// `attributes.compatibilityVersion`.
     pub compatibility_version: &'a str,
-    /// `attributes.tags`: the first [`MAX_TAGS`]; more are ignored.
-    pub tags: heapless::Vec<&'a str, MAX_TAGS>,
+    /// `attributes.tags`: the first [`MAX_BUNDLE_TAGS`]; more are ignored.
+    pub tags: heapless::Vec<&'a str, MAX_BUNDLE_TAGS>,
     /// `bundleScale.scale`: `None` when no run was ever requested.
     pub scale: Option<u32>,
     /// Executions with `isStarted: true`.
@@ -771,7 +769,7 @@ impl<'de> Visitor<'de> for BundleSeed<'_> {
 struct Attributes<'a> {
     name: Option<&'a str>,
     compatibility_version: Option<&'a str>,
-    tags: heapless::Vec<&'a str, MAX_TAGS>,
+    tags: heapless::Vec<&'a str, MAX_BUNDLE_TAGS>,
 }
 
 struct AttributesSeed<'t> {
@@ -830,7 +828,7 @@ struct TagsSeed<'t> {
 }
 
 impl<'de> DeserializeSeed<'de> for TagsSeed<'_> {
-    type Value = heapless::Vec<&'de str, MAX_TAGS>;
+    type Value = heapless::Vec<&'de str, MAX_BUNDLE_TAGS>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_seq(self)
@@ -838,7 +836,7 @@ impl<'de> DeserializeSeed<'de> for TagsSeed<'_> {
 }
 
 impl<'de> Visitor<'de> for TagsSeed<'_> {
-    type Value = heapless::Vec<&'de str, MAX_TAGS>;
+    type Value = heapless::Vec<&'de str, MAX_BUNDLE_TAGS>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an array of tags")
@@ -1232,15 +1230,17 @@ pub(crate) mod tests {
 
     #[test]
     fn test_parse_tags_beyond_the_first_ignored() {
-        let tags: Vec<String> = (0..MAX_TAGS + 3).map(|i| format!("\"t{i}\"")).collect();
+        let tags: Vec<String> = (0..MAX_BUNDLE_TAGS + 3)
+            .map(|i| format!("\"t{i}\""))
+            .collect();
         let text = format!(
             r#"{{"bundleId":"{}","bundleDigest":"{BUNDLE_DIGEST}","attributes":{{"bundleName":"v","compatibilityVersion":"1","tags":[{},1,{{"a":"\\"}}]}}}}"#,
             &BUNDLE_DIGEST[..32],
             tags.join(",")
         );
         let b = parse(&text).unwrap();
-        assert_eq!(b.tags.len(), MAX_TAGS);
-        assert_eq!(b.tags[MAX_TAGS - 1], "t7");
+        assert_eq!(b.tags.len(), MAX_BUNDLE_TAGS);
+        assert_eq!(b.tags[MAX_BUNDLE_TAGS - 1], "t7");
     }
 
     #[test]

@@ -3,8 +3,7 @@
 
 use crate::bundle::{BundleId, Digest};
 
-/// The most tags of a bundle the deployer looks at for `?tag=` narrowing.
-pub const MAX_BUNDLE_TAGS: usize = 8;
+pub use crate::limits::MAX_BUNDLE_TAGS;
 
 /// One loaded bundle, borrowed from the agent's buffer for the duration of one
 /// [`Deployer::handle_reply`](super::Deployer::handle_reply).

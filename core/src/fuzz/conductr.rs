@@ -8,7 +8,7 @@ use core::num::NonZeroUsize;
 use sha2::{Digest as _, Sha256};
 
 use crate::bundle::{BundleId, Digest};
-use crate::conductr::bundles::{ArraySplitter, BundleInfo, MAX_TAGS, RequestAnswer, SplitError};
+use crate::conductr::bundles::{ArraySplitter, BundleInfo, RequestAnswer, SplitError};
 use crate::conductr::multipart::{
     Boundary, Event, FileName, LoadField, LoadOrder, MAX_CLOSE_LEN, MAX_PART_HEAD_LEN, Multipart,
     MultipartError, MultipartReader, Part, boundary_from_content_type, split_zip_name,
@@ -17,6 +17,7 @@ use crate::conductr::sse::{EventKind, EventStream, Item, SseError};
 use crate::conductr::{BundlePath, MAX_BUNDLE_PATH_LEN, MAX_SCALE_TARGET_LEN, ScaleTarget};
 use crate::deployer::BundleView;
 use crate::json;
+use crate::limits::MAX_BUNDLE_TAGS;
 use crate::text::{Cursor, len_u64};
 
 /// The element buffer of the list (a small one too, to reach `ElementTooLarge`).
@@ -197,7 +198,7 @@ fn check_bundle(bundle: &BundleInfo<'_>) {
     );
     assert!(!bundle.name.contains('\\'));
     assert!(!bundle.compatibility_version.contains('\\'));
-    assert!(bundle.tags.len() <= MAX_TAGS);
+    assert!(bundle.tags.len() <= MAX_BUNDLE_TAGS);
     assert!(bundle.tags.iter().all(|t| !t.contains('\\')));
     let view = BundleView::from(bundle);
     assert_eq!(view.id, bundle.id);
