@@ -8,7 +8,9 @@
 //! connection. Responses are whole ([`Body::Bytes`], with `Content-Length`) or streamed
 //! ([`Body::Stream`], chunked: server-sent events).
 //!
-//! It runs on a single-threaded executor: handlers share state through `Rc`.
+//! What it serves is an [`App`]: each request is routed once, from its head, before its body
+//! is read; the route is kept until the request is answered. It runs on a single-threaded
+//! executor: apps share state through `Rc`.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -195,25 +197,45 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-/// What serves requests.
-pub type Handler = Rc<dyn Fn(Request) -> Pin<Box<dyn Future<Output = Response>>>>;
+/// What a server serves.
+pub trait App: 'static {
+    /// What a request is, decided from its head; owned, so it is kept until the answer (the
+    /// app gets one copy to answer with, [`App::answered`] another).
+    type Route: Clone + 'static;
 
-/// Decides from a request's method and path alone whether it is refused (404, 405) before its
-/// body is read: the route is checked before the transport limits (PROTOCOL.md §7).
-pub type Precheck = Rc<dyn Fn(&str, &str) -> Option<Response>>;
+    /// Routes a request from its method and target (path and query), once, before its body is
+    /// read: the route is checked before the transport limits (PROTOCOL.md §7). A refusal
+    /// (404, 405, 400) is answered at once, the body unread, and the connection closed.
+    fn route(&self, method: &str, target: &str) -> Result<Self::Route, Response>;
 
-/// A hook the server calls after each request, with its method, path, status and duration
-/// (for request logs and metrics).
-pub type Observer = Rc<dyn Fn(&str, &str, u16, Duration)>;
+    /// Answers a routed request, its body read within the limits.
+    fn call(
+        self: Rc<Self>,
+        route: Self::Route,
+        request: Request,
+    ) -> Pin<Box<dyn Future<Output = Response>>>;
+
+    /// Called after each answer, for request logs and metrics: with the route, unless the
+    /// request was refused before it had one; the method and path are `-` when the head
+    /// could not be read.
+    fn answered(
+        &self,
+        route: Option<&Self::Route>,
+        method: &str,
+        path: &str,
+        status: u16,
+        took: Duration,
+    ) {
+        let _ = (route, method, path, status, took);
+    }
+}
 
 /// Accepts and serves connections on `listener` until the executor is dropped.
-pub async fn serve(
+pub async fn serve<A: App>(
     executor: Rc<LocalExecutor<'static>>,
     listener: TcpListener,
     limits: Limits,
-    handler: Handler,
-    precheck: Option<Precheck>,
-    observer: Option<Observer>,
+    app: Rc<A>,
 ) {
     let active = Rc::new(Cell::new(0usize));
     let (freed_tx, freed_rx) = async_channel::unbounded::<()>();
@@ -231,11 +253,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         active.set(active.get().saturating_add(1));
-        let (active, freed, handler) = (active.clone(), freed_tx.clone(), handler.clone());
-        let (precheck, observer) = (precheck.clone(), observer.clone());
+        let (active, freed, app) = (active.clone(), freed_tx.clone(), app.clone());
         executor
             .spawn(async move {
-                let _ = connection(stream, peer, limits, handler, precheck, observer).await;
+                let _ = connection(stream, peer, limits, app).await;
                 active.set(active.get().saturating_sub(1));
                 let _ = freed.try_send(());
             })
@@ -244,13 +265,15 @@ pub async fn serve(
 }
 
 /// Why reading a request stopped.
-enum ReadError {
+enum ReadError<R> {
     /// The peer closed, or went quiet between requests: close without answering.
     Closed,
-    /// A refusal (its status and line are core's), then close.
+    /// A refusal before the request was routed (its status and line are core's), then close.
     Refuse(Reason),
-    /// The precheck refused the request (its body unread): answer, then close.
-    Routed(Response, String, String),
+    /// A refusal of a routed request (its route, method and path), then close.
+    RefuseRouted(Reason, R, String, String),
+    /// The app refused the route (the body unread): answer, then close.
+    Unrouted(Response, String, String),
 }
 
 async fn with_timeout<T>(
@@ -266,49 +289,52 @@ async fn with_timeout<T>(
 }
 
 /// Serves one connection: requests in turn, while kept alive.
-async fn connection(
+async fn connection<A: App>(
     mut stream: TcpStream,
     peer: SocketAddr,
     limits: Limits,
-    handler: Handler,
-    precheck: Option<Precheck>,
-    observer: Option<Observer>,
+    app: Rc<A>,
 ) -> io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
-        let read = read_request(&mut stream, &mut buf, peer, &limits, precheck.as_ref()).await;
+        let read = read_request(&mut stream, &mut buf, peer, &limits, &*app).await;
         let started = std::time::Instant::now();
-        let (request, close_after) = match read {
+        let refused = |reason: Reason| {
+            let mut response = Response::text(reason.status().code(), &reason.to_string());
+            response.close = true;
+            response
+        };
+        let (route, request, close_after) = match read {
             Ok(ok) => ok,
             Err(ReadError::Closed) => return Ok(()),
             Err(ReadError::Refuse(reason)) => {
-                let status = reason.status().code();
-                let mut response = Response::text(status, &reason.to_string());
-                response.close = true;
+                let response = refused(reason);
+                let status = response.status;
                 let _ = write_response(&mut stream, response, &limits).await;
-                if let Some(observe) = &observer {
-                    observe("-", "-", status, started.elapsed());
-                }
+                app.answered(None, "-", "-", status, started.elapsed());
                 return Ok(());
             }
-            Err(ReadError::Routed(mut response, method, path)) => {
+            Err(ReadError::RefuseRouted(reason, route, method, path)) => {
+                let response = refused(reason);
+                let status = response.status;
+                let _ = write_response(&mut stream, response, &limits).await;
+                app.answered(Some(&route), &method, &path, status, started.elapsed());
+                return Ok(());
+            }
+            Err(ReadError::Unrouted(mut response, method, path)) => {
                 response.close = true;
                 let status = response.status;
                 let _ = write_response(&mut stream, response, &limits).await;
-                if let Some(observe) = &observer {
-                    observe(&method, &path, status, started.elapsed());
-                }
+                app.answered(None, &method, &path, status, started.elapsed());
                 return Ok(());
             }
         };
         let (method, path) = (request.method.clone(), request.path().to_owned());
-        let response = handler(request).await;
+        let response = app.clone().call(route.clone(), request).await;
         let status = response.status;
         let close = close_after || response.close;
         let written = write_response(&mut stream, response, &limits).await;
-        if let Some(observe) = &observer {
-            observe(&method, &path, status, started.elapsed());
-        }
+        app.answered(Some(&route), &method, &path, status, started.elapsed());
         written?;
         if close {
             return Ok(());
@@ -318,13 +344,13 @@ async fn connection(
 
 /// Reads one request into `buf` (which may hold bytes of it already); returns it and whether
 /// the connection closes after its answer.
-async fn read_request(
+async fn read_request<A: App>(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     peer: SocketAddr,
     limits: &Limits,
-    precheck: Option<&Precheck>,
-) -> Result<(Request, bool), ReadError> {
+    app: &A,
+) -> Result<(A::Route, Request, bool), ReadError<A::Route>> {
     let mut chunk = [0u8; 4096];
     // Between requests: wait for a first byte up to the idle time-out.
     if buf.is_empty() {
@@ -384,20 +410,21 @@ async fn read_request(
         }
     };
     // The route before the transport: an unknown path or method is refused as such.
-    if let Some(check) = precheck {
-        let path = target.split('?').next().unwrap_or("");
-        if let Some(response) = check(&method, path) {
-            return Err(ReadError::Routed(response, method.clone(), path.to_owned()));
-        }
-    }
+    let path = target.split('?').next().unwrap_or_default().to_owned();
+    let route = match app.route(&method, &target) {
+        Ok(route) => route,
+        Err(response) => return Err(ReadError::Unrouted(response, method, path)),
+    };
+    let refuse =
+        |reason| ReadError::RefuseRouted(reason, route.clone(), method.clone(), path.clone());
     // The body: by Content-Length only.
     let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
     if header("transfer-encoding").is_some() {
-        return Err(ReadError::Refuse(Reason::LengthRequired));
+        return Err(refuse(Reason::LengthRequired));
     }
     let length = match header("content-length") {
         None if matches!(method.as_str(), "POST" | "PUT" | "PATCH") => {
-            return Err(ReadError::Refuse(Reason::LengthRequired));
+            return Err(refuse(Reason::LengthRequired));
         }
         None => 0,
         Some(v) => match std::str::from_utf8(v)
@@ -405,16 +432,16 @@ async fn read_request(
             .and_then(|v| v.trim().parse::<usize>().ok())
         {
             Some(n) => n,
-            None => return Err(ReadError::Refuse(Reason::MalformedHead)),
+            None => return Err(refuse(Reason::MalformedHead)),
         },
     };
     if length > limits.body_bytes {
-        return Err(ReadError::Refuse(Reason::BodyTooLarge));
+        return Err(refuse(Reason::BodyTooLarge));
     }
     let end = head_len.saturating_add(length);
     while buf.len() < end {
         match with_timeout(deadline, stream.read(&mut chunk)).await {
-            Err(()) => return Err(ReadError::Refuse(Reason::Timeout)),
+            Err(()) => return Err(refuse(Reason::Timeout)),
             Ok(Ok(0)) | Ok(Err(_)) => return Err(ReadError::Closed),
             Ok(Ok(n)) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
         }
@@ -423,6 +450,7 @@ async fn read_request(
     // Keep what follows (a pipelined next request).
     buf.drain(..end.min(buf.len()));
     Ok((
+        route,
         Request {
             method,
             target,

@@ -5,9 +5,11 @@
 //! [`Deployments`] run them.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -106,31 +108,15 @@ pub async fn start(
         replay_capacity: options.replay_cache.clamp(1, MAX_REPLAY_CACHE),
         heartbeat: options.heartbeat,
         executor: executor.clone(),
-        metrics: metrics.clone(),
+        metrics,
         draining: Cell::new(false),
-    });
-    let handler_state = state.clone();
-    let handler: http::Handler = Rc::new(move |request| {
-        let state = handler_state.clone();
-        Box::pin(async move { handle(&state, &request) })
-    });
-    let precheck: http::Precheck =
-        Rc::new(|method, path| service::route(method, path).err().map(refusal));
-    let observer: http::Observer = Rc::new(move |method, path, status, took| {
-        let endpoint = service::route(method, path)
-            .map(|e| e.label())
-            .unwrap_or("unknown");
-        metrics.borrow_mut().request(endpoint, status);
-        log::request(method, path, status, took);
     });
     executor
         .spawn(http::serve(
             executor.clone(),
             listener,
             options.limits,
-            handler,
-            Some(precheck),
-            Some(observer),
+            state.clone(),
         ))
         .detach();
     Ok(Service {
@@ -191,11 +177,36 @@ pub fn refusal(refusal: Refusal) -> Response {
     response
 }
 
-fn handle(state: &State, request: &Request) -> Response {
-    let endpoint = match service::route(&request.method, &request.target) {
-        Ok(endpoint) => endpoint,
-        Err(r) => return refusal(r),
-    };
+impl http::App for State {
+    type Route = Endpoint;
+
+    fn route(&self, method: &str, target: &str) -> Result<Endpoint, Response> {
+        service::route(method, target).map_err(refusal)
+    }
+
+    fn call(
+        self: Rc<Self>,
+        endpoint: Endpoint,
+        request: Request,
+    ) -> Pin<Box<dyn Future<Output = Response>>> {
+        Box::pin(async move { handle(&self, endpoint, &request) })
+    }
+
+    fn answered(
+        &self,
+        endpoint: Option<&Endpoint>,
+        method: &str,
+        path: &str,
+        status: u16,
+        took: Duration,
+    ) {
+        let label = endpoint.map_or("unknown", Endpoint::label);
+        self.metrics.borrow_mut().request(label, status);
+        log::request(method, path, status, took);
+    }
+}
+
+fn handle(state: &State, endpoint: Endpoint, request: &Request) -> Response {
     match endpoint {
         Endpoint::Webhook(target) => webhook(state, request, &target),
         Endpoint::Deployment { id, .. } => {

@@ -1,5 +1,7 @@
 //! The sandbox's HTTP answers: the control API v2, the repository and `/sandbox/`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -10,10 +12,26 @@ use serde_json::{Value, json};
 use super::faults::{Action, Faults};
 use super::state::Lookup;
 use super::{Shared, safe_repository_path};
-use crate::http::{Request, Response};
+use crate::http::{self, Request, Response};
+
+impl http::App for Shared {
+    type Route = Route;
+
+    fn route(&self, method: &str, target: &str) -> Result<Route, Response> {
+        classify(method, target.split('?').next().unwrap_or_default())
+    }
+
+    fn call(
+        self: Rc<Self>,
+        route: Route,
+        request: Request,
+    ) -> Pin<Box<dyn Future<Output = Response>>> {
+        Box::pin(handle(self, route, request))
+    }
+}
 
 /// Serves one request.
-pub(super) async fn handle(state: Rc<Shared>, request: Request) -> Response {
+async fn handle(state: Rc<Shared>, route: Route, request: Request) -> Response {
     let path = request.path().to_owned();
     if !path.starts_with("/sandbox/") {
         let action = {
@@ -36,20 +54,21 @@ pub(super) async fn handle(state: Rc<Shared>, request: Request) -> Response {
             None => {}
         }
     }
-    let response = route(&state, &request, &path).await;
+    let response = answer(&state, route, &request);
     // A change may bring an execution event forward.
     let _ = state.wake.try_send(());
     response
 }
 
 /// The endpoints.
-enum Route<'p> {
+#[derive(Clone, Debug)]
+pub(super) enum Route {
     List,
     Load,
     Events,
-    Fetch(&'p str),
-    Scale(&'p str),
-    Unload(&'p str),
+    Fetch(String),
+    Scale(String),
+    Unload(String),
     License,
     Repository(String),
     History,
@@ -59,17 +78,17 @@ enum Route<'p> {
 }
 
 /// Which endpoint a method and path are, or the 404 / 405 answer.
-fn classify<'p>(method: &str, path: &'p str) -> Result<Route<'p>, Response> {
-    let segments: Vec<&'p str> = path.trim_start_matches('/').split('/').collect();
+fn classify(method: &str, path: &str) -> Result<Route, Response> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     Ok(match (method, segments.as_slice()) {
         ("GET", ["v2", "bundles"]) => Route::List,
         ("POST", ["v2", "bundles"]) => Route::Load,
         (_, ["v2", "bundles"]) => return Err(not_allowed("GET, POST")),
         ("GET", ["v2", "bundles", "events"]) => Route::Events,
         (_, ["v2", "bundles", "events"]) => return Err(not_allowed("GET")),
-        ("GET", ["v2", "bundles", id]) => Route::Fetch(id),
-        ("PUT", ["v2", "bundles", id]) => Route::Scale(id),
-        ("DELETE", ["v2", "bundles", id]) => Route::Unload(id),
+        ("GET", ["v2", "bundles", id]) => Route::Fetch((*id).to_owned()),
+        ("PUT", ["v2", "bundles", id]) => Route::Scale((*id).to_owned()),
+        ("DELETE", ["v2", "bundles", id]) => Route::Unload((*id).to_owned()),
         (_, ["v2", "bundles", _]) => return Err(not_allowed("GET, PUT, DELETE")),
         ("GET", ["v2", "license"]) => Route::License,
         (_, ["v2", "license"]) => return Err(not_allowed("GET")),
@@ -85,16 +104,7 @@ fn classify<'p>(method: &str, path: &'p str) -> Result<Route<'p>, Response> {
     })
 }
 
-/// The server's precheck: 404 and 405 before the body is read.
-pub(super) fn precheck(method: &str, path: &str) -> Option<Response> {
-    classify(method, path).err()
-}
-
-async fn route(state: &Rc<Shared>, request: &Request, path: &str) -> Response {
-    let route = match classify(&request.method, path) {
-        Ok(route) => route,
-        Err(response) => return response,
-    };
+fn answer(state: &Rc<Shared>, route: Route, request: &Request) -> Response {
     match route {
         Route::List => list(state),
         Route::Load => match super::load::load(state, request) {
@@ -102,9 +112,9 @@ async fn route(state: &Rc<Shared>, request: &Request, path: &str) -> Response {
             Err(refused) => refused,
         },
         Route::Events => events(state),
-        Route::Fetch(id) => fetch(state, request, id),
-        Route::Scale(id) => scale(state, request, id),
-        Route::Unload(id) => unload(state, id),
+        Route::Fetch(id) => fetch(state, request, &id),
+        Route::Scale(id) => scale(state, request, &id),
+        Route::Unload(id) => unload(state, &id),
         Route::License => Response::text(404, "no license endpoint in the sandbox"),
         Route::Repository(rest) => repository(state, &rest),
         Route::History => history(state),

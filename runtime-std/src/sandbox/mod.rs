@@ -193,20 +193,12 @@ pub async fn start(executor: Rc<LocalExecutor<'static>>, options: Options) -> io
         read_timeout: Duration::from_secs(300),
         ..http::Limits::default()
     };
-    let handler_state = shared.clone();
-    let handler: http::Handler = Rc::new(move |request| {
-        let state = handler_state.clone();
-        Box::pin(async move { api::handle(state, request).await })
-    });
-    let precheck: http::Precheck = Rc::new(api::precheck);
     executor
         .spawn(http::serve(
             executor.clone(),
             listener,
             limits,
-            handler,
-            Some(precheck),
-            None,
+            shared.clone(),
         ))
         .detach();
     Ok(Sandbox {
