@@ -52,3 +52,8 @@ fn test_seeds_deployer() {
 fn test_seeds_conductr() {
     replay("conductr", lockstep_core::fuzz::conductr);
 }
+
+#[test]
+fn test_seeds_record() {
+    replay("record", lockstep_core::fuzz::record);
+}
