@@ -96,7 +96,7 @@ impl Endpoint {
 /// 405 (with `Allow`) refusal, or 400 for a webhook target that is malformed. Checked before
 /// anything of the request's body is read.
 pub fn route(method: &str, target: &str) -> Result<Endpoint, Refusal> {
-    let path = target.split('?').next().unwrap_or("");
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
     let only = |allow: &'static str, wanted: &str| {
         if method == wanted {
             Ok(())
@@ -331,7 +331,7 @@ pub fn is_json(content_type: &[u8]) -> bool {
     let Ok(text) = core::str::from_utf8(content_type) else {
         return false;
     };
-    let media = text.split(';').next().unwrap_or("").trim();
+    let media = text.split_once(';').map_or(text, |(media, _)| media).trim();
     media.eq_ignore_ascii_case("application/json")
 }
 

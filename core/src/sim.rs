@@ -588,8 +588,7 @@ impl<const D: usize> World<D> {
                 if steps.is_empty() {
                     return Err(Violation::Stuck);
                 }
-                let pick = rng.below(u32::try_from(steps.len()).unwrap_or(u32::MAX));
-                let Some(step) = steps.get(usize::try_from(pick).unwrap_or(0)).copied() else {
+                let Some(step) = rng.pick(&steps) else {
                     return Err(Violation::Stuck);
                 };
                 step
@@ -795,6 +794,16 @@ impl Rng {
     /// A number below `bound` (0 when `bound` is 0).
     pub fn below(&mut self, bound: u32) -> u32 {
         let x = self.next_u64();
-        u32::try_from(x.checked_rem(u64::from(bound)).unwrap_or(0)).unwrap_or(0)
+        // The remainder is below `bound`, so it fits.
+        x.checked_rem(u64::from(bound))
+            .and_then(|r| u32::try_from(r).ok())
+            .unwrap_or(0)
+    }
+
+    /// One of `items`, or `None` when there are none.
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
+        let len = u64::try_from(items.len()).ok()?;
+        let at = usize::try_from(self.next_u64().checked_rem(len)?).ok()?;
+        items.get(at).copied()
     }
 }

@@ -77,7 +77,9 @@ pub struct Request {
 impl Request {
     /// The path, without the query.
     pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
+        self.target
+            .split_once('?')
+            .map_or(self.target.as_str(), |(path, _)| path)
     }
 
     /// The query, without the `?`.
@@ -357,7 +359,7 @@ async fn read_request<A: App>(
         let idle = std::time::Instant::now() + limits.idle_timeout;
         match with_timeout(idle, stream.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(()) => return Err(ReadError::Closed),
-            Ok(Ok(n)) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
         }
     }
     let deadline = std::time::Instant::now() + limits.read_timeout;
@@ -406,11 +408,14 @@ async fn read_request<A: App>(
         match with_timeout(deadline, stream.read(&mut chunk)).await {
             Err(()) => return Err(ReadError::Refuse(Reason::Timeout)),
             Ok(Ok(0)) | Ok(Err(_)) => return Err(ReadError::Closed),
-            Ok(Ok(n)) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
         }
     };
     // The route before the transport: an unknown path or method is refused as such.
-    let path = target.split('?').next().unwrap_or_default().to_owned();
+    let path = target
+        .split_once('?')
+        .map_or(target.as_str(), |(path, _)| path)
+        .to_owned();
     let route = match app.route(&method, &target) {
         Ok(route) => route,
         Err(response) => return Err(ReadError::Unrouted(response, method, path)),
@@ -443,10 +448,11 @@ async fn read_request<A: App>(
         match with_timeout(deadline, stream.read(&mut chunk)).await {
             Err(()) => return Err(refuse(Reason::Timeout)),
             Ok(Ok(0)) | Ok(Err(_)) => return Err(ReadError::Closed),
-            Ok(Ok(n)) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    let body = buf.get(head_len..end).unwrap_or_default().to_vec();
+    // The loop above read at least `end` bytes.
+    let body = buf[head_len..end].to_vec();
     // Keep what follows (a pipelined next request).
     buf.drain(..end.min(buf.len()));
     Ok((

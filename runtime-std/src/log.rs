@@ -102,7 +102,7 @@ pub fn line(level: LogLevel, kind: &str, fields: &[(&str, Value)]) {
 
 /// A request answered.
 pub fn request(method: &str, path: &str, status: u16, took: Duration) {
-    let path = path.split('?').next().unwrap_or("");
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
     line(
         LogLevel::Info,
         "request",

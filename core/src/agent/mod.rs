@@ -281,13 +281,11 @@ impl<const N: usize, S: Sink, H: Shelf> Agent<N, S, H> {
                 self.cluster_changed();
                 let mut events = crate::conductr::sse::EventStream::new(line_buf);
                 'stream: loop {
-                    let Ok(n) = client.read(chunk).await else {
-                        break;
+                    let mut input = match client.read_chunk(chunk).await {
+                        Ok(read) if !read.is_empty() => read,
+                        // The end of the stream, or a failure: reconnect.
+                        _ => break,
                     };
-                    if n == 0 {
-                        break;
-                    }
-                    let mut input = chunk.get(..n).unwrap_or(&[]);
                     loop {
                         match events.next(&mut input) {
                             Ok(Some(crate::conductr::sse::Item::Event(_))) => {

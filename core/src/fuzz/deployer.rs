@@ -42,15 +42,20 @@ pub fn deployer(data: &[u8]) {
         match byte {
             0..=199 => {
                 let steps = world.enabled(true);
-                if let Some(step) =
-                    steps.get(usize::from(byte).checked_rem(steps.len()).unwrap_or(0))
-                {
+                let step = usize::from(byte)
+                    .checked_rem(steps.len())
+                    .and_then(|i| steps.get(i));
+                if let Some(step) = step {
                     world.apply(*step);
                 }
             }
             200..=219 => {
-                let versions = [NEW, NEWER, NEWEST, INCOMPATIBLE];
-                let version = versions.get(usize::from(byte % 4)).copied().unwrap_or(NEW);
+                let version = match byte % 4 {
+                    0 => NEW,
+                    1 => NEWER,
+                    2 => NEWEST,
+                    _ => INCOMPATIBLE,
+                };
                 let _ = world.notify(request(next_id, version));
                 next_id = next_id.wrapping_add(1);
             }

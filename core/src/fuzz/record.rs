@@ -12,8 +12,8 @@ pub fn record(data: &[u8]) {
         return;
     };
     let mut buf = [0u8; MAX_RECORD_LEN];
-    let len = persist::encode(&record, &mut buf).unwrap_or(0);
-    assert_eq!(buf.get(..len), Some(data), "not canonical");
+    let encoded = persist::encode(&record, &mut buf).map(|len| buf.get(..len));
+    assert_eq!(encoded, Ok(Some(data)), "not canonical");
     let mut deployer = Deployer::<2>::new(Policy::default());
     let now = Now::new(Instant::ZERO, UnixTime::from_secs(1_700_000_000));
     let _ = deployer.handle_resume(now, record);

@@ -18,7 +18,10 @@ impl http::App for Shared {
     type Route = Route;
 
     fn route(&self, method: &str, target: &str) -> Result<Route, Response> {
-        classify(method, target.split('?').next().unwrap_or_default())
+        classify(
+            method,
+            target.split_once('?').map_or(target, |(path, _)| path),
+        )
     }
 
     fn call(
