@@ -1,4 +1,4 @@
-//! The bundle.conf inside a bundle zip (PROTOCOL.md §4: the FIRST entry whose name ends with
+//! The bundle.conf inside a bundle zip (docs/PROTOCOL.md §4: the FIRST entry whose name ends with
 //! `bundle.conf`), read through a [`RandomAccess`] reader so that a bundle of many megabytes is
 //! never held in memory: only its end record, its central directory (header by header) and the
 //! one entry's data are read, in small pieces.
@@ -40,7 +40,7 @@ use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
 
 use crate::text::{len_u64, min_len};
 
-/// The name suffix of the entry a bundle is read for (PROTOCOL.md §4).
+/// The name suffix of the entry a bundle is read for (docs/PROTOCOL.md §4).
 pub const BUNDLE_CONF: &[u8] = b"bundle.conf";
 
 const END_SIGNATURE: [u8; 4] = 0x0605_4b50_u32.to_le_bytes();
@@ -841,7 +841,7 @@ mod tests {
         };
     }
 
-    // PROTOCOL.md §4's example bundle.conf, the content of visualizer-v1/bundle.conf.
+    // docs/PROTOCOL.md §4's example bundle.conf, the content of visualizer-v1/bundle.conf.
     const CONF: &[u8] = vector!("bundle.conf");
     // Info-ZIP `zip -X -0`: app.jar, bundle.conf, bin/visualizer, all stored.
     const STORED: &[u8] = vector!("stored.zip");

@@ -1,4 +1,4 @@
-//! Identifiers of bundles (PROTOCOL.md §3, §4): the SHA-256 [`Digest`] of a bundle or
+//! Identifiers of bundles (docs/PROTOCOL.md §3, §4): the SHA-256 [`Digest`] of a bundle or
 //! configuration zip, the [`BundleId`] ConductR derives from them with its short form and
 //! prefix matching ([`IdPrefix`]), the [`Segment`] that names an organisation, repository,
 //! package or tag, the published [`Version`] `<tag>-<digest>`, and the operator's bundle
@@ -184,7 +184,7 @@ impl fmt::Debug for Segment<'_> {
     }
 }
 
-/// A published version, `<tag>-<digest>` (PROTOCOL.md §1, §4).
+/// A published version, `<tag>-<digest>` (docs/PROTOCOL.md §1, §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Version<'a> {
@@ -239,7 +239,7 @@ impl fmt::Display for Version<'_> {
 // Bundle ids
 // ---------------------------------------------------------------------------------------------
 
-/// How many hex characters of each part a short id keeps (PROTOCOL.md §3).
+/// How many hex characters of each part a short id keeps (docs/PROTOCOL.md §3).
 pub const SHORT_ID_LEN: usize = 7;
 
 /// A ConductR bundle id: the first 32 hex characters of the bundle's digest, then, when the
@@ -439,7 +439,7 @@ fn lowercase_hex<const N: usize>(s: &str) -> Option<Result<InlineStr<N>, text::T
     Some(Ok(hex))
 }
 
-/// A bundle id as an operator or the control API may give it (`idOrName`, PROTOCOL.md §5): a
+/// A bundle id as an operator or the control API may give it (`idOrName`, docs/PROTOCOL.md §5): a
 /// full id, or a prefix of at least [`SHORT_ID_LEN`] characters of each part, either case.
 ///
 /// A string that is not one (`visualizer`, `cafe`) names a bundle by its name instead.
@@ -488,7 +488,7 @@ pub const DEFAULT_REPO: &str = "bundle";
 /// The optional prefix of a shorthand.
 pub const URN_PREFIX: &str = "urn:x-bundle:";
 
-/// A digest given by a prefix of 7 to 64 hex characters (PROTOCOL.md §3): identifies a version
+/// A digest given by a prefix of 7 to 64 hex characters (docs/PROTOCOL.md §3): identifies a version
 /// when exactly one published digest starts with it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -551,7 +551,7 @@ pub enum VersionSelector<'a> {
     },
 }
 
-/// A bundle shorthand, `[urn:x-bundle:][org/][repo/]package[:tag[-digest]]` (PROTOCOL.md §3),
+/// A bundle shorthand, `[urn:x-bundle:][org/][repo/]package[:tag[-digest]]` (docs/PROTOCOL.md §3),
 /// with the defaults filled in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -566,7 +566,7 @@ pub struct Shorthand<'a> {
     pub version: VersionSelector<'a>,
 }
 
-/// Why a string is not a bundle shorthand. Every malformed case of PROTOCOL.md §3 has its own.
+/// Why a string is not a bundle shorthand. Every malformed case of docs/PROTOCOL.md §3 has its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -771,7 +771,7 @@ mod tests {
 
     // ---- bundle ids ---------------------------------------------------------------------
 
-    // PROTOCOL.md §5's example element: a bundle with a configuration.
+    // docs/PROTOCOL.md §5's example element: a bundle with a configuration.
     const ID: &str = "6a1e3b5c9d0f4e2a8b7c6d5e4f3a2b1c-0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
     #[test]
@@ -810,7 +810,7 @@ mod tests {
         assert_eq!(BundleId::parse(&bad), Err(BundleIdError::NotHex));
     }
 
-    // PROTOCOL.md §3: "every `-`-separated part cut to 7 characters (`d073991-a53237c`)".
+    // docs/PROTOCOL.md §3: "every `-`-separated part cut to 7 characters (`d073991-a53237c`)".
     #[test]
     fn test_short_ids() {
         let id =
@@ -867,7 +867,7 @@ mod tests {
         Shorthand::parse(s).unwrap().to_string()
     }
 
-    // PROTOCOL.md §3: one part = package, two = repo/package, three = org/repo/package.
+    // docs/PROTOCOL.md §3: one part = package, two = repo/package, three = org/repo/package.
     #[test]
     fn test_parse_shorthand_defaults() {
         assert_eq!(shorthand("visualizer"), "typesafe/bundle/visualizer");

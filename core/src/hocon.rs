@@ -1,4 +1,4 @@
-//! A bounded reader for the HOCON subset that bundle.conf and settings.conf use (PROTOCOL.md
+//! A bounded reader for the HOCON subset that bundle.conf and settings.conf use (docs/PROTOCOL.md
 //! §3, §4), after the Lightbend HOCON specification.
 //!
 //! No tree is built and nothing is allocated: [`Document::parse`] checks the whole text once
@@ -1405,7 +1405,7 @@ mod tests {
             .collect()
     }
 
-    // PROTOCOL.md §4, verbatim.
+    // docs/PROTOCOL.md §4, verbatim.
     const BUNDLE_CONF: &str = r#"version              = "1"
 name                 = "visualizer"
 compatibilityVersion = "2"
@@ -1476,13 +1476,13 @@ components = {
 
     #[test]
     fn test_parse_bundle_conf() {
-        // PROTOCOL.md §4.
+        // docs/PROTOCOL.md §4.
         check_bundle_conf(&doc(BUNDLE_CONF));
     }
 
     #[test]
     fn test_parse_bundle_conf_kebab() {
-        // PROTOCOL.md §4 with the `compatibility-version` alias it names.
+        // docs/PROTOCOL.md §4 with the `compatibility-version` alias it names.
         let kebab = BUNDLE_CONF.replace("compatibilityVersion", "compatibility-version");
         let d = doc(&kebab);
         check_bundle_conf(&d);
@@ -1494,7 +1494,7 @@ components = {
 
     #[test]
     fn test_parse_settings_conf() {
-        // PROTOCOL.md §3, nested form, then the dotted form it calls equivalent.
+        // docs/PROTOCOL.md §3, nested form, then the dotted form it calls equivalent.
         let nested =
             "conductr {\n  continuous-delivery {\n    bintray-webhook-secret = bt-secret\n  }\n}\n";
         let dotted = "conductr.continuous-delivery.bintray-webhook-secret = \"bt-secret\"\n";
@@ -1511,7 +1511,8 @@ components = {
 
     #[test]
     fn test_lookup_camel_finds_kebab() {
-        // PROTOCOL.md §4: `compatibilityVersion` (alias `compatibility-version`); the later wins.
+        // docs/PROTOCOL.md §4: `compatibilityVersion` (alias `compatibility-version`); the later
+        // wins.
         let d = doc(
             "compatibility-version = 1\ncompatibilityVersion = 2\nnr-of-cpus = 1\ndisk-space = 3",
         );
@@ -1896,7 +1897,7 @@ components = {
         ] {
             assert_eq!(err(text), HoconError::Substitution { line }, "{text:?}");
         }
-        // PROTOCOL.md §4: a `$` inside a quoted string is text.
+        // docs/PROTOCOL.md §4: a `$` inside a quoted string is text.
         let d = doc("a = \"-Dhttp.port=$VISUALIZER_BIND_PORT ${x} ${?y}\"");
         assert_eq!(
             string(&d, "a"),
@@ -2104,7 +2105,7 @@ components = {
 
     #[test]
     fn test_reject_error_display() {
-        // DESIGN.md conventions: one line each, with the line number when there is one, and
+        // docs/DESIGN.md conventions: one line each, with the line number when there is one, and
         // never any of the text (secrets live in these files).
         let e = err("secret = \"s3cr3t\nx");
         assert_eq!(e.to_string(), "line 1: string never closed");

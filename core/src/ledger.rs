@@ -1,4 +1,4 @@
-//! What a service keeps of its deployments for reading (PROTOCOL.md §7, "Reading"): the event
+//! What a service keeps of its deployments for reading (docs/PROTOCOL.md §7, "Reading"): the event
 //! log of every deployment in flight, and the ended deployments it retains — record and
 //! events — up to its retention, the oldest evicted first; and the listing of
 //! `GET /deployments`, newest first.
@@ -234,7 +234,7 @@ where
     }
 }
 
-/// Writes one deployment of `GET /deployments` (PROTOCOL.md §7): `deploymentId`,
+/// Writes one deployment of `GET /deployments` (docs/PROTOCOL.md §7): `deploymentId`,
 /// `bundleName`, `version`, `compatibilityVersion`, `state`, `startedAt`, `endedAt`,
 /// `failure`, the fields absent while unknown.
 pub fn write_listed(record: &Record, out: &mut impl fmt::Write) -> fmt::Result {

@@ -1,7 +1,8 @@
-//! What both HTTP fronts share (PROTOCOL.md §2, §7): which endpoint a request is, the order of
-//! checks of a webhook, the status and one-line body of every refusal, the listing's JSON. No
-//! I/O: the runtime parses the request head and enforces the transport limits (408, 411, 413,
-//! 431, reported with [`Reason`]s from here), and writes what it is told.
+//! What both HTTP fronts share (docs/PROTOCOL.md §2, §7): which endpoint a request is, the order of
+//! checks of a webhook, the status and one-line body of every refusal. No I/O: the runtime
+//! parses the request head and enforces the transport limits (408, 411, 413, 431, reported
+//! with [`Reason`]s from here), and writes what it is told; the deployments' events and the
+//! listing are the [`ledger`](crate::ledger)'s to write.
 
 use core::fmt;
 
@@ -45,7 +46,7 @@ impl Destination {
     }
 }
 
-/// The endpoints (PROTOCOL.md §2, §7), each under `/deployments` and `/v2/deployments`.
+/// The endpoints (docs/PROTOCOL.md §2, §7), each under `/deployments` and `/v2/deployments`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[allow(
@@ -128,7 +129,7 @@ pub fn route(method: &str, target: &str) -> Result<Endpoint, Refusal> {
     }
 }
 
-/// Why a request is refused. Each has its status (PROTOCOL.md §7's table) and one line of
+/// Why a request is refused. Each has its status (docs/PROTOCOL.md §7's table) and one line of
 /// text for the body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -410,7 +411,7 @@ pub struct Webhook<'a> {
     pub body: &'a [u8],
 }
 
-/// The webhook checks (PROTOCOL.md §7), with the secret and the replay cache of `R` entries.
+/// The webhook checks (docs/PROTOCOL.md §7), with the secret and the replay cache of `R` entries.
 pub struct Webhooks<const R: usize> {
     secret: Secret,
     config: Config,
@@ -467,7 +468,7 @@ impl<const R: usize> Webhooks<R> {
         self.replay.live(now.unix, self.config.window)
     }
 
-    /// Checks a webhook in PROTOCOL.md §7's order and, when it passes, admits it through
+    /// Checks a webhook in docs/PROTOCOL.md §7's order and, when it passes, admits it through
     /// `admit` (the deployer's [`handle_notification`](crate::deployer::Deployer::handle_notification)),
     /// giving a new deployment the id `id`. The answer is 202 with the id, `Location:
     /// {prefix}/{id}`.

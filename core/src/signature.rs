@@ -1,4 +1,4 @@
-//! Webhook signatures (PROTOCOL.md §1 and §7): the shared [`Secret`], the Bintray scheme,
+//! Webhook signatures (docs/PROTOCOL.md §1 and §7): the shared [`Secret`], the Bintray scheme,
 //! lockstep's own timestamped scheme with its [`ReplayCache`], and [`select`], which decides
 //! which scheme a request is checked with.
 //!
@@ -34,9 +34,9 @@ use crate::status::Status;
 use crate::text::{self, InlineStr};
 use crate::time::{Duration, UnixTime};
 
-/// The header of the Bintray scheme (PROTOCOL.md §1).
+/// The header of the Bintray scheme (docs/PROTOCOL.md §1).
 pub const BINTRAY_HEADER: &str = "X-Bintray-Hook-Hmac";
-/// The header of lockstep's scheme (PROTOCOL.md §7).
+/// The header of lockstep's scheme (docs/PROTOCOL.md §7).
 pub const LOCKSTEP_HEADER: &str = "X-Lockstep-Signature";
 /// The longest secret accepted, in bytes.
 pub const MAX_SECRET_LEN: usize = 128;
@@ -690,7 +690,7 @@ pub enum Presented {
     Lockstep(LockstepSignature),
 }
 
-/// Picks and parses the signature to check (PROTOCOL.md §7).
+/// Picks and parses the signature to check (docs/PROTOCOL.md §7).
 ///
 /// When lockstep's scheme is enabled and its header present, only that header is used, even if
 /// malformed: no fallback to the weaker scheme. Otherwise the Bintray header, if its scheme is
@@ -865,7 +865,7 @@ mod tests {
 
     #[test]
     fn test_verify_bintray_vector() {
-        // PROTOCOL.md §1: key `secret`, package `reactive-maps-backend-summary`.
+        // docs/PROTOCOL.md §1: key `secret`, package `reactive-maps-backend-summary`.
         let package = "reactive-maps-backend-summary";
         assert_eq!(bintray_sign(&secret(), package).as_str(), BINTRAY_VECTOR);
         let mac = BintrayMac::parse(BINTRAY_VECTOR.as_bytes()).unwrap();

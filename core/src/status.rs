@@ -1,4 +1,4 @@
-//! The HTTP statuses lockstep answers (PROTOCOL.md §7), so that every error of core can say
+//! The HTTP statuses lockstep answers (docs/PROTOCOL.md §7), so that every error of core can say
 //! which one it is without core speaking HTTP.
 
 use core::fmt;

@@ -1,4 +1,4 @@
-//! The registry's notification (PROTOCOL.md §1): request target and JSON body.
+//! The registry's notification (docs/PROTOCOL.md §1): request target and JSON body.
 //!
 //! ```text
 //! POST /deployments/{org}/{repo}/{org}[?tag=T&tag=U]      (also under /v2/deployments)
@@ -635,7 +635,7 @@ mod tests {
 
     // ---- body ---------------------------------------------------------------------------
 
-    // PROTOCOL.md §1's example, as Bintray sends it.
+    // docs/PROTOCOL.md §1's example, as Bintray sends it.
     #[test]
     fn test_parse_body_bintray_example() {
         let text = format!(

@@ -206,7 +206,7 @@ pub trait App: 'static {
     type Route: Clone + 'static;
 
     /// Routes a request from its method and target (path and query), once, before its body is
-    /// read: the route is checked before the transport limits (PROTOCOL.md §7). A refusal
+    /// read: the route is checked before the transport limits (docs/PROTOCOL.md §7). A refusal
     /// (404, 405, 400) is answered at once, the body unread, and the connection closed.
     fn route(&self, method: &str, target: &str) -> Result<Self::Route, Response>;
 

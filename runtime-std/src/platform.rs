@@ -328,7 +328,7 @@ fn read_exact_at(file: &mut File, offset: u64, buf: &mut [u8]) -> io::Result<()>
 // The repository
 // ---------------------------------------------------------------------------------------------
 
-/// Bundles from a repository in a directory ([`DirRepository`]'s layout, PROTOCOL.md §4), read
+/// Bundles from a repository in a directory ([`DirRepository`]'s layout, docs/PROTOCOL.md §4), read
 /// with blocking calls (see the module doc).
 #[derive(Debug)]
 pub struct LocalRepository {

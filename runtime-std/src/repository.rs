@@ -1,4 +1,4 @@
-//! A bundle repository in a directory (PROTOCOL.md §4): what `lockstep publish` writes, what
+//! A bundle repository in a directory (docs/PROTOCOL.md §4): what `lockstep publish` writes, what
 //! the sandbox serves, and what any static file server can serve in Bintray's place.
 //!
 //! Under the root, per package:
@@ -356,7 +356,7 @@ impl DirRepository {
             .find(|v| tag.is_none_or(|tag| v.tag == tag)))
     }
 
-    /// The one version with `tag` whose digest starts with `digest` (PROTOCOL.md §3: a prefix
+    /// The one version with `tag` whose digest starts with `digest` (docs/PROTOCOL.md §3: a prefix
     /// of at least 7 hex characters, or the whole digest). [`RepoError::NotFound`] when there
     /// is none, [`RepoError::Ambiguous`] when there are several.
     pub fn resolve_prefix(
@@ -381,7 +381,7 @@ impl DirRepository {
         }
     }
 
-    /// The version a bundle shorthand selects (PROTOCOL.md §3): the latest, the latest with a
+    /// The version a bundle shorthand selects (docs/PROTOCOL.md §3): the latest, the latest with a
     /// tag, or the one with a tag and digest (prefix). [`RepoError::NotFound`] when there is
     /// none.
     pub fn resolve(
@@ -445,7 +445,7 @@ fn parse_entry(entry: &serde_json::Value) -> Option<PublishedVersion> {
     })
 }
 
-/// The index text: one entry per line, fields in the order PROTOCOL.md §4 gives them. Other
+/// The index text: one entry per line, fields in the order docs/PROTOCOL.md §4 gives them. Other
 /// fields an entry may have had are not kept.
 fn render_index(entries: &[PublishedVersion]) -> String {
     let lines: Vec<String> = entries
@@ -538,7 +538,7 @@ mod tests {
         Segment::parse(s).unwrap()
     }
 
-    // PROTOCOL.md §1's `released` example.
+    // docs/PROTOCOL.md §1's `released` example.
     const T0: u64 = 1_481_882_462_345;
 
     // ---- publishing ---------------------------------------------------------------------

@@ -1,5 +1,5 @@
 //! The sandbox's sample bundles and configuration: real zips that a real ConductR would accept
-//! (PROTOCOL.md §4), generated at start-up rather than shipped in the binary.
+//! (docs/PROTOCOL.md §4), generated at start-up rather than shipped in the binary.
 //!
 //! A [`bundle`] holds one folder, `<name>-<tag>/`, with its `bundle.conf` (every field a
 //! ConductR bundle needs, one component named after the bundle with one HTTP endpoint), a
@@ -46,7 +46,7 @@ impl SampleBundle {
         format!("{}-{}.zip", self.name, self.digest)
     }
 
-    /// The published version, `<tag>-<64 hex digest>` (PROTOCOL.md §4).
+    /// The published version, `<tag>-<64 hex digest>` (docs/PROTOCOL.md §4).
     pub fn version(&self) -> String {
         format!("{}-{}", self.tag, self.digest)
     }
@@ -249,7 +249,7 @@ fn env_prefix(name: &str) -> String {
     env
 }
 
-/// The bundle.conf: PROTOCOL.md §4's example, with this name, tag and compatibility version.
+/// The bundle.conf: docs/PROTOCOL.md §4's example, with this name, tag and compatibility version.
 /// Keys are quoted where a name could hold a `.`.
 fn bundle_conf(name: &str, tag: &str, compatibility_version: &str) -> String {
     format!(

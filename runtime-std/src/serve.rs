@@ -1,4 +1,4 @@
-//! `lockstep serve`: the webhook service over HTTP (PROTOCOL.md §2, §7).
+//! `lockstep serve`: the webhook service over HTTP (docs/PROTOCOL.md §2, §7).
 //!
 //! The HTTP front ([`crate::http`]) reads requests within the limits; core's
 //! [`service`] decides what each is and checks webhooks; the

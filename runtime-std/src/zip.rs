@@ -1,4 +1,4 @@
-//! A small zip writer: the sandbox's sample bundles and configurations (PROTOCOL.md §4), and
+//! A small zip writer: the sandbox's sample bundles and configurations (docs/PROTOCOL.md §4), and
 //! the test fixtures that need a real zip.
 //!
 //! Hand-written rather than the `zip` crate: that crate would bring a large dependency tree
@@ -195,7 +195,7 @@ impl From<io::Error> for ZipError {
     }
 }
 
-/// The digest of a zip file (PROTOCOL.md §4): its SHA-256, which names a bundle or a
+/// The digest of a zip file (docs/PROTOCOL.md §4): its SHA-256, which names a bundle or a
 /// configuration.
 pub fn digest(zip: &[u8]) -> Digest {
     Digest::from_bytes(Sha256::digest(zip).into())

@@ -365,7 +365,7 @@ pub fn notify(v: &Serve, version: &Version) -> Response {
 }
 
 /// The id of an accepted webhook (202, the id as text/plain, `Location` under `prefix`); its
-/// events answer at once, starting with deploymentStarted (PROTOCOL.md §2: never a 404 once
+/// events answer at once, starting with deploymentStarted (docs/PROTOCOL.md §2: never a 404 once
 /// an id was returned).
 pub fn accepted(v: &Serve, r: &Response, prefix: &str) -> String {
     assert_eq!(r.status, 202, "{}", r.text());

@@ -1,4 +1,4 @@
-//! `lockstep sandbox` over real loopback sockets: every endpoint answers as PROTOCOL.md §5
+//! `lockstep sandbox` over real loopback sockets: every endpoint answers as docs/PROTOCOL.md §5
 //! says, each error status and each fault included. Requests are built and answers read with
 //! core's own ConductR codec (`lockstep_core::conductr`).
 

@@ -1,7 +1,6 @@
 //! `lockstep serve` against a real `lockstep sandbox`, both on OS-chosen loopback ports
-//! (PROTOCOL.md §2 and §7): signed webhooks deploy, every refusal of the status table changes
-//! nothing, the transport limits hold, and the event stream speaks what the official client
-//! reads.
+//! (docs/PROTOCOL.md §2 and §7): signed webhooks deploy, every refusal of the status table changes
+//! nothing, the transport limits hold, and the event stream speaks what the official client reads.
 //!
 //! Webhooks are signed with core's signers; one signature of each scheme is also computed by
 //! an independent implementation (python3's `hmac`), so that a bug shared by core's signer and
@@ -140,7 +139,7 @@ fn test_serve_lockstep_signed_webhook_deploys_at_scale_3() {
 
 #[test]
 fn test_serve_bintray_signed_webhook_under_v2_deploys_at_scale_3() {
-    // The independent implementation agrees with PROTOCOL.md §1's test vector.
+    // The independent implementation agrees with docs/PROTOCOL.md §1's test vector.
     assert_eq!(
         python_hmac("secret", b"reactive-maps-backend-summary", "base64"),
         "2un791uBDf59/fHrIOWMqt0mhwEoH0yqkZXmz//4alQ="

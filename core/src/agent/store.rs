@@ -64,7 +64,7 @@ impl fmt::Display for StoreError {
 
 impl core::error::Error for StoreError {}
 
-/// Where a published version lives (PROTOCOL.md §4).
+/// Where a published version lives (docs/PROTOCOL.md §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Location<'a> {

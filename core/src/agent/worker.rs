@@ -914,7 +914,7 @@ mod tests {
         BUNDLE_DIGEST, minimal, nested_unknown_fields, protocol_example,
     };
 
-    // PROTOCOL.md §5's example element: running at scale 2.
+    // docs/PROTOCOL.md §5's example element: running at scale 2.
     #[test]
     fn test_view_of_protocol_example() {
         let text = protocol_example();

@@ -1,4 +1,4 @@
-//! The bundle list of `GET /v2/bundles` (PROTOCOL.md §5), element by element, and the small
+//! The bundle list of `GET /v2/bundles` (docs/PROTOCOL.md §5), element by element, and the small
 //! answer of a load or a scale.
 //!
 //! [`ArraySplitter`] is fed the list's body in chunks of any size and copies each top-level
@@ -1075,7 +1075,7 @@ pub(crate) mod tests {
         "6a1e3b5c9d0f4e2a8b7c6d5e4f3a2b1c00112233445566778899aabbccddeeff";
     const CONFIG_DIGEST: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0ffeeddccbbaa99887766554433221100";
 
-    /// PROTOCOL.md §5's example element, verbatim but for its two `<32 more hex>` and the two
+    /// docs/PROTOCOL.md §5's example element, verbatim but for its two `<32 more hex>` and the two
     /// `....` elisions of file names, filled in.
     pub(crate) fn protocol_example() -> String {
         format!(
@@ -1137,7 +1137,7 @@ pub(crate) mod tests {
 
     // ---- one bundle -----------------------------------------------------------------------
 
-    // PROTOCOL.md §5: "An example element of that array".
+    // docs/PROTOCOL.md §5: "An example element of that array".
     #[test]
     fn test_parse_protocol_example() {
         let text = protocol_example();
@@ -1180,7 +1180,7 @@ pub(crate) mod tests {
         assert!(!b.id.has_config());
     }
 
-    // What a bundle looks like before `conduct run`: no `bundleScale` (PROTOCOL.md §5: "only
+    // What a bundle looks like before `conduct run`: no `bundleScale` (docs/PROTOCOL.md §5: "only
     // once a run was requested"); conductr-cli's bundle_core_info.py reads it as scale 0.
     #[test]
     fn test_parse_without_scale_or_arrays() {
@@ -1445,8 +1445,8 @@ pub(crate) mod tests {
 
     // ---- the answer -------------------------------------------------------------------------
 
-    // PROTOCOL.md §5: `POST /v2/bundles` → `{"requestId": "...", "bundleId": "..."}`; conductr-cli's
-    // conduct_load.py reads `bundleId` from it.
+    // docs/PROTOCOL.md §5: `POST /v2/bundles` → `{"requestId": "...", "bundleId": "..."}`;
+    // conductr-cli's conduct_load.py reads `bundleId` from it.
     #[test]
     fn test_parse_request_answer() {
         let body = br#"{"requestId": "7c1f21a3-91d1-44fa-8875-cf9a316d68ce", "bundleId": "6a1e3b5c9d0f4e2a8b7c6d5e4f3a2b1c-0f1e2d3c4b5a69788796a5b4c3d2e1f0"}"#;

@@ -1,4 +1,4 @@
-//! The ConductR control API v2 codec (PROTOCOL.md §5): what the agent sends to ConductR and
+//! The ConductR control API v2 codec (docs/PROTOCOL.md §5): what the agent sends to ConductR and
 //! reads back, and what the sandbox reads and answers, without any I/O.
 //!
 //! - [`bundles`]: the bundle list of `GET /v2/bundles`, split element by element in bounded

@@ -1,5 +1,5 @@
 //! `multipart/form-data` (RFC 7578 over RFC 2046): the framing of a load request
-//! (`POST /v2/bundles`, PROTOCOL.md §5) and a streaming reader for the same format, which
+//! (`POST /v2/bundles`, docs/PROTOCOL.md §5) and a streaming reader for the same format, which
 //! `GET /v2/bundles/{id}` answers with `Accept: multipart/form-data`.
 //!
 //! Writing: the file bytes are the caller's to stream (the agent reads them from its store);
@@ -505,7 +505,7 @@ impl<'a, 'p> Multipart<'a, 'p> {
     }
 }
 
-/// The fields of a load request, in the order they must be sent (PROTOCOL.md §5).
+/// The fields of a load request, in the order they must be sent (docs/PROTOCOL.md §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum LoadField {

@@ -1,4 +1,4 @@
-//! The bundle event stream, `GET /v2/bundles/events` (PROTOCOL.md §5): server-sent events
+//! The bundle event stream, `GET /v2/bundles/events` (docs/PROTOCOL.md §5): server-sent events
 //! (the WHATWG HTML "event stream" format) whose data is a bundle id, with empty-line
 //! heartbeats. Useful to wake up instead of polling `GET /v2/bundles`.
 //!
@@ -410,7 +410,7 @@ mod tests {
 
     // What conductr-cli's sse_client.py parses: `event:` and `data:` lines without a space,
     // events ended by `\n\n`, `\r\n\r\n` or `\r\r`, bare blank lines as heartbeats
-    // (PROTOCOL.md §5: "empty-line heartbeats"). `\r\r\n` is a line ended by CR, then a
+    // (docs/PROTOCOL.md §5: "empty-line heartbeats"). `\r\r\n` is a line ended by CR, then a
     // blank line ended by CRLF.
     #[test]
     fn test_parse_conductr_stream() {
@@ -476,7 +476,7 @@ mod tests {
         assert_eq!(EventKind::parse(""), EventKind::Message);
     }
 
-    // lockstep's own heartbeat (PROTOCOL.md §2: `:\n\n`) is one heartbeat.
+    // lockstep's own heartbeat (docs/PROTOCOL.md §2: `:\n\n`) is one heartbeat.
     #[test]
     fn test_parse_comment_heartbeat() {
         assert_eq!(parse(b":\n\n:\r\n\r\n", 1).unwrap(), [None, None]);

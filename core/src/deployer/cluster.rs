@@ -1,5 +1,5 @@
 //! What the deployer needs to know of a bundle in the cluster, as the agent observed it
-//! (`GET /v2/bundles`, PROTOCOL.md §5).
+//! (`GET /v2/bundles`, docs/PROTOCOL.md §5).
 
 use crate::bundle::{BundleId, Digest};
 

@@ -1,5 +1,5 @@
-//! Progress events (PROTOCOL.md §2), the bounded [`EventLog`] of a deployment, and the encoders
-//! that write it as the JSON array of `GET /deployments/{id}` and as server-sent events.
+//! Progress events (docs/PROTOCOL.md §2), the bounded [`EventLog`] of a deployment, and the
+//! encoders that write it as the JSON array of `GET /deployments/{id}` and as server-sent events.
 //!
 //! The official client follows a deployment by the event with the highest
 //! `deploymentSequence`, and splits every line of the event stream on `:`: so no SSE line may
@@ -11,7 +11,7 @@ use super::record::{DeploymentId, Failure, Name};
 use crate::bundle::{BundleId, Digest};
 use crate::text::{JsonEscaped, JsonStr};
 
-/// The event types of PROTOCOL.md §2, the only ones lockstep emits.
+/// The event types of docs/PROTOCOL.md §2, the only ones lockstep emits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum EventType {
@@ -110,7 +110,7 @@ pub struct Event {
 }
 
 impl Event {
-    /// Writes the event as a JSON object (PROTOCOL.md §2).
+    /// Writes the event as a JSON object (docs/PROTOCOL.md §2).
     pub fn write_json(&self, out: &mut impl fmt::Write) -> fmt::Result {
         let ty = self.kind.event_type().as_str();
         write!(
@@ -157,7 +157,7 @@ impl Event {
     }
 }
 
-/// Writes `event:<type>\ndata:<deployment id>\n\n` (PROTOCOL.md §2): each line has one `:`.
+/// Writes `event:<type>\ndata:<deployment id>\n\n` (docs/PROTOCOL.md §2): each line has one `:`.
 pub fn write_sse(
     ty: EventType,
     deployment: DeploymentId,

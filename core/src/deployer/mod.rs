@@ -1,6 +1,6 @@
 //! The lock-step deployer: a sans-IO state machine that turns verified notifications and
-//! observations of the cluster into ConductR commands and progress events (DESIGN.md "The
-//! deployment, step by step"; events: PROTOCOL.md §2).
+//! observations of the cluster into ConductR commands and progress events (docs/DESIGN.md "The
+//! deployment, step by step"; events: docs/PROTOCOL.md §2).
 //!
 //! It reads no clock, draws no random number (deployment ids come in with the [`Request`]),
 //! allocates nothing and never panics. Time arrives as an argument ([`Now`]) and time-outs as
@@ -29,7 +29,7 @@
 //!    wait until stopped; until new is at N and old at 0. Each step has a deadline.
 //! 7. A failure in the lock-step rolls it back (policy): old up by one, new down by one, until
 //!    old is at N and new at 0, within the same bounds; the failure says what the rollback did.
-//! 8. Every step is an event of PROTOCOL.md §2.
+//! 8. Every step is an event of docs/PROTOCOL.md §2.
 //! 9. A deployment resumes from its [`Record`] ([`Deployer::handle_resume`]): the step it stood
 //!    at is requested again (absolute scales make that idempotent) and the next observation
 //!    decides.
@@ -59,7 +59,7 @@ pub use record::{
     State, Step, Swap, Tags, TooManyTags,
 };
 
-/// What to do when no compatible bundle runs (DESIGN.md step 4).
+/// What to do when no compatible bundle runs (docs/DESIGN.md step 4).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum NothingRunning {
@@ -71,7 +71,7 @@ pub enum NothingRunning {
     StartOne,
 }
 
-/// Whether a failed lock-step is run backwards (DESIGN.md step 7).
+/// Whether a failed lock-step is run backwards (docs/DESIGN.md step 7).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RollbackPolicy {

@@ -31,7 +31,7 @@ impl From<Segment<'_>> for Name {
 // ---------------------------------------------------------------------------------------------
 
 /// A deployment's id: 16 bytes the runtime draws at random, written as a UUID
-/// (`7c1f21a3-91d1-44fa-8875-cf9a316d68ce`), which never contains `:` (PROTOCOL.md §1).
+/// (`7c1f21a3-91d1-44fa-8875-cf9a316d68ce`), which never contains `:` (docs/PROTOCOL.md §1).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct DeploymentId([u8; 16]);
@@ -322,7 +322,7 @@ pub struct End {
     pub new: Option<BundleId>,
 }
 
-/// Where a deployment stands (DESIGN.md "The deployment, step by step"), with what only that
+/// Where a deployment stands (docs/DESIGN.md "The deployment, step by step"), with what only that
 /// phase knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -395,7 +395,7 @@ impl Phase {
     }
 }
 
-/// The state of a deployment in a listing (PROTOCOL.md §7, `GET /deployments`).
+/// The state of a deployment in a listing (docs/PROTOCOL.md §7, `GET /deployments`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum State {
@@ -703,7 +703,7 @@ pub struct Failure {
 }
 
 impl fmt::Display for Failure {
-    /// The one line `deploymentFailure` carries (PROTOCOL.md §2).
+    /// The one line `deploymentFailure` carries (docs/PROTOCOL.md §2).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.cause.fmt(f)?;
         match self.rollback {
@@ -880,7 +880,7 @@ mod tests {
 
     use super::*;
 
-    // The example id of PROTOCOL.md §1.
+    // The example id of docs/PROTOCOL.md §1.
     const UUID: &str = "7c1f21a3-91d1-44fa-8875-cf9a316d68ce";
 
     #[test]

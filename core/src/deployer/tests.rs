@@ -340,7 +340,7 @@ fn new_id() -> BundleId {
 
 // ---- the whole lock-step ---------------------------------------------------------------------
 
-// The sequence the original service was observed to log (PROTOCOL.md §6).
+// The sequence the original service was observed to log (docs/PROTOCOL.md §6).
 #[test]
 fn test_lockstep_scale_3_with_configuration() {
     let mut cluster = Cluster::with(vec![Loaded::new(old_id(), "1", 3)]);

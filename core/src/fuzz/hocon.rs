@@ -4,7 +4,7 @@ use core::fmt::Write;
 
 use crate::hocon::{Array, Document, HoconError, MAX_DEPTH, Value};
 
-/// The keys lockstep reads (PROTOCOL.md §3, §4), and a few short ones the fuzzer finds easily.
+/// The keys lockstep reads (docs/PROTOCOL.md §3, §4), and a few short ones the fuzzer finds easily.
 const PATHS: &[&str] = &[
     "version",
     "name",

@@ -210,7 +210,7 @@ fn test_webhook_bintray_accepted() {
         .send(TARGET, None, bintray_signed(&bintray()), &body(), 1)
         .unwrap();
     assert_eq!(accepted.id, id(1));
-    // The same header again is fine: the scheme cannot tell (PROTOCOL.md §1).
+    // The same header again is fine: the scheme cannot tell (docs/PROTOCOL.md §1).
     let again = f
         .send(TARGET, None, bintray_signed(&bintray()), &body(), 2)
         .unwrap();

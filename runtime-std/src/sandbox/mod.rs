@@ -1,9 +1,9 @@
 //! `lockstep sandbox`: a ConductR-compatible cluster in one process.
 //!
-//! The control API v2 of PROTOCOL.md §5 (what lockstep drives, and what the official
+//! The control API v2 of docs/PROTOCOL.md §5 (what lockstep drives, and what the official
 //! `conduct info|load|run|stop|unload` call), with bundles and configurations kept as files,
 //! executions that start after a delay, the bundle event stream; a bundle repository in the
-//! PROTOCOL.md §4 layout under `/repository/`; fault injection ([`faults`]); and
+//! docs/PROTOCOL.md §4 layout under `/repository/`; fault injection ([`faults`]); and
 //! `GET /sandbox/history`, every change of a bundle's instances in order, so that a test can
 //! check a bound over a whole deployment without polling.
 

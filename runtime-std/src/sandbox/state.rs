@@ -167,7 +167,7 @@ impl Cluster {
         u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Resolves an `idOrName` (PROTOCOL.md §5): a full or short id, or a name.
+    /// Resolves an `idOrName` (docs/PROTOCOL.md §5): a full or short id, or a name.
     pub(super) fn lookup(&self, id_or_name: &str) -> Lookup {
         let pick = |found: Vec<usize>| match found.as_slice() {
             [] => Lookup::None,

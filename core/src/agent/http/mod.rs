@@ -4,7 +4,7 @@
 //!   `http://127.0.0.1:9005`; a repository, `http://127.0.0.1:9005/repository`).
 //! - [`Client`]: requests streamed out and responses streamed in through one caller buffer,
 //!   over at most one kept-alive connection; every connect, read and write under a time-out.
-//! - [`HttpRepository`]: the agent's [`Repository`](super::Repository) over HTTP (PROTOCOL.md
+//! - [`HttpRepository`]: the agent's [`Repository`](super::Repository) over HTTP (docs/PROTOCOL.md
 //!   §4 layout).
 //!
 //! Plain HTTP only: ConductR's control API and the repositories lockstep talks to are on the

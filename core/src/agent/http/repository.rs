@@ -1,4 +1,4 @@
-//! Bundles from an HTTP repository: the PROTOCOL.md §4 layout under a base URL.
+//! Bundles from an HTTP repository: the docs/PROTOCOL.md §4 layout under a base URL.
 
 use core::fmt;
 
@@ -16,7 +16,7 @@ pub const REPOSITORY_HEAD_LEN: usize = 2048;
 
 /// A repository served over HTTP: a version's zip is at
 /// `{base}/{org}/{repo}/{org}/{package}/{tag}-{digest}/{package}-{tag}-{digest}.zip`
-/// (PROTOCOL.md §4; the digest in lowercase hex), as `lockstep sandbox`, a static file server
+/// (docs/PROTOCOL.md §4; the digest in lowercase hex), as `lockstep sandbox`, a static file server
 /// over a `lockstep publish` directory, or Bintray's download area serve it.
 ///
 /// Each [`fetch`](Repository::fetch) splits its `buf`: the first half, but at most
@@ -188,7 +188,7 @@ mod tests {
         (result, connector)
     }
 
-    // PROTOCOL.md §4: {base}/{org}/{repo}/{org}/{package}/{version}/{package}-{version}.zip.
+    // docs/PROTOCOL.md §4: {base}/{org}/{repo}/{org}/{package}/{version}/{package}-{version}.zip.
     #[test]
     fn test_fetch_streams_zip() {
         let zip: Vec<u8> = (0..=255u8).cycle().take(5000).collect();

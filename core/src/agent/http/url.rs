@@ -202,7 +202,7 @@ mod tests {
         (url.host(), url.port(), url.path())
     }
 
-    // The two URLs the agent is configured with (PROTOCOL.md §4, §5).
+    // The two URLs the agent is configured with (docs/PROTOCOL.md §4, §5).
     #[test]
     fn test_parse_conductr_and_repository() {
         assert_eq!(parts("http://127.0.0.1:9005"), ("127.0.0.1", 9005, ""));
