@@ -20,6 +20,21 @@ pub const HOOK_V2: &str = "/v2/deployments/typesafe/bundle/typesafe";
 /// The lock-step of the demo bundle at scale 3: (old, new) started after each step.
 pub const LOCK_STEP_3: [(u32, u32); 7] = [(3, 0), (3, 1), (2, 1), (2, 2), (1, 2), (1, 3), (0, 3)];
 
+/// The event types of a deployment that replaces a bundle running at scale 3 with a
+/// configuration: started, download, config, load, a `deploy` per step of [`LOCK_STEP_3`],
+/// success.
+pub fn event_types_at_scale_3() -> Vec<&'static str> {
+    let mut types = vec![
+        "deploymentStarted",
+        "bundleDownload",
+        "configDownload",
+        "load",
+    ];
+    types.extend(LOCK_STEP_3.map(|_| "deploy"));
+    types.push("deploymentSuccess");
+    types
+}
+
 // ---- processes -------------------------------------------------------------------------------
 
 /// A demo version the sandbox published.

@@ -200,24 +200,7 @@ fn test_agent_deploys_scale_3_with_the_configuration() {
         .iter()
         .map(|e| e.kind.event_type().as_str())
         .collect();
-    assert_eq!(
-        types,
-        [
-            "deploymentStarted",
-            "bundleDownload",
-            "configDownload",
-            "load",
-            "deploy",
-            "deploy",
-            "deploy",
-            "deploy",
-            "deploy",
-            "deploy",
-            "deploy",
-            "deploymentSuccess"
-        ],
-        "{events:?}"
-    );
+    assert_eq!(types, stack::event_types_at_scale_3(), "{events:?}");
     assert_eq!(deploys(&events), LOCK_STEP_3);
     // The new bundle carries the old one's configuration: its id ends with the same part.
     let bundles = bundles(&s);
