@@ -17,8 +17,8 @@
 
 use crate::bundle::{BundleId, Digest};
 use crate::deployer::{
-    Admitted, BundleView, Busy, Command, CommandError, CommandKind, Deployer, Ignored, Name,
-    Outcome, Output, Phase, Policy, Record, Reply, Request, Rollback,
+    Admitted, BundleView, Busy, Command, CommandError, CommandKind, Deployer, DeploymentId,
+    Ignored, Name, Outcome, Output, Phase, Policy, Record, Reply, Request, Rollback, Seen,
 };
 use crate::time::{Duration, Instant, Now, UnixTime};
 
@@ -283,6 +283,9 @@ pub enum Violation {
     BadSuccess,
     /// A completed rollback, but the old bundle is not back at N with the new one at 0.
     BadRollback,
+    /// A failure that left the bundles where they stood reports other instance counts than
+    /// the deployment's latest observation showed.
+    Misreported,
     /// A state with a deployment in it and nothing that can happen.
     Stuck,
     /// No end within the bound.
@@ -302,6 +305,9 @@ pub struct World<const D: usize> {
     pub in_flight: heapless::Vec<InFlight, D>,
     /// The deployments that ended, in order.
     pub ended: heapless::Vec<Record, MAX_ENDED>,
+    /// What each deployment's latest observation of its two bundles showed (old and new
+    /// started), as the agent answered it: what a failure must report.
+    observed: heapless::Vec<(DeploymentId, Seen), D>,
     /// The first broken promise, if any.
     pub violation: Option<Violation>,
     bundles_loaded: usize,
@@ -317,6 +323,7 @@ impl<const D: usize> World<D> {
             now: Now::new(Instant::ZERO, UnixTime::from_secs(1_700_000_000)),
             in_flight: heapless::Vec::new(),
             ended: heapless::Vec::new(),
+            observed: heapless::Vec::new(),
             violation: None,
             bundles_loaded,
         }
@@ -504,6 +511,7 @@ impl<const D: usize> World<D> {
                     return;
                 };
                 let snapshot = self.cluster.snapshot(&name);
+                self.note_observation(c.deployment);
                 let cluster = self.cluster.clone();
                 let views = cluster.views(&name);
                 self.reply(&c, Reply::Observed { bundles: &views });
@@ -518,6 +526,30 @@ impl<const D: usize> World<D> {
                 }
             }
         }
+    }
+
+    /// Notes what an observation of `deployment`'s two bundles shows, when both are loaded.
+    fn note_observation(&mut self, deployment: DeploymentId) {
+        let Some(record) = self.deployer.record(deployment) else {
+            return;
+        };
+        let (Phase::Observing(swap)
+        | Phase::LockStep { swap, .. }
+        | Phase::RollingBack { swap, .. }) = record.phase
+        else {
+            return;
+        };
+        let started = |id: BundleId| self.cluster.get(id).map(|b| b.started);
+        let old = match swap.plan.old {
+            Some(id) => started(id),
+            None => Some(0),
+        };
+        let (Some(old), Some(new)) = (old, started(swap.new)) else {
+            return;
+        };
+        let seen = Seen { old, new };
+        self.observed.retain(|(d, _)| *d != deployment);
+        let _ = self.observed.push((deployment, seen));
     }
 
     fn reply(&mut self, c: &Command, reply: Reply<'_>) {
@@ -541,8 +573,17 @@ impl<const D: usize> World<D> {
                 Output::Ended(record) => {
                     self.in_flight
                         .retain(|f| f.command.deployment != record.id());
+                    let observed = self
+                        .observed
+                        .iter()
+                        .find(|(d, _)| *d == record.id())
+                        .map(|(_, seen)| *seen);
+                    self.observed.retain(|(d, _)| *d != record.id());
                     if self.violation.is_none() {
                         self.violation = check_end(&self.cluster, &record).err();
+                    }
+                    if self.violation.is_none() {
+                        self.violation = check_reported(&record, observed).err();
                     }
                     if self.ended.is_full() {
                         self.ended.remove(0);
@@ -686,6 +727,20 @@ pub fn check_end(cluster: &Cluster, record: &Record) -> Result<(), Violation> {
         Outcome::Succeeded {
             nothing_to_do: true,
         } => Ok(()),
+    }
+}
+
+/// The promise of a failure that left the bundles where they stood: it reports them as the
+/// deployment's latest observation showed them, never as the scales it asked for.
+pub fn check_reported(record: &Record, observed: Option<Seen>) -> Result<(), Violation> {
+    let reported = match record.failure().map(|f| f.rollback) {
+        Some(Rollback::Off { old, new } | Rollback::Failed { old, new, .. }) => Seen { old, new },
+        _ => return Ok(()),
+    };
+    if observed == Some(reported) {
+        Ok(())
+    } else {
+        Err(Violation::Misreported)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use lockstep_core::deployer::{
     Admitted, Cause, CommandKind, DeploymentId, Fault, NothingRunning, Outcome, Policy, Record,
-    Rollback,
+    Rollback, RollbackPolicy,
 };
 use lockstep_core::sim::fixture::{
     INCOMPATIBLE, NEW, NEWER, NEWEST, cluster, digest, new_id, old_id, request,
@@ -386,10 +386,17 @@ fn test_sim_random_faults_keep_every_promise() {
     // Refusals, crashes and early deadlines anywhere: whatever the outcome, the oracle holds
     // in every state and every deployment ends.
     for seed in 0..SEEDS * 5 {
-        let mut world = World::<4>::new(
-            Policy::default(),
-            cluster(1 + (seed % 5) as u32, seed % 2 == 0),
-        );
+        // Rollback on and off: a failure that leaves things where they stand reports them as
+        // last seen (the oracle's `Misreported`).
+        let policy = Policy {
+            rollback: if seed % 3 == 0 {
+                RollbackPolicy::Off
+            } else {
+                RollbackPolicy::On
+            },
+            ..Policy::default()
+        };
+        let mut world = World::<4>::new(policy, cluster(1 + (seed % 5) as u32, seed % 2 == 0));
         world.notify(request(1, NEW)).unwrap();
         let mut rng = Rng::new(seed);
         world

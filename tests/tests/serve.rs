@@ -546,6 +546,51 @@ fn test_serve_pending_deployment_is_superseded_by_a_later_one() {
 
 // ---- 7. rollback -----------------------------------------------------------------------------
 
+/// Every scale request of the new bundle fails once it runs 2 of 3 (the sandbox refuses each
+/// `PUT` to it with 500): the lock-step fails at new → 3 and its rollback at new → 2. The
+/// failure says where the bundles are — old at 1, new at 2, as the cluster shows them — not
+/// where they were asked to be (new at 3, a request that never took effect).
+#[test]
+fn test_serve_failed_rollback_reports_the_bundles_where_they_are() {
+    // Slow stops leave room to install the fault between new → 2 and new → 3.
+    let s = sandbox(&["--stop-delay", "1s"]);
+    let v = serve(&s, &["--io-timeout", "500ms"]);
+    let new = s.compatible(0);
+    let id = accepted(&v, &notify(&v, &new), "/deployments");
+    eventually("new at 2", WAIT, || {
+        let events = events(&v, "/deployments", &id);
+        events
+            .iter()
+            .any(|e| e["eventType"] == "deploy" && e["bundleNew"]["scale"] == 2)
+            .then_some(())
+    });
+    s.add_faults(&format!(
+        r#"{{"requests":[{{"method":"PUT","path":"/v2/bundles/{}","status":500}}]}}"#,
+        &new.digest[..32]
+    ));
+    let events = ended(&v, &id);
+    let failure = failure(&events);
+    assert!(
+        failure.starts_with(
+            "scaling the new bundle to 3: the control API answered 500; the rollback failed too \
+             (scaling the new bundle to 2: the control API answered 500)"
+        ),
+        "{failure}"
+    );
+    assert!(
+        failure.ends_with("old bundle at 1, new bundle at 2 (started instances, as last observed)"),
+        "{failure}"
+    );
+    let running = |digest: &str| {
+        bundles(&s)
+            .into_iter()
+            .find(|b| b.digest.starts_with(digest))
+            .map(|b| b.started)
+    };
+    assert_eq!(running(&new.digest), Some(2));
+    assert_eq!(running(&s.running().digest), Some(1));
+}
+
 #[test]
 fn test_serve_instance_that_never_starts_is_rolled_back() {
     let s = sandbox(&[]);

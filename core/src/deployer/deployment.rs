@@ -7,7 +7,7 @@ use super::cluster::BundleView;
 use super::event::{Event, EventKind};
 use super::record::{
     Cause, CommandError, Doing, End, Failure, Fault, Key, Moved, Name, Outcome, Phase, Plan,
-    Record, Rollback, SEVERAL_SHOWN, Step, Swap,
+    Record, Rollback, SEVERAL_SHOWN, Seen, Step, Swap,
 };
 use super::{Command, CommandKind, Ignored, NothingRunning, Output, Policy, Reply, RollbackPolicy};
 use crate::bundle::{BundleId, Digest};
@@ -243,7 +243,7 @@ impl Deployment {
             Phase::LockStep { step, .. } | Phase::RollingBack { step, .. } if step.waiting => {
                 observe
             }
-            Phase::LockStep { swap, step } | Phase::RollingBack { swap, step, .. } => {
+            Phase::LockStep { swap, step, .. } | Phase::RollingBack { swap, step, .. } => {
                 CommandKind::Scale {
                     bundle: match step.moved {
                         Moved::Old(old) => old,
@@ -360,24 +360,37 @@ impl Deployment {
             (Phase::Observing(swap), Reply::Observed { bundles }) => {
                 self.first_look(ctx, swap, bundles)
             }
-            (Phase::LockStep { swap, step }, Reply::Scaled) if !step.waiting => {
+            (Phase::LockStep { swap, step, seen }, Reply::Scaled) if !step.waiting => {
                 let step = Step {
                     waiting: true,
                     ..step
                 };
-                self.enter_keeping_deadline(Phase::LockStep { swap, step });
-                Effect::None
-            }
-            (Phase::RollingBack { swap, step, cause }, Reply::Scaled) if !step.waiting => {
-                let step = Step {
-                    waiting: true,
-                    ..step
-                };
-                self.enter_keeping_deadline(Phase::RollingBack { swap, step, cause });
+                self.enter_keeping_deadline(Phase::LockStep { swap, step, seen });
                 Effect::None
             }
             (
-                Phase::LockStep { swap, step } | Phase::RollingBack { swap, step, .. },
+                Phase::RollingBack {
+                    swap,
+                    step,
+                    cause,
+                    seen,
+                },
+                Reply::Scaled,
+            ) if !step.waiting => {
+                let step = Step {
+                    waiting: true,
+                    ..step
+                };
+                self.enter_keeping_deadline(Phase::RollingBack {
+                    swap,
+                    step,
+                    cause,
+                    seen,
+                });
+                Effect::None
+            }
+            (
+                Phase::LockStep { swap, step, .. } | Phase::RollingBack { swap, step, .. },
                 Reply::Observed { bundles },
             ) if step.waiting => self.step_observed(ctx, swap, step, bundles),
             (phase, Reply::Failed(e)) => {
@@ -558,20 +571,21 @@ impl Deployment {
         let Some((old, new)) = observe(&swap, bundles) else {
             return self.fault(ctx, Doing::Observing, Fault::Vanished);
         };
+        let seen = seen(old, new);
         self.push_event(Pending::Deploy {
-            old: old.map_or(0, |b| b.started),
-            new: new.started,
+            old: seen.old,
+            new: seen.new,
         });
         let from_old = if swap.plan.old.is_some() {
             swap.plan.scale
         } else {
             0
         };
-        self.forward(ctx, swap, from_old, 0)
+        self.forward(ctx, swap, from_old, 0, seen)
     }
 
     /// The next step of the lock-step from requested scales (old, new), or success.
-    fn forward(&mut self, ctx: Ctx, swap: Swap, old: u32, new: u32) -> Effect {
+    fn forward(&mut self, ctx: Ctx, swap: Swap, old: u32, new: u32, seen: Seen) -> Effect {
         let n = swap.plan.scale;
         let step = match swap.plan.old {
             _ if new >= n && old == 0 => return self.succeed(ctx, false),
@@ -590,12 +604,19 @@ impl Deployment {
                 waiting: false,
             },
         };
-        self.enter(ctx, Phase::LockStep { swap, step });
+        self.enter(ctx, Phase::LockStep { swap, step, seen });
         Effect::None
     }
 
     /// The next step of the rollback from requested scales (old, new), or its end.
-    fn backward(&mut self, ctx: Ctx, swap: Swap, old: u32, new: u32, cause: Cause) -> Effect {
+    fn backward(
+        &mut self,
+        ctx: Ctx,
+        swap: Swap,
+        (old, new): (u32, u32),
+        cause: Cause,
+        seen: Seen,
+    ) -> Effect {
         let n = swap.plan.scale;
         let down = Step {
             old,
@@ -623,7 +644,15 @@ impl Deployment {
                 return self.end(ctx, Outcome::Failed(failure));
             }
         };
-        self.enter(ctx, Phase::RollingBack { swap, step, cause });
+        self.enter(
+            ctx,
+            Phase::RollingBack {
+                swap,
+                step,
+                cause,
+                seen,
+            },
+        );
         Effect::None
     }
 
@@ -638,6 +667,8 @@ impl Deployment {
         let Some((old, new)) = observe(&swap, bundles) else {
             return self.fault(ctx, step.doing(), Fault::Vanished);
         };
+        let now_seen = seen(old, new);
+        self.see(now_seen);
         let moved = match step.moved {
             Moved::Old(_) => old,
             Moved::New => Some(new),
@@ -661,55 +692,55 @@ impl Deployment {
             return Effect::None;
         }
         self.push_event(Pending::Deploy {
-            old: old.map_or(0, |b| b.started),
-            new: new.started,
+            old: now_seen.old,
+            new: now_seen.new,
         });
         match self.record.phase {
-            Phase::RollingBack { cause, .. } => self.backward(ctx, swap, step.old, step.new, cause),
-            _ => self.forward(ctx, swap, step.old, step.new),
+            Phase::RollingBack { cause, .. } => {
+                self.backward(ctx, swap, (step.old, step.new), cause, now_seen)
+            }
+            _ => self.forward(ctx, swap, step.old, step.new, now_seen),
         }
     }
 
-    /// A step went wrong: roll back, or fail.
+    /// Keeps what an observation showed, for a failure to report.
+    fn see(&mut self, now: Seen) {
+        if let Phase::LockStep { seen, .. } | Phase::RollingBack { seen, .. } =
+            &mut self.record.phase
+        {
+            *seen = now;
+        }
+    }
+
+    /// A step went wrong: roll back, or fail. Where a failure leaves the bundles is reported
+    /// as they were last seen, never as the scales that were asked for: a request that was
+    /// refused, or accepted and not carried out yet, says nothing of where they are.
     fn fault(&mut self, ctx: Ctx, doing: Doing, fault: Fault) -> Effect {
         let cause = Cause::Step { doing, fault };
-        // A refused scale request did not take effect: the scales to report are those of the
-        // step before. The rollback itself starts from the request as if it had taken effect:
-        // from either pair its steps stay within N-1..N+1, and after a restart the pair before
-        // is not known.
-        let reported = |step: Step| {
-            if matches!(fault, Fault::Command(_)) && !step.waiting {
-                step.undone()
-            } else {
-                step
-            }
-        };
         match self.record.phase {
-            Phase::LockStep { swap, step } if ctx.policy.rollback == RollbackPolicy::On => {
-                self.backward(ctx, swap, step.old, step.new, cause)
+            Phase::LockStep { swap, step, seen } if ctx.policy.rollback == RollbackPolicy::On => {
+                self.backward(ctx, swap, (step.old, step.new), cause, seen)
             }
-            Phase::LockStep { step, .. } => {
-                let left = reported(step);
+            Phase::LockStep { seen, .. } => {
                 let failure = Failure {
                     cause,
                     rollback: Rollback::Off {
-                        old: left.old,
-                        new: left.new,
+                        old: seen.old,
+                        new: seen.new,
                     },
                 };
                 self.end(ctx, Outcome::Failed(failure))
             }
             Phase::RollingBack {
-                step, cause: first, ..
+                cause: first, seen, ..
             } => {
-                let left = reported(step);
                 let failure = Failure {
                     cause: first,
                     rollback: Rollback::Failed {
                         doing,
                         fault,
-                        old: left.old,
-                        new: left.new,
+                        old: seen.old,
+                        new: seen.new,
                     },
                 };
                 self.end(ctx, Outcome::Failed(failure))
@@ -757,6 +788,14 @@ impl Deployment {
         };
         self.run = Run::Ended { event: Some(event) };
         Effect::Ended { freed }
+    }
+}
+
+/// The started instances of an observation's old (if any) and new bundles.
+fn seen(old: Option<&BundleView<'_>>, new: &BundleView<'_>) -> Seen {
+    Seen {
+        old: old.map_or(0, |b| b.started),
+        new: new.started,
     }
 }
 

@@ -55,8 +55,8 @@ pub use event::{
 };
 pub use record::{
     Cause, CommandError, DEPLOYMENT_ID_LEN, DeploymentId, DeploymentIdError, Doing, End, Failure,
-    Fault, Key, Moved, Name, Outcome, Phase, Plan, Record, Request, Rollback, SEVERAL_SHOWN, Side,
-    State, Step, Swap, Tags, TooManyTags,
+    Fault, Key, Moved, Name, Outcome, Phase, Plan, Record, Request, Rollback, SEVERAL_SHOWN, Seen,
+    Side, State, Step, Swap, Tags, TooManyTags,
 };
 
 /// What to do when no compatible bundle runs (docs/DESIGN.md step 4).
@@ -368,8 +368,8 @@ pub enum Output {
 ///
 /// # Size
 /// Each deployment takes a fixed slot (a [`Record`] with its pending outputs), so the size is
-/// linear in `N`: on 64-bit targets `size_of::<Deployer<8>>()` is 13,744 bytes and
-/// `size_of::<Deployer<64>>()` 109,616 (a test keeps these figures true). Most of a record is
+/// linear in `N`: on 64-bit targets `size_of::<Deployer<8>>()` is 13,808 bytes and
+/// `size_of::<Deployer<64>>()` 110,128 (a test keeps these figures true). Most of a record is
 /// inline names: package, tag, organisation, repository, compatibilityVersion and up to eight
 /// `?tag=` values of 64 bytes each.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

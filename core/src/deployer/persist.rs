@@ -23,7 +23,7 @@ use core::fmt;
 
 use super::record::{
     Cause, CommandError, DeploymentId, Doing, End, Failure, Fault, Moved, Name, Outcome, Phase,
-    Plan, Record, Request, Rollback, SEVERAL_SHOWN, Side, Step, Swap, Tags,
+    Plan, Record, Request, Rollback, SEVERAL_SHOWN, Seen, Side, Step, Swap, Tags,
 };
 use crate::bundle::{BundleId, Digest, MAX_SEGMENT_LEN, Segment};
 use crate::limits::MAX_TAGS;
@@ -38,6 +38,7 @@ const REQUEST_LEN: usize = 16 + 4 * NAME_LEN + 32 + (1 + MAX_TAGS * NAME_LEN) + 
 const PLAN_LEN: usize = (1 + BUNDLE_ID_LEN) + 4 + (1 + 32);
 const SWAP_LEN: usize = PLAN_LEN + BUNDLE_ID_LEN;
 const STEP_LEN: usize = 4 + 4 + (1 + BUNDLE_ID_LEN) + 1 + 1;
+const SEEN_LEN: usize = 4 + 4;
 const DOING_LEN: usize = 1 + 1 + 4;
 const FAULT_LEN: usize = 1 + (1 + 2);
 /// The longest cause: [`Cause::Several`].
@@ -45,7 +46,7 @@ const CAUSE_LEN: usize = 1 + 4 + SEVERAL_SHOWN * (1 + BUNDLE_ID_LEN);
 const ROLLBACK_LEN: usize = 1 + DOING_LEN + FAULT_LEN + 4 + 4;
 const END_LEN: usize = (1 + CAUSE_LEN + ROLLBACK_LEN) + 8 + (1 + PLAN_LEN) + (1 + BUNDLE_ID_LEN);
 /// The longest phase: [`Phase::RollingBack`].
-const PHASE_LEN: usize = 1 + max(SWAP_LEN + STEP_LEN + CAUSE_LEN, END_LEN);
+const PHASE_LEN: usize = 1 + max(SWAP_LEN + STEP_LEN + CAUSE_LEN + SEEN_LEN, END_LEN);
 
 /// The most bytes [`encode`] writes: a buffer this long always suffices.
 pub const MAX_RECORD_LEN: usize = 1 + REQUEST_LEN + 8 + 4 + (1 + NAME_LEN) + PHASE_LEN;
@@ -720,6 +721,20 @@ impl Persist for Step {
     }
 }
 
+impl Persist for Seen {
+    fn put(&self, w: &mut Writer<'_>) -> Result<(), BufferTooSmall> {
+        w.u32(self.old)?;
+        w.u32(self.new)
+    }
+
+    fn get(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            old: r.u32()?,
+            new: r.u32()?,
+        })
+    }
+}
+
 impl Persist for End {
     fn put(&self, w: &mut Writer<'_>) -> Result<(), BufferTooSmall> {
         self.outcome.put(w)?;
@@ -759,16 +774,23 @@ impl Persist for Phase {
                 w.u8(5)?;
                 swap.put(w)
             }
-            Self::LockStep { swap, step } => {
+            Self::LockStep { swap, step, seen } => {
                 w.u8(6)?;
                 swap.put(w)?;
-                step.put(w)
+                step.put(w)?;
+                seen.put(w)
             }
-            Self::RollingBack { swap, step, cause } => {
+            Self::RollingBack {
+                swap,
+                step,
+                cause,
+                seen,
+            } => {
                 w.u8(7)?;
                 swap.put(w)?;
                 step.put(w)?;
-                cause.put(w)
+                cause.put(w)?;
+                seen.put(w)
             }
             Self::Ended(end) => {
                 w.u8(8)?;
@@ -791,11 +813,13 @@ impl Persist for Phase {
             6 => Self::LockStep {
                 swap: Swap::get(r)?,
                 step: Step::get(r)?,
+                seen: Seen::get(r)?,
             },
             7 => Self::RollingBack {
                 swap: Swap::get(r)?,
                 step: Step::get(r)?,
                 cause: Cause::get(r)?,
+                seen: Seen::get(r)?,
             },
             8 => Self::Ended(End::get(r)?),
             _ => return Err(DecodeError::Invalid),

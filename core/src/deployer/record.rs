@@ -273,19 +273,6 @@ pub struct Step {
 }
 
 impl Step {
-    /// The step before this one's request: the moved bundle's scale back where it was.
-    #[must_use]
-    pub const fn undone(&self) -> Self {
-        let mut before = *self;
-        match (self.moved.side(), self.up) {
-            (Side::Old, true) => before.old = self.old.saturating_sub(1),
-            (Side::Old, false) => before.old = self.old.saturating_add(1),
-            (Side::New, true) => before.new = self.new.saturating_sub(1),
-            (Side::New, false) => before.new = self.new.saturating_add(1),
-        }
-        before
-    }
-
     /// The scale requested of `side`.
     pub const fn of(&self, side: Side) -> u32 {
         match side {
@@ -306,6 +293,17 @@ impl Step {
             to: self.target(),
         }
     }
+}
+
+/// Where the two bundles of a lock-step were seen: their started instances in the latest
+/// observation of the cluster. A failure reports these, never the scales it asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Seen {
+    /// Started instances of the old bundle (0 when there is none).
+    pub old: u32,
+    /// Started instances of the new bundle.
+    pub new: u32,
 }
 
 /// How a deployment ended, and with which bundles.
@@ -351,6 +349,8 @@ pub enum Phase {
         swap: Swap,
         /// Where it stands.
         step: Step,
+        /// Where the bundles were last seen.
+        seen: Seen,
     },
     /// The lock-step run backwards after a failure (step 7).
     RollingBack {
@@ -360,6 +360,8 @@ pub enum Phase {
         step: Step,
         /// What failed.
         cause: Cause,
+        /// Where the bundles were last seen.
+        seen: Seen,
     },
     /// Ended.
     Ended(End),
@@ -672,22 +674,22 @@ pub enum Rollback {
         /// The old bundle's scale, restored.
         old: u32,
     },
-    /// Rollback is off (policy): the bundles were left at these requested scales.
+    /// Rollback is off (policy): the bundles were left where they were last seen.
     Off {
-        /// The old bundle's requested scale.
+        /// The old bundle's started instances, as last observed.
         old: u32,
-        /// The new bundle's requested scale.
+        /// The new bundle's started instances, as last observed.
         new: u32,
     },
-    /// The rollback failed too; the bundles were left at these requested scales.
+    /// The rollback failed too; the bundles were left where they were last seen.
     Failed {
         /// What failed during the rollback.
         doing: Doing,
         /// How.
         fault: Fault,
-        /// The old bundle's requested scale.
+        /// The old bundle's started instances, as last observed.
         old: u32,
-        /// The new bundle's requested scale.
+        /// The new bundle's started instances, as last observed.
         new: u32,
     },
 }
@@ -713,7 +715,8 @@ impl fmt::Display for Failure {
             }
             Rollback::Off { old, new } => write!(
                 f,
-                "; not rolled back (rollback is off): old bundle at {old}, new bundle at {new}"
+                "; not rolled back (rollback is off): old bundle at {old}, new bundle at {new} \
+                 (started instances, as last observed)"
             ),
             Rollback::Failed {
                 doing,
@@ -723,7 +726,7 @@ impl fmt::Display for Failure {
             } => write!(
                 f,
                 "; the rollback failed too ({doing}: {fault}): old bundle at {old}, new bundle \
-                 at {new}"
+                 at {new} (started instances, as last observed)"
             ),
         }
     }

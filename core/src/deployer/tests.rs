@@ -78,6 +78,8 @@ struct Cluster {
     commands: Vec<CommandKind>,
     /// Scale requests are accepted but instances never start (or stop).
     frozen: bool,
+    /// Scale requests of this bundle are refused (500).
+    refused: Option<BundleId>,
 }
 
 impl Cluster {
@@ -242,6 +244,10 @@ impl Harness {
                     cluster.bundles.push(loaded);
                 }
                 self.answer(c, Reply::Loaded { id }).unwrap();
+            }
+            CommandKind::Scale { bundle, .. } if cluster.refused == Some(bundle) => {
+                self.answer(c, Reply::Failed(CommandError::Status(500)))
+                    .unwrap();
             }
             CommandKind::Scale { bundle, scale } => {
                 let frozen = cluster.frozen;
@@ -1108,7 +1114,7 @@ fn test_lockstep_vanished_bundle() {
     let observe = h.take();
     h.serve(&mut cluster, &observe);
     // Rolling back cannot scale it either (404): the rollback fails and says where things
-    // stand.
+    // were last seen: the first look (2 v 0), since the new bundle vanished from the next.
     h.run(&mut cluster);
     let f = h.failure(id(1));
     assert_eq!(
@@ -1126,7 +1132,7 @@ fn test_lockstep_vanished_bundle() {
         Rollback::Failed {
             fault: Fault::Command(CommandError::Status(404)),
             old: 2,
-            new: 1,
+            new: 0,
             ..
         }
     ));
@@ -1141,11 +1147,12 @@ fn test_lockstep_rollback_off_leaves_things() {
     let (mut h, _cluster) = waiting_for_first_instance(policy, 3);
     h.timeout();
     let f = h.failure(id(1));
-    assert_eq!(f.rollback, Rollback::Off { old: 3, new: 1 });
-    assert!(
-        f.to_string()
-            .ends_with("not rolled back (rollback is off): old bundle at 3, new bundle at 1")
-    );
+    // New was asked for 1 instance, which never started: it is reported at 0, as seen.
+    assert_eq!(f.rollback, Rollback::Off { old: 3, new: 0 });
+    assert!(f.to_string().ends_with(
+        "not rolled back (rollback is off): old bundle at 3, new bundle at 0 (started \
+         instances, as last observed)"
+    ));
     assert!(h.commands.is_empty());
 }
 
@@ -1175,11 +1182,58 @@ fn test_rollingback_refusal_fails_the_rollback() {
                 to: 0
             },
             fault: Fault::Command(CommandError::Status(500)),
+            // As seen: the new bundle's instance never started.
             old: 3,
-            new: 1
+            new: 0
         }
     );
     assert!(f.to_string().contains("the rollback failed too"));
+}
+
+/// Every scale request of the new bundle is refused once it runs 2 of 3: the lock-step fails
+/// at new → 3, its rollback at new → 2, and the failure says where the bundles are (old at 1,
+/// new at 2: seen), not where they were asked to be (new at 3, never reached).
+#[test]
+fn test_rollingback_failure_reports_what_was_seen() {
+    let mut cluster = Cluster::with(vec![Loaded::new(old_id(), "1", 3)]);
+    let mut h = targeting(Policy::default());
+    while !h.deploys().contains(&(2, 2)) {
+        let c = h.take();
+        h.serve(&mut cluster, &c);
+    }
+    cluster.refused = Some(new_id());
+    h.run(&mut cluster);
+    let f = h.failure(id(1));
+    assert_eq!(
+        f.cause,
+        Cause::Step {
+            doing: Doing::Scaling {
+                side: Side::New,
+                to: 3
+            },
+            fault: Fault::Command(CommandError::Status(500))
+        }
+    );
+    assert_eq!(
+        f.rollback,
+        Rollback::Failed {
+            doing: Doing::Scaling {
+                side: Side::New,
+                to: 2
+            },
+            fault: Fault::Command(CommandError::Status(500)),
+            old: 1,
+            new: 2
+        }
+    );
+    let new = cluster.get(new_id()).unwrap();
+    let old = cluster.get(old_id()).unwrap();
+    assert_eq!((old.started, new.started), (1, 2));
+    assert!(
+        f.to_string()
+            .ends_with("old bundle at 1, new bundle at 2 (started instances, as last observed)"),
+        "{f}"
+    );
 }
 
 #[test]
@@ -1448,8 +1502,8 @@ fn test_event_log_ignores_other_deployments() {
 
 // ---- size ------------------------------------------------------------------------------------
 
-const DEPLOYER_8: usize = 13_744;
-const DEPLOYER_64: usize = 109_616;
+const DEPLOYER_8: usize = 13_808;
+const DEPLOYER_64: usize = 110_128;
 
 #[test]
 #[cfg(target_pointer_width = "64")]
@@ -1458,7 +1512,7 @@ fn test_size_of_deployer_as_documented() {
     assert_eq!(size_of::<Deployer<8>>(), DEPLOYER_8);
     assert_eq!(size_of::<Deployer<64>>(), DEPLOYER_64);
     let doc = include_str!("mod.rs");
-    assert!(doc.contains("`size_of::<Deployer<8>>()` is 13,744 bytes"));
-    assert!(doc.contains("`size_of::<Deployer<64>>()` 109,616"));
+    assert!(doc.contains("`size_of::<Deployer<8>>()` is 13,808 bytes"));
+    assert!(doc.contains("`size_of::<Deployer<64>>()` 110,128"));
     assert!(size_of::<Record>() <= 1_536);
 }

@@ -86,6 +86,10 @@ fn worst() -> Record {
                     Some(with_config(7)),
                 ],
             },
+            seen: Seen {
+                old: u32::MAX,
+                new: u32::MAX,
+            },
         },
     }
 }
@@ -161,10 +165,19 @@ fn test_round_trip_every_phase_and_outcome() {
         Phase::FetchingConfig { old, scale: 3 },
         Phase::Loading(plan),
         Phase::Observing(swap),
-        Phase::LockStep { swap, step },
+        Phase::LockStep {
+            swap,
+            step,
+            seen: Seen { old: 3, new: 0 },
+        },
     ]);
     for cause in failures {
-        phases.push(Phase::RollingBack { swap, step, cause });
+        phases.push(Phase::RollingBack {
+            swap,
+            step,
+            cause,
+            seen: Seen { old: 2, new: 1 },
+        });
         for rollback in rollbacks {
             phases.push(Phase::Ended(End {
                 outcome: Outcome::Failed(Failure { cause, rollback }),
