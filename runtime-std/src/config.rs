@@ -17,7 +17,7 @@ use lockstep_core::service::{self, Allowed, MAX_ALLOWED};
 use lockstep_core::signature::Schemes;
 use lockstep_core::webhook::{BodyLimit, BodyLimitError, MAX_BODY_LIMIT};
 
-use crate::deployments::{self, RepositoryOption};
+use crate::deployments::{self, RepositoryError, RepositoryOption};
 use crate::http;
 use crate::log::{LogFormat, LogLevel};
 use crate::secret::{self, SecretError};
@@ -69,6 +69,10 @@ pub enum SettingError {
     Value(ValueError),
     /// Not a base URL.
     Url(BadUrl),
+    /// Not a repository.
+    Repository(RepositoryError),
+    /// A path to a directory that is something else.
+    NotADirectory(PathBuf),
     /// Not a whole number.
     NotWholeNumber(String),
     /// A count outside `1..=max`.
@@ -102,6 +106,8 @@ impl fmt::Display for SettingError {
         match self {
             Self::Value(e) => e.fmt(f),
             Self::Url(e) => e.fmt(f),
+            Self::Repository(e) => e.fmt(f),
+            Self::NotADirectory(dir) => write!(f, "`{}` is not a directory", dir.display()),
             Self::NotWholeNumber(text) => write!(f, "`{text}` is not a whole number"),
             Self::OutOfRange { n, max } => write!(f, "{n} is not between 1 and {max}"),
             Self::Zero => f.write_str("must be more than 0"),
@@ -127,6 +133,12 @@ impl From<ValueError> for SettingError {
 impl From<BadUrl> for SettingError {
     fn from(e: BadUrl) -> Self {
         Self::Url(e)
+    }
+}
+
+impl From<RepositoryError> for SettingError {
+    fn from(e: RepositoryError) -> Self {
+        Self::Repository(e)
     }
 }
 
@@ -189,6 +201,13 @@ pub enum Error {
     NoRepository,
     /// No usable webhook secret.
     Secret(SecretError),
+    /// `--data-dir` could not be created.
+    DataDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
 }
 
 impl fmt::Display for Error {
@@ -205,6 +224,13 @@ impl fmt::Display for Error {
                  published to (or LOCKSTEP_REPOSITORY)",
             ),
             Self::Secret(e) => e.fmt(f),
+            Self::DataDir { dir, error } => {
+                write!(
+                    f,
+                    "--data-dir: `{}` cannot be created: {error}",
+                    dir.display()
+                )
+            }
         }
     }
 }
@@ -308,9 +334,13 @@ pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "data-dir",
         default: "(a fresh temporary directory)",
-        help: "Where downloads are kept while a deployment needs them",
+        help: "Where downloads are kept while a deployment needs them; created if missing",
         apply: |c, v| {
-            c.data_dir = Some(PathBuf::from(v));
+            let dir = PathBuf::from(v);
+            if dir.exists() && !dir.is_dir() {
+                return Err(SettingError::NotADirectory(dir));
+            }
+            c.data_dir = Some(dir);
             Ok(())
         },
     },
@@ -692,6 +722,12 @@ impl Config {
     /// The service's options: the secret read, the repository required.
     pub fn options(&self, env: &BTreeMap<String, String>) -> Result<Options, Error> {
         let repository = self.repository.clone().ok_or(Error::NoRepository)?;
+        if let Some(dir) = &self.data_dir {
+            std::fs::create_dir_all(dir).map_err(|error| Error::DataDir {
+                dir: dir.clone(),
+                error,
+            })?;
+        }
         let secret = secret::read(
             self.secret_file.as_deref(),
             env.get(secret::ENV).map(String::as_str),

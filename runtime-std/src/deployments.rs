@@ -17,7 +17,7 @@ use std::rc::Rc;
 use async_executor::LocalExecutor;
 use lockstep_core::agent::http::HttpRepository;
 use lockstep_core::agent::{
-    self, Agent, Buffers, FetchError, Location, Repository, Sink, Time, Worker,
+    self, Agent, Buffers, FetchError, Link, Location, Repository, Sink, Time, Worker,
 };
 use lockstep_core::deployer::{Admitted, Busy, Deployer, DeploymentId, Event, Policy, Record};
 use lockstep_core::ledger::{self, Ledger, Retained};
@@ -45,13 +45,54 @@ pub enum RepositoryOption {
 }
 
 impl RepositoryOption {
-    /// `http://...` is a URL; anything else a directory.
-    pub fn parse(text: &str) -> Result<Self, BadUrl> {
-        if text.starts_with("http://") || text.starts_with("https://") {
-            Ok(Self::Http(BaseUrl::parse(text)?))
-        } else {
-            Ok(Self::Dir(PathBuf::from(text)))
+    /// `<scheme>://...` is a URL, which must be `http://` (the scheme in any case); anything
+    /// else a directory, which must exist now: a mistake is found at start-up, not when the
+    /// first webhook arrives.
+    pub fn parse(text: &str) -> Result<Self, RepositoryError> {
+        if let Some((scheme, _)) = text.split_once("://") {
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
+                return Ok(Self::Http(BaseUrl::parse(text)?));
+            }
+            return Err(RepositoryError::Scheme(scheme.to_owned()));
         }
+        let dir = PathBuf::from(text);
+        if !dir.is_dir() {
+            return Err(RepositoryError::NotADirectory(dir));
+        }
+        Ok(Self::Dir(dir))
+    }
+}
+
+/// Why a text is not a repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RepositoryError {
+    /// Not a valid `http://` base URL.
+    Url(BadUrl),
+    /// A URL of a scheme lockstep does not download from.
+    Scheme(String),
+    /// A directory that is not there, or not a directory.
+    NotADirectory(PathBuf),
+}
+
+impl fmt::Display for RepositoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Url(e) => e.fmt(f),
+            Self::Scheme(scheme) => write!(
+                f,
+                "`{scheme}://` is not a scheme lockstep downloads from: the repository is an \
+                 http:// base URL or a directory"
+            ),
+            Self::NotADirectory(dir) => write!(f, "`{}` is not a directory", dir.display()),
+        }
+    }
+}
+
+impl std::error::Error for RepositoryError {}
+
+impl From<BadUrl> for RepositoryError {
+    fn from(e: BadUrl) -> Self {
+        Self::Url(e)
     }
 }
 
@@ -128,6 +169,17 @@ impl Sink for Logs {
         self.last_step.remove(&record.id());
         if let Some(outcome) = record.outcome() {
             self.metrics.borrow_mut().ended(outcome);
+        }
+    }
+
+    fn link(&mut self, link: Link) {
+        match link {
+            Link::Down(fault) => log::warn(&format!(
+                "the ConductR control API does not answer ({fault}); webhooks are still \
+                 accepted, and their deployments wait for it up to their deadlines"
+            )),
+            Link::Up => log::info("the ConductR control API answers"),
+            Link::Unknown => {}
         }
     }
 }
@@ -262,6 +314,11 @@ impl Deployments {
     /// How many commands are under way.
     pub fn busy(&self) -> usize {
         self.agent.busy()
+    }
+
+    /// Whether the control API answers, as the agent last found it.
+    pub fn link(&self) -> Link {
+        self.agent.link()
     }
 
     /// How many deployments are in flight.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use async_executor::LocalExecutor;
 use async_io::Timer;
 use futures_lite::FutureExt;
-use lockstep_core::agent::{self, Time};
+use lockstep_core::agent::{self, Link, Time};
 use lockstep_core::deployer::{DeploymentId, Policy, SSE_HEARTBEAT, write_sse};
 use lockstep_core::service::{self, Endpoint, Reason, Refusal, Webhook, Webhooks};
 use lockstep_core::signature::{Headers, Secret};
@@ -226,7 +226,14 @@ fn handle(state: &State, endpoint: Endpoint, request: &Request) -> Response {
         }
         Endpoint::Events { .. } => events(state),
         Endpoint::Health if state.draining.get() => refusal(Refusal::new(Reason::ShuttingDown)),
-        Endpoint::Health => Response::text(200, "ok"),
+        Endpoint::Health => match state.deployments.link() {
+            // Still healthy: webhooks are taken, and their deployments wait for ConductR.
+            Link::Down(fault) => Response::text(
+                200,
+                &format!("ok; the ConductR control API does not answer ({fault})"),
+            ),
+            Link::Up | Link::Unknown => Response::text(200, "ok"),
+        },
         Endpoint::Metrics => {
             let now = state.deployments.time().now();
             let replay = state.webhooks.borrow().replay_fill(now);

@@ -264,6 +264,8 @@ fn test_serve_refuses_bad_configuration_naming_it() {
     let bad_toml = file("bad.toml", "max_body = = 1\n");
     let long_secret = "s".repeat(129);
     let long_secret_file = file("long-secret", &long_secret);
+    let not_a_dir = file("not-a-dir", "");
+    let missing = dir.path().join("missing").display().to_string();
     let repository = dir.path().display().to_string();
     let secret = [("BINTRAY_WEBHOOK_SECRET", SECRET)];
     // (flags, environment, what the one-line error must name)
@@ -306,6 +308,25 @@ fn test_serve_refuses_bad_configuration_naming_it() {
             vec!["--secret-file", &long_secret_file],
             vec![],
             "--secret-file",
+        ),
+        // URL and path settings are checked at start-up, not when a webhook arrives.
+        (
+            vec!["--repository", "ftp://repo.example/b"],
+            vec![],
+            "--repository",
+        ),
+        (vec!["--repository", &missing], vec![], "--repository"),
+        (vec!["--repository", &not_a_dir], vec![], "--repository"),
+        (vec!["--data-dir", &not_a_dir], vec![], "--data-dir"),
+        (
+            vec!["--data-dir", "/proc/lockstep-cannot-be-here"],
+            vec![],
+            "--data-dir",
+        ),
+        (
+            vec!["--conductr", "ftp://conductr:9005"],
+            vec![],
+            "--conductr",
         ),
     ];
     for (flags, env, named) in cases {

@@ -269,11 +269,14 @@ fn test_serve_refused_signatures_change_nothing() {
     assert_eq!(assert_refused(&r, 403, "bad MAC"), "signature rejected");
     assert_unchanged(&s, &v, &before, "bad MAC");
 
-    let r = post_signed(&v, HOOK, body, now - 301);
+    // Past the 300 s window by 2 s, the time taken afresh: a second may tick between the
+    // signature and the server's clock, and the checks above may take seconds on a loaded
+    // machine.
+    let r = post_signed(&v, HOOK, body, now_secs() - 302);
     assert_eq!(assert_refused(&r, 403, "expired"), "signature rejected");
     assert_unchanged(&s, &v, &before, "expired");
 
-    let r = post_signed(&v, HOOK, body, now + 301);
+    let r = post_signed(&v, HOOK, body, now_secs() + 302);
     assert_eq!(
         assert_refused(&r, 403, "from the future"),
         "signature rejected"
@@ -1288,6 +1291,49 @@ fn test_serve_header_of_a_disabled_scheme_is_ignored() {
 }
 
 // ---- 13. start-up ----------------------------------------------------------------------------
+
+/// ConductR not answering at start-up is no reason to refuse: lockstep starts, warns once,
+/// and `/healthz` says so in its body (still 200: webhooks are taken, and their deployments
+/// wait for ConductR up to their deadlines).
+#[test]
+fn test_serve_starts_when_conductr_does_not_answer_and_says_so() {
+    let s = sandbox(&[]);
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let nowhere = format!("http://127.0.0.1:{port}");
+    let v = serve(&s, &["--conductr", &nowhere]);
+    let body = eventually("/healthz to say ConductR does not answer", WAIT, || {
+        let r = v.client.get("/healthz");
+        assert_eq!(r.status, 200);
+        let text = r.text();
+        text.contains("does not answer").then_some(text)
+    });
+    assert!(
+        body.starts_with("ok; the ConductR control API does not answer ("),
+        "{body}"
+    );
+    eventually("a warning on stderr", WAIT, || {
+        v.process
+            .stderr()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("the ConductR control API does not answer"))
+            .then_some(())
+    });
+}
+
+/// The scheme of the repository's URL is not case-sensitive: `HTTP://` is a URL, not a
+/// directory that would fail at the first webhook.
+#[test]
+fn test_serve_repository_scheme_in_any_case() {
+    let s = sandbox(&[]);
+    let repository = s.url().replacen("http://", "HTTP://", 1) + "/repository";
+    let v = serve(&s, &["--repository", &repository]);
+    let id = accepted(&v, &notify(&v, &s.compatible(0)), "/deployments");
+    assert_succeeded(&ended(&v, &id));
+}
 
 #[test]
 fn test_serve_refuses_to_start_without_a_secret() {

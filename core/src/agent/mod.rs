@@ -103,6 +103,44 @@ pub trait Sink {
     fn event(&mut self, event: &Event);
     /// A deployment ended (the ledger retains it); its files are removed from the store next.
     fn ended(&mut self, record: &Record);
+    /// Whether the control API answers changed ([`Agent::link`]).
+    fn link(&mut self, link: Link) {
+        let _ = link;
+    }
+}
+
+/// Whether the control API answers, as the bundle event stream ([`Agent::run_events`]) last
+/// found it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Link {
+    /// Not tried yet.
+    #[default]
+    Unknown,
+    /// The event stream is open.
+    Up,
+    /// The last try failed; the agent tries again, and deployments wait or fail at their
+    /// deadlines meanwhile.
+    Down(LinkFault),
+}
+
+/// How the control API failed to answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LinkFault {
+    /// No connection, or a broken or late one.
+    Http(http::HttpError),
+    /// An answer other than 200.
+    Status(u16),
+}
+
+impl core::fmt::Display for LinkFault {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Http(e) => e.fmt(f),
+            Self::Status(code) => write!(f, "it answered {code}"),
+        }
+    }
 }
 
 /// What a worker does next.
@@ -142,6 +180,7 @@ struct Inner<const N: usize, S, H> {
     looked: heapless::Vec<Looked, N>,
     /// Draining: no job is handed out any more.
     draining: bool,
+    link: Link,
     sink: S,
 }
 
@@ -178,6 +217,7 @@ impl<const N: usize, S: Sink, H: Shelf> Agent<N, S, H> {
                 generation: 0,
                 looked: heapless::Vec::new(),
                 draining: false,
+                link: Link::Unknown,
                 sink,
             }),
             wakers: RefCell::new(Wakers::default()),
@@ -211,6 +251,20 @@ impl<const N: usize, S: Sink, H: Shelf> Agent<N, S, H> {
     /// is shutting down; what is left resumes from its records).
     pub fn drain(&self) {
         self.inner.borrow_mut().draining = true;
+    }
+
+    /// Whether the control API answers, as the bundle event stream last found it.
+    pub fn link(&self) -> Link {
+        self.inner.borrow().link
+    }
+
+    /// Records what the event stream found, and tells the sink when it changed.
+    fn set_link(&self, link: Link) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.link != link {
+            inner.link = link;
+            inner.sink.link(link);
+        }
     }
 
     /// How many workers are carrying out a job now.
@@ -274,6 +328,13 @@ impl<const N: usize, S: Sink, H: Shelf> Agent<N, S, H> {
                     &[("Accept", crate::conductr::ACCEPT_EVENT_STREAM)],
                 )
                 .await;
+            match head {
+                Ok(head) if head.status != 200 => {
+                    self.set_link(Link::Down(LinkFault::Status(head.status)));
+                }
+                Err(e) => self.set_link(Link::Down(LinkFault::Http(e))),
+                Ok(_) => self.set_link(Link::Up),
+            }
             if let Ok(head) = head
                 && head.status == 200
             {
