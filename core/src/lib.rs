@@ -71,6 +71,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod access;
 pub mod agent;
 pub mod archive;
 pub mod bundle;
