@@ -1,14 +1,16 @@
 //! The one logging shim: lines on stderr, human or JSON, filtered by level.
 //!
 //! What is logged is chosen here, field by field: a request's method, path (without its query),
-//! status and duration — never a header value, never a body; a deployment's steps. The secret
-//! and a configuration's contents are never passed to these functions.
+//! status and duration — never a header value, never a body; a deployment's steps and the
+//! retries of its requests (the error's text, never a URL). The secret and a configuration's
+//! contents are never passed to these functions.
 
 use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use lockstep_core::deployer::{Event, EventKind};
+use lockstep_core::agent::Retry;
+use lockstep_core::deployer::{DeploymentId, Event, EventKind};
 use serde_json::{Map, Value, json};
 
 use crate::time::rfc3339;
@@ -147,6 +149,21 @@ pub fn step(event: &Event) {
         _ => LogLevel::Info,
     };
     line(level, "deployment", &fields);
+}
+
+/// A request of a deployment's `command` failed and is tried again.
+pub fn retry(deployment: DeploymentId, command: &str, retry: &Retry) {
+    line(
+        LogLevel::Warn,
+        "retry",
+        &[
+            ("deployment", json!(deployment.to_string())),
+            ("command", json!(command)),
+            ("attempt", json!(retry.attempt)),
+            ("attempts", json!(retry.attempts)),
+            ("error", json!(retry.error.to_string())),
+        ],
+    );
 }
 
 /// Something worth an operator's attention.
