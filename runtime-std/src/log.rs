@@ -7,6 +7,7 @@
 
 use std::io::Write;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use lockstep_core::agent::Retry;
@@ -44,6 +45,17 @@ struct Logger {
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// Whether lines go through `eprintln!` ([`capture_for_tests`]).
+static CAPTURED: AtomicBool = AtomicBool::new(cfg!(test));
+
+/// From now on, lines go through `eprintln!`, which the test harness captures: they show with
+/// a failing test's output, and not at all otherwise. For a test that runs lockstep's parts in
+/// its own process. Never in the binary: `eprintln!` panics when stderr fails (a closed pipe,
+/// a full disk), where the binary drops the line and keeps serving.
+pub fn capture_for_tests() {
+    CAPTURED.store(true, Ordering::Relaxed);
+}
 
 /// Sets the format and level, once; later calls change nothing. Until then lines are human
 /// and `info`.
@@ -98,8 +110,11 @@ pub fn line(level: LogLevel, kind: &str, fields: &[(&str, Value)]) {
             text
         }
     };
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{text}");
+    if CAPTURED.load(Ordering::Relaxed) {
+        eprintln!("{text}");
+    } else {
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
+    }
 }
 
 /// A request answered.

@@ -94,6 +94,8 @@ fn quick() -> agent::Config {
 }
 
 fn lockstep(sandbox: &Sandbox, config: agent::Config) -> Lockstep {
+    // Its log lines show with a failing test's output only.
+    lockstep::log::capture_for_tests();
     let data = TempDir::new("lockstep-agent-data");
     let options = options(sandbox, data.path(), config);
     let (notify, notifications) = mpsc::channel::<(Request, mpsc::Sender<Admission>)>();
