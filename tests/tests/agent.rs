@@ -204,6 +204,13 @@ impl Lockstep {
     }
 }
 
+fn event_types(events: &[Event]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e.kind.event_type().as_str())
+        .collect()
+}
+
 fn deploys(events: &[Event]) -> Vec<(u32, u32)> {
     events
         .iter()
@@ -230,11 +237,11 @@ fn test_agent_deploys_scale_3_with_the_configuration() {
         })
     );
     let events = l.until_end(r.id);
-    let types: Vec<&str> = events
-        .iter()
-        .map(|e| e.kind.event_type().as_str())
-        .collect();
-    assert_eq!(types, stack::event_types_at_scale_3(), "{events:?}");
+    assert_eq!(
+        event_types(&events),
+        stack::event_types_at_scale_3(),
+        "{events:?}"
+    );
     assert_eq!(deploys(&events), LOCK_STEP_3);
     // The new bundle carries the old one's configuration: its id ends with the same part.
     let bundles = bundles(&s);
@@ -324,11 +331,11 @@ fn test_agent_retries_the_download() {
     let r = request(4, &tag, &digest);
     l.notify(r).unwrap();
     let events = l.until_end(r.id);
-    let types: Vec<&str> = events
-        .iter()
-        .map(|e| e.kind.event_type().as_str())
-        .collect();
-    assert_eq!(types, stack::event_types_at_scale_3(), "{events:?}");
+    assert_eq!(
+        event_types(&events),
+        stack::event_types_at_scale_3(),
+        "{events:?}"
+    );
     let left: Vec<Value> = request_faults(&s)
         .into_iter()
         .map(|r| r["times"].clone())

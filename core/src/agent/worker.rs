@@ -1219,34 +1219,23 @@ mod tests {
     fn test_download_failed_decides_per_error() {
         use Attempt::{Fatal, Retry};
         use CommandError as E;
-        let decide = |e, too_large| match download_failed(e, too_large) {
-            Retry(e) => (true, e),
-            Fatal(e) => (false, e),
-        };
-        assert_eq!(
-            decide(FetchError::Unreachable, false),
-            (true, E::Unreachable)
-        );
-        assert_eq!(
-            decide(FetchError::Status(500), false),
-            (true, E::Status(500))
-        );
-        assert_eq!(
-            decide(FetchError::Status(503), false),
-            (true, E::Status(503))
-        );
-        assert_eq!(decide(FetchError::NotFound, false), (false, E::NotFound));
-        assert_eq!(
-            decide(FetchError::Status(403), false),
-            (false, E::Status(403))
-        );
-        assert_eq!(
-            decide(FetchError::Status(301), false),
-            (false, E::Status(301))
-        );
-        assert_eq!(decide(FetchError::Protocol, false), (false, E::Protocol));
-        assert_eq!(decide(FetchError::Write, true), (false, E::TooLarge));
-        assert_eq!(decide(FetchError::Write, false), (false, E::Storage));
+        for (error, too_large, retried, expected) in [
+            (FetchError::Unreachable, false, true, E::Unreachable),
+            (FetchError::Status(500), false, true, E::Status(500)),
+            (FetchError::Status(503), false, true, E::Status(503)),
+            (FetchError::NotFound, false, false, E::NotFound),
+            (FetchError::Status(403), false, false, E::Status(403)),
+            (FetchError::Status(301), false, false, E::Status(301)),
+            (FetchError::Protocol, false, false, E::Protocol),
+            (FetchError::Write, true, false, E::TooLarge),
+            (FetchError::Write, false, false, E::Storage),
+        ] {
+            let decided = match download_failed(error, too_large) {
+                Retry(e) => (true, e),
+                Fatal(e) => (false, e),
+            };
+            assert_eq!(decided, (retried, expected), "{error:?}");
+        }
     }
 
     #[test]
