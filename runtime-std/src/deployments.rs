@@ -17,13 +17,15 @@ use std::rc::Rc;
 use async_executor::LocalExecutor;
 use lockstep_core::agent::http::HttpRepository;
 use lockstep_core::agent::{
-    self, Agent, Buffers, FetchError, Link, Location, Repository, Sink, Time, Worker,
+    self, Agent, Buffers, FetchError, Link, Location, Repository, Retry, Sink, Time, Worker,
 };
-use lockstep_core::deployer::{Admitted, Busy, Deployer, DeploymentId, Event, Policy, Record};
+use lockstep_core::deployer::{
+    Admitted, Busy, Command, Deployer, DeploymentId, Event, Policy, Record,
+};
 use lockstep_core::ledger::{self, Ledger, Retained};
 
 use crate::log;
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::platform::{DirStore, LocalRepository, StdTime, TcpConnector};
 use crate::repository::DirRepository;
 use crate::url::{BadUrl, BaseUrl};
@@ -141,7 +143,7 @@ impl ledger::Shelf for Shelf {
     }
 }
 
-/// The sink of the agent: the step log lines, the metrics and the subscribers.
+/// The sink of the agent: the step and retry log lines, the metrics and the subscribers.
 #[derive(Debug, Default)]
 pub struct Logs {
     subscribers: Vec<async_channel::Sender<Event>>,
@@ -181,6 +183,12 @@ impl Sink for Logs {
             Link::Up => log::info("the ConductR control API answers"),
             Link::Unknown => {}
         }
+    }
+
+    fn retrying(&mut self, command: &Command, retry: Retry) {
+        let name = metrics::command(&command.kind);
+        log::retry(command.deployment, name, &retry);
+        self.metrics.borrow_mut().retry(name);
     }
 }
 

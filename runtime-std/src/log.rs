@@ -1,14 +1,17 @@
 //! The one logging shim: lines on stderr, human or JSON, filtered by level.
 //!
 //! What is logged is chosen here, field by field: a request's method, path (without its query),
-//! status and duration — never a header value, never a body; a deployment's steps. The secret
-//! and a configuration's contents are never passed to these functions.
+//! status and duration — never a header value, never a body; a deployment's steps and the
+//! retries of its requests (the error's text, never a URL). The secret and a configuration's
+//! contents are never passed to these functions.
 
 use std::io::Write;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use lockstep_core::deployer::{Event, EventKind};
+use lockstep_core::agent::Retry;
+use lockstep_core::deployer::{DeploymentId, Event, EventKind};
 use serde_json::{Map, Value, json};
 
 use crate::time::rfc3339;
@@ -42,6 +45,17 @@ struct Logger {
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// Whether lines go through `eprintln!` ([`capture_for_tests`]).
+static CAPTURED: AtomicBool = AtomicBool::new(cfg!(test));
+
+/// From now on, lines go through `eprintln!`, which the test harness captures: they show with
+/// a failing test's output, and not at all otherwise. For a test that runs lockstep's parts in
+/// its own process. Never in the binary: `eprintln!` panics when stderr fails (a closed pipe,
+/// a full disk), where the binary drops the line and keeps serving.
+pub fn capture_for_tests() {
+    CAPTURED.store(true, Ordering::Relaxed);
+}
 
 /// Sets the format and level, once; later calls change nothing. Until then lines are human
 /// and `info`.
@@ -96,8 +110,11 @@ pub fn line(level: LogLevel, kind: &str, fields: &[(&str, Value)]) {
             text
         }
     };
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{text}");
+    if CAPTURED.load(Ordering::Relaxed) {
+        eprintln!("{text}");
+    } else {
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
+    }
 }
 
 /// A request answered.
@@ -147,6 +164,21 @@ pub fn step(event: &Event) {
         _ => LogLevel::Info,
     };
     line(level, "deployment", &fields);
+}
+
+/// A request of a deployment's `command` failed and is tried again.
+pub fn retry(deployment: DeploymentId, command: &str, retry: &Retry) {
+    line(
+        LogLevel::Warn,
+        "retry",
+        &[
+            ("deployment", json!(deployment.to_string())),
+            ("command", json!(command)),
+            ("attempt", json!(retry.attempt)),
+            ("attempts", json!(retry.attempts)),
+            ("error", json!(retry.error.to_string())),
+        ],
+    );
 }
 
 /// Something worth an operator's attention.

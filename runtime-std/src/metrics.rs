@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use lockstep_core::deployer::{Outcome, Rollback};
+use lockstep_core::deployer::{CommandKind, Outcome, Rollback};
 
 /// The bounds of the step duration histogram, in seconds.
 pub const STEP_BUCKETS: [f64; 12] = [
@@ -18,6 +18,7 @@ pub struct Metrics {
     requests: BTreeMap<(&'static str, u16), u64>,
     signature_refusals: BTreeMap<&'static str, u64>,
     deployments: BTreeMap<&'static str, u64>,
+    retries: BTreeMap<&'static str, u64>,
     step_buckets: [u64; STEP_BUCKETS.len()],
     step_count: u64,
     step_sum: f64,
@@ -36,6 +37,17 @@ pub const fn outcome(outcome: &Outcome) -> &'static str {
     }
 }
 
+/// A command of the agent, as a label.
+pub const fn command(kind: &CommandKind) -> &'static str {
+    match kind {
+        CommandKind::Resolve { .. } => "resolve",
+        CommandKind::Observe { .. } => "observe",
+        CommandKind::FetchConfig { .. } => "fetch_config",
+        CommandKind::Load { .. } => "load",
+        CommandKind::Scale { .. } => "scale",
+    }
+}
+
 impl Metrics {
     /// A request answered, by endpoint (`unknown` when it matched none).
     pub fn request(&mut self, endpoint: &'static str, status: u16) {
@@ -50,6 +62,11 @@ impl Metrics {
     /// A deployment ended.
     pub fn ended(&mut self, how: &Outcome) {
         *self.deployments.entry(outcome(how)).or_default() += 1;
+    }
+
+    /// A request of a `command` (a [`command`] label) is tried again.
+    pub fn retry(&mut self, command: &'static str) {
+        *self.retries.entry(command).or_default() += 1;
     }
 
     /// A step took this long.
@@ -107,6 +124,15 @@ impl Metrics {
                 out,
                 "lockstep_deployments_total{{outcome=\"{outcome}\"}} {n}"
             );
+        }
+        header(
+            &mut out,
+            "lockstep_retries_total",
+            "counter",
+            "Requests of the deployments tried again, by command.",
+        );
+        for (command, n) in &self.retries {
+            let _ = writeln!(out, "lockstep_retries_total{{command=\"{command}\"}} {n}");
         }
         header(
             &mut out,
@@ -178,5 +204,17 @@ mod tests {
         assert!(text.contains("lockstep_step_duration_seconds_bucket{le=\"300\"} 2"));
         assert!(text.contains("lockstep_step_duration_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("lockstep_step_duration_seconds_count 3"));
+    }
+
+    #[test]
+    fn test_retries_by_command() {
+        let mut m = Metrics::default();
+        m.retry("resolve");
+        m.retry("scale");
+        m.retry("resolve");
+        let text = m.render(0, 0, 1);
+        assert!(text.contains("# TYPE lockstep_retries_total counter\n"));
+        assert!(text.contains("lockstep_retries_total{command=\"resolve\"} 2\n"));
+        assert!(text.contains("lockstep_retries_total{command=\"scale\"} 1\n"));
     }
 }

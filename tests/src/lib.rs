@@ -2,7 +2,8 @@
 //!
 //! [`binary`] builds a binary of the workspace with cargo (once per test process) and returns
 //! its path. It never skips: a binary that cannot be built fails the test that asked for it.
-//! [`Process`] runs one, reads the address it prints and kills it when dropped. [`Client`] is
+//! [`Process`] runs one, reads the address it prints and kills it when dropped; what it wrote
+//! shows with a failing test's output, and nowhere otherwise. [`Client`] is
 //! a small blocking HTTP/1.1 client, independent of the servers under test. [`eventually`]
 //! waits for a condition with a deadline, never for a fixed time.
 
@@ -163,12 +164,17 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut condition: impl FnMut() 
 
 /// A running binary; killed when dropped.
 ///
+/// What it wrote is kept, not shown: dropped while its test is failing (panicking), it
+/// prints all of it through `eprintln!`, which the harness shows with that test's output.
+///
 /// Every secret it was given (the `BINTRAY_WEBHOOK_SECRET` environment variable, the contents
 /// of a `--secret-file`, and any passed to [`Process::guard_secret`]) is looked for in all it
 /// wrote, stdout and stderr, when it is dropped: finding one fails the test. Every end-to-end
 /// suite starts its binaries through `Process`, so every log line of the suite is checked.
 #[derive(Debug)]
 pub struct Process {
+    /// The program and its command (`lockstep sandbox`), to head what it wrote.
+    name: String,
     child: Child,
     lines: mpsc::Receiver<String>,
     /// Everything it wrote to stdout, including the lines already taken by [`Process::line`].
@@ -230,7 +236,16 @@ impl Process {
                     .push_str(&text);
             }
         });
+        let program_name = program.file_name().map_or_else(
+            || program.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let name = match args.first() {
+            Some(command) => format!("{program_name} {command}"),
+            None => program_name,
+        };
         Self {
+            name,
             child,
             lines,
             stdout: everything,
@@ -333,14 +348,10 @@ impl Process {
     }
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() || self.secrets.is_empty() {
-            return;
-        }
-        // Read stderr to its end (bounded: a child of its own could hold the pipe open).
+impl Process {
+    /// Reads stderr to its end, once the process is gone (bounded: a child of its own could
+    /// hold the pipe open).
+    fn read_stderr_to_end(&mut self) {
         if let Some(reader) = self.stderr_reader.take() {
             let deadline = Instant::now() + Duration::from_secs(5);
             while !reader.is_finished() && Instant::now() < deadline {
@@ -350,6 +361,27 @@ impl Drop for Process {
                 let _ = reader.join();
             }
         }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            self.read_stderr_to_end();
+            let (name, pid) = (&self.name, self.child.id());
+            eprintln!(
+                "---- {name} (pid {pid}) stdout ----\n{}---- {name} (pid {pid}) stderr ----\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+            return;
+        }
+        if self.secrets.is_empty() {
+            return;
+        }
+        self.read_stderr_to_end();
         let (stdout, stderr) = (self.stdout(), self.stderr());
         for secret in &self.secrets {
             for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {

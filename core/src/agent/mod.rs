@@ -20,7 +20,10 @@
 //! and feeds it notifications with [`Agent::notify`] (the service does, after checking the
 //! signature) and records read back after a restart with [`Agent::resume`]. The deployer's
 //! events and ended records go to the ledger, then to the runtime's [`Sink`] (its logs, its
-//! event streams); reads go to the ledger ([`Agent::read`]).
+//! event streams); reads go to the ledger ([`Agent::read`]). Idempotent requests (the
+//! download, the GETs, the scale; a load after its re-check) are tried again on a transport
+//! error or a 5xx, and the sink hears of each retry ([`Sink::retrying`]): the deployer hears
+//! only of a command's final answer.
 //!
 //! Commands of one deployment never run concurrently: a new one waits until the worker
 //! running the previous one (stale after a time-out) is done, so a late scale request can never
@@ -83,8 +86,8 @@ use core::future::poll_fn;
 use core::task::{Poll, Waker};
 
 use crate::deployer::{
-    Admitted, Busy, Command, Deployer, DeploymentId, Event, NotResumed, Output, Record, Reply,
-    Request,
+    Admitted, Busy, Command, CommandError, Deployer, DeploymentId, Event, NotResumed, Output,
+    Record, Reply, Request,
 };
 use crate::ledger::{Ledger, Shelf};
 use crate::time::{Duration, Instant, Now};
@@ -103,10 +106,25 @@ pub trait Sink {
     fn event(&mut self, event: &Event);
     /// A deployment ended (the ledger retains it); its files are removed from the store next.
     fn ended(&mut self, record: &Record);
-    /// Whether the control API answers changed ([`Agent::link`]).
-    fn link(&mut self, link: Link) {
-        let _ = link;
-    }
+    /// Whether the control API answers changed ([`Agent::link`]). Nothing, unless
+    /// implemented.
+    fn link(&mut self, _link: Link) {}
+    /// A try of an idempotent request of `command` failed and the request is tried again,
+    /// after the backoff. The deployer hears only of the command's final answer, so this is
+    /// the runtime's one chance to log a retry. Nothing, unless implemented.
+    fn retrying(&mut self, _command: &Command, _retry: Retry) {}
+}
+
+/// A request of a command is tried again ([`Sink::retrying`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Retry {
+    /// The try about to start, from 2.
+    pub attempt: u32,
+    /// The most tries ([`Config::attempts`]).
+    pub attempts: u32,
+    /// Why the previous try failed.
+    pub error: CommandError,
 }
 
 /// Whether the control API answers, as the bundle event stream ([`Agent::run_events`]) last
@@ -435,6 +453,21 @@ impl<const N: usize, S: Sink, H: Shelf> Agent<N, S, H> {
         }
         // A stale answer (the deployment moved on after a time-out) changes nothing.
         let _ = self.input(|deployer| deployer.handle_reply(now, command, reply));
+    }
+
+    /// A request of `command` failed with `retry.error` and may be tried again: tells the
+    /// sink, unless the deployment has ended meanwhile (a deadline fired), in which case
+    /// nobody waits for the answer and the request is not tried again (false).
+    fn retrying(&self, command: &Command, retry: Retry) -> bool {
+        let mut inner = self.inner.borrow_mut();
+        let live = inner
+            .deployer
+            .record(command.deployment)
+            .is_some_and(|record| !record.has_ended());
+        if live {
+            inner.sink.retrying(command, retry);
+        }
+        live
     }
 
     /// Worker `id` is done with a cleanup.

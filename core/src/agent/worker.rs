@@ -7,8 +7,8 @@ use sha2::Digest as _;
 
 use super::http::{Client, HttpError, Method, Url};
 use super::{
-    Agent, Connector, FetchError, FileKey, FileKind, Job, Location, Repository, Sink, Store, Time,
-    with_deadline,
+    Agent, Connector, FetchError, FileKey, FileKind, Job, Location, Repository, Retry, Sink, Store,
+    Time, with_deadline,
 };
 use crate::archive::{self, Inflater, RandomAccess};
 use crate::bundle::{BundleId, Digest, Segment};
@@ -56,13 +56,15 @@ impl<'a> From<&BundleInfo<'a>> for BundleView<'a> {
 pub struct Config {
     /// Bounds every connect, read and write.
     pub io_timeout: Duration,
-    /// Bounds a whole bundle download.
+    /// Bounds one try of a bundle download (a failed try is tried again, up to `attempts`;
+    /// the deployer's resolve deadline bounds them all).
     pub download_limit: Duration,
     /// The largest bundle (or configuration) accepted.
     pub max_bundle_size: u64,
     /// How long a waiting step goes without looking again, when no bundle event arrives.
     pub poll_interval: Duration,
-    /// How many times an idempotent request (GET, PUT of a scale) is tried.
+    /// How many times an idempotent request (a GET, the bundle download, a PUT of a scale,
+    /// a load after its re-check) is tried.
     pub attempts: u32,
     /// The pause before the second try; it doubles for each further one, up to 4 s.
     pub backoff: Duration,
@@ -155,29 +157,49 @@ fn status(code: u16) -> Attempt {
     }
 }
 
+/// A download that failed: the transfer (a connection, a time-out, a 5xx) may pass; the
+/// repository's refusal (404, another status), an answer that is not HTTP, and what the
+/// worker refused itself (over the size cap: `too_large`; the store) will not.
+fn download_failed(e: FetchError, too_large: bool) -> Attempt {
+    match e {
+        FetchError::Unreachable => Attempt::Retry(CommandError::Unreachable),
+        FetchError::Status(code) => status(code),
+        FetchError::NotFound => Attempt::Fatal(CommandError::NotFound),
+        FetchError::Protocol => Attempt::Fatal(CommandError::Protocol),
+        FetchError::Write if too_large => Attempt::Fatal(CommandError::TooLarge),
+        FetchError::Write => Attempt::Fatal(CommandError::Storage),
+    }
+}
+
+/// Told before each retry of a command's request; answers whether to go on
+/// ([`Agent::retrying`]).
+type Retrying<'a> = &'a dyn Fn(Retry) -> bool;
+
 /// Runs `$try` (an attempt of an idempotent request) up to the configured number of times,
-/// with the backoff between: the first success, the first fatal error, or the last retryable
-/// one.
+/// telling `$retrying` before each retry, with the backoff between: the first success, the
+/// first fatal error, or the last retryable one.
 macro_rules! with_retries {
-    ($worker:expr, $try:expr) => {{
-        let mut outcome = Err(CommandError::Unreachable);
-        for attempt in 0..$worker.config.attempts.max(1) {
-            if attempt > 0 {
-                $worker.backoff(attempt).await;
-            }
+    ($worker:expr, $retrying:expr, $try:expr) => {{
+        let attempts = $worker.config.attempts.max(1);
+        let mut failed = 0u32;
+        loop {
             match $try {
-                Ok(value) => {
-                    outcome = Ok(value);
-                    break;
+                Ok(value) => break Ok(value),
+                Err(Attempt::Retry(error)) => {
+                    failed = failed.saturating_add(1);
+                    let retry = Retry {
+                        attempt: failed.saturating_add(1),
+                        attempts,
+                        error,
+                    };
+                    if failed >= attempts || !($retrying)(retry) {
+                        break Err(error);
+                    }
+                    $worker.backoff(failed).await;
                 }
-                Err(Attempt::Retry(e)) => outcome = Err(e),
-                Err(Attempt::Fatal(e)) => {
-                    outcome = Err(e);
-                    break;
-                }
+                Err(Attempt::Fatal(error)) => break Err(error),
             }
         }
-        outcome
     }};
 }
 
@@ -254,6 +276,8 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         let fail = |agent: &Agent<N, K, H>, time: &T, e| {
             agent.finish(id, time.now(), command, Reply::Failed(e));
         };
+        let retrying = |retry| agent.retrying(command, retry);
+        let retrying: Retrying<'_> = &retrying;
         match command.kind {
             CommandKind::Resolve {
                 org,
@@ -262,7 +286,7 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
                 tag,
                 digest,
             } => match self
-                .resolve(deployment, [org, repo, package, tag], digest)
+                .resolve(retrying, deployment, [org, repo, package, tag], digest)
                 .await
             {
                 Ok((name, compat)) => agent.finish(
@@ -281,7 +305,7 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
                     .await_change(self.time, self.id, deployment, self.config.poll_interval)
                     .await;
                 let mut spans: heapless::Vec<(usize, usize), MAX_OBSERVED> = heapless::Vec::new();
-                if let Err(e) = self.list(Looking::Name(&name), &mut spans).await {
+                if let Err(e) = self.list(retrying, Looking::Name(&name), &mut spans).await {
                     return fail(agent, self.time, e);
                 }
                 let mut views: heapless::Vec<BundleView<'_>, MAX_OBSERVED> = heapless::Vec::new();
@@ -306,7 +330,7 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
                 );
             }
             CommandKind::FetchConfig { bundle } => {
-                match self.fetch_config(deployment, bundle).await {
+                match self.fetch_config(retrying, deployment, bundle).await {
                     Ok(config) => agent.finish(
                         self.id,
                         self.time.now(),
@@ -317,12 +341,13 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
                 }
             }
             CommandKind::Load { digest, config } => {
-                match self.load(deployment, digest, config).await {
+                match self.load(retrying, deployment, digest, config).await {
                     Ok(id) => agent.finish(self.id, self.time.now(), command, Reply::Loaded { id }),
                     Err(e) => fail(agent, self.time, e),
                 }
             }
-            CommandKind::Scale { bundle, scale } => match self.scale(bundle, scale).await {
+            CommandKind::Scale { bundle, scale } => match self.scale(retrying, bundle, scale).await
+            {
                 Ok(()) => agent.finish(self.id, self.time.now(), command, Reply::Scaled),
                 Err(e) => fail(agent, self.time, e),
             },
@@ -347,10 +372,11 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
 
     // ---- resolve ---------------------------------------------------------------------------
 
-    /// Downloads the bundle into the store while hashing it, checks the digest, reads its
-    /// bundle.conf: its name and compatibilityVersion.
+    /// Downloads the bundle into the store while hashing it (tried again as an idempotent
+    /// request), checks the digest, reads its bundle.conf: its name and compatibilityVersion.
     async fn resolve(
         &mut self,
+        retrying: Retrying<'_>,
         deployment: DeploymentId,
         [org, repo, package, tag]: [Name; 4],
         digest: Digest,
@@ -377,37 +403,7 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
             deployment,
             kind: FileKind::Bundle,
         };
-        let file = self
-            .store
-            .create(key)
-            .await
-            .map_err(|_| CommandError::Storage)?;
-        let mut out = Hashing::new(file, self.config.max_bundle_size);
-        let deadline = self
-            .time
-            .now()
-            .instant
-            .saturating_add(self.config.download_limit);
-        let fetched = with_deadline(
-            self.time,
-            deadline,
-            self.repository
-                .fetch(&location, &mut out, &mut self.work.io),
-        )
-        .await;
-        match fetched {
-            Err(_) => return Err(CommandError::TimedOut),
-            Ok(Err(FetchError::NotFound)) => return Err(CommandError::NotFound),
-            Ok(Err(FetchError::Status(code))) => return Err(CommandError::Status(code)),
-            Ok(Err(FetchError::Unreachable)) => return Err(CommandError::Unreachable),
-            Ok(Err(FetchError::Write)) if out.too_large => return Err(CommandError::TooLarge),
-            Ok(Err(FetchError::Write)) => return Err(CommandError::Storage),
-            Ok(Err(_)) => return Err(CommandError::Protocol),
-            Ok(Ok(_)) => {}
-        }
-        if out.finish().await.map_err(|_| CommandError::Storage)? != digest {
-            return Err(CommandError::DigestMismatch);
-        }
+        with_retries!(self, retrying, self.try_download(&location, key).await)?;
         let conf = bundle_conf(self.store, self.work, key).await?;
         let doc = core::str::from_utf8(conf)
             .ok()
@@ -420,16 +416,52 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         Ok((text("name")?, text("compatibilityVersion")?))
     }
 
+    /// One try of the download, within `download_limit`: the file (created or truncated) and
+    /// its hash start afresh, so a try that broke off leaves nothing behind in the next.
+    async fn try_download(&mut self, location: &Location<'_>, key: FileKey) -> Result<(), Attempt> {
+        let file = self
+            .store
+            .create(key)
+            .await
+            .map_err(|_| Attempt::Fatal(CommandError::Storage))?;
+        let mut out = Hashing::new(file, self.config.max_bundle_size);
+        let deadline = self
+            .time
+            .now()
+            .instant
+            .saturating_add(self.config.download_limit);
+        let fetched = with_deadline(
+            self.time,
+            deadline,
+            self.repository.fetch(location, &mut out, &mut self.work.io),
+        )
+        .await;
+        match fetched {
+            Err(_) => return Err(Attempt::Retry(CommandError::TimedOut)),
+            Ok(Err(e)) => return Err(download_failed(e, out.too_large)),
+            Ok(Ok(_)) => {}
+        }
+        let hash = out
+            .finish()
+            .await
+            .map_err(|_| Attempt::Fatal(CommandError::Storage))?;
+        if hash != location.digest {
+            return Err(Attempt::Fatal(CommandError::DigestMismatch));
+        }
+        Ok(())
+    }
+
     // ---- list ------------------------------------------------------------------------------
 
     /// Lists the bundles (`GET /v2/bundles`), retrying; keeps, in `work.found`, the elements
     /// `looking` asks for.
     async fn list(
         &mut self,
+        retrying: Retrying<'_>,
         looking: Looking<'_>,
         spans: &mut heapless::Vec<(usize, usize), MAX_OBSERVED>,
     ) -> Result<(), CommandError> {
-        with_retries!(self, {
+        with_retries!(self, retrying, {
             spans.clear();
             self.try_list(looking, spans).await
         })
@@ -493,10 +525,15 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
 
     async fn fetch_config(
         &mut self,
+        retrying: Retrying<'_>,
         deployment: DeploymentId,
         bundle: BundleId,
     ) -> Result<Digest, CommandError> {
-        with_retries!(self, self.try_fetch_config(deployment, bundle).await)
+        with_retries!(
+            self,
+            retrying,
+            self.try_fetch_config(deployment, bundle).await
+        )
     }
 
     /// `GET /v2/bundles/{id}` as multipart: the `configuration` part goes to the store.
@@ -581,28 +618,21 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
     /// try, checks again before trying again, so that a load is never posted blindly twice.
     async fn load(
         &mut self,
+        retrying: Retrying<'_>,
         deployment: DeploymentId,
         digest: Digest,
         config: Option<Digest>,
     ) -> Result<BundleId, CommandError> {
         let expected = BundleId::of(&digest, config.as_ref());
-        let mut last = CommandError::Unreachable;
-        for attempt in 0..self.config.attempts.max(1) {
-            if attempt > 0 {
-                self.backoff(attempt).await;
-            }
+        with_retries!(self, retrying, {
             let mut spans = heapless::Vec::new();
-            self.list(Looking::Id(expected), &mut spans).await?;
-            if !spans.is_empty() {
-                return Ok(expected);
+            // The listing retries on its own: when it gives up, so does the load.
+            match self.list(retrying, Looking::Id(expected), &mut spans).await {
+                Err(e) => Err(Attempt::Fatal(e)),
+                Ok(()) if !spans.is_empty() => Ok(expected),
+                Ok(()) => self.try_load(deployment, digest, config).await,
             }
-            match self.try_load(deployment, digest, config).await {
-                Ok(id) => return Ok(id),
-                Err(Attempt::Retry(e)) => last = e,
-                Err(Attempt::Fatal(e)) => return Err(e),
-            }
-        }
-        Err(last)
+        })
     }
 
     async fn try_load(
@@ -766,8 +796,13 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
 
     // ---- scale -----------------------------------------------------------------------------
 
-    async fn scale(&mut self, bundle: BundleId, scale: u32) -> Result<(), CommandError> {
-        with_retries!(self, self.try_scale(bundle, scale).await)
+    async fn scale(
+        &mut self,
+        retrying: Retrying<'_>,
+        bundle: BundleId,
+        scale: u32,
+    ) -> Result<(), CommandError> {
+        with_retries!(self, retrying, self.try_scale(bundle, scale).await)
     }
 
     async fn try_scale(&mut self, bundle: BundleId, scale: u32) -> Result<(), Attempt> {
@@ -909,10 +944,24 @@ impl<W: Write> Write for Hashing<W> {
 
 #[cfg(test)]
 mod tests {
+    use core::cell::{Cell, RefCell};
+    use core::future::poll_fn;
+    use core::task::Poll;
+    use std::boxed::Box;
+    use std::collections::{HashMap, VecDeque};
+    use std::rc::Rc;
+    use std::vec::Vec;
+
     use super::*;
+    use crate::agent::StoreError;
+    use crate::agent::http::testing::{FakeTime, Script, Scripted, block_on};
+    use crate::archive::OutOfBounds;
     use crate::conductr::bundles::tests::{
         BUNDLE_DIGEST, minimal, nested_unknown_fields, protocol_example,
     };
+    use crate::deployer::{Deployer, Event, EventKind, Policy, Record, Request, Tags};
+    use crate::ledger::{Ledger, Retained};
+    use crate::time::{Instant, Now, UnixTime};
 
     // docs/PROTOCOL.md §5's example element: running at scale 2.
     #[test]
@@ -940,5 +989,430 @@ mod tests {
         let text = nested_unknown_fields();
         let info = BundleInfo::parse(text.as_bytes()).unwrap();
         assert!(!BundleView::from(&info).is_running());
+    }
+
+    // ---- retries -----------------------------------------------------------------------------
+
+    // Info-ZIP `zip -X -0` of visualizer-v1 (core/tests/data/archive/README.txt): its
+    // bundle.conf names `visualizer`, compatibilityVersion 2.
+    const ZIP: &[u8] = include_bytes!("../../tests/data/archive/stored.zip");
+
+    fn zip_digest() -> Digest {
+        Digest::from_bytes(sha2::Sha256::digest(ZIP).into())
+    }
+
+    /// What one fetch of [`Answers`] does.
+    #[derive(Debug)]
+    enum Answer {
+        /// Writes the zip.
+        Zip,
+        /// Writes the zip's first bytes, this many, then fails.
+        BrokenAfter(usize, FetchError),
+        /// Fails at once.
+        Fails(FetchError),
+        /// Never completes.
+        Stalls,
+    }
+
+    /// A repository that answers each fetch with the next scripted answer, and counts them.
+    #[derive(Debug, Default)]
+    struct Answers {
+        script: RefCell<VecDeque<Answer>>,
+        fetches: Cell<usize>,
+    }
+
+    impl Repository for Answers {
+        async fn fetch<W: Write>(
+            &self,
+            _: &Location<'_>,
+            out: &mut W,
+            _: &mut [u8],
+        ) -> Result<u64, FetchError> {
+            self.fetches.set(self.fetches.get() + 1);
+            let answer = self.script.borrow_mut().pop_front();
+            let (bytes, error) = match answer.expect("a scripted answer for every fetch") {
+                Answer::Zip => (ZIP, None),
+                Answer::BrokenAfter(n, e) => (&ZIP[..n], Some(e)),
+                Answer::Fails(e) => (&[][..], Some(e)),
+                Answer::Stalls => return poll_fn(|_| Poll::Pending).await,
+            };
+            out.write_all(bytes).await.map_err(|_| FetchError::Write)?;
+            match error {
+                Some(e) => Err(e),
+                None => Ok(len_u64(bytes.len())),
+            }
+        }
+    }
+
+    /// A store in memory; `create` truncates, as a file system's does.
+    #[derive(Debug, Default)]
+    struct Memory {
+        files: RefCell<HashMap<FileKey, Rc<RefCell<Vec<u8>>>>>,
+        creates: Cell<usize>,
+        broken: bool,
+    }
+
+    impl Memory {
+        fn file(&self, key: FileKey) -> Vec<u8> {
+            self.files.borrow()[&key].borrow().clone()
+        }
+    }
+
+    #[derive(Debug)]
+    struct MemoryFile(Rc<RefCell<Vec<u8>>>);
+
+    impl embedded_io::ErrorType for MemoryFile {
+        type Error = embedded_io::ErrorKind;
+    }
+
+    impl Write for MemoryFile {
+        async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        async fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    #[derive(Debug)]
+    struct Snapshot(Vec<u8>);
+
+    impl RandomAccess for Snapshot {
+        type Error = OutOfBounds;
+
+        fn len(&self) -> u64 {
+            len_u64(self.0.len())
+        }
+
+        fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
+            self.0.as_slice().read_exact_at(offset, buf)
+        }
+    }
+
+    impl Store for Memory {
+        type Writer = MemoryFile;
+        type Reader = Snapshot;
+
+        async fn create(&self, key: FileKey) -> Result<MemoryFile, StoreError> {
+            if self.broken {
+                return Err(StoreError);
+            }
+            self.creates.set(self.creates.get() + 1);
+            let file = Rc::new(RefCell::new(Vec::new()));
+            self.files.borrow_mut().insert(key, Rc::clone(&file));
+            Ok(MemoryFile(file))
+        }
+
+        async fn open(&self, key: FileKey) -> Result<Snapshot, StoreError> {
+            let files = self.files.borrow();
+            let file = files.get(&key).ok_or(StoreError)?;
+            Ok(Snapshot(file.borrow().clone()))
+        }
+
+        async fn remove(&self, deployment: DeploymentId) {
+            self.files
+                .borrow_mut()
+                .retain(|key, _| key.deployment != deployment);
+        }
+    }
+
+    const DEPLOYMENT: DeploymentId = DeploymentId::random_v4([7; 16]);
+    const BUNDLE: FileKey = FileKey {
+        deployment: DEPLOYMENT,
+        kind: FileKind::Bundle,
+    };
+
+    /// A worker's platform: the control API's scripted connections, a clock that stands
+    /// still, a store in memory, a scripted repository; no pause between tries. `told` holds
+    /// every retry the worker announced.
+    struct Bench {
+        connector: Scripted,
+        time: FakeTime,
+        store: Memory,
+        repository: Answers,
+        config: Config,
+        buffers: Box<Buffers>,
+        told: RefCell<Vec<Retry>>,
+        /// What the worker is answered when it announces a retry.
+        go_on: bool,
+    }
+
+    impl Bench {
+        fn new(answers: impl IntoIterator<Item = Answer>) -> Self {
+            Self {
+                connector: Scripted::new([]),
+                time: FakeTime::default(),
+                store: Memory::default(),
+                repository: Answers {
+                    script: RefCell::new(answers.into_iter().collect()),
+                    fetches: Cell::new(0),
+                },
+                config: Config {
+                    backoff: Duration::ZERO,
+                    ..Config::default()
+                },
+                buffers: Box::new(Buffers::new()),
+                told: RefCell::new(Vec::new()),
+                go_on: true,
+            }
+        }
+
+        /// Runs `f` with a worker over the bench and a teller that records each retry.
+        fn with_worker<R>(
+            &mut self,
+            f: impl AsyncFnOnce(&mut Worker<'_, Scripted, FakeTime, Memory, Answers>, Retrying<'_>) -> R,
+        ) -> R {
+            let Self {
+                connector,
+                time,
+                store,
+                repository,
+                config,
+                buffers,
+                told,
+                go_on,
+            } = self;
+            let conductr = Url::parse("http://127.0.0.1:9005").unwrap();
+            let mut worker = Worker::new(
+                0, conductr, connector, time, store, repository, *config, buffers,
+            );
+            let retrying = |retry| {
+                told.borrow_mut().push(retry);
+                *go_on
+            };
+            block_on(f(&mut worker, &retrying))
+        }
+
+        /// Resolves the test zip's version, published under `digest`.
+        fn resolve_as(&mut self, digest: Digest) -> Result<(Name, Name), CommandError> {
+            let names = ["typesafe", "bundle", "visualizer", "v2"].map(|n| Name::new(n).unwrap());
+            self.with_worker(async |worker, retrying| {
+                worker.resolve(retrying, DEPLOYMENT, names, digest).await
+            })
+        }
+
+        fn resolve(&mut self) -> Result<(Name, Name), CommandError> {
+            self.resolve_as(zip_digest())
+        }
+
+        fn told(&self) -> Vec<Retry> {
+            self.told.borrow().clone()
+        }
+    }
+
+    fn resolved() -> Result<(Name, Name), CommandError> {
+        Ok((Name::new("visualizer").unwrap(), Name::new("2").unwrap()))
+    }
+
+    fn retry(attempt: u32, error: CommandError) -> Retry {
+        Retry {
+            attempt,
+            attempts: 4,
+            error,
+        }
+    }
+
+    // The transfer may pass next time; the repository's refusal and the worker's own will not.
+    #[test]
+    fn test_download_failed_decides_per_error() {
+        use Attempt::{Fatal, Retry};
+        use CommandError as E;
+        for (error, too_large, retried, expected) in [
+            (FetchError::Unreachable, false, true, E::Unreachable),
+            (FetchError::Status(500), false, true, E::Status(500)),
+            (FetchError::Status(503), false, true, E::Status(503)),
+            (FetchError::NotFound, false, false, E::NotFound),
+            (FetchError::Status(403), false, false, E::Status(403)),
+            (FetchError::Status(301), false, false, E::Status(301)),
+            (FetchError::Protocol, false, false, E::Protocol),
+            (FetchError::Write, true, false, E::TooLarge),
+            (FetchError::Write, false, false, E::Storage),
+        ] {
+            let decided = match download_failed(error, too_large) {
+                Retry(e) => (true, e),
+                Fatal(e) => (false, e),
+            };
+            assert_eq!(decided, (retried, expected), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn test_resolve_retries_5xx() {
+        let mut bench = Bench::new([
+            Answer::Fails(FetchError::Status(500)),
+            Answer::Fails(FetchError::Status(503)),
+            Answer::Zip,
+        ]);
+        assert_eq!(bench.resolve(), resolved());
+        assert_eq!(bench.repository.fetches.get(), 3);
+        assert_eq!(
+            bench.told(),
+            [
+                retry(2, CommandError::Status(500)),
+                retry(3, CommandError::Status(503))
+            ]
+        );
+    }
+
+    // The second try starts the file and its hash afresh: the digest matches, the file holds
+    // the zip once.
+    #[test]
+    fn test_resolve_retries_a_broken_transfer_from_scratch() {
+        let mut bench = Bench::new([
+            Answer::BrokenAfter(ZIP.len() / 2, FetchError::Unreachable),
+            Answer::Zip,
+        ]);
+        assert_eq!(bench.resolve(), resolved());
+        assert_eq!(bench.told(), [retry(2, CommandError::Unreachable)]);
+        assert_eq!(bench.store.creates.get(), 2);
+        assert_eq!(bench.store.file(BUNDLE), ZIP);
+    }
+
+    // `download_limit` bounds one try: a try over it is tried again.
+    #[test]
+    fn test_resolve_retries_a_try_over_the_download_limit() {
+        let mut bench = Bench::new([Answer::Stalls, Answer::Zip]);
+        bench.config.download_limit = Duration::ZERO;
+        assert_eq!(bench.resolve(), resolved());
+        assert_eq!(bench.told(), [retry(2, CommandError::TimedOut)]);
+    }
+
+    #[test]
+    fn test_resolve_gives_up_after_the_last_try() {
+        let mut bench = Bench::new((0..4).map(|_| Answer::Fails(FetchError::Unreachable)));
+        assert_eq!(bench.resolve(), Err(CommandError::Unreachable));
+        assert_eq!(bench.repository.fetches.get(), 4);
+        let told: Vec<u32> = bench.told().iter().map(|r| r.attempt).collect();
+        assert_eq!(told, [2, 3, 4]);
+    }
+
+    // The deployment ended while the download failed (its resolve deadline): no next try.
+    #[test]
+    fn test_resolve_stops_when_the_agent_says_so() {
+        let mut bench = Bench::new([Answer::Fails(FetchError::Status(502))]);
+        bench.go_on = false;
+        assert_eq!(bench.resolve(), Err(CommandError::Status(502)));
+        assert_eq!(bench.repository.fetches.get(), 1);
+    }
+
+    // What the repository refuses, and what the worker refuses itself: one try, no retry.
+    #[test]
+    fn test_resolve_does_not_retry_refusals() {
+        let once = |answer, expected| {
+            let mut bench = Bench::new([answer]);
+            assert_eq!(bench.resolve(), Err(expected));
+            assert_eq!(bench.repository.fetches.get(), 1, "{expected:?}");
+            assert_eq!(bench.told(), [], "{expected:?}");
+        };
+        once(Answer::Fails(FetchError::NotFound), CommandError::NotFound);
+        once(
+            Answer::Fails(FetchError::Status(403)),
+            CommandError::Status(403),
+        );
+        once(Answer::Fails(FetchError::Protocol), CommandError::Protocol);
+
+        let mut mismatch = Bench::new([Answer::Zip]);
+        let other = Digest::parse(&"0".repeat(64)).unwrap();
+        assert_eq!(
+            mismatch.resolve_as(other),
+            Err(CommandError::DigestMismatch)
+        );
+        assert_eq!(mismatch.repository.fetches.get(), 1);
+        assert_eq!(mismatch.told(), []);
+
+        let mut too_large = Bench::new([Answer::Zip]);
+        too_large.config.max_bundle_size = 100;
+        assert_eq!(too_large.resolve(), Err(CommandError::TooLarge));
+        assert_eq!(too_large.repository.fetches.get(), 1);
+        assert_eq!(too_large.told(), []);
+
+        let mut broken_store = Bench::new([Answer::Zip]);
+        broken_store.store.broken = true;
+        assert_eq!(broken_store.resolve(), Err(CommandError::Storage));
+        assert_eq!(broken_store.repository.fetches.get(), 0);
+        assert_eq!(broken_store.told(), []);
+    }
+
+    // The scale PUT goes through the same retries, and tells of them the same way.
+    #[test]
+    fn test_scale_retries_5xx() {
+        let answer = |status: &str| {
+            let head =
+                std::format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            Script::new().bytes(head.as_bytes())
+        };
+        let mut bench = Bench::new([]);
+        bench.connector = Scripted::new([answer("503 Busy"), answer("200 OK")]);
+        let bundle = BundleId::of(&zip_digest(), None);
+        let scaled =
+            bench.with_worker(async |worker, retrying| worker.scale(retrying, bundle, 3).await);
+        assert_eq!(scaled, Ok(()));
+        assert_eq!(bench.connector.connects(), 2);
+        assert_eq!(bench.told(), [retry(2, CommandError::Status(503))]);
+    }
+
+    /// Remembers what the agent tells it.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        events: Vec<Event>,
+        retries: Vec<(Command, Retry)>,
+    }
+
+    impl Sink for Recorder {
+        fn event(&mut self, event: &Event) {
+            self.events.push(*event);
+        }
+
+        fn ended(&mut self, _: &Record) {}
+
+        fn retrying(&mut self, command: &Command, retry: Retry) {
+            self.retries.push((*command, retry));
+        }
+    }
+
+    // From the worker through the agent to the sink: the retry of a download is told with its
+    // command; once the deployment has ended, nothing is told and nothing is tried again.
+    #[test]
+    fn test_agent_tells_the_sink_of_each_retry() {
+        let agent = Agent::new(
+            Deployer::<2>::new(Policy::default()),
+            Ledger::new(heapless::Vec::<Retained, 2>::new(), 2),
+            Recorder::default(),
+        );
+        let now = Now::new(Instant::from_millis(0), UnixTime::EPOCH);
+        let request = Request {
+            id: DEPLOYMENT,
+            org: Name::new("typesafe").unwrap(),
+            repo: Name::new("bundle").unwrap(),
+            package: Name::new("visualizer").unwrap(),
+            tag: Name::new("v2").unwrap(),
+            digest: zip_digest(),
+            tags: Tags::NONE,
+            at: UnixTime::EPOCH,
+        };
+        agent.notify(now, request).unwrap();
+        let Some(Job::Command(command)) = agent.inner.borrow_mut().take_job(0) else {
+            panic!("the download is queued");
+        };
+        assert!(matches!(command.kind, CommandKind::Resolve { .. }));
+        let mut bench = Bench::new([Answer::Fails(FetchError::Status(500)), Answer::Zip]);
+        bench.with_worker(async |worker, _| worker.execute(&agent, &command).await);
+        agent.with_sink(|sink| {
+            assert_eq!(
+                sink.retries,
+                [(command, retry(2, CommandError::Status(500)))]
+            );
+            let kinds: Vec<_> = sink.events.iter().map(|e| e.kind).collect();
+            assert!(kinds.contains(&EventKind::BundleDownload), "{kinds:?}");
+        });
+
+        // The deployment's deadline passes: it fails, and a late retry of its command is
+        // neither told nor made.
+        let late = Now::new(Instant::from_millis(u64::MAX / 2), UnixTime::EPOCH);
+        agent.input(|deployer| deployer.handle_timeout(late));
+        assert!(!agent.retrying(&command, retry(2, CommandError::Unreachable)));
+        agent.with_sink(|sink| assert_eq!(sink.retries.len(), 1));
     }
 }

@@ -27,7 +27,7 @@ mod chunked;
 mod client;
 mod repository;
 #[cfg(test)]
-mod testing;
+pub(super) mod testing;
 mod url;
 
 pub use client::{Client, ResponseHead};

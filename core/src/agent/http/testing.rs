@@ -1,6 +1,6 @@
-//! Test doubles for the client and the repository: scripted connections, a clock that moves
-//! only when told, a `block_on` that fails a test instead of hanging it, and the [`Fixture`]
-//! that sets a client up over them.
+//! Test doubles for the client, the repository and the worker: scripted connections, a clock
+//! that moves only when told, a `block_on` that fails a test instead of hanging it, and the
+//! [`Fixture`] that sets a client up over them.
 
 use core::cell::{Cell, RefCell};
 use core::future::{Future, poll_fn};
@@ -21,15 +21,15 @@ use crate::time::{Duration, Instant, Now, UnixTime};
 /// and a 5 s time-out unless told otherwise). Each test says only its scripts, what it does
 /// with the client in [`run`](Self::run), and what it checks of the connector afterwards.
 #[derive(Debug)]
-pub(super) struct Fixture {
-    pub(super) connector: Scripted,
-    pub(super) time: FakeTime,
+pub(in crate::agent) struct Fixture {
+    pub(in crate::agent) connector: Scripted,
+    pub(in crate::agent) time: FakeTime,
     buf: RefCell<Vec<u8>>,
     timeout: Duration,
 }
 
 impl Fixture {
-    pub(super) fn new(scripts: impl IntoIterator<Item = Script>) -> Self {
+    pub(in crate::agent) fn new(scripts: impl IntoIterator<Item = Script>) -> Self {
         Self {
             connector: Scripted::new(scripts),
             time: FakeTime::default(),
@@ -39,20 +39,20 @@ impl Fixture {
     }
 
     /// A client buffer of `len` bytes.
-    pub(super) fn buffer(self, len: usize) -> Self {
+    pub(in crate::agent) fn buffer(self, len: usize) -> Self {
         self.buf.replace(std::vec![0; len]);
         self
     }
 
     /// A time-out of each connect, read and write.
-    pub(super) fn timeout(mut self, timeout: Duration) -> Self {
+    pub(in crate::agent) fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// Runs `test` with a new client over the connector, the clock and the buffer, to
     /// completion. The test may also reach the connector and the clock (`&self`).
-    pub(super) fn run<R>(
+    pub(in crate::agent) fn run<R>(
         &self,
         test: impl AsyncFnOnce(&mut Client<'_, Scripted, FakeTime>) -> R,
     ) -> R {
@@ -64,7 +64,7 @@ impl Fixture {
 
 /// Runs `fut` to completion with a no-op waker: every double here is ready at once or never,
 /// so a future still pending after many polls never completes.
-pub(super) fn block_on<F: Future>(fut: F) -> F::Output {
+pub(in crate::agent) fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = pin!(fut);
     let mut cx = Context::from_waker(Waker::noop());
     for _ in 0..10_000 {
@@ -79,12 +79,12 @@ pub(super) fn block_on<F: Future>(fut: F) -> F::Output {
 /// its deadline is not in the future, and never otherwise. With a zero time-out every deadline
 /// is now: an operation that is pending times out, deterministically.
 #[derive(Debug, Default)]
-pub(super) struct FakeTime {
+pub(in crate::agent) struct FakeTime {
     now: Cell<u64>,
 }
 
 impl FakeTime {
-    pub(super) fn advance(&self, millis: u64) {
+    pub(in crate::agent) fn advance(&self, millis: u64) {
         self.now.set(self.now.get() + millis);
     }
 }
@@ -119,7 +119,7 @@ enum Step {
 
 /// One connection's script.
 #[derive(Debug, Default)]
-pub(super) struct Script {
+pub(in crate::agent) struct Script {
     steps: Vec<Step>,
     /// The most bytes one read gives (0: no limit).
     max_read: usize,
@@ -130,36 +130,36 @@ pub(super) struct Script {
 }
 
 impl Script {
-    pub(super) fn new() -> Self {
+    pub(in crate::agent) fn new() -> Self {
         Self::default()
     }
 
-    pub(super) fn bytes(mut self, bytes: &[u8]) -> Self {
+    pub(in crate::agent) fn bytes(mut self, bytes: &[u8]) -> Self {
         self.steps.push(Step::Bytes(bytes.to_vec()));
         self
     }
 
-    pub(super) fn stall(mut self) -> Self {
+    pub(in crate::agent) fn stall(mut self) -> Self {
         self.steps.push(Step::Stall);
         self
     }
 
-    pub(super) fn reset(mut self) -> Self {
+    pub(in crate::agent) fn reset(mut self) -> Self {
         self.steps.push(Step::Reset);
         self
     }
 
-    pub(super) fn max_read(mut self, n: usize) -> Self {
+    pub(in crate::agent) fn max_read(mut self, n: usize) -> Self {
         self.max_read = n;
         self
     }
 
-    pub(super) fn broken(mut self) -> Self {
+    pub(in crate::agent) fn broken(mut self) -> Self {
         self.broken = true;
         self
     }
 
-    pub(super) fn stuck(mut self) -> Self {
+    pub(in crate::agent) fn stuck(mut self) -> Self {
         self.stuck = true;
         self
     }
@@ -171,7 +171,7 @@ type Opened = (String, u16, Rc<RefCell<Vec<u8>>>);
 /// Hands out connections that follow the scripts, in order; refuses to connect when none is
 /// left. Records where each went and what was written to it.
 #[derive(Debug, Default)]
-pub(super) struct Scripted {
+pub(in crate::agent) struct Scripted {
     scripts: RefCell<VecDeque<Script>>,
     opened: RefCell<Vec<Opened>>,
     /// Connecting never completes.
@@ -179,7 +179,7 @@ pub(super) struct Scripted {
 }
 
 impl Scripted {
-    pub(super) fn new(scripts: impl IntoIterator<Item = Script>) -> Self {
+    pub(in crate::agent) fn new(scripts: impl IntoIterator<Item = Script>) -> Self {
         Self {
             scripts: RefCell::new(scripts.into_iter().collect()),
             opened: RefCell::new(Vec::new()),
@@ -188,23 +188,23 @@ impl Scripted {
     }
 
     /// From now on, connecting never completes.
-    pub(super) fn stall(&self) {
+    pub(in crate::agent) fn stall(&self) {
         self.stalls.set(true);
     }
 
     /// How many connections were made.
-    pub(super) fn connects(&self) -> usize {
+    pub(in crate::agent) fn connects(&self) -> usize {
         self.opened.borrow().len()
     }
 
     /// Where connection `i` went.
-    pub(super) fn peer(&self, i: usize) -> (String, u16) {
+    pub(in crate::agent) fn peer(&self, i: usize) -> (String, u16) {
         let opened = self.opened.borrow();
         (opened[i].0.clone(), opened[i].1)
     }
 
     /// What was written to connection `i` (text: every request these tests write is).
-    pub(super) fn written(&self, i: usize) -> String {
+    pub(in crate::agent) fn written(&self, i: usize) -> String {
         String::from_utf8(self.opened.borrow()[i].2.borrow().clone()).expect("text written")
     }
 }
@@ -233,7 +233,7 @@ impl Connector for Scripted {
 
 /// A scripted connection.
 #[derive(Debug)]
-pub(super) struct Connection {
+pub(in crate::agent) struct Connection {
     steps: VecDeque<Step>,
     max_read: usize,
     broken: bool,
@@ -290,9 +290,9 @@ impl embedded_io_async::Write for Connection {
 
 /// A file being written, that fails once it holds `capacity` bytes.
 #[derive(Debug, Default)]
-pub(super) struct Out {
-    pub(super) bytes: Vec<u8>,
-    pub(super) capacity: Option<usize>,
+pub(in crate::agent) struct Out {
+    pub(in crate::agent) bytes: Vec<u8>,
+    pub(in crate::agent) capacity: Option<usize>,
 }
 
 impl embedded_io::ErrorType for Out {
