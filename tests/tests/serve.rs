@@ -714,17 +714,17 @@ fn test_serve_404_and_405() {
         assert_refused(&v.client.get(path), 404, path);
     }
     for (method, path, allow) in [
-        ("DELETE", "/deployments", "GET"),
-        ("POST", "/deployments", "GET"),
-        ("POST", "/v2/deployments/events", "GET"),
+        ("DELETE", "/deployments", "GET, HEAD"),
+        ("POST", "/deployments", "GET, HEAD"),
+        ("POST", "/v2/deployments/events", "GET, HEAD"),
         (
             "PUT",
             "/deployments/7c1f21a3-91d1-44fa-8875-cf9a316d68ce",
-            "GET",
+            "GET, HEAD",
         ),
         ("GET", HOOK, "POST"),
         ("GET", HOOK_V2, "POST"),
-        ("POST", "/healthz", "GET"),
+        ("POST", "/healthz", "GET, HEAD"),
     ] {
         let r = v.client.request(method, path, &[], b"");
         let what = format!("{method} {path}");
@@ -1062,36 +1062,65 @@ fn test_serve_closes_an_idle_kept_alive_connection() {
 }
 
 #[test]
-fn test_serve_max_connections() {
+fn test_serve_max_connections_sheds_the_longest_waiting() {
     let s = sandbox(&[]);
-    let v = serve(&s, &["--max-connections", "2"]);
+    let v = serve(&s, &["--max-connections", "2", "--max-event-streams", "1"]);
     let addr = v.client.addr;
     let mut first = connect(addr);
     let mut second = connect(addr);
     assert_eq!(ask_healthz(&mut first), 200);
     assert_eq!(ask_healthz(&mut second), 200);
-    // A third waits in the backlog while both are open.
+    // Both wait, kept alive; a third is served at once, and the one that has waited longest
+    // is closed for it.
     let mut third = connect(addr);
-    third
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: lockstep\r\n\r\n")
-        .expect("write");
-    third
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .expect("timeout");
-    let mut buf = [0u8; 1];
-    match third.read(&mut buf) {
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-        other => panic!("the third connection was served: {other:?}"),
-    }
-    // The two are unaffected.
-    assert_eq!(ask_healthz(&mut first), 200);
-    // One closes: the third is served.
-    drop(first);
-    third.set_read_timeout(Some(WAIT)).expect("timeout");
-    let raw = read_response(&mut third).expect("a response");
-    assert_eq!((raw.status, raw.body.as_slice()), (200, &b"ok\n"[..]));
+    assert_eq!(ask_healthz(&mut third), 200);
+    assert_eq!(read_until_closed(&mut first), b"");
     assert_eq!(ask_healthz(&mut second), 200);
     assert_eq!(ask_healthz(&mut third), 200);
+}
+
+#[test]
+fn test_serve_max_connections_refuses_when_every_slot_is_busy() {
+    let s = sandbox(&[]);
+    let v = serve(&s, &["--max-connections", "2", "--max-event-streams", "1"]);
+    let addr = v.client.addr;
+    let mut events = v.client.stream("/deployments/events");
+    events.read_until(WAIT, |t| heartbeats(t) >= 1);
+    // The other slot works: a webhook whose body is still coming, pipelined behind a request
+    // whose answer shows the server has read the head behind it.
+    let mut working = connect(addr);
+    working
+        .write_all(
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: lockstep\r\n\r\n\
+                 POST {HOOK} HTTP/1.1\r\nHost: lockstep\r\nContent-Length: 100\r\n\r\n{{"
+            )
+            .as_bytes(),
+        )
+        .expect("write");
+    let raw = read_response(&mut working).expect("a response");
+    assert_eq!((raw.status, raw.body.as_slice()), (200, &b"ok\n"[..]));
+    // Nothing waits: the next connection is refused at once, 503 and closed.
+    let mut refused = connect(addr);
+    let answer = String::from_utf8(read_until_closed(&mut refused)).expect("text");
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(answer.contains("\r\nRetry-After: 5\r\n"), "{answer}");
+    assert!(answer.contains("\r\nConnection: close\r\n"), "{answer}");
+    assert!(
+        answer.ends_with("\r\n\r\ntoo many connections; retry later\n"),
+        "{answer}"
+    );
+    // The busy ones are untouched: the stream goes on.
+    events.read_until(WAIT, |t| heartbeats(t) >= 2);
+    // The stream's client goes: its slot is free for the next connection.
+    drop(events);
+    eventually("a slot to be free again", WAIT, || {
+        let mut next = connect(addr);
+        next.write_all(b"GET /healthz HTTP/1.1\r\nHost: lockstep\r\n\r\n")
+            .ok()?;
+        let raw = read_response(&mut next).ok()?;
+        (raw.status == 200).then_some(())
+    });
 }
 
 // ---- 10. the event stream --------------------------------------------------------------------
