@@ -405,6 +405,10 @@ async fn accept<A: App>(
             drop(previous);
             app.turned_away(TurnedAway::Shed);
         }
+        // Let the new connection read what it was sent before the next is accepted: in a
+        // burst of connections, one whose request has arrived must be working, not shed
+        // for the next newcomer before it was even read.
+        futures_lite::future::yield_now().await;
     }
 }
 
