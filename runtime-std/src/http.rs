@@ -741,6 +741,18 @@ fn encode(response: &Response, head_only: bool, persist: Persist) -> Vec<u8> {
     out
 }
 
+/// Writes `bytes` and flushes them within the write time-out.
+async fn send(stream: &mut TcpStream, bytes: &[u8], limits: &Limits) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + limits.write_timeout;
+    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "write timed out");
+    with_timeout(deadline, stream.write_all(bytes))
+        .await
+        .map_err(|()| timed_out())??;
+    with_timeout(deadline, stream.flush())
+        .await
+        .map_err(|()| timed_out())?
+}
+
 /// Writes a response (its head only for a `HEAD`); a stream goes chunk by chunk until its
 /// channel closes or its client goes.
 async fn write_response(
@@ -750,15 +762,7 @@ async fn write_response(
     head_only: bool,
     persist: Persist,
 ) -> io::Result<()> {
-    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "write timed out");
-    let out = encode(&response, head_only, persist);
-    let deadline = std::time::Instant::now() + limits.write_timeout;
-    with_timeout(deadline, stream.write_all(&out))
-        .await
-        .map_err(|()| timed_out())??;
-    with_timeout(deadline, stream.flush())
-        .await
-        .map_err(|()| timed_out())??;
+    send(stream, &encode(&response, head_only, persist), limits).await?;
     let Body::Stream(chunks) = response.body else {
         return Ok(());
     };
@@ -768,36 +772,21 @@ async fn write_response(
     // The client going away ends the stream at once, not at the next failed write: its slot
     // is free for someone else. What it sends meanwhile is read and ignored.
     let mut reader = stream.clone();
-    let gone = async move {
+    let mut gone = std::pin::pin!(async move {
         let mut sink = [0u8; 512];
         while let Ok(1..) = reader.read(&mut sink).await {}
         None
-    };
-    let gone = std::pin::pin!(gone);
-    let mut gone = gone;
-    loop {
-        let next = async { chunks.recv().await.ok() }.or(gone.as_mut()).await;
-        let Some(chunk) = next else {
-            break;
-        };
+    });
+    while let Some(chunk) = async { chunks.recv().await.ok() }.or(gone.as_mut()).await {
         if chunk.is_empty() {
             continue;
         }
         let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
         framed.extend_from_slice(&chunk);
         framed.extend_from_slice(b"\r\n");
-        let deadline = std::time::Instant::now() + limits.write_timeout;
-        with_timeout(deadline, stream.write_all(&framed))
-            .await
-            .map_err(|()| timed_out())??;
-        with_timeout(deadline, stream.flush())
-            .await
-            .map_err(|()| timed_out())??;
+        send(stream, &framed, limits).await?;
     }
-    let deadline = std::time::Instant::now() + limits.write_timeout;
-    with_timeout(deadline, stream.write_all(b"0\r\n\r\n"))
-        .await
-        .map_err(|()| timed_out())?
+    send(stream, b"0\r\n\r\n", limits).await
 }
 
 /// Binds a listener, with the OS choosing the port when it is 0.

@@ -146,6 +146,14 @@ impl Attack {
         assert!(streams <= MAX_EVENT_STREAMS, "{streams} streams");
         streams
     }
+
+    /// Waits until the slowloris connections have sent a second byte, [`SLOW`] after the
+    /// first: they are slow, not dead.
+    fn wait_for_a_second_slowloris_round(&self) {
+        eventually("a second slowloris round", WAIT, || {
+            (self.rounds.load(Ordering::SeqCst) >= 2).then_some(())
+        });
+    }
 }
 
 impl Drop for Attack {
@@ -265,10 +273,7 @@ fn test_webhooks_answered_under_300_slowloris_connections() {
     let v = serve(&s, &[]);
     let attack = Attack::start(v.client.addr, &[Kind::Slowloris]);
     attack.wait_in_place(MAX_CONNECTIONS);
-    // They are slow, not dead: a second byte each, a round later.
-    eventually("a second slowloris round", WAIT, || {
-        (attack.rounds.load(Ordering::SeqCst) >= 2).then_some(())
-    });
+    attack.wait_for_a_second_slowloris_round();
     webhooks_answered_under("300 slowloris connections", &s, &v);
 }
 
@@ -290,9 +295,7 @@ fn test_webhooks_answered_under_all_three_attacks_together() {
     // slow or idle.
     let streams = attack.wait_in_place(MAX_CONNECTIONS);
     assert!(streams > 0, "no stream among the attackers");
-    eventually("a second slowloris round", WAIT, || {
-        (attack.rounds.load(Ordering::SeqCst) >= 2).then_some(())
-    });
+    attack.wait_for_a_second_slowloris_round();
     webhooks_answered_under("all three attacks together", &s, &v);
     // Streams are never shed for a newcomer.
     assert_eq!(attack.open(Kind::Stream), streams);
