@@ -31,6 +31,8 @@
 //! - [`ledger`]: what is kept for reading: event logs, retention, the newest-first listing.
 //! - [`service`]: what both HTTP fronts share: routes, the order of a webhook's checks, the
 //!   status and one-line body of every refusal.
+//! - [`budget`]: which connections a server keeps when more arrive than it serves at once:
+//!   waiting ones are shed for newcomers, event streams are capped.
 //!
 //! **The driver** — [`agent`]: async, but still `no_std`, allocation-free and generic over
 //! the platform's connections, clock, timers and bundle store. It carries the deployer's
@@ -74,6 +76,7 @@ extern crate std;
 pub mod access;
 pub mod agent;
 pub mod archive;
+pub mod budget;
 pub mod bundle;
 pub mod conductr;
 pub mod deployer;

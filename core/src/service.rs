@@ -93,35 +93,40 @@ impl Endpoint {
     }
 }
 
-/// Which endpoint a request is, from its method and target (path and query); or the 404 or
-/// 405 (with `Allow`) refusal, or 400 for a webhook target that is malformed. Checked before
-/// anything of the request's body is read.
+/// Which endpoint a request is, from its method and origin-form target (path and query); or
+/// the 404 or 405 (with `Allow`) refusal, or 400 for a webhook target that is malformed.
+/// Checked before anything of the request's body is read.
+///
+/// `HEAD` is routed wherever `GET` is, to the same endpoint (RFC 9110 §9.3.2): the runtime
+/// answers it as `GET` with the same head and no body.
 pub fn route(method: &str, target: &str) -> Result<Endpoint, Refusal> {
     let path = target.split_once('?').map_or(target, |(path, _)| path);
-    let only = |allow: &'static str, wanted: &str| {
-        if method == wanted {
+    let get = || {
+        if matches!(method, "GET" | "HEAD") {
             Ok(())
         } else {
-            Err(Refusal::with_allow(Reason::MethodNotAllowed, allow))
+            Err(Refusal::with_allow(Reason::MethodNotAllowed, "GET, HEAD"))
         }
     };
     match path {
-        "/healthz" => return only("GET", "GET").map(|()| Endpoint::Health),
-        "/metrics" => return only("GET", "GET").map(|()| Endpoint::Metrics),
+        "/healthz" => return get().map(|()| Endpoint::Health),
+        "/metrics" => return get().map(|()| Endpoint::Metrics),
         _ => {}
     }
     let (prefix, rest) = Prefix::strip(path).ok_or(Refusal::new(Reason::NotFound))?;
     match rest.split('/').count() {
-        _ if rest.is_empty() => only("GET", "GET").map(|()| Endpoint::Deployments { prefix }),
-        1 if rest == "events" => only("GET", "GET").map(|()| Endpoint::Events { prefix }),
+        _ if rest.is_empty() => get().map(|()| Endpoint::Deployments { prefix }),
+        1 if rest == "events" => get().map(|()| Endpoint::Events { prefix }),
         1 => {
-            only("GET", "GET")?;
+            get()?;
             let id =
                 DeploymentId::parse(rest).map_err(|_| Refusal::new(Reason::NoSuchDeployment))?;
             Ok(Endpoint::Deployment { prefix, id })
         }
         3 => {
-            only("POST", "POST")?;
+            if method != "POST" {
+                return Err(Refusal::with_allow(Reason::MethodNotAllowed, "POST"));
+            }
             let target = Target::parse(target)?;
             Ok(Endpoint::Webhook(Destination::of(&target)?))
         }
@@ -157,8 +162,10 @@ pub enum Reason {
     Target(TargetError),
     /// A webhook body that is malformed (400) or meaningless (422).
     Body(BodyError),
-    /// A missing or malformed signature (401); one that does not verify, is stale or replayed
-    /// (403, the same body for all three); the replay cache is full (503).
+    /// No signature header of an accepted scheme (401); the body names the accepted ones.
+    Unsigned(Schemes),
+    /// A malformed signature (401); one that does not verify, is stale or replayed (403, the
+    /// same body for all three); the replay cache is full (503).
     Signature(SignatureError),
     /// A package outside the allow-list (403).
     NotAllowed,
@@ -166,6 +173,11 @@ pub enum Reason {
     Busy(Busy),
     /// Shutting down (503).
     ShuttingDown,
+    /// The event streams are at `--max-event-streams` (503).
+    StreamsFull,
+    /// Every connection slot works or streams: the connection is refused before its request
+    /// is read (503; [`crate::budget`]).
+    ConnectionsFull,
 }
 
 impl Reason {
@@ -182,9 +194,12 @@ impl Reason {
             Self::MediaType => Status::UnsupportedMediaType,
             Self::Target(e) => e.status(),
             Self::Body(e) => e.status(),
+            Self::Unsigned(_) => Status::Unauthorized,
             Self::Signature(e) => e.status(),
             Self::NotAllowed => Status::Forbidden,
-            Self::Busy(_) | Self::ShuttingDown => Status::ServiceUnavailable,
+            Self::Busy(_) | Self::ShuttingDown | Self::StreamsFull | Self::ConnectionsFull => {
+                Status::ServiceUnavailable
+            }
         }
     }
 
@@ -203,10 +218,23 @@ impl Reason {
             Self::Target(_) => "bad_target",
             Self::Body(e) if matches!(e.status(), Status::UnprocessableEntity) => "unprocessable",
             Self::Body(_) => "bad_body",
+            Self::Unsigned(_) => SignatureError::Missing.reason(),
             Self::Signature(e) => e.reason(),
             Self::NotAllowed => "not_allowed",
             Self::Busy(_) => "busy",
             Self::ShuttingDown => "shutting_down",
+            Self::StreamsFull => "streams_full",
+            Self::ConnectionsFull => "connections_full",
+        }
+    }
+
+    /// The label of a refusal for its signature (`missing`, `malformed`, `mismatch`, `stale`,
+    /// `replayed`, `busy`), for the signature refusals' metric; `None` for any other reason.
+    pub const fn signature_refusal(self) -> Option<&'static str> {
+        match self {
+            Self::Unsigned(_) => Some(SignatureError::Missing.reason()),
+            Self::Signature(e) => Some(e.reason()),
+            _ => None,
         }
     }
 }
@@ -229,9 +257,17 @@ impl fmt::Display for Reason {
             Self::MediaType => f.write_str("the body must be application/json"),
             Self::Target(e) => e.fmt(f),
             Self::Body(e) => e.fmt(f),
-            Self::Signature(SignatureError::Missing) => {
-                f.write_str("a signature is required: X-Lockstep-Signature or X-Bintray-Hook-Hmac")
+            Self::Unsigned(schemes) => {
+                f.write_str("a signature is required: ")?;
+                match (schemes.lockstep(), schemes.bintray()) {
+                    (true, true) => f.write_str("X-Lockstep-Signature or X-Bintray-Hook-Hmac"),
+                    (true, false) => f.write_str("X-Lockstep-Signature"),
+                    // `Schemes` enables at least one.
+                    (false, _) => f.write_str("X-Bintray-Hook-Hmac"),
+                }
             }
+            // Without the schemes this cannot name the headers; `accept` says `Unsigned`.
+            Self::Signature(SignatureError::Missing) => f.write_str("a signature is required"),
             Self::Signature(e) if e.status() == Status::Unauthorized => {
                 write!(f, "malformed signature: {e}")
             }
@@ -242,6 +278,8 @@ impl fmt::Display for Reason {
             Self::NotAllowed => f.write_str("this package may not be deployed here"),
             Self::Busy(_) => f.write_str("too many deployments in flight; retry later"),
             Self::ShuttingDown => f.write_str("shutting down"),
+            Self::StreamsFull => f.write_str("too many event streams; retry later"),
+            Self::ConnectionsFull => f.write_str("too many connections; retry later"),
         }
     }
 }
@@ -489,7 +527,11 @@ impl<const R: usize> Webhooks<R> {
         if hook.content_type.is_some_and(|t| !is_json(t)) {
             return Err(Reason::MediaType.into());
         }
-        let presented = signature::select(self.config.schemes, hook.signatures)?;
+        let schemes = self.config.schemes;
+        let presented = signature::select(schemes, hook.signatures).map_err(|e| match e {
+            SignatureError::Missing => Reason::Unsigned(schemes),
+            e => Reason::Signature(e),
+        })?;
         let fresh = match &presented {
             Presented::Lockstep(sig) => Some(sig.verify(
                 &self.secret,

@@ -38,6 +38,7 @@ pub struct Config {
     pub read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    pub max_event_streams: usize,
     pub max_in_flight: usize,
     pub replay_cache: usize,
     pub retention: usize,
@@ -99,6 +100,14 @@ pub enum SettingError {
     NotAllowed(String),
     /// More `--allow` entries than [`MAX_ALLOWED`].
     TooManyAllowed,
+    /// `--max-event-streams` not below `--max-connections`: streams could hold every
+    /// connection.
+    StreamsNotBelowConnections {
+        /// `--max-event-streams`.
+        streams: usize,
+        /// `--max-connections`.
+        connections: usize,
+    },
 }
 
 impl fmt::Display for SettingError {
@@ -118,6 +127,14 @@ impl fmt::Display for SettingError {
                 write!(f, "`{item}` is not org/repo/package (each a name or *)")
             }
             Self::TooManyAllowed => write!(f, "at most {MAX_ALLOWED} entries"),
+            Self::StreamsNotBelowConnections {
+                streams,
+                connections,
+            } => write!(
+                f,
+                "--max-event-streams ({streams}) must be fewer than --max-connections \
+                 ({connections}), so that streams can never hold every connection"
+            ),
         }
     }
 }
@@ -398,9 +415,20 @@ pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "max-connections",
         default: "256",
-        help: "Connections served at once; more wait in the listen backlog",
+        help: "Connections held at once; at the limit, the one waiting longest without a \
+               request under way is closed for a new one (or the new one refused when every \
+               one is busy)",
         apply: |c, v| {
             c.max_connections = count(v, 65_536)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "max-event-streams",
+        default: "32",
+        help: "Event streams served at once (503 above); fewer than --max-connections",
+        apply: |c, v| {
+            c.max_event_streams = count(v, 65_535)?;
             Ok(())
         },
     },
@@ -633,6 +661,7 @@ impl Default for Config {
             read_timeout: Duration::ZERO,
             idle_timeout: Duration::ZERO,
             max_connections: 0,
+            max_event_streams: 0,
             max_in_flight: 0,
             replay_cache: 0,
             retention: 0,
@@ -692,6 +721,7 @@ impl Config {
                 return Err(Error::UnknownVariable(name.clone()));
             }
         }
+        let mut origins: Vec<(&str, Origin)> = Vec::new();
         for setting in SETTINGS {
             let flag = sources
                 .flags
@@ -712,9 +742,27 @@ impl Config {
                 .get(&setting.key())
                 .map(|v| (v.clone(), Origin::File(setting.key())));
             if let Some((value, origin)) = flag.or(env).or(bind).or(file) {
-                (setting.apply)(&mut config, &value)
-                    .map_err(|error| Error::Setting { origin, error })?;
+                (setting.apply)(&mut config, &value).map_err(|error| Error::Setting {
+                    origin: origin.clone(),
+                    error,
+                })?;
+                origins.push((setting.name, origin));
             }
+        }
+        // Across settings, once all are read: named by where the stream cap came from, or by
+        // --max-connections when only that was given.
+        if config.max_event_streams >= config.max_connections {
+            let origin = ["max-event-streams", "max-connections"]
+                .iter()
+                .find_map(|name| origins.iter().find(|(n, _)| n == name))
+                .map_or(Origin::Flag("max-event-streams"), |(_, o)| o.clone());
+            return Err(Error::Setting {
+                origin,
+                error: SettingError::StreamsNotBelowConnections {
+                    streams: config.max_event_streams,
+                    connections: config.max_connections,
+                },
+            });
         }
         Ok(config)
     }
@@ -756,6 +804,7 @@ impl Config {
                 idle_timeout: self.idle_timeout,
                 write_timeout: self.read_timeout,
                 max_connections: self.max_connections,
+                max_event_streams: self.max_event_streams,
             },
             webhooks,
             replay_cache: self.replay_cache,
@@ -934,6 +983,48 @@ mod tests {
             let e = Config::from_sources(&s).unwrap_err().to_string();
             assert!(e.contains(message), "{e}");
         }
+    }
+
+    #[test]
+    fn test_max_event_streams_below_max_connections() {
+        let c = Config::default();
+        assert_eq!((c.max_connections, c.max_event_streams), (256, 32));
+        // The edge: one below is accepted, equal is refused, whichever setting moved.
+        let ok = sources(
+            &[("max-connections", "3"), ("max-event-streams", "2")],
+            &[],
+            &[],
+        );
+        let c = Config::from_sources(&ok).unwrap();
+        assert_eq!((c.max_connections, c.max_event_streams), (3, 2));
+        for (s, origin) in [
+            (
+                sources(&[("max-event-streams", "256")], &[], &[]),
+                "--max-event-streams: ",
+            ),
+            (
+                sources(&[], &[("LOCKSTEP_MAX_CONNECTIONS", "32")], &[]),
+                "LOCKSTEP_MAX_CONNECTIONS: ",
+            ),
+            (
+                sources(
+                    &[("max-connections", "2")],
+                    &[],
+                    &[("max_event_streams", "2")],
+                ),
+                "`max_event_streams` in the configuration file: ",
+            ),
+        ] {
+            let e = Config::from_sources(&s).unwrap_err().to_string();
+            assert!(e.starts_with(origin), "{e}");
+            assert!(
+                e.contains("--max-event-streams (") && e.contains("must be fewer than"),
+                "{e}"
+            );
+        }
+        let zero = sources(&[("max-event-streams", "0")], &[], &[]);
+        let e = Config::from_sources(&zero).unwrap_err().to_string();
+        assert!(e.contains("--max-event-streams"), "{e}");
     }
 
     #[test]

@@ -1,18 +1,28 @@
 //! A small HTTP/1.1 server on async-io, for the sandbox and `lockstep serve`.
 //!
-//! Request heads are parsed with httparse, bodies read by `Content-Length` (a chunked request
-//! body is refused with 411, never read as the next request). Every limit is explicit
-//! ([`Limits`]): head bytes (431), body bytes (413), the time a request may take to arrive
-//! (408), the idle time of a kept-alive connection, and the connections served at once (the
-//! others wait in the listen backlog). A refusal answers one line of text and closes the
-//! connection. Responses are whole ([`Body::Bytes`], with `Content-Length`) or streamed
-//! ([`Body::Stream`], chunked: server-sent events).
+//! Request heads are parsed with httparse, bodies read by `Content-Length` only, and framing
+//! is strict, so that nothing of one request is ever read as the next (request smuggling): a
+//! chunked request body is refused with 411; several `Content-Length` headers (even equal),
+//! a value that is not plain digits, or `Transfer-Encoding` beside `Content-Length` with 400.
+//! An absolute-form target (`http://host/path`) is served by its path and query; `HEAD` is
+//! answered as `GET` without the body. Every limit is explicit ([`Limits`]): head bytes
+//! (431), body bytes (413), the time a request may take to arrive (408), the idle time of a
+//! kept-alive connection, the connections held at once and the event streams among them. A
+//! refusal answers one line of text and closes the connection, saying `Connection: close`
+//! as every answer after which the connection closes does. Responses are whole
+//! ([`Body::Bytes`], with `Content-Length`) or streamed ([`Body::Stream`], chunked:
+//! server-sent events).
+//!
+//! Connections are admitted by core's [`lockstep_core::budget`]: accepting never stops; at the limit a new
+//! connection takes the slot of the one that has waited longest without a request under way
+//! (idle, or a head not complete yet), which is closed; when every slot is working or
+//! streaming, the new one is answered 503 (if its socket takes the line at once) and closed.
 //!
 //! What it serves is an [`App`]: each request is routed once, from its head, before its body
 //! is read; the route is kept until the request is answered. It runs on a single-threaded
 //! executor: apps share state through `Rc`.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -20,11 +30,12 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use async_executor::LocalExecutor;
+use async_executor::{LocalExecutor, Task};
 use async_io::Timer;
 use async_net::{TcpListener, TcpStream};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
-use lockstep_core::service::Reason;
+use lockstep_core::budget::{Budget, BudgetError, ConnId, Opened, Slot, StreamError};
+use lockstep_core::service::{Reason, Refusal};
 
 /// The most headers a request may have.
 const MAX_HEADERS: usize = 64;
@@ -42,8 +53,11 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long writing a response may take before the connection is dropped.
     pub write_timeout: Duration,
-    /// How many connections are served at once; the others wait in the listen backlog.
+    /// How many connections are held at once: at the limit a waiting one is shed for a new
+    /// one, or the new one refused when all are working or streaming.
     pub max_connections: usize,
+    /// How many of them may serve an event stream (fewer than `max_connections`).
+    pub max_event_streams: usize,
 }
 
 impl Default for Limits {
@@ -55,6 +69,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
             max_connections: 256,
+            max_event_streams: 32,
         }
     }
 }
@@ -64,7 +79,8 @@ impl Default for Limits {
 pub struct Request {
     /// `GET`, `POST`, ...
     pub method: String,
-    /// The request target: path and query.
+    /// The request target in origin form: path and query (an absolute-form target's
+    /// authority is dropped).
     pub target: String,
     /// The headers, names in lowercase, in order.
     pub headers: Vec<(String, Vec<u8>)>,
@@ -205,16 +221,20 @@ pub trait App: 'static {
     /// app gets one copy to answer with, [`App::answered`] another).
     type Route: Clone + 'static;
 
-    /// Routes a request from its method and target (path and query), once, before its body is
-    /// read: the route is checked before the transport limits (docs/PROTOCOL.md §7). A refusal
-    /// (404, 405, 400) is answered at once, the body unread, and the connection closed.
+    /// Routes a request from its method and origin-form target (path and query), once, before
+    /// its body is read: the route is checked before the transport limits (docs/PROTOCOL.md
+    /// §7). A refusal (404, 405, 400) is answered at once, the body unread, and the
+    /// connection closed. A `HEAD` is routed as such; the server sends its answer without the
+    /// body.
     fn route(&self, method: &str, target: &str) -> Result<Self::Route, Response>;
 
-    /// Answers a routed request, its body read within the limits.
+    /// Answers a routed request, its body read within the limits; `connection` is what the
+    /// request may ask of its connection (to become an event stream).
     fn call(
         self: Rc<Self>,
         route: Self::Route,
         request: Request,
+        connection: Connection,
     ) -> Pin<Box<dyn Future<Output = Response>>>;
 
     /// Called after each answer, for request logs and metrics: with the route, unless the
@@ -230,40 +250,191 @@ pub trait App: 'static {
     ) {
         let _ = (route, method, path, status, took);
     }
+
+    /// Called when the connection budget turns a connection away, for metrics.
+    fn turned_away(&self, how: TurnedAway) {
+        let _ = how;
+    }
 }
 
-/// Accepts and serves connections on `listener` until the executor is dropped.
-pub async fn serve<A: App>(
+/// How the connection budget turned a connection away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TurnedAway {
+    /// A waiting connection (idle, or its head incomplete) was closed for a new one.
+    Shed,
+    /// A new connection was refused: every slot was working or streaming.
+    Refused,
+}
+
+impl TurnedAway {
+    /// A short stable label, for metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Shed => "shed",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+/// How many connections the budget holds now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Connections held.
+    pub connections: usize,
+    /// Event streams among them.
+    pub streams: usize,
+}
+
+/// The budget and the clock it is told the time by, shared by the accepting loop and every
+/// connection.
+#[derive(Debug)]
+struct Admission {
+    budget: RefCell<Budget<Vec<Slot>>>,
+    origin: std::time::Instant,
+}
+
+impl Admission {
+    fn now(&self) -> lockstep_core::time::Instant {
+        let millis = self.origin.elapsed().as_millis();
+        lockstep_core::time::Instant::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
+    }
+}
+
+/// A request's connection, as the app sees it.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    admission: Rc<Admission>,
+    id: ConnId,
+}
+
+impl Connection {
+    /// Makes the connection an event stream, within `max_event_streams`; it stays one until
+    /// it closes. A refusal is core's 503 ([`Reason::StreamsFull`]).
+    pub fn stream(&self) -> Result<(), StreamError> {
+        self.admission.budget.borrow_mut().stream(self.id)
+    }
+
+    /// The connections and streams held now.
+    pub fn load(&self) -> Load {
+        let budget = self.admission.budget.borrow();
+        Load {
+            connections: budget.in_use(),
+            streams: budget.streams(),
+        }
+    }
+
+    /// Its request head is read: it is working, no longer shed for a newcomer.
+    fn head_complete(&self) {
+        // Stale only once shed, and a shed connection's task never runs again.
+        let _ = self.admission.budget.borrow_mut().head_complete(self.id);
+    }
+
+    /// Answered and kept alive: it waits for its next request from now.
+    fn answered(&self) {
+        let now = self.admission.now();
+        let _ = self.admission.budget.borrow_mut().answered(self.id, now);
+    }
+}
+
+/// Holds a connection's slot until it ends, however it ends: when a shed connection's task is
+/// dropped, its id is stale and freeing it changes nothing.
+#[derive(Debug)]
+struct Held(Connection);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.0.admission.budget.borrow_mut().close(self.0.id);
+    }
+}
+
+/// Accepts and serves connections on `listener` until the executor is dropped; refuses limits
+/// whose event streams are not fewer than their connections.
+pub fn serve<A: App>(
     executor: Rc<LocalExecutor<'static>>,
     listener: TcpListener,
     limits: Limits,
     app: Rc<A>,
+) -> Result<impl Future<Output = ()>, BudgetError> {
+    let budget = Budget::new(
+        vec![Slot::FREE; limits.max_connections],
+        limits.max_event_streams,
+    )?;
+    let admission = Rc::new(Admission {
+        budget: RefCell::new(budget),
+        origin: std::time::Instant::now(),
+    });
+    Ok(accept(executor, listener, limits, app, admission))
+}
+
+async fn accept<A: App>(
+    executor: Rc<LocalExecutor<'static>>,
+    listener: TcpListener,
+    limits: Limits,
+    app: Rc<A>,
+    admission: Rc<Admission>,
 ) {
-    let active = Rc::new(Cell::new(0usize));
-    let (freed_tx, freed_rx) = async_channel::unbounded::<()>();
+    // The task serving each slot: dropping a task's handle cancels it, which closes its
+    // socket. Replacing a shed connection's handle is what closes it.
+    let mut tasks: Vec<Option<Task<()>>> = (0..limits.max_connections).map(|_| None).collect();
     loop {
-        // At the limit, stop accepting: further connections wait in the listen backlog.
-        while active.get() >= limits.max_connections.max(1) {
-            if freed_rx.recv().await.is_err() {
-                return;
-            }
-        }
+        // Never paused: a connection left in the listen backlog could not shed anyone.
         let Ok((stream, peer)) = listener.accept().await else {
             // Out of file descriptors or the like: wait a moment rather than spin.
             Timer::after(Duration::from_millis(50)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
-        active.set(active.get().saturating_add(1));
-        let (active, freed, app) = (active.clone(), freed_tx.clone(), app.clone());
-        executor
-            .spawn(async move {
-                let _ = connection(stream, peer, limits, app).await;
-                active.set(active.get().saturating_sub(1));
-                let _ = freed.try_send(());
-            })
-            .detach();
+        let now = admission.now();
+        let opened = admission.budget.borrow_mut().open(now);
+        let Ok(Opened { id, shed }) = opened else {
+            refuse_at_once(stream).await;
+            app.turned_away(TurnedAway::Refused);
+            continue;
+        };
+        let held = Held(Connection {
+            admission: admission.clone(),
+            id,
+        });
+        let served = app.clone();
+        let task = executor.spawn(async move {
+            let _ = connection(stream, peer, limits, served, held).await;
+        });
+        // The slot's previous task: finished, or the shed connection's, cancelled here.
+        let previous = tasks[id.slot()].replace(task);
+        if shed.is_some() {
+            drop(previous);
+            app.turned_away(TurnedAway::Shed);
+        }
+        // Let the new connection read what it was sent before the next is accepted: in a
+        // burst of connections, one whose request has arrived must be working, not shed
+        // for the next newcomer before it was even read.
+        futures_lite::future::yield_now().await;
     }
+}
+
+/// Refuses a connection before reading anything: one try at the 503 line, never a wait, so
+/// that a refusal costs no task and no time. A fresh socket's send buffer takes these few
+/// bytes; the client may still see a reset instead if its request was not read.
+async fn refuse_at_once(mut stream: TcpStream) {
+    let bytes = encode(
+        &refusal(Refusal::new(Reason::ConnectionsFull)),
+        false,
+        Persist::Close,
+    );
+    let _ = futures_lite::future::poll_once(stream.write_all(&bytes)).await;
+}
+
+/// The answer to a refusal of core's: its status, its line, `Allow` or `Retry-After`; the
+/// connection closes after it.
+pub fn refusal(refusal: Refusal) -> Response {
+    let mut response = Response::text(refusal.status().code(), &refusal.reason.to_string());
+    if let Some(allow) = refusal.allow {
+        response = response.with_header("Allow", allow);
+    }
+    if let Some(secs) = refusal.retry_after() {
+        response = response.with_header("Retry-After", secs.to_string());
+    }
+    response
 }
 
 /// Why reading a request stopped.
@@ -290,69 +461,165 @@ async fn with_timeout<T>(
         .await
 }
 
+/// Whether a connection stays open after an answer, as its request asked (RFC 9112 §9.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Persist {
+    /// Closed after the answer, which says `Connection: close`.
+    Close,
+    /// Kept open (HTTP/1.1's default).
+    KeepAlive,
+    /// Kept open as an HTTP/1.0 request's `Connection: keep-alive` asked; the answer says so.
+    KeepAlive10,
+}
+
+impl Persist {
+    /// From the request's HTTP minor version and `Connection` headers (tokens, any case).
+    fn of(minor_version: u8, headers: &[(String, Vec<u8>)]) -> Self {
+        let tokens = headers
+            .iter()
+            .filter(|(n, _)| n == "connection")
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii);
+        let (mut close, mut keep_alive) = (false, false);
+        for token in tokens {
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
+        match (minor_version, close, keep_alive) {
+            (_, true, _) | (0, false, false) => Self::Close,
+            (0, false, true) => Self::KeepAlive10,
+            _ => Self::KeepAlive,
+        }
+    }
+}
+
 /// Serves one connection: requests in turn, while kept alive.
 async fn connection<A: App>(
     mut stream: TcpStream,
     peer: SocketAddr,
     limits: Limits,
     app: Rc<A>,
+    held: Held,
 ) -> io::Result<()> {
+    let connection = &held.0;
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
-        let read = read_request(&mut stream, &mut buf, peer, &limits, &*app).await;
+        let read = read_request(&mut stream, &mut buf, peer, &limits, &*app, connection).await;
         let started = std::time::Instant::now();
-        let refused = |reason: Reason| {
-            let mut response = Response::text(reason.status().code(), &reason.to_string());
-            response.close = true;
-            response
-        };
-        let (route, request, close_after) = match read {
+        let (route, request, persist) = match read {
             Ok(ok) => ok,
             Err(ReadError::Closed) => return Ok(()),
             Err(ReadError::Refuse(reason)) => {
-                let response = refused(reason);
+                let response = refusal(Refusal::new(reason));
                 let status = response.status;
-                let _ = write_response(&mut stream, response, &limits).await;
+                let _ = write_response(&mut stream, response, &limits, false, Persist::Close).await;
                 app.answered(None, "-", "-", status, started.elapsed());
                 return Ok(());
             }
             Err(ReadError::RefuseRouted(reason, route, method, path)) => {
-                let response = refused(reason);
+                let response = refusal(Refusal::new(reason));
                 let status = response.status;
-                let _ = write_response(&mut stream, response, &limits).await;
+                let head_only = method == "HEAD";
+                let _ =
+                    write_response(&mut stream, response, &limits, head_only, Persist::Close).await;
                 app.answered(Some(&route), &method, &path, status, started.elapsed());
                 return Ok(());
             }
-            Err(ReadError::Unrouted(mut response, method, path)) => {
-                response.close = true;
+            Err(ReadError::Unrouted(response, method, path)) => {
                 let status = response.status;
-                let _ = write_response(&mut stream, response, &limits).await;
+                let head_only = method == "HEAD";
+                let _ =
+                    write_response(&mut stream, response, &limits, head_only, Persist::Close).await;
                 app.answered(None, &method, &path, status, started.elapsed());
                 return Ok(());
             }
         };
         let (method, path) = (request.method.clone(), request.path().to_owned());
-        let response = app.clone().call(route.clone(), request).await;
+        let response = app
+            .clone()
+            .call(route.clone(), request, connection.clone())
+            .await;
         let status = response.status;
-        let close = close_after || response.close;
-        let written = write_response(&mut stream, response, &limits).await;
+        let persist = if response.close {
+            Persist::Close
+        } else {
+            persist
+        };
+        let head_only = method == "HEAD";
+        let written = write_response(&mut stream, response, &limits, head_only, persist).await;
         app.answered(Some(&route), &method, &path, status, started.elapsed());
         written?;
-        if close {
+        if persist == Persist::Close {
             return Ok(());
         }
+        connection.answered();
+    }
+}
+
+/// The origin form of a request target (RFC 9112 §3.2): an absolute-form target
+/// (`http://host/path?query`) is served by its path and query. Its authority is ignored, as
+/// `Host` is: lockstep answers whatever name it is reached by. Any other form is kept as it
+/// is, and matches no route.
+fn origin_form(target: &str) -> String {
+    let scheme = ["http://", "https://"].into_iter().find(|scheme| {
+        target
+            .get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    });
+    let Some(scheme) = scheme else {
+        return target.to_owned();
+    };
+    let rest = &target[scheme.len()..];
+    match rest.find(['/', '?']) {
+        Some(at) if rest[at..].starts_with('/') => rest[at..].to_owned(),
+        // `http://host?query`: the path of an empty path is `/` (RFC 9110 §4.2.3).
+        Some(at) => format!("/{}", &rest[at..]),
+        None => "/".to_owned(),
+    }
+}
+
+/// A `Content-Length` value: plain ASCII digits, with the optional whitespace around a field
+/// value (RFC 9110 §5.5); a number past `usize` is as large as `usize` goes (413). Anything
+/// else (`+5`, `-1`, `5 5`, `0x5`, empty) is `None`.
+fn parse_length(value: &[u8]) -> Option<usize> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0usize, |n, d| {
+        n.saturating_mul(10).saturating_add(usize::from(d - b'0'))
+    }))
+}
+
+/// The body's length from the headers: `Content-Length` alone frames a body. A chunked body
+/// is refused (411) rather than read; several `Content-Length` headers, even equal ones, a
+/// value that is not plain digits, or `Transfer-Encoding` beside one, are 400 (RFC 9112
+/// §6.3): the sender and lockstep could disagree on where the body ends.
+fn body_length(method: &str, headers: &[(String, Vec<u8>)]) -> Result<usize, Reason> {
+    let named = |name: &'static str| headers.iter().filter(move |(n, _)| n == name);
+    let chunked = named("transfer-encoding").next().is_some();
+    let mut lengths = named("content-length");
+    match (lengths.next(), lengths.next(), chunked) {
+        (Some(_), _, true) | (Some(_), Some(_), false) => Err(Reason::MalformedHead),
+        (None, _, true) => Err(Reason::LengthRequired),
+        (Some((_, value)), None, false) => parse_length(value).ok_or(Reason::MalformedHead),
+        (None, _, false) if matches!(method, "POST" | "PUT" | "PATCH") => {
+            Err(Reason::LengthRequired)
+        }
+        (None, _, false) => Ok(0),
     }
 }
 
 /// Reads one request into `buf` (which may hold bytes of it already); returns it and whether
-/// the connection closes after its answer.
+/// the connection stays open after its answer.
 async fn read_request<A: App>(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     peer: SocketAddr,
     limits: &Limits,
     app: &A,
-) -> Result<(A::Route, Request, bool), ReadError<A::Route>> {
+    connection: &Connection,
+) -> Result<(A::Route, Request, Persist), ReadError<A::Route>> {
     let mut chunk = [0u8; 4096];
     // Between requests: wait for a first byte up to the idle time-out.
     if buf.is_empty() {
@@ -363,8 +630,9 @@ async fn read_request<A: App>(
         }
     }
     let deadline = std::time::Instant::now() + limits.read_timeout;
-    // The head.
-    let (head_len, method, target, headers, close) = loop {
+    // The head. Empty lines before the request line are skipped (RFC 9112 §2.2, httparse
+    // does it); anything else there is malformed.
+    let (head_len, method, target, headers, persist) = loop {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Request::new(&mut slots);
         match parsed.parse(buf) {
@@ -372,27 +640,20 @@ async fn read_request<A: App>(
                 if len > limits.head_bytes {
                     return Err(ReadError::Refuse(Reason::HeadTooLarge));
                 }
+                // From here the connection has a request under way: it is no longer shed.
+                connection.head_complete();
                 let headers: Vec<(String, Vec<u8>)> = parsed
                     .headers
                     .iter()
                     .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
                     .collect();
-                let version = parsed.version.unwrap_or(1);
-                let connection = headers
-                    .iter()
-                    .find(|(n, _)| n == "connection")
-                    .map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase());
-                let close = match connection.as_deref() {
-                    Some(v) if v.contains("close") => true,
-                    Some(v) if v.contains("keep-alive") => false,
-                    _ => version == 0,
-                };
+                let persist = Persist::of(parsed.version.unwrap_or(1), &headers);
                 break (
                     len,
                     parsed.method.unwrap_or("").to_owned(),
-                    parsed.path.unwrap_or("").to_owned(),
+                    origin_form(parsed.path.unwrap_or("")),
                     headers,
-                    close,
+                    persist,
                 );
             }
             Ok(httparse::Status::Partial) => {
@@ -422,24 +683,7 @@ async fn read_request<A: App>(
     };
     let refuse =
         |reason| ReadError::RefuseRouted(reason, route.clone(), method.clone(), path.clone());
-    // The body: by Content-Length only.
-    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-    if header("transfer-encoding").is_some() {
-        return Err(refuse(Reason::LengthRequired));
-    }
-    let length = match header("content-length") {
-        None if matches!(method.as_str(), "POST" | "PUT" | "PATCH") => {
-            return Err(refuse(Reason::LengthRequired));
-        }
-        None => 0,
-        Some(v) => match std::str::from_utf8(v)
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-        {
-            Some(n) => n,
-            None => return Err(refuse(Reason::MalformedHead)),
-        },
-    };
+    let length = body_length(&method, &headers).map_err(refuse)?;
     if length > limits.body_bytes {
         return Err(refuse(Reason::BodyTooLarge));
     }
@@ -454,7 +698,7 @@ async fn read_request<A: App>(
     // The loop above read at least `end` bytes.
     let body = buf[head_len..end].to_vec();
     // Keep what follows (a pipelined next request).
-    buf.drain(..end.min(buf.len()));
+    buf.drain(..end);
     Ok((
         route,
         Request {
@@ -464,16 +708,14 @@ async fn read_request<A: App>(
             body,
             peer,
         },
-        close,
+        persist,
     ))
 }
 
-/// Writes a response; a stream goes chunk by chunk until its channel closes.
-async fn write_response(
-    stream: &mut TcpStream,
-    response: Response,
-    limits: &Limits,
-) -> io::Result<()> {
+/// A response's head, and its whole body unless `head_only` (a stream's chunks follow);
+/// `Content-Length` is the body's whether it is sent or not: a `HEAD`'s answer is `GET`'s
+/// without the body.
+fn encode(response: &Response, head_only: bool, persist: Persist) -> Vec<u8> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\n",
         response.status,
@@ -482,54 +724,226 @@ async fn write_response(
     for (name, value) in &response.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "write timed out");
     match response.body {
-        Body::Bytes(body) => {
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-            if response.close {
-                head.push_str("Connection: close\r\n");
-            }
-            head.push_str("\r\n");
-            let mut out = head.into_bytes();
-            out.extend_from_slice(&body);
-            let deadline = std::time::Instant::now() + limits.write_timeout;
-            with_timeout(deadline, stream.write_all(&out))
-                .await
-                .map_err(|()| timed_out())??;
-            with_timeout(deadline, stream.flush())
-                .await
-                .map_err(|()| timed_out())?
-        }
-        Body::Stream(chunks) => {
-            head.push_str("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
-            let deadline = std::time::Instant::now() + limits.write_timeout;
-            with_timeout(deadline, stream.write_all(head.as_bytes()))
-                .await
-                .map_err(|()| timed_out())??;
-            while let Ok(chunk) = chunks.recv().await {
-                if chunk.is_empty() {
-                    continue;
-                }
-                let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
-                framed.extend_from_slice(&chunk);
-                framed.extend_from_slice(b"\r\n");
-                let deadline = std::time::Instant::now() + limits.write_timeout;
-                with_timeout(deadline, stream.write_all(&framed))
-                    .await
-                    .map_err(|()| timed_out())??;
-                with_timeout(deadline, stream.flush())
-                    .await
-                    .map_err(|()| timed_out())??;
-            }
-            let deadline = std::time::Instant::now() + limits.write_timeout;
-            with_timeout(deadline, stream.write_all(b"0\r\n\r\n"))
-                .await
-                .map_err(|()| timed_out())?
-        }
+        Body::Bytes(ref all) => head.push_str(&format!("Content-Length: {}\r\n", all.len())),
+        Body::Stream(_) => head.push_str("Transfer-Encoding: chunked\r\n"),
     }
+    match persist {
+        Persist::Close => head.push_str("Connection: close\r\n"),
+        Persist::KeepAlive10 => head.push_str("Connection: keep-alive\r\n"),
+        Persist::KeepAlive => {}
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    if let (Body::Bytes(body), false) = (&response.body, head_only) {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// Writes `bytes` and flushes them within the write time-out.
+async fn send(stream: &mut TcpStream, bytes: &[u8], limits: &Limits) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + limits.write_timeout;
+    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "write timed out");
+    with_timeout(deadline, stream.write_all(bytes))
+        .await
+        .map_err(|()| timed_out())??;
+    with_timeout(deadline, stream.flush())
+        .await
+        .map_err(|()| timed_out())?
+}
+
+/// Writes a response (its head only for a `HEAD`); a stream goes chunk by chunk until its
+/// channel closes or its client goes.
+async fn write_response(
+    stream: &mut TcpStream,
+    response: Response,
+    limits: &Limits,
+    head_only: bool,
+    persist: Persist,
+) -> io::Result<()> {
+    send(stream, &encode(&response, head_only, persist), limits).await?;
+    let Body::Stream(chunks) = response.body else {
+        return Ok(());
+    };
+    if head_only {
+        return Ok(());
+    }
+    // The client going away ends the stream at once, not at the next failed write: its slot
+    // is free for someone else. What it sends meanwhile is read and ignored.
+    let mut reader = stream.clone();
+    let mut gone = std::pin::pin!(async move {
+        let mut sink = [0u8; 512];
+        while let Ok(1..) = reader.read(&mut sink).await {}
+        None
+    });
+    while let Some(chunk) = async { chunks.recv().await.ok() }.or(gone.as_mut()).await {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+        framed.extend_from_slice(&chunk);
+        framed.extend_from_slice(b"\r\n");
+        send(stream, &framed, limits).await?;
+    }
+    send(stream, b"0\r\n\r\n", limits).await
 }
 
 /// Binds a listener, with the OS choosing the port when it is 0.
 pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn test_origin_form() {
+        for (target, origin) in [
+            ("/deployments/a/b/a?tag=x", "/deployments/a/b/a?tag=x"),
+            (
+                "http://host/deployments/a/b/a?tag=x",
+                "/deployments/a/b/a?tag=x",
+            ),
+            ("HTTP://host:9010/healthz", "/healthz"),
+            ("https://user@host/metrics", "/metrics"),
+            ("http://host", "/"),
+            ("http://host?x=1", "/?x=1"),
+            ("*", "*"),
+            ("ftp://host/healthz", "ftp://host/healthz"),
+            ("http:/healthz", "http:/healthz"),
+        ] {
+            assert_eq!(origin_form(target), origin, "{target}");
+        }
+    }
+
+    #[test]
+    fn test_parse_length() {
+        assert_eq!(parse_length(b"0"), Some(0));
+        assert_eq!(parse_length(b"42"), Some(42));
+        // Optional whitespace around a field value.
+        assert_eq!(parse_length(b" \t42\t "), Some(42));
+        // Past usize: as large as it goes, refused as too large.
+        assert_eq!(parse_length(b"99999999999999999999999"), Some(usize::MAX));
+        for bad in [
+            &b""[..],
+            b" ",
+            b"+5",
+            b"-1",
+            b"5 5",
+            b"0x5",
+            b"5,5",
+            b"5.0",
+            b"\xff",
+        ] {
+            assert_eq!(
+                parse_length(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn test_body_length() {
+        let length = |method, pairs: &[(&str, &str)]| body_length(method, &headers(pairs));
+        assert_eq!(length("GET", &[]), Ok(0));
+        assert_eq!(length("POST", &[]), Err(Reason::LengthRequired));
+        assert_eq!(length("POST", &[("content-length", "5")]), Ok(5));
+        assert_eq!(
+            length("GET", &[("transfer-encoding", "chunked")]),
+            Err(Reason::LengthRequired)
+        );
+        for pairs in [
+            &[("content-length", "5"), ("content-length", "5")][..],
+            &[("content-length", "0"), ("content-length", "5")],
+            &[("content-length", "5"), ("transfer-encoding", "chunked")],
+            &[("transfer-encoding", "chunked"), ("content-length", "5")],
+            &[("content-length", "+5")],
+        ] {
+            assert_eq!(
+                length("POST", pairs),
+                Err(Reason::MalformedHead),
+                "{pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn test_persist() {
+        let persist = |minor, pairs: &[(&str, &str)]| Persist::of(minor, &headers(pairs));
+        assert_eq!(persist(1, &[]), Persist::KeepAlive);
+        assert_eq!(persist(1, &[("connection", "close")]), Persist::Close);
+        assert_eq!(
+            persist(1, &[("connection", "Keep-Alive, CLOSE")]),
+            Persist::Close
+        );
+        assert_eq!(
+            persist(1, &[("connection", "keep-alive"), ("connection", "close")]),
+            Persist::Close
+        );
+        assert_eq!(persist(1, &[("connection", "closed")]), Persist::KeepAlive);
+        assert_eq!(persist(0, &[]), Persist::Close);
+        assert_eq!(
+            persist(0, &[("connection", "keep-alive")]),
+            Persist::KeepAlive10
+        );
+        assert_eq!(
+            persist(0, &[("connection", "keep-alive, close")]),
+            Persist::Close
+        );
+    }
+
+    #[test]
+    fn test_encode_says_how_the_connection_goes_on() {
+        let response = Response::text(200, "ok");
+        let text = |persist| String::from_utf8(encode(&response, false, persist)).unwrap();
+        assert!(text(Persist::Close).contains("\r\nConnection: close\r\n"));
+        assert!(text(Persist::KeepAlive10).contains("\r\nConnection: keep-alive\r\n"));
+        assert!(!text(Persist::KeepAlive).contains("Connection:"));
+        assert!(text(Persist::KeepAlive).ends_with("\r\n\r\nok\n"));
+        // A HEAD's answer: GET's Content-Length, no body.
+        let head = String::from_utf8(encode(&response, true, Persist::KeepAlive)).unwrap();
+        assert!(head.contains("\r\nContent-Length: 3\r\n"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "{head}");
+    }
+
+    #[test]
+    fn test_serve_refuses_streams_not_below_connections() {
+        let executor = Rc::new(LocalExecutor::new());
+        let listener = futures_lite::future::block_on(bind(([127, 0, 0, 1], 0).into())).unwrap();
+        let limits = Limits {
+            max_connections: 2,
+            max_event_streams: 2,
+            ..Limits::default()
+        };
+        struct Nothing;
+        impl App for Nothing {
+            type Route = ();
+            fn route(&self, _: &str, _: &str) -> Result<(), Response> {
+                Ok(())
+            }
+            fn call(
+                self: Rc<Self>,
+                (): (),
+                _: Request,
+                _: Connection,
+            ) -> Pin<Box<dyn Future<Output = Response>>> {
+                Box::pin(async { Response::text(200, "ok") })
+            }
+        }
+        assert!(matches!(
+            serve(executor, listener, limits, Rc::new(Nothing)),
+            Err(BudgetError::StreamsNotBelowCapacity)
+        ));
+    }
 }

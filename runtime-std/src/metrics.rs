@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use lockstep_core::deployer::{CommandKind, Outcome, Rollback};
 
+use crate::http::Load;
+
 /// The bounds of the step duration histogram, in seconds.
 pub const STEP_BUCKETS: [f64; 12] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -17,6 +19,7 @@ pub const STEP_BUCKETS: [f64; 12] = [
 pub struct Metrics {
     requests: BTreeMap<(&'static str, u16), u64>,
     signature_refusals: BTreeMap<&'static str, u64>,
+    turned_away: BTreeMap<&'static str, u64>,
     deployments: BTreeMap<&'static str, u64>,
     retries: BTreeMap<&'static str, u64>,
     step_buckets: [u64; STEP_BUCKETS.len()],
@@ -59,6 +62,11 @@ impl Metrics {
         *self.signature_refusals.entry(reason).or_default() += 1;
     }
 
+    /// A connection turned away by the connection budget: `shed` or `refused`.
+    pub fn turned_away(&mut self, how: &'static str) {
+        *self.turned_away.entry(how).or_default() += 1;
+    }
+
     /// A deployment ended.
     pub fn ended(&mut self, how: &Outcome) {
         *self.deployments.entry(outcome(how)).or_default() += 1;
@@ -87,6 +95,7 @@ impl Metrics {
         in_flight: usize,
         replay_entries: usize,
         replay_capacity: usize,
+        load: Load,
     ) -> String {
         let mut out = String::new();
         header(
@@ -178,6 +187,33 @@ impl Metrics {
             "How many the replay cache can remember.",
         );
         let _ = writeln!(out, "lockstep_replay_cache_capacity {replay_capacity}");
+        header(
+            &mut out,
+            "lockstep_connections_open",
+            "gauge",
+            "Connections held (at most --max-connections).",
+        );
+        let _ = writeln!(out, "lockstep_connections_open {}", load.connections);
+        header(
+            &mut out,
+            "lockstep_event_streams_open",
+            "gauge",
+            "Event streams served (at most --max-event-streams).",
+        );
+        let _ = writeln!(out, "lockstep_event_streams_open {}", load.streams);
+        header(
+            &mut out,
+            "lockstep_connections_turned_away_total",
+            "counter",
+            "Connections turned away at the connection limit: shed (waiting, closed for a new \
+             one) or refused (every slot busy).",
+        );
+        for (how, n) in &self.turned_away {
+            let _ = writeln!(
+                out,
+                "lockstep_connections_turned_away_total{{how=\"{how}\"}} {n}"
+            );
+        }
         out
     }
 }
@@ -198,7 +234,11 @@ mod tests {
         m.step(Duration::from_millis(40));
         m.step(Duration::from_millis(700));
         m.step(Duration::from_secs(1000));
-        let text = m.render(0, 0, 1);
+        let load = Load {
+            connections: 1,
+            streams: 0,
+        };
+        let text = m.render(0, 0, 1, load);
         assert!(text.contains("lockstep_step_duration_seconds_bucket{le=\"0.05\"} 1"));
         assert!(text.contains("lockstep_step_duration_seconds_bucket{le=\"1\"} 2"));
         assert!(text.contains("lockstep_step_duration_seconds_bucket{le=\"300\"} 2"));
@@ -212,7 +252,7 @@ mod tests {
         m.retry("resolve");
         m.retry("scale");
         m.retry("resolve");
-        let text = m.render(0, 0, 1);
+        let text = m.render(0, 0, 1, Load::default());
         assert!(text.contains("# TYPE lockstep_retries_total counter\n"));
         assert!(text.contains("lockstep_retries_total{command=\"resolve\"} 2\n"));
         assert!(text.contains("lockstep_retries_total{command=\"scale\"} 1\n"));

@@ -22,7 +22,7 @@ use lockstep_core::service::{self, Endpoint, Reason, Refusal, Webhook, Webhooks}
 use lockstep_core::signature::{Headers, Secret};
 
 use crate::deployments::{self, Deployments, RepositoryOption};
-use crate::http::{self, Request, Response};
+use crate::http::{self, Connection, Request, Response, TurnedAway, refusal};
 use crate::log;
 use crate::metrics::Metrics;
 use crate::signals::Stop;
@@ -111,14 +111,9 @@ pub async fn start(
         metrics,
         draining: Cell::new(false),
     });
-    executor
-        .spawn(http::serve(
-            executor.clone(),
-            listener,
-            options.limits,
-            state.clone(),
-        ))
-        .detach();
+    let server = http::serve(executor.clone(), listener, options.limits, state.clone())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    executor.spawn(server).detach();
     Ok(Service {
         addr,
         state,
@@ -165,18 +160,6 @@ impl Service {
     }
 }
 
-/// The answer to a refusal: its status, its line, `Allow` or `Retry-After`.
-pub fn refusal(refusal: Refusal) -> Response {
-    let mut response = Response::text(refusal.status().code(), &refusal.reason.to_string());
-    if let Some(allow) = refusal.allow {
-        response = response.with_header("Allow", allow);
-    }
-    if let Some(secs) = refusal.retry_after() {
-        response = response.with_header("Retry-After", secs.to_string());
-    }
-    response
-}
-
 impl http::App for State {
     type Route = Endpoint;
 
@@ -188,8 +171,9 @@ impl http::App for State {
         self: Rc<Self>,
         endpoint: Endpoint,
         request: Request,
+        connection: Connection,
     ) -> Pin<Box<dyn Future<Output = Response>>> {
-        Box::pin(async move { handle(&self, endpoint, &request) })
+        Box::pin(async move { handle(&self, endpoint, &request, &connection) })
     }
 
     fn answered(
@@ -204,9 +188,18 @@ impl http::App for State {
         self.metrics.borrow_mut().request(label, status);
         log::request(method, path, status, took);
     }
+
+    fn turned_away(&self, how: TurnedAway) {
+        self.metrics.borrow_mut().turned_away(how.label());
+    }
 }
 
-fn handle(state: &State, endpoint: Endpoint, request: &Request) -> Response {
+fn handle(
+    state: &State,
+    endpoint: Endpoint,
+    request: &Request,
+    connection: &Connection,
+) -> Response {
     match endpoint {
         Endpoint::Webhook(target) => webhook(state, request, &target),
         Endpoint::Deployment { id, .. } => {
@@ -224,7 +217,7 @@ fn handle(state: &State, endpoint: Endpoint, request: &Request) -> Response {
                 Err(_) => Response::text(500, "the listing could not be written"),
             }
         }
-        Endpoint::Events { .. } => events(state),
+        Endpoint::Events { .. } => events(state, request.method == "HEAD", connection),
         Endpoint::Health if state.draining.get() => refusal(Refusal::new(Reason::ShuttingDown)),
         Endpoint::Health => match state.deployments.link() {
             // Still healthy: webhooks are taken, and their deployments wait for ConductR.
@@ -241,6 +234,7 @@ fn handle(state: &State, endpoint: Endpoint, request: &Request) -> Response {
                 state.deployments.in_flight(),
                 replay,
                 state.replay_capacity,
+                connection.load(),
             );
             Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text)
         }
@@ -278,8 +272,8 @@ fn webhook(state: &State, request: &Request, target: &service::Destination) -> R
                 .with_header("Location", location)
         }
         Err(r) => {
-            if let Reason::Signature(e) = r.reason {
-                state.metrics.borrow_mut().signature_refusal(e.reason());
+            if let Some(label) = r.reason.signature_refusal() {
+                state.metrics.borrow_mut().signature_refusal(label);
             }
             refusal(r)
         }
@@ -331,9 +325,22 @@ fn spawn_drain(
 }
 
 /// `GET /deployments/events`: every event as `event:<type>\ndata:<id>\n\n`, and a heartbeat
-/// every interval.
-fn events(state: &State) -> Response {
+/// every interval, on a stream slot of the connection budget (503 beyond
+/// `--max-event-streams`), released when the connection closes. `HEAD` takes one too, to
+/// answer as `GET` would, and gets the head alone.
+fn events(state: &State, head: bool, connection: &Connection) -> Response {
+    // A stale connection cannot be here: a shed connection's task never runs again.
+    if connection.stream().is_err() {
+        let mut response = refusal(Refusal::new(Reason::StreamsFull));
+        // Told to come back later: its connection is no use meanwhile.
+        response.close = true;
+        return response;
+    }
     let (tx, rx) = async_channel::bounded::<Vec<u8>>(256);
+    if head {
+        drop(tx);
+        return Response::event_stream(rx);
+    }
     let subscription = state.deployments.subscribe();
     let heartbeat = state.heartbeat;
     state

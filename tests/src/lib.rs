@@ -8,6 +8,7 @@
 //! waits for a condition with a deadline, never for a fixed time.
 
 pub mod prometheus;
+pub mod raw;
 pub mod stack;
 
 use std::collections::HashMap;

@@ -118,11 +118,13 @@ fn lockstep(sandbox: &Sandbox, config: agent::Config) -> Lockstep {
                     let _ = answer.send(deployments.notify(request));
                 }
                 while let Ok(answer) = metrics_requests.try_recv() {
-                    // No replay cache here: that is the HTTP front's.
-                    let text = deployments
-                        .metrics()
-                        .borrow()
-                        .render(deployments.in_flight(), 0, 0);
+                    // No replay cache or connections here: those are the HTTP front's.
+                    let text = deployments.metrics().borrow().render(
+                        deployments.in_flight(),
+                        0,
+                        0,
+                        lockstep::http::Load::default(),
+                    );
                     let _ = answer.send(text);
                 }
                 futures_lite::future::or(

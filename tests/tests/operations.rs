@@ -105,7 +105,7 @@ fn test_version_prints_the_package_version() {
 /// TOML key and default, in the order of `--help`. Written out, not computed: this is the
 /// interface `--help` and the README promise.
 #[rustfmt::skip]
-const SETTING_SPELLINGS: [(&str, &str, &str, &str); 29] = [
+const SETTING_SPELLINGS: [(&str, &str, &str, &str); 30] = [
     ("listen", "LOCKSTEP_LISTEN", "listen", "127.0.0.1:9010"),
     ("conductr", "LOCKSTEP_CONDUCTR", "conductr", "http://127.0.0.1:9005"),
     ("repository", "LOCKSTEP_REPOSITORY", "repository", "(required)"),
@@ -116,6 +116,7 @@ const SETTING_SPELLINGS: [(&str, &str, &str, &str); 29] = [
     ("read-timeout", "LOCKSTEP_READ_TIMEOUT", "read_timeout", "10s"),
     ("idle-timeout", "LOCKSTEP_IDLE_TIMEOUT", "idle_timeout", "30s"),
     ("max-connections", "LOCKSTEP_MAX_CONNECTIONS", "max_connections", "256"),
+    ("max-event-streams", "LOCKSTEP_MAX_EVENT_STREAMS", "max_event_streams", "32"),
     ("max-in-flight", "LOCKSTEP_MAX_IN_FLIGHT", "max_in_flight", "64"),
     ("replay-cache", "LOCKSTEP_REPLAY_CACHE", "replay_cache", "1024"),
     ("retention", "LOCKSTEP_RETENTION", "retention", "1000"),

@@ -6,111 +6,14 @@
 //! an independent implementation (python3's `hmac`), so that a bug shared by core's signer and
 //! verifier cannot pass. Each test starts its own processes and shares nothing.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use lockstep_core::signature::{Secret, bintray_sign, lockstep_sign};
+use lockstep_tests::raw::*;
 use lockstep_tests::stack::*;
-use lockstep_tests::{Client, Process, Response, TempDir, binary, eventually};
+use lockstep_tests::{Client, Process, TempDir, binary, eventually};
 use serde_json::{Value, json};
-// ---- raw connections -------------------------------------------------------------------------
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(WAIT)).expect("timeout");
-    stream.set_write_timeout(Some(WAIT)).expect("timeout");
-    stream
-}
-
-/// A response read off a raw connection.
-#[derive(Debug)]
-struct Raw {
-    status: u16,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-impl Raw {
-    /// As a [`Response`], for [`assert_refused`].
-    fn response(&self) -> Response {
-        Response {
-            status: self.status,
-            headers: vec![("content-type".into(), self.content_type.clone())],
-            body: self.body.clone(),
-        }
-    }
-}
-
-/// Reads one response (the head byte by byte, so nothing after it is consumed).
-fn read_response(stream: &mut TcpStream) -> std::io::Result<Raw> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte)? == 0 {
-            return Err(ErrorKind::UnexpectedEof.into());
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad head {head:?}"));
-    let header = |name: &str| {
-        head.lines().find_map(|l| {
-            let (n, value) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name)
-                .then(|| value.trim().to_owned())
-        })
-    };
-    let length: usize = header("content-length").map_or(0, |l| l.parse().expect("a length"));
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body)?;
-    Ok(Raw {
-        status,
-        content_type: header("content-type").unwrap_or_default(),
-        body,
-    })
-}
-
-/// Reads one refusal, then the end of the connection: the server closed it.
-fn refused_then_closed(stream: &mut TcpStream, status: u16, what: &str) {
-    let raw = read_response(stream).unwrap_or_else(|e| panic!("{what}: no answer: {e}"));
-    assert_refused(&raw.response(), status, what);
-    let rest = read_until_closed(stream);
-    assert!(
-        rest.is_empty(),
-        "{what}: more after the refusal: {}",
-        String::from_utf8_lossy(&rest)
-    );
-}
-
-/// Everything the server sends until it closes (a reset counts as the end).
-fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
-    let mut all = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return all,
-            Ok(n) => all.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return all,
-            Err(e) => panic!("reading until the server closes: {e}; got {all:?}"),
-        }
-    }
-}
-
-/// `GET /healthz` on a kept-alive connection: the status.
-fn ask_healthz(stream: &mut TcpStream) -> u16 {
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: lockstep\r\n\r\n")
-        .expect("write");
-    let raw = read_response(stream).expect("a response");
-    assert_eq!(raw.body, b"ok\n");
-    raw.status
-}
-
 // ---- 1. a signed webhook deploys -------------------------------------------------------------
 
 #[test]
@@ -762,17 +665,17 @@ fn test_serve_404_and_405() {
         assert_refused(&v.client.get(path), 404, path);
     }
     for (method, path, allow) in [
-        ("DELETE", "/deployments", "GET"),
-        ("POST", "/deployments", "GET"),
-        ("POST", "/v2/deployments/events", "GET"),
+        ("DELETE", "/deployments", "GET, HEAD"),
+        ("POST", "/deployments", "GET, HEAD"),
+        ("POST", "/v2/deployments/events", "GET, HEAD"),
         (
             "PUT",
             "/deployments/7c1f21a3-91d1-44fa-8875-cf9a316d68ce",
-            "GET",
+            "GET, HEAD",
         ),
         ("GET", HOOK, "POST"),
         ("GET", HOOK_V2, "POST"),
-        ("POST", "/healthz", "GET"),
+        ("POST", "/healthz", "GET, HEAD"),
     ] {
         let r = v.client.request(method, path, &[], b"");
         let what = format!("{method} {path}");
@@ -1110,36 +1013,65 @@ fn test_serve_closes_an_idle_kept_alive_connection() {
 }
 
 #[test]
-fn test_serve_max_connections() {
+fn test_serve_max_connections_sheds_the_longest_waiting() {
     let s = sandbox(&[]);
-    let v = serve(&s, &["--max-connections", "2"]);
+    let v = serve(&s, &["--max-connections", "2", "--max-event-streams", "1"]);
     let addr = v.client.addr;
     let mut first = connect(addr);
     let mut second = connect(addr);
     assert_eq!(ask_healthz(&mut first), 200);
     assert_eq!(ask_healthz(&mut second), 200);
-    // A third waits in the backlog while both are open.
+    // Both wait, kept alive; a third is served at once, and the one that has waited longest
+    // is closed for it.
     let mut third = connect(addr);
-    third
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: lockstep\r\n\r\n")
-        .expect("write");
-    third
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .expect("timeout");
-    let mut buf = [0u8; 1];
-    match third.read(&mut buf) {
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-        other => panic!("the third connection was served: {other:?}"),
-    }
-    // The two are unaffected.
-    assert_eq!(ask_healthz(&mut first), 200);
-    // One closes: the third is served.
-    drop(first);
-    third.set_read_timeout(Some(WAIT)).expect("timeout");
-    let raw = read_response(&mut third).expect("a response");
-    assert_eq!((raw.status, raw.body.as_slice()), (200, &b"ok\n"[..]));
+    assert_eq!(ask_healthz(&mut third), 200);
+    assert_eq!(read_until_closed(&mut first), b"");
     assert_eq!(ask_healthz(&mut second), 200);
     assert_eq!(ask_healthz(&mut third), 200);
+}
+
+#[test]
+fn test_serve_max_connections_refuses_when_every_slot_is_busy() {
+    let s = sandbox(&[]);
+    let v = serve(&s, &["--max-connections", "2", "--max-event-streams", "1"]);
+    let addr = v.client.addr;
+    let mut events = v.client.stream("/deployments/events");
+    events.read_until(WAIT, |t| heartbeats(t) >= 1);
+    // The other slot works: a webhook whose body is still coming, pipelined behind a request
+    // whose answer shows the server has read the head behind it.
+    let mut working = connect(addr);
+    working
+        .write_all(
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: lockstep\r\n\r\n\
+                 POST {HOOK} HTTP/1.1\r\nHost: lockstep\r\nContent-Length: 100\r\n\r\n{{"
+            )
+            .as_bytes(),
+        )
+        .expect("write");
+    let raw = read_response(&mut working).expect("a response");
+    assert_eq!((raw.status, raw.body.as_slice()), (200, &b"ok\n"[..]));
+    // Nothing waits: the next connection is refused at once, 503 and closed.
+    let mut refused = connect(addr);
+    let answer = String::from_utf8(read_until_closed(&mut refused)).expect("text");
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(answer.contains("\r\nRetry-After: 5\r\n"), "{answer}");
+    assert!(answer.contains("\r\nConnection: close\r\n"), "{answer}");
+    assert!(
+        answer.ends_with("\r\n\r\ntoo many connections; retry later\n"),
+        "{answer}"
+    );
+    // The busy ones are untouched: the stream goes on.
+    events.read_until(WAIT, |t| heartbeats(t) >= 2);
+    // The stream's client goes: its slot is free for the next connection.
+    drop(events);
+    eventually("a slot to be free again", WAIT, || {
+        let mut next = connect(addr);
+        next.write_all(b"GET /healthz HTTP/1.1\r\nHost: lockstep\r\n\r\n")
+            .ok()?;
+        let raw = read_response(&mut next).ok()?;
+        (raw.status == 200).then_some(())
+    });
 }
 
 // ---- 10. the event stream --------------------------------------------------------------------
@@ -1273,10 +1205,19 @@ fn test_serve_header_of_a_disabled_scheme_is_ignored() {
         &[("X-Bintray-Hook-Hmac", bintray.as_str())],
         body.as_bytes(),
     );
-    assert_refused(&r, 401, "Bintray header, lockstep scheme only");
+    // The 401 names only the scheme accepted.
+    assert_eq!(
+        assert_refused(&r, 401, "Bintray header, lockstep scheme only"),
+        "a signature is required: X-Lockstep-Signature"
+    );
     assert_unchanged(&s, &lockstep_only, &before, "Bintray header ignored");
 
     let bintray_only = serve(&s, &["--schemes", "bintray"]);
+    let r = post(&bintray_only, HOOK, &[], body.as_bytes());
+    assert_eq!(
+        assert_refused(&r, 401, "no header, Bintray scheme only"),
+        "a signature is required: X-Bintray-Hook-Hmac"
+    );
     let r = post(
         &bintray_only,
         HOOK,

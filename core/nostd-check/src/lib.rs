@@ -11,6 +11,7 @@ use core::pin::pin;
 use core::task::{Context, Waker};
 
 use lockstep_core::archive::{self, Inflater};
+use lockstep_core::budget::{Budget, Slot};
 use lockstep_core::bundle::{BundleId, Digest, IdPrefix, Segment, Shorthand, Version};
 use lockstep_core::conductr::{bundles, multipart, sse};
 use lockstep_core::deployer::{self, Deployer, Output, persist};
@@ -53,7 +54,33 @@ pub extern "C" fn lockstep_nostd_check(input: &[u8; 64]) -> u32 {
     let mut inflater = Inflater::new();
     let mut conf = [0u8; 256];
     ok += u32::from(archive::read_bundle_conf(&mut zip, &mut inflater, &mut conf).is_ok());
-    ok + deployer_checks(input) + conductr_checks(input) + agent_checks()
+    ok + deployer_checks(input) + conductr_checks(input) + agent_checks() + budget_checks(input)
+}
+
+/// The connection budget on fixed slots, as a runtime without a heap keeps it.
+fn budget_checks(input: &[u8]) -> u32 {
+    let Ok(mut budget) = Budget::new([Slot::FREE; 4], 1) else {
+        return 0;
+    };
+    let mut ok = 0u32;
+    for (at, byte) in input.iter().enumerate() {
+        let now = Instant::from_millis(at as u64);
+        match budget.open(now) {
+            Ok(opened) => {
+                let id = opened.id;
+                ok += u32::from(opened.shed.is_some());
+                let done = match byte % 4 {
+                    0 => budget.head_complete(id).is_ok(),
+                    1 => budget.stream(id).is_ok(),
+                    2 => budget.answered(id, now).is_ok(),
+                    _ => budget.close(id).is_ok(),
+                };
+                ok += u32::from(done);
+            }
+            Err(_) => ok += 1,
+        }
+    }
+    ok + u32::from(budget.in_use() <= budget.capacity()) + budget.streams() as u32
 }
 
 /// A platform that does nothing, so that the agent's generic code is compiled and linked.

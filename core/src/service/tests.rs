@@ -129,18 +129,48 @@ fn test_route_every_endpoint_under_both_prefixes() {
 }
 
 #[test]
+fn test_route_head_wherever_get() {
+    let uuid = id(7).to_string();
+    for prefix in ["/deployments", "/v2/deployments"] {
+        for path in [
+            prefix.to_string(),
+            format!("{prefix}/events"),
+            format!("{prefix}/{uuid}"),
+        ] {
+            assert_eq!(route("HEAD", &path), route("GET", &path), "{path}");
+        }
+        // Not on the webhook: it only takes POST.
+        let r = route("HEAD", &format!("{prefix}/typesafe/bundle/typesafe")).unwrap_err();
+        assert_eq!(
+            (r.status(), r.allow),
+            (Status::MethodNotAllowed, Some("POST"))
+        );
+    }
+    assert_eq!(route("HEAD", "/healthz"), Ok(Endpoint::Health));
+    assert_eq!(route("HEAD", "/metrics"), Ok(Endpoint::Metrics));
+    // Methods are case-sensitive (RFC 9110 §9.1).
+    assert_eq!(
+        route("head", "/healthz").unwrap_err().allow,
+        Some("GET, HEAD")
+    );
+}
+
+#[test]
 fn test_route_refusals() {
     let r = route("POST", "/deployments").unwrap_err();
     assert_eq!(
         (r.status(), r.allow),
-        (Status::MethodNotAllowed, Some("GET"))
+        (Status::MethodNotAllowed, Some("GET, HEAD"))
     );
     let r = route("GET", TARGET).unwrap_err();
     assert_eq!(
         (r.status(), r.allow),
         (Status::MethodNotAllowed, Some("POST"))
     );
-    assert_eq!(route("DELETE", "/healthz").unwrap_err().allow, Some("GET"));
+    assert_eq!(
+        route("DELETE", "/healthz").unwrap_err().allow,
+        Some("GET, HEAD")
+    );
     for path in [
         "/",
         "/deploymentsx",
@@ -226,7 +256,7 @@ fn test_webhook_order_of_checks() {
     assert_eq!(reason(r), Reason::MediaType);
     // No signature: 401, whatever the body.
     let r = f.send(TARGET, None, Headers::default(), garbage, 1);
-    assert_eq!(reason(r), Reason::Signature(SignatureError::Missing));
+    assert_eq!(reason(r), Reason::Unsigned(Schemes::BOTH));
     // Lockstep scheme: the signature before the body.
     let r = f.send(TARGET, None, signed(&lockstep("other", T)), garbage, 1);
     assert_eq!(reason(r).status(), Status::Forbidden);
@@ -381,6 +411,11 @@ fn test_every_reason_has_one_line_and_its_status() {
         (Reason::Busy(Busy::TableFull), 503),
         (Reason::ShuttingDown, 503),
         (Reason::Signature(SignatureError::Missing), 401),
+        (Reason::Unsigned(Schemes::BOTH), 401),
+        (Reason::Unsigned(Schemes::LOCKSTEP_ONLY), 401),
+        (Reason::Unsigned(Schemes::BINTRAY_ONLY), 401),
+        (Reason::StreamsFull, 503),
+        (Reason::ConnectionsFull, 503),
         (Reason::Signature(SignatureError::Mismatch), 403),
         (Reason::Signature(SignatureError::Stale), 403),
         (Reason::Signature(SignatureError::Replayed), 403),
@@ -400,4 +435,50 @@ fn test_every_reason_has_one_line_and_its_status() {
     .map(|e| Reason::Signature(e).to_string())
     .collect();
     assert_eq!(bodies.len(), 1);
+}
+
+#[test]
+fn test_unsigned_names_only_the_accepted_schemes() {
+    for (schemes, text) in [
+        (
+            Schemes::BOTH,
+            "a signature is required: X-Lockstep-Signature or X-Bintray-Hook-Hmac",
+        ),
+        (
+            Schemes::LOCKSTEP_ONLY,
+            "a signature is required: X-Lockstep-Signature",
+        ),
+        (
+            Schemes::BINTRAY_ONLY,
+            "a signature is required: X-Bintray-Hook-Hmac",
+        ),
+    ] {
+        let mut f = Fixture::new(Config {
+            schemes,
+            ..Config::default()
+        });
+        let r = reason(f.send(TARGET, None, Headers::default(), &body(), 1));
+        assert_eq!(r, Reason::Unsigned(schemes));
+        assert_eq!(r.to_string(), text);
+        assert_eq!(
+            (r.label(), r.signature_refusal()),
+            ("missing", Some("missing"))
+        );
+    }
+    assert_eq!(Reason::NotFound.signature_refusal(), None);
+    assert_eq!(
+        Reason::Signature(SignatureError::Stale).signature_refusal(),
+        Some("stale")
+    );
+}
+
+#[test]
+fn test_refusals_of_the_budget_retry_after() {
+    for reason in [Reason::StreamsFull, Reason::ConnectionsFull] {
+        let refusal = Refusal::new(reason);
+        assert_eq!(refusal.retry_after(), Some(RETRY_AFTER_SECS), "{reason:?}");
+        assert!(reason.to_string().ends_with("retry later"), "{reason}");
+    }
+    assert_eq!(Reason::StreamsFull.label(), "streams_full");
+    assert_eq!(Reason::ConnectionsFull.label(), "connections_full");
 }

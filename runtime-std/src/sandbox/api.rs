@@ -28,6 +28,7 @@ impl http::App for Shared {
         self: Rc<Self>,
         route: Route,
         request: Request,
+        _: http::Connection,
     ) -> Pin<Box<dyn Future<Output = Response>>> {
         Box::pin(handle(self, route, request))
     }

@@ -193,14 +193,9 @@ pub async fn start(executor: Rc<LocalExecutor<'static>>, options: Options) -> io
         read_timeout: Duration::from_secs(300),
         ..http::Limits::default()
     };
-    executor
-        .spawn(http::serve(
-            executor.clone(),
-            listener,
-            limits,
-            shared.clone(),
-        ))
-        .detach();
+    let server = http::serve(executor.clone(), listener, limits, shared.clone())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    executor.spawn(server).detach();
     Ok(Sandbox {
         addr,
         demo,
