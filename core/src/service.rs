@@ -6,6 +6,7 @@
 
 use core::fmt;
 
+use crate::access::{self, Credential};
 use crate::bundle::Segment;
 use crate::deployer::{Admitted, Busy, DeploymentId, Name, Request, Tags};
 use crate::signature::{self, Headers, Presented, ReplayCache, Schemes, Secret, SignatureError};
@@ -91,6 +92,39 @@ impl Endpoint {
             Self::Metrics => "metrics",
         }
     }
+
+    /// Whether it reads what lockstep knows of its deployments (their list, events, stream)
+    /// or counts (metrics): what a read credential guards. A webhook carries its own
+    /// credential, its signature; `/healthz` stays open for load balancers.
+    pub const fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Self::Deployment { .. }
+                | Self::Deployments { .. }
+                | Self::Events { .. }
+                | Self::Metrics
+        )
+    }
+}
+
+/// Whether a request to `endpoint` may be answered: always, without a read credential
+/// configured; else a read must present it (`Authorization: Basic ...`), or it is refused
+/// with 401 and a challenge ([`Refusal::challenge`]).
+pub fn authorize(
+    credential: Option<&Credential>,
+    endpoint: &Endpoint,
+    authorization: Option<&[u8]>,
+) -> Result<(), Refusal> {
+    match credential {
+        Some(credential) if endpoint.is_read() => {
+            if authorization.is_some_and(|presented| credential.admits(presented)) {
+                Ok(())
+            } else {
+                Err(Refusal::new(Reason::Unauthorized))
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Which endpoint a request is, from its method and origin-form target (path and query); or
@@ -169,6 +203,8 @@ pub enum Reason {
     Signature(SignatureError),
     /// A package outside the allow-list (403).
     NotAllowed,
+    /// A read without the read credential, when one is configured (401, with a challenge).
+    Unauthorized,
     /// The deployment table is full, or the in-flight limit reached (503).
     Busy(Busy),
     /// Shutting down (503).
@@ -194,7 +230,7 @@ impl Reason {
             Self::MediaType => Status::UnsupportedMediaType,
             Self::Target(e) => e.status(),
             Self::Body(e) => e.status(),
-            Self::Unsigned(_) => Status::Unauthorized,
+            Self::Unsigned(_) | Self::Unauthorized => Status::Unauthorized,
             Self::Signature(e) => e.status(),
             Self::NotAllowed => Status::Forbidden,
             Self::Busy(_) | Self::ShuttingDown | Self::StreamsFull | Self::ConnectionsFull => {
@@ -221,6 +257,7 @@ impl Reason {
             Self::Unsigned(_) => SignatureError::Missing.reason(),
             Self::Signature(e) => e.reason(),
             Self::NotAllowed => "not_allowed",
+            Self::Unauthorized => "unauthorized",
             Self::Busy(_) => "busy",
             Self::ShuttingDown => "shutting_down",
             Self::StreamsFull => "streams_full",
@@ -276,6 +313,7 @@ impl fmt::Display for Reason {
             }
             Self::Signature(_) => f.write_str("signature rejected"),
             Self::NotAllowed => f.write_str("this package may not be deployed here"),
+            Self::Unauthorized => f.write_str("reading needs the read credential"),
             Self::Busy(_) => f.write_str("too many deployments in flight; retry later"),
             Self::ShuttingDown => f.write_str("shutting down"),
             Self::StreamsFull => f.write_str("too many event streams; retry later"),
@@ -345,6 +383,14 @@ impl Refusal {
     pub const fn retry_after(&self) -> Option<u32> {
         match self.status() {
             Status::ServiceUnavailable => Some(RETRY_AFTER_SECS),
+            _ => None,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge of a read refused for its credential.
+    pub const fn challenge(&self) -> Option<&'static str> {
+        match self.reason {
+            Reason::Unauthorized => Some(access::CHALLENGE),
             _ => None,
         }
     }

@@ -8,9 +8,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use lockstep_core::access::{Credential, CredentialError};
 use lockstep_core::agent;
 use lockstep_core::deployer::{NothingRunning, Policy, RollbackPolicy};
 use lockstep_core::service::{self, Allowed, MAX_ALLOWED};
@@ -33,6 +34,7 @@ pub struct Config {
     pub repository: Option<RepositoryOption>,
     pub data_dir: Option<PathBuf>,
     pub secret_file: Option<PathBuf>,
+    pub read_credential_file: Option<PathBuf>,
     pub max_head: usize,
     pub max_body: usize,
     pub read_timeout: Duration,
@@ -225,6 +227,15 @@ pub enum Error {
         /// Why.
         error: std::io::Error,
     },
+    /// `--read-credential-file` could not be read.
+    ReadCredentialFile {
+        /// The file.
+        file: PathBuf,
+        /// Why: it could not be read.
+        error: Option<std::io::Error>,
+        /// Why: what it holds is not a credential (never the credential itself).
+        invalid: Option<CredentialError>,
+    },
 }
 
 impl fmt::Display for Error {
@@ -247,6 +258,18 @@ impl fmt::Display for Error {
                     "--data-dir: `{}` cannot be created: {error}",
                     dir.display()
                 )
+            }
+            Self::ReadCredentialFile {
+                file,
+                error,
+                invalid,
+            } => {
+                write!(f, "--read-credential-file {}: ", file.display())?;
+                match (error, invalid) {
+                    (Some(error), _) => error.fmt(f),
+                    (None, Some(invalid)) => invalid.fmt(f),
+                    (None, None) => f.write_str("not a credential"),
+                }
             }
         }
     }
@@ -368,6 +391,17 @@ pub static SETTINGS: &[Setting] = &[
                part of it); otherwise the environment variable BINTRAY_WEBHOOK_SECRET",
         apply: |c, v| {
             c.secret_file = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Setting {
+        name: "read-credential-file",
+        default: "(reads are open)",
+        help: "A file holding user:password (one line): GET /deployments..., the event stream \
+               and /metrics then need it as HTTP Basic authentication (401 without). Off by \
+               default, so that the official client, which sends none, keeps working",
+        apply: |c, v| {
+            c.read_credential_file = Some(PathBuf::from(v));
             Ok(())
         },
     },
@@ -582,7 +616,8 @@ pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "download-limit",
         default: "5m",
-        help: "How long a bundle download may take",
+        help: "How long one try of a bundle download may take (a failed try is retried; \
+               --resolve-deadline bounds them all)",
         apply: |c, v| {
             c.download_limit = positive(v)?;
             Ok(())
@@ -656,6 +691,7 @@ impl Default for Config {
             repository: None,
             data_dir: None,
             secret_file: None,
+            read_credential_file: None,
             max_head: 0,
             max_body: 0,
             read_timeout: Duration::ZERO,
@@ -780,6 +816,10 @@ impl Config {
             self.secret_file.as_deref(),
             env.get(secret::ENV).map(String::as_str),
         )?;
+        let read_credential = match &self.read_credential_file {
+            Some(file) => Some(read_credential(file)?),
+            None => None,
+        };
         let core = crate::platform::from_std_duration;
         let mut webhooks = service::Config {
             schemes: self.schemes,
@@ -826,8 +866,22 @@ impl Config {
             },
             heartbeat: self.heartbeat,
             drain_deadline: self.drain_deadline,
+            read_credential,
         })
     }
+}
+
+/// The read credential of a file; errors name the file, never what it holds.
+fn read_credential(file: &Path) -> Result<Credential, Error> {
+    let failed = |error, invalid| Error::ReadCredentialFile {
+        file: file.to_path_buf(),
+        error,
+        invalid,
+    };
+    let mut bytes = std::fs::read(file).map_err(|e| failed(Some(e), None))?;
+    let credential = Credential::from_file_contents(&bytes).map_err(|e| failed(None, Some(e)));
+    bytes.fill(0);
+    credential
 }
 
 /// `DEPLOYMENTS_BIND_IP` and `DEPLOYMENTS_BIND_PORT` (either, with the default for the other)

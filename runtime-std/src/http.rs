@@ -434,6 +434,9 @@ pub fn refusal(refusal: Refusal) -> Response {
     if let Some(secs) = refusal.retry_after() {
         response = response.with_header("Retry-After", secs.to_string());
     }
+    if let Some(challenge) = refusal.challenge() {
+        response = response.with_header("WWW-Authenticate", challenge);
+    }
     response
 }
 

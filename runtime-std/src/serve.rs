@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use async_executor::LocalExecutor;
 use async_io::Timer;
 use futures_lite::FutureExt;
+use lockstep_core::access::Credential;
 use lockstep_core::agent::{self, Link, Time};
 use lockstep_core::deployer::{DeploymentId, Policy, SSE_HEARTBEAT, write_sse};
 use lockstep_core::service::{self, Endpoint, Reason, Refusal, Webhook, Webhooks};
@@ -64,6 +65,8 @@ pub struct Options {
     pub heartbeat: Duration,
     /// On SIGTERM or SIGINT, how long running steps may take to finish.
     pub drain_deadline: Duration,
+    /// What a read must present; none: reads are open.
+    pub read_credential: Option<Credential>,
 }
 
 struct State {
@@ -75,6 +78,7 @@ struct State {
     metrics: Rc<RefCell<Metrics>>,
     /// Shutting down: webhooks and /healthz answer 503.
     draining: Cell<bool>,
+    read_credential: Option<Credential>,
 }
 
 /// Starts the service on `executor`; see [`Service::addr`] for where it listens.
@@ -110,6 +114,7 @@ pub async fn start(
         executor: executor.clone(),
         metrics,
         draining: Cell::new(false),
+        read_credential: options.read_credential,
     });
     let server = http::serve(executor.clone(), listener, options.limits, state.clone())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -200,6 +205,10 @@ fn handle(
     request: &Request,
     connection: &Connection,
 ) -> Response {
+    let credential = state.read_credential.as_ref();
+    if let Err(r) = service::authorize(credential, &endpoint, request.header("authorization")) {
+        return refusal(r);
+    }
     match endpoint {
         Endpoint::Webhook(target) => webhook(state, request, &target),
         Endpoint::Deployment { id, .. } => {

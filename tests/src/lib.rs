@@ -401,11 +401,16 @@ fn secrets_given(args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
         .filter(|(name, _)| *name == "BINTRAY_WEBHOOK_SECRET")
         .map(|(_, value)| (*value).to_owned())
         .collect();
+    // The webhook secret's file, and the read credential's.
+    let secret_flag = |flag: &str| flag == "--secret-file" || flag == "--read-credential-file";
     let files = args
         .windows(2)
-        .filter(|pair| pair[0] == "--secret-file")
+        .filter(|pair| secret_flag(pair[0]))
         .map(|pair| pair[1])
-        .chain(args.iter().filter_map(|a| a.strip_prefix("--secret-file=")));
+        .chain(args.iter().filter_map(|a| {
+            a.strip_prefix("--secret-file=")
+                .or_else(|| a.strip_prefix("--read-credential-file="))
+        }));
     for file in files {
         if let Ok(text) = std::fs::read_to_string(file) {
             secrets.push(text.trim_end_matches(['\n', '\r']).to_owned());

@@ -105,12 +105,18 @@ fn test_version_prints_the_package_version() {
 /// TOML key and default, in the order of `--help`. Written out, not computed: this is the
 /// interface `--help` and the README promise.
 #[rustfmt::skip]
-const SETTING_SPELLINGS: [(&str, &str, &str, &str); 30] = [
+const SETTING_SPELLINGS: [(&str, &str, &str, &str); 31] = [
     ("listen", "LOCKSTEP_LISTEN", "listen", "127.0.0.1:9010"),
     ("conductr", "LOCKSTEP_CONDUCTR", "conductr", "http://127.0.0.1:9005"),
     ("repository", "LOCKSTEP_REPOSITORY", "repository", "(required)"),
     ("data-dir", "LOCKSTEP_DATA_DIR", "data_dir", "(a fresh temporary directory)"),
     ("secret-file", "LOCKSTEP_SECRET_FILE", "secret_file", "(BINTRAY_WEBHOOK_SECRET)"),
+    (
+        "read-credential-file",
+        "LOCKSTEP_READ_CREDENTIAL_FILE",
+        "read_credential_file",
+        "(reads are open)",
+    ),
     ("max-head", "LOCKSTEP_MAX_HEAD", "max_head", "8KiB"),
     ("max-body", "LOCKSTEP_MAX_BODY", "max_body", "8KiB"),
     ("read-timeout", "LOCKSTEP_READ_TIMEOUT", "read_timeout", "10s"),
@@ -266,6 +272,7 @@ fn test_serve_refuses_bad_configuration_naming_it() {
     let long_secret = "s".repeat(129);
     let long_secret_file = file("long-secret", &long_secret);
     let not_a_dir = file("not-a-dir", "");
+    let no_colon = file("no-colon", "readerwithoutapassword\n");
     let missing = dir.path().join("missing").display().to_string();
     let repository = dir.path().display().to_string();
     let secret = [("BINTRAY_WEBHOOK_SECRET", SECRET)];
@@ -328,6 +335,16 @@ fn test_serve_refuses_bad_configuration_naming_it() {
             vec!["--conductr", "ftp://conductr:9005"],
             vec![],
             "--conductr",
+        ),
+        (
+            vec!["--read-credential-file", &no_colon],
+            vec![],
+            "--read-credential-file",
+        ),
+        (
+            vec!["--read-credential-file", &missing],
+            vec![],
+            "--read-credential-file",
         ),
     ];
     for (flags, env, named) in cases {

@@ -1233,6 +1233,58 @@ fn test_serve_header_of_a_disabled_scheme_is_ignored() {
 
 // ---- 13. start-up ----------------------------------------------------------------------------
 
+/// With `--read-credential-file`, the reads (the deployments, their events and stream, the
+/// metrics) need it as HTTP Basic authentication; webhooks (their signature is their
+/// credential) and `/healthz` do not. Without it, reads are open (every other test).
+#[test]
+fn test_serve_read_credential_guards_the_reads() {
+    let s = sandbox(&[]);
+    let dir = TempDir::new("lockstep-read-credential");
+    let file = dir.path().join("readers");
+    std::fs::write(&file, "reader:s3cret-pass\n").expect("write the credential");
+    let file = file.display().to_string();
+    let v = serve(&s, &["--read-credential-file", &file]);
+    // RFC 7617: base64 of "reader:s3cret-pass".
+    let good = ("Authorization", "Basic cmVhZGVyOnMzY3JldC1wYXNz");
+    let wrong = ("Authorization", "Basic cmVhZGVyOndyb25n");
+    // The webhook needs no read credential.
+    let r = notify(&v, &s.compatible(0));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.text();
+    for path in [
+        "/deployments".to_owned(),
+        format!("/deployments/{id}"),
+        format!("/v2/deployments/{id}"),
+        "/metrics".to_owned(),
+        "/deployments/events".to_owned(),
+    ] {
+        for headers in [&[][..], &[wrong][..]] {
+            let r = v.client.request("GET", &path, headers, b"");
+            assert_refused(&r, 401, &path);
+            assert_eq!(
+                r.header("www-authenticate"),
+                Some("Basic realm=\"lockstep\", charset=\"UTF-8\""),
+                "{path}"
+            );
+            assert_eq!(r.text(), "reading needs the read credential\n", "{path}");
+        }
+        if path.ends_with("/events") {
+            continue;
+        }
+        let r = v.client.request("GET", &path, &[good], b"");
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+    assert_eq!(v.client.get("/healthz").status, 200);
+    let events = eventually("the deployment to end", WAIT, || {
+        let r = v
+            .client
+            .request("GET", &format!("/deployments/{id}"), &[good], b"");
+        let events = r.json().as_array().cloned()?;
+        (events.last()?["eventType"] == "deploymentSuccess").then_some(events)
+    });
+    assert_succeeded(&events);
+}
+
 /// ConductR not answering at start-up is no reason to refuse: lockstep starts, warns once,
 /// and `/healthz` says so in its body (still 200: webhooks are taken, and their deployments
 /// wait for ConductR up to their deadlines).

@@ -482,3 +482,36 @@ fn test_refusals_of_the_budget_retry_after() {
     assert_eq!(Reason::StreamsFull.label(), "streams_full");
     assert_eq!(Reason::ConnectionsFull.label(), "connections_full");
 }
+
+// ---- reads -----------------------------------------------------------------------------------
+
+#[test]
+fn test_reads_open_without_a_credential_guarded_with_one() {
+    let credential = Credential::new(b"reader:pw").unwrap();
+    let good: &[u8] = b"Basic cmVhZGVyOnB3";
+    let id = DeploymentId::from_bytes([1; 16]).to_string();
+    for (target, read) in [
+        ("/deployments".to_string(), true),
+        (format!("/deployments/{id}"), true),
+        ("/v2/deployments/events".to_string(), true),
+        ("/metrics".to_string(), true),
+        ("/healthz".to_string(), false),
+    ] {
+        let endpoint = route("GET", &target).unwrap();
+        assert_eq!(endpoint.is_read(), read, "{target}");
+        assert_eq!(authorize(None, &endpoint, None), Ok(()), "{target}");
+        assert_eq!(authorize(Some(&credential), &endpoint, Some(good)), Ok(()));
+        let refused = authorize(Some(&credential), &endpoint, None);
+        if read {
+            let r = refused.unwrap_err();
+            assert_eq!(r.status(), Status::Unauthorized);
+            assert_eq!(r.challenge(), Some(access::CHALLENGE));
+            assert_eq!(r.reason.to_string(), "reading needs the read credential");
+        } else {
+            assert_eq!(refused, Ok(()), "{target}");
+        }
+    }
+    let webhook = route("POST", TARGET).unwrap();
+    assert!(!webhook.is_read());
+    assert_eq!(authorize(Some(&credential), &webhook, None), Ok(()));
+}
