@@ -5,9 +5,9 @@
 //! A server has `capacity` slots (`--max-connections`). The rules:
 //!
 //! 1. **Every connection holds a slot** from [`Budget::open`] to [`Budget::close`], in one of
-//!    three states: *waiting* since an instant — it has not sent a complete request head yet
-//!    (just connected, or slowly sending one), or it is kept alive between requests —;
-//!    *working* — a request is read after its head, handled or answered —; *streaming* — it
+//!    three states: *waiting* since an instant — it has not sent a whole request yet (just
+//!    connected, or slowly sending a head or a body), or it is kept alive between requests —;
+//!    *working* — its request was read whole, and is handled or answered —; *streaming* — it
 //!    serves an event stream.
 //! 2. **A new connection is never left in the listen backlog.** It takes a free slot; with
 //!    none free, the slot of the connection that has waited longest, which the runtime closes
@@ -16,8 +16,8 @@
 //!    nothing, so waiting connections must not keep out one that has a request to make.
 //! 3. **Streams are capped below the capacity** (`--max-event-streams`): beyond the cap
 //!    [`Budget::stream`] refuses, so streams can never take every slot, and a new connection
-//!    always finds a slot to take unless the others are all working (which the runtime's read
-//!    time-out bounds).
+//!    always finds a slot to take unless the others are all working: each of those has sent a
+//!    whole request, which the runtime is answering.
 //! 4. **An id names one connection, once.** Each slot counts its tenants (a generation, in the
 //!    id): once a connection was shed or closed, its id changes nothing, so the shed
 //!    connection's own late `close` cannot free its successor's slot.
@@ -26,7 +26,7 @@
 //! setting in runtime-std, a fixed array for a runtime without a heap).
 //!
 //! Driving it: `open` when a connection is accepted (close the one shed, if any, or refuse the
-//! new one on `Full`); `head_complete` when its request head has been read; `stream` when the
+//! new one on `Full`); `request_read` when a whole request has been read; `stream` when the
 //! request becomes a stream; `answered` after each answer on a connection kept alive; `close`
 //! when it ends, whatever the reason.
 
@@ -40,10 +40,9 @@ use crate::time::Instant;
 pub enum State {
     /// No connection.
     Free,
-    /// No complete request head yet, or idle between requests, since that instant: may be
-    /// shed.
+    /// No whole request yet, or idle between requests, since that instant: may be shed.
     Waiting(Instant),
-    /// A request read after its head, handled, or answered.
+    /// A request read whole, being handled or answered.
     Working,
     /// An event stream.
     Streaming,
@@ -260,8 +259,10 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Budget<S> {
         })
     }
 
-    /// The connection's request head has been read: it works, and is no longer shed.
-    pub fn head_complete(&mut self, id: ConnId) -> Result<(), Stale> {
+    /// The connection's request has been read whole, head and body: it works, and is no
+    /// longer shed. (Until then, a client sending slowly costs itself nothing: a slow body
+    /// waits like a slow head.)
+    pub fn request_read(&mut self, id: ConnId) -> Result<(), Stale> {
         let slot = self.live(id)?;
         if let State::Waiting(_) = slot.state {
             slot.state = State::Working;
@@ -433,7 +434,7 @@ mod tests {
     fn test_full_of_waiting_an_answer_restarts_the_wait() {
         let mut b = budget(2, 1);
         let ids = fill(&mut b, 2);
-        b.head_complete(ids[0]).unwrap();
+        b.request_read(ids[0]).unwrap();
         b.answered(ids[0], at(5)).unwrap();
         // ids[0] waits since 5 now, ids[1] since 1: ids[1] has waited longer.
         assert_eq!(b.open(at(6)).unwrap().shed, Some(ids[1]));
@@ -452,7 +453,7 @@ mod tests {
         let mut b = budget(1, 0);
         let old = b.open(at(0)).unwrap().id;
         let new = b.open(at(1)).unwrap().id;
-        assert_eq!(b.head_complete(old), Err(Stale));
+        assert_eq!(b.request_read(old), Err(Stale));
         assert_eq!(b.answered(old, at(2)), Err(Stale));
         assert_eq!(b.stream(old), Err(StreamError::Stale));
         // The shed connection's own close does not free its successor's slot.
@@ -468,7 +469,7 @@ mod tests {
         let mut b = budget(3, 1);
         let ids = fill(&mut b, 3);
         for id in &ids {
-            b.head_complete(*id).unwrap();
+            b.request_read(*id).unwrap();
         }
         assert_eq!(b.open(at(10)), Err(Full));
         // Refused, nothing changed.
@@ -486,7 +487,7 @@ mod tests {
         let ids = fill(&mut b, 3);
         b.stream(ids[0]).unwrap();
         b.stream(ids[1]).unwrap();
-        b.head_complete(ids[2]).unwrap();
+        b.request_read(ids[2]).unwrap();
         assert_eq!(b.open(at(10)), Err(Full));
         // A stream ends: a free slot.
         b.close(ids[0]).unwrap();
@@ -497,7 +498,7 @@ mod tests {
     fn test_full_one_waiting_among_working_is_the_one_shed() {
         let mut b = budget(3, 1);
         let ids = fill(&mut b, 3);
-        b.head_complete(ids[0]).unwrap();
+        b.request_read(ids[0]).unwrap();
         b.stream(ids[2]).unwrap();
         assert_eq!(b.open(at(10)).unwrap().shed, Some(ids[1]));
     }
@@ -509,7 +510,7 @@ mod tests {
         let mut b = budget(4, 2);
         let ids = fill(&mut b, 4);
         for id in &ids {
-            b.head_complete(*id).unwrap();
+            b.request_read(*id).unwrap();
         }
         b.stream(ids[0]).unwrap();
         b.stream(ids[1]).unwrap();
@@ -562,14 +563,14 @@ mod tests {
     // ---- working ----------------------------------------------------------------------------
 
     #[test]
-    fn test_working_head_complete_is_idempotent_and_keeps_a_stream() {
+    fn test_working_request_read_is_idempotent_and_keeps_a_stream() {
         let mut b = budget(2, 1);
         let id = b.open(at(0)).unwrap().id;
-        b.head_complete(id).unwrap();
-        b.head_complete(id).unwrap();
+        b.request_read(id).unwrap();
+        b.request_read(id).unwrap();
         assert_eq!(b.state(id), Some(State::Working));
         b.stream(id).unwrap();
-        b.head_complete(id).unwrap();
+        b.request_read(id).unwrap();
         assert_eq!((b.state(id), b.streams()), (Some(State::Streaming), 1));
     }
 
@@ -581,7 +582,7 @@ mod tests {
         let id = b.open(at(0)).unwrap().id;
         b.close(id).unwrap();
         assert_eq!(b.close(id), Err(Stale));
-        assert_eq!(b.head_complete(id), Err(Stale));
+        assert_eq!(b.request_read(id), Err(Stale));
         assert_eq!(b.state(id), None);
         assert_eq!(b.in_use(), 0);
     }

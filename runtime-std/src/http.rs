@@ -323,10 +323,10 @@ impl Connection {
         }
     }
 
-    /// Its request head is read: it is working, no longer shed for a newcomer.
-    fn head_complete(&self) {
+    /// Its request is read whole: it is working, no longer shed for a newcomer.
+    fn request_read(&self) {
         // Stale only once shed, and a shed connection's task never runs again.
-        let _ = self.admission.budget.borrow_mut().head_complete(self.id);
+        let _ = self.admission.budget.borrow_mut().request_read(self.id);
     }
 
     /// Answered and kept alive: it waits for its next request from now.
@@ -643,8 +643,6 @@ async fn read_request<A: App>(
                 if len > limits.head_bytes {
                     return Err(ReadError::Refuse(Reason::HeadTooLarge));
                 }
-                // From here the connection has a request under way: it is no longer shed.
-                connection.head_complete();
                 let headers: Vec<(String, Vec<u8>)> = parsed
                     .headers
                     .iter()
@@ -698,6 +696,9 @@ async fn read_request<A: App>(
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+    // From here the connection has a whole request to answer: it is no longer shed. Until
+    // here, a client sending its head or body slowly is waiting, and may be.
+    connection.request_read();
     // The loop above read at least `end` bytes.
     let body = buf[head_len..end].to_vec();
     // Keep what follows (a pipelined next request).

@@ -39,6 +39,10 @@ const SLOW: Duration = Duration::from_secs(3);
 /// What a slowloris connection sends, a byte at a time, and never the blank line that would
 /// end the head.
 const SLOW_HEAD: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: lockstep\r\nX-Slow: ";
+/// What a slow-body connection sends at once: a whole webhook head, whose body then comes a
+/// byte every [`SLOW`] and never ends.
+const SLOW_BODY_HEAD: &[u8] = b"POST /deployments/typesafe/bundle/typesafe HTTP/1.1\r\n\
+    Host: lockstep\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n";
 
 // ---- the attacker ----------------------------------------------------------------------------
 
@@ -50,7 +54,11 @@ enum Kind {
     Slowloris,
     /// Connects and sends nothing.
     Idle,
+    /// A whole head, then one byte of its body every [`SLOW`], never completing it.
+    SlowBody,
 }
+
+const KINDS: [Kind; 4] = [Kind::Stream, Kind::Slowloris, Kind::Idle, Kind::SlowBody];
 
 /// One attacking connection.
 struct Attacker {
@@ -67,7 +75,7 @@ struct Attacker {
 struct Attack {
     stop: Arc<AtomicBool>,
     /// Connections still open, by kind (the index of [`Kind`]).
-    open: Arc<[AtomicUsize; 3]>,
+    open: Arc<[AtomicUsize; 4]>,
     /// Rounds of slowloris bytes sent (the first with the connection).
     rounds: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
@@ -95,6 +103,11 @@ impl Attack {
                         1
                     }
                     Kind::Idle => 0,
+                    Kind::SlowBody => {
+                        stream.write_all(SLOW_BODY_HEAD).expect("a head");
+                        stream.write_all(b"{").expect("a first byte of the body");
+                        1
+                    }
                 };
                 stream.set_nonblocking(true).expect("non-blocking");
                 attackers.push(Attacker {
@@ -105,8 +118,8 @@ impl Attack {
                 });
             }
         }
-        let counts = [Kind::Stream, Kind::Slowloris, Kind::Idle]
-            .map(|kind| AtomicUsize::new(if kinds.contains(&kind) { ATTACKERS } else { 0 }));
+        let counts =
+            KINDS.map(|kind| AtomicUsize::new(if kinds.contains(&kind) { ATTACKERS } else { 0 }));
         let open = Arc::new(counts);
         let stop = Arc::new(AtomicBool::new(false));
         let rounds = Arc::new(AtomicUsize::new(1));
@@ -127,10 +140,7 @@ impl Attack {
     }
 
     fn total(&self) -> usize {
-        [Kind::Stream, Kind::Slowloris, Kind::Idle]
-            .iter()
-            .map(|kind| self.open(*kind))
-            .sum()
+        KINDS.iter().map(|kind| self.open(*kind)).sum()
     }
 
     /// Waits until the server holds exactly `total` of the attack's connections: the attack
@@ -147,10 +157,10 @@ impl Attack {
         streams
     }
 
-    /// Waits until the slowloris connections have sent a second byte, [`SLOW`] after the
-    /// first: they are slow, not dead.
+    /// Waits until the slow connections (slowloris, slow bodies) have sent a second byte,
+    /// [`SLOW`] after the first: they are slow, not dead.
     fn wait_for_a_second_slowloris_round(&self) {
-        eventually("a second slowloris round", WAIT, || {
+        eventually("a second round of slow bytes", WAIT, || {
             (self.rounds.load(Ordering::SeqCst) >= 2).then_some(())
         });
     }
@@ -169,7 +179,7 @@ impl Drop for Attack {
 /// between, which connections the server closed.
 fn watch(
     mut attackers: Vec<Attacker>,
-    open: &[AtomicUsize; 3],
+    open: &[AtomicUsize; 4],
     stop: &AtomicBool,
     rounds: &AtomicUsize,
 ) {
@@ -188,8 +198,11 @@ fn watch(
                 }
                 break;
             }
-            if a.open && round && a.kind == Kind::Slowloris {
-                let byte = SLOW_HEAD.get(a.sent).copied().unwrap_or(b'a');
+            if a.open && round && matches!(a.kind, Kind::Slowloris | Kind::SlowBody) {
+                let byte = match a.kind {
+                    Kind::Slowloris => SLOW_HEAD.get(a.sent).copied().unwrap_or(b'a'),
+                    _ => b' ',
+                };
                 match a.stream.write(&[byte]) {
                     Ok(_) => a.sent += 1,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -201,7 +214,7 @@ fn watch(
             rounds.fetch_add(1, Ordering::SeqCst);
             next_round += SLOW;
         }
-        for kind in [Kind::Stream, Kind::Slowloris, Kind::Idle] {
+        for kind in KINDS {
             let n = attackers
                 .iter()
                 .filter(|a| a.open && a.kind == kind)
@@ -284,6 +297,25 @@ fn test_webhooks_answered_under_300_idle_connections() {
     let attack = Attack::start(v.client.addr, &[Kind::Idle]);
     attack.wait_in_place(MAX_CONNECTIONS);
     webhooks_answered_under("300 idle connections", &s, &v);
+}
+
+/// A whole head, then a body that never ends: such a connection has not made a request yet
+/// either (it costs its client nothing), so it is shed for a newcomer like a slow head. The
+/// webhooks come within the read time-out (10 s) of the attackers' heads, so the attack is
+/// still in place when they do.
+#[test]
+fn test_webhooks_answered_under_300_slow_bodies() {
+    let s = sandbox(&[]);
+    let v = serve(&s, &[]);
+    let attack = Attack::start(v.client.addr, &[Kind::SlowBody]);
+    attack.wait_in_place(MAX_CONNECTIONS);
+    attack.wait_for_a_second_slowloris_round();
+    webhooks_answered_under("300 slow bodies", &s, &v);
+    let held = attack.open(Kind::SlowBody);
+    assert!(
+        held > MAX_CONNECTIONS / 2,
+        "the attack ended early: {held} held"
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! says, each error status and each fault included. Requests are built and answers read with
 //! core's own ConductR codec (`lockstep_core::conductr`).
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -525,7 +526,25 @@ fn test_sandbox_refusals_change_nothing() {
     );
     let response = s.client.request("PATCH", "/v2/bundles", &[], b"");
     assert_eq!(response.status, 405);
-    assert_eq!(response.header("allow"), Some("GET, POST"));
+    assert_eq!(response.header("allow"), Some("GET, HEAD, POST"));
+    // HEAD is answered as GET, without the body (the connection stays open for the next).
+    let get = s.client.get("/v2/bundles");
+    let mut stream = lockstep_tests::raw::connect(s.client.addr);
+    stream
+        .write_all(b"HEAD /v2/bundles HTTP/1.1\r\nHost: sandbox\r\n\r\n")
+        .expect("write");
+    let head = lockstep_tests::raw::read_head(&mut stream).expect("a head");
+    assert_eq!(head.status, 200, "{}", head.head);
+    assert_eq!(
+        head.header("content-length").as_deref(),
+        get.header("content-length")
+    );
+    // The next request on the connection is answered as such: no body came before it.
+    stream
+        .write_all(b"GET /v2/bundles HTTP/1.1\r\nHost: sandbox\r\n\r\n")
+        .expect("write");
+    let next = lockstep_tests::raw::read_response(&mut stream).expect("a response");
+    assert_eq!((next.status, next.body), (200, get.body.clone()));
     assert_eq!(s.client.get("/v2/nothing").status, 404);
     assert_eq!(s.client.get("/repository/../etc/passwd").status, 400);
     assert_eq!(s.client.get("/repository/typesafe/none.json").status, 404);

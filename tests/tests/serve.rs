@@ -1037,23 +1037,28 @@ fn test_serve_max_connections_refuses_when_every_slot_is_busy() {
     let addr = v.client.addr;
     let mut events = v.client.stream("/deployments/events");
     events.read_until(WAIT, |t| heartbeats(t) >= 1);
-    // The other slot works: a webhook whose body is still coming, pipelined behind a request
-    // whose answer shows the server has read the head behind it.
-    let mut working = connect(addr);
-    working
-        .write_all(
-            format!(
-                "GET /healthz HTTP/1.1\r\nHost: lockstep\r\n\r\n\
-                 POST {HOOK} HTTP/1.1\r\nHost: lockstep\r\nContent-Length: 100\r\n\r\n{{"
-            )
-            .as_bytes(),
-        )
-        .expect("write");
-    let raw = read_response(&mut working).expect("a response");
-    assert_eq!((raw.status, raw.body.as_slice()), (200, &b"ok\n"[..]));
-    // Nothing waits: the next connection is refused at once, 503 and closed.
-    let mut refused = connect(addr);
-    let answer = String::from_utf8(read_until_closed(&mut refused)).expect("text");
+    // The other slot works: it sends thousands of pipelined requests for the metrics and
+    // reads only the first answer, so the server answers one after the other and soon blocks
+    // writing them into the full socket, working. (A request whose head or body is still
+    // coming does not work: it waits, and would be shed for a newcomer; so does a connection
+    // between two requests, for the moment the server reads the next.) A newcomer that met
+    // it in such a moment took its place and was answered: then try again, until one meets
+    // every slot busy and is refused at once, 503 and closed.
+    let (answer, _working) = eventually("a newcomer refused with every slot busy", WAIT, || {
+        let mut working = connect(addr);
+        let requests = "GET /metrics HTTP/1.1\r\nHost: l\r\n\r\n".repeat(3000);
+        working.write_all(requests.as_bytes()).ok()?;
+        let first = read_response(&mut working).ok()?;
+        assert_eq!(first.status, 200);
+        let mut newcomer = connect(addr);
+        newcomer
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let answer = String::from_utf8(read_until_closed(&mut newcomer)).ok()?;
+        answer
+            .starts_with("HTTP/1.1 503 ")
+            .then_some((answer, working))
+    });
     assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
     assert!(answer.contains("\r\nRetry-After: 5\r\n"), "{answer}");
     assert!(answer.contains("\r\nConnection: close\r\n"), "{answer}");

@@ -73,7 +73,7 @@ fn budget_checks(input: &[u8]) -> u32 {
                 let id = opened.id;
                 ok += u32::from(opened.shed.is_some());
                 let done = match byte % 4 {
-                    0 => budget.head_complete(id).is_ok(),
+                    0 => budget.request_read(id).is_ok(),
                     1 => budget.stream(id).is_ok(),
                     2 => budget.answered(id, now).is_ok(),
                     _ => budget.close(id).is_ok(),

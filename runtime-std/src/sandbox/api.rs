@@ -18,6 +18,8 @@ impl http::App for Shared {
     type Route = Route;
 
     fn route(&self, method: &str, target: &str) -> Result<Route, Response> {
+        // HEAD is answered as GET; the server sends no body to it (RFC 9110 §9.3.2).
+        let method = if method == "HEAD" { "GET" } else { method };
         classify(
             method,
             target.split_once('?').map_or(target, |(path, _)| path),
@@ -87,23 +89,23 @@ fn classify(method: &str, path: &str) -> Result<Route, Response> {
     Ok(match (method, segments.as_slice()) {
         ("GET", ["v2", "bundles"]) => Route::List,
         ("POST", ["v2", "bundles"]) => Route::Load,
-        (_, ["v2", "bundles"]) => return Err(not_allowed("GET, POST")),
+        (_, ["v2", "bundles"]) => return Err(not_allowed("GET, HEAD, POST")),
         ("GET", ["v2", "bundles", "events"]) => Route::Events,
-        (_, ["v2", "bundles", "events"]) => return Err(not_allowed("GET")),
+        (_, ["v2", "bundles", "events"]) => return Err(not_allowed("GET, HEAD")),
         ("GET", ["v2", "bundles", id]) => Route::Fetch((*id).to_owned()),
         ("PUT", ["v2", "bundles", id]) => Route::Scale((*id).to_owned()),
         ("DELETE", ["v2", "bundles", id]) => Route::Unload((*id).to_owned()),
-        (_, ["v2", "bundles", _]) => return Err(not_allowed("GET, PUT, DELETE")),
+        (_, ["v2", "bundles", _]) => return Err(not_allowed("GET, HEAD, PUT, DELETE")),
         ("GET", ["v2", "license"]) => Route::License,
-        (_, ["v2", "license"]) => return Err(not_allowed("GET")),
+        (_, ["v2", "license"]) => return Err(not_allowed("GET, HEAD")),
         ("GET", ["repository", rest @ ..]) if !rest.is_empty() => Route::Repository(rest.join("/")),
-        (_, ["repository", ..]) => return Err(not_allowed("GET")),
+        (_, ["repository", ..]) => return Err(not_allowed("GET, HEAD")),
         ("GET", ["sandbox", "history"]) => Route::History,
-        (_, ["sandbox", "history"]) => return Err(not_allowed("GET")),
+        (_, ["sandbox", "history"]) => return Err(not_allowed("GET, HEAD")),
         ("GET", ["sandbox", "faults"]) => Route::Faults,
         ("POST", ["sandbox", "faults"]) => Route::AddFaults,
         ("DELETE", ["sandbox", "faults"]) => Route::ClearFaults,
-        (_, ["sandbox", "faults"]) => return Err(not_allowed("GET, POST, DELETE")),
+        (_, ["sandbox", "faults"]) => return Err(not_allowed("GET, HEAD, POST, DELETE")),
         _ => return Err(Response::text(404, "not found")),
     })
 }
