@@ -11,7 +11,9 @@
 //! refusal answers one line of text and closes the connection, saying `Connection: close`
 //! as every answer after which the connection closes does. Responses are whole
 //! ([`Body::Bytes`], with `Content-Length`) or streamed ([`Body::Stream`], chunked:
-//! server-sent events).
+//! server-sent events). For fault injection (the sandbox's), a response can be held back
+//! ([`Hold`]): none of it sent, or its head and the first bytes of its body, the connection
+//! then held open until its client closes it.
 //!
 //! Connections are admitted by core's [`lockstep_core::budget`]: accepting never stops; at the limit a new
 //! connection takes the slot of the one that has waited longest without a request under way
@@ -146,6 +148,39 @@ pub struct Response {
     pub body: Body,
     /// Close the connection after it.
     pub close: bool,
+    /// Hold it back (fault injection): see [`Hold`].
+    pub hold: Option<Hold>,
+}
+
+/// A response held back, for fault injection (the sandbox's `hold` and `holdAfterBytes`):
+/// nothing of it is sent, or its head and the first bytes of its body; then nothing more,
+/// and the connection is held open, what its client sends read and ignored, until the client
+/// closes it (or the server stops); then it closes. While held, the connection is working:
+/// it keeps its slot and is never shed.
+pub struct Hold {
+    /// `None`: nothing is sent, not even the head. `Some(n)`: the head and the first `n`
+    /// bytes of the body are sent (and flushed), then the connection is held; a body of `n`
+    /// bytes or fewer (a `HEAD`'s answer has none) is sent whole and nothing is held, the
+    /// connection going on as without the hold. A streamed body is held after its head.
+    pub after_body_bytes: Option<usize>,
+    /// Told when the hold begins; dropped when it ends, or at once if it never begins.
+    pub holder: Box<dyn Holder>,
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold")
+            .field("after_body_bytes", &self.after_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who is told of a held response: [`Holder::holding`] when the hold begins, and the holder
+/// is dropped when it ends (its client closed the connection, a write failed, or the server
+/// stopped).
+pub trait Holder {
+    /// The hold begins, `sent_body_bytes` of the body sent (and flushed) before it.
+    fn holding(&mut self, sent_body_bytes: usize);
 }
 
 impl Response {
@@ -156,6 +191,7 @@ impl Response {
             headers: vec![("Content-Type".into(), content_type.into())],
             body: Body::Bytes(body.into()),
             close: false,
+            hold: None,
         }
     }
 
@@ -179,6 +215,7 @@ impl Response {
             ],
             body: Body::Stream(events),
             close: true,
+            hold: None,
         }
     }
 
@@ -186,6 +223,16 @@ impl Response {
     #[must_use]
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Holds it back (fault injection): see [`Hold`].
+    #[must_use]
+    pub fn held(mut self, after_body_bytes: Option<usize>, holder: impl Holder + 'static) -> Self {
+        self.hold = Some(Hold {
+            after_body_bytes,
+            holder: Box::new(holder),
+        });
         self
     }
 }
@@ -538,7 +585,7 @@ async fn connection<A: App>(
             }
         };
         let (method, path) = (request.method.clone(), request.path().to_owned());
-        let response = app
+        let mut response = app
             .clone()
             .call(route.clone(), request, connection.clone())
             .await;
@@ -549,10 +596,16 @@ async fn connection<A: App>(
             persist
         };
         let head_only = method == "HEAD";
-        let written = write_response(&mut stream, response, &limits, head_only, persist).await;
+        let written = match response.hold.take() {
+            None => write_response(&mut stream, response, &limits, head_only, persist)
+                .await
+                .map(|()| Sent::Whole),
+            Some(hold) => {
+                hold_response(&mut stream, response, hold, &limits, head_only, persist).await
+            }
+        };
         app.answered(Some(&route), &method, &path, status, started.elapsed());
-        written?;
-        if persist == Persist::Close {
+        if written? == Sent::Held || persist == Persist::Close {
             return Ok(());
         }
         connection.answered();
@@ -791,6 +844,58 @@ async fn write_response(
         send(stream, &framed, limits).await?;
     }
     send(stream, b"0\r\n\r\n", limits).await
+}
+
+/// How a response went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sent {
+    /// Whole: the connection goes on as it asked.
+    Whole,
+    /// Held, until its client closed the connection: it closes.
+    Held,
+}
+
+/// Sends what a held response sends ([`Hold`]), then holds the connection until its client
+/// closes it: what it sends meanwhile is read and ignored.
+async fn hold_response(
+    stream: &mut TcpStream,
+    response: Response,
+    hold: Hold,
+    limits: &Limits,
+    head_only: bool,
+    persist: Persist,
+) -> io::Result<Sent> {
+    let Hold {
+        after_body_bytes,
+        mut holder,
+    } = hold;
+    let sent = match (after_body_bytes, &response.body) {
+        (None, _) => 0,
+        // A stream has no length to cut it at: its head, then held.
+        (Some(_), Body::Stream(_)) => {
+            send(stream, &encode(&response, true, persist), limits).await?;
+            0
+        }
+        (Some(n), Body::Bytes(all)) if !head_only && all.len() > n => {
+            let mut bytes = encode(&response, true, persist);
+            bytes.extend_from_slice(all.get(..n).unwrap_or(all));
+            send(stream, &bytes, limits).await?;
+            n
+        }
+        // All of it goes (a `HEAD`'s answer has no body): sent whole, nothing held.
+        (Some(_), Body::Bytes(_)) => {
+            drop(holder);
+            write_response(stream, response, limits, head_only, persist).await?;
+            return Ok(Sent::Whole);
+        }
+    };
+    // Nothing more of it will be sent (a stream's channel closes here).
+    drop(response);
+    holder.holding(sent);
+    let mut sink = [0u8; 512];
+    while let Ok(1..) = stream.read(&mut sink).await {}
+    drop(holder);
+    Ok(Sent::Held)
 }
 
 /// Binds a listener, with the OS choosing the port when it is 0.

@@ -2,8 +2,8 @@
 //! says, each error status and each fault included. Requests are built and answers read with
 //! core's own ConductR codec (`lockstep_core::conductr`).
 
-use std::io::Write;
-use std::net::SocketAddr;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use lockstep_core::archive::{self, Inflater};
@@ -647,8 +647,209 @@ fn test_sandbox_request_faults() {
     assert!(
         response
             .text()
-            .contains("exactly one of status, hang, delayMs")
+            .contains("exactly one of status, hang, delayMs, hold, holdAfterBytes; it has none"),
+        "{}",
+        response.text()
     );
+}
+
+/// `GET /sandbox/held`: `(n, method, path, sentBytes)`, oldest first.
+fn held(s: &Sandbox) -> Vec<(u64, String, String, u64)> {
+    let json = s.client.get("/sandbox/held").json();
+    json.as_array()
+        .expect("an array")
+        .iter()
+        .map(|h| {
+            (
+                h["n"].as_u64().expect("n"),
+                h["method"].as_str().expect("method").to_owned(),
+                h["path"].as_str().expect("path").to_owned(),
+                h["sentBytes"].as_u64().expect("sentBytes"),
+            )
+        })
+        .collect()
+}
+
+/// The requests counted so far, which a request's `n` follows.
+fn request_count(s: &Sandbox) -> u64 {
+    s.client.get("/sandbox/faults").json()["requestCount"]
+        .as_u64()
+        .expect("requestCount")
+}
+
+/// Sends a request on a connection of its own and hands the connection back unread.
+fn send_only(s: &Sandbox, method: &str, target: &str, headers: &str, body: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect_timeout(&s.client.addr, WAIT).expect("connect");
+    // A guard against a hung test, never a wait for something to happen.
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let length = if body.is_empty() && method == "GET" {
+        String::new()
+    } else {
+        format!("Content-Length: {}\r\n", body.len())
+    };
+    write!(
+        stream,
+        "{method} {target} HTTP/1.1\r\nHost: {}\r\n{headers}{length}\r\n",
+        s.client.addr
+    )
+    .expect("write the head");
+    stream.write_all(body).expect("write the body");
+    stream
+}
+
+/// Nothing is waiting to be read on `stream`, and it is open: a read would block.
+fn nothing_arrived(stream: &TcpStream, what: &str) {
+    stream.set_nonblocking(true).expect("non-blocking");
+    let mut byte = [0u8; 1];
+    match (&*stream).read(&mut byte) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        Ok(0) => panic!("{what}: the connection was closed"),
+        other => panic!("{what}: something arrived: {other:?}"),
+    }
+    stream.set_nonblocking(false).expect("blocking");
+}
+
+#[test]
+fn test_sandbox_hold_carries_the_request_out_and_never_answers() {
+    let s = demo();
+    let running = running_id(&s);
+    assert_eq!(held(&s), []);
+    let rule = r#"{"requests":[{"method":"PUT","path":"/v2/bundles/","hold":true,"times":1}]}"#;
+    assert_eq!(add_faults(&s, rule), 200);
+    let faults = s.client.get("/sandbox/faults").json();
+    assert_eq!(faults["requests"][0]["hold"], true);
+    assert_eq!(
+        faults["requests"][0]["holdAfterBytes"],
+        serde_json::Value::Null
+    );
+
+    // A scale: carried out, and held.
+    let n = request_count(&s) + 1;
+    let target = ScaleTarget {
+        id: running,
+        scale: 5,
+        affinity: None,
+    }
+    .to_string();
+    let path = target.split_once('?').unwrap().0.to_owned();
+    let put = send_only(&s, "PUT", &target, "", b"");
+    let listed = eventually("the scale held", WAIT, || {
+        let listed = held(&s);
+        (!listed.is_empty()).then_some(listed)
+    });
+    assert_eq!(listed, [(n, "PUT".to_owned(), path.clone(), 0)]);
+    // Listed once carried out: the scale is in force, and its client has had nothing.
+    assert_eq!(find(&s.client, running).unwrap().scale, Some(5));
+    nothing_arrived(&put, "the held scale");
+    // `times: 1`: the next scale is answered.
+    assert_eq!(scale(&s, running, 3), 200);
+    assert_eq!(held(&s).len(), 1);
+
+    // A load, held too: the bundle is loaded.
+    let rule = r#"{"requests":[{"method":"POST","path":"/v2/bundles","hold":true,"times":1}]}"#;
+    assert_eq!(add_faults(&s, rule), 200);
+    let zip = published_zip(&s, &s.versions[1].0);
+    let (content_type, body) = load_request(&zip, None);
+    let n_load = request_count(&s) + 1;
+    let post = send_only(
+        &s,
+        "POST",
+        "/v2/bundles",
+        &format!("Content-Type: {content_type}\r\n"),
+        &body,
+    );
+    eventually("the load held", WAIT, || {
+        (held(&s).len() == 2).then_some(())
+    });
+    assert_eq!(
+        held(&s),
+        [
+            (n, "PUT".to_owned(), path, 0),
+            (n_load, "POST".to_owned(), "/v2/bundles".to_owned(), 0)
+        ],
+        "oldest first"
+    );
+    let loaded = BundleId::of(&sha256(&zip), None);
+    assert_eq!(find(&s.client, loaded).expect("loaded").installations, 1);
+    nothing_arrived(&post, "the held load");
+
+    // Each client closing ends its hold.
+    drop(put);
+    eventually("the scale no longer held", WAIT, || {
+        let listed = held(&s);
+        (listed.len() == 1 && listed[0].0 == n_load).then_some(())
+    });
+    drop(post);
+    eventually("nothing held", WAIT, || held(&s).is_empty().then_some(()));
+    assert_eq!(s.client.get("/v2/bundles").status, 200);
+}
+
+#[test]
+fn test_sandbox_hold_after_bytes_cuts_a_download() {
+    let s = demo();
+    let version = s.versions[1].0.clone();
+    let path = format!(
+        "/repository/typesafe/bundle/typesafe/visualizer/{version}/visualizer-{version}.zip"
+    );
+    let zip = published_zip(&s, &version);
+    const CUT: usize = 1000;
+    assert!(zip.len() > CUT, "a zip of {} bytes", zip.len());
+    let rule =
+        format!(r#"{{"requests":[{{"path":"/repository/","holdAfterBytes":{CUT},"times":1}}]}}"#);
+    assert_eq!(add_faults(&s, &rule), 200);
+    let faults = s.client.get("/sandbox/faults").json();
+    assert_eq!(faults["requests"][0]["holdAfterBytes"], CUT);
+    assert_eq!(faults["requests"][0]["hold"], false);
+
+    let n = request_count(&s) + 1;
+    let mut download = send_only(&s, "GET", &path, "", b"");
+    // The head and the first CUT bytes of the body.
+    let mut received = vec![];
+    let mut chunk = [0u8; 4096];
+    let body_at = loop {
+        let head_end = received
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|at| at + 4);
+        if let Some(at) = head_end
+            && received.len() >= at + CUT
+        {
+            break at;
+        }
+        let got = download
+            .read(&mut chunk)
+            .expect("the head and the first bytes");
+        assert!(got > 0, "closed after {} bytes", received.len());
+        received.extend_from_slice(&chunk[..got]);
+    };
+    let head = String::from_utf8_lossy(&received[..body_at]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+    assert!(
+        head.contains(&format!("\r\ncontent-length: {}\r\n", zip.len())),
+        "the whole body's length: {head}"
+    );
+    assert_eq!(&received[body_at..], &zip[..CUT], "exactly the first bytes");
+    assert_eq!(
+        eventually("the download held", WAIT, || {
+            let listed = held(&s);
+            (!listed.is_empty()).then_some(listed)
+        }),
+        [(n, "GET".to_owned(), path.clone(), CUT as u64)]
+    );
+    // Held: nothing more comes.
+    nothing_arrived(&download, "the held download");
+
+    // A body no longer than the cut is sent whole, and nothing is held.
+    let rule = format!(
+        r#"{{"requests":[{{"path":"/repository/","holdAfterBytes":{},"times":1}}]}}"#,
+        zip.len()
+    );
+    assert_eq!(add_faults(&s, &rule), 200);
+    assert_eq!(s.client.get(&path).body, zip);
+    assert_eq!(held(&s).len(), 1);
+
+    drop(download);
+    eventually("nothing held", WAIT, || held(&s).is_empty().then_some(()));
 }
 
 #[test]

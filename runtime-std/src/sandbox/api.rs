@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::faults::{Action, Faults};
 use super::state::Lookup;
-use super::{Shared, safe_repository_path};
-use crate::http::{self, Request, Response};
+use super::{HeldRequest, Shared, safe_repository_path};
+use crate::http::{self, Holder, Request, Response};
 
 impl http::App for Shared {
     type Route = Route;
@@ -39,12 +39,18 @@ impl http::App for Shared {
 /// Serves one request.
 async fn handle(state: Rc<Shared>, route: Route, request: Request) -> Response {
     let path = request.path().to_owned();
+    // A hold: the request's number, and how many body bytes go before it (`None`: none of the
+    // answer, not even its head).
+    let mut hold = None;
     if !path.starts_with("/sandbox/") {
-        let action = {
+        let (count, action) = {
             let mut cluster = state.cluster.borrow_mut();
             cluster.requests = cluster.requests.saturating_add(1);
             let count = cluster.requests;
-            cluster.faults.for_request(count, &request.method, &path)
+            (
+                count,
+                cluster.faults.for_request(count, &request.method, &path),
+            )
         };
         match action {
             Some(Action::Status(status)) => {
@@ -57,13 +63,56 @@ async fn handle(state: Rc<Shared>, route: Route, request: Request) -> Response {
             Some(Action::Delay(delay)) => {
                 Timer::after(delay).await;
             }
+            // Carried out now, as without the rule; the server holds the answer back.
+            Some(Action::Hold) => hold = Some((count, None)),
+            Some(Action::HoldAfterBytes(bytes)) => hold = Some((count, Some(bytes))),
             None => {}
         }
     }
     let response = answer(&state, route, &request);
     // A change may bring an execution event forward.
     let _ = state.wake.try_send(());
-    response
+    match hold {
+        Some((n, after_body_bytes)) => {
+            let listing = Listing {
+                request: HeldRequest {
+                    n,
+                    method: request.method,
+                    path,
+                    sent_bytes: 0,
+                },
+                state,
+                listed: false,
+            };
+            response.held(after_body_bytes, listing)
+        }
+        None => response,
+    }
+}
+
+/// Lists a held request in `/sandbox/held` from when the server begins holding it until the
+/// hold ends (its client closed the connection): dropped then.
+struct Listing {
+    request: HeldRequest,
+    state: Rc<Shared>,
+    listed: bool,
+}
+
+impl Holder for Listing {
+    fn holding(&mut self, sent_body_bytes: usize) {
+        self.request.sent_bytes = sent_body_bytes;
+        self.state.held.borrow_mut().push(self.request.clone());
+        self.listed = true;
+    }
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        if self.listed {
+            let n = self.request.n;
+            self.state.held.borrow_mut().retain(|h| h.n != n);
+        }
+    }
 }
 
 /// The endpoints.
@@ -78,6 +127,7 @@ pub(super) enum Route {
     License,
     Repository(String),
     History,
+    Held,
     Faults,
     AddFaults,
     ClearFaults,
@@ -102,6 +152,8 @@ fn classify(method: &str, path: &str) -> Result<Route, Response> {
         (_, ["repository", ..]) => return Err(not_allowed("GET, HEAD")),
         ("GET", ["sandbox", "history"]) => Route::History,
         (_, ["sandbox", "history"]) => return Err(not_allowed("GET, HEAD")),
+        ("GET", ["sandbox", "held"]) => Route::Held,
+        (_, ["sandbox", "held"]) => return Err(not_allowed("GET, HEAD")),
         ("GET", ["sandbox", "faults"]) => Route::Faults,
         ("POST", ["sandbox", "faults"]) => Route::AddFaults,
         ("DELETE", ["sandbox", "faults"]) => Route::ClearFaults,
@@ -124,6 +176,7 @@ fn answer(state: &Rc<Shared>, route: Route, request: &Request) -> Response {
         Route::License => Response::text(404, "no license endpoint in the sandbox"),
         Route::Repository(rest) => repository(state, &rest),
         Route::History => history(state),
+        Route::Held => held(state),
         Route::Faults => Response::json(200, faults_state(&state.cluster.borrow())),
         Route::AddFaults => add_faults(state, &request.body),
         Route::ClearFaults => {
@@ -296,6 +349,17 @@ fn history(state: &Shared) -> Response {
     Response::json(200, Value::Array(entries).to_string())
 }
 
+/// The requests held now, oldest first.
+fn held(state: &Shared) -> Response {
+    let held: Vec<Value> = state
+        .held
+        .borrow()
+        .iter()
+        .map(|h| json!({"n": h.n, "method": h.method, "path": h.path, "sentBytes": h.sent_bytes}))
+        .collect();
+    Response::json(200, Value::Array(held).to_string())
+}
+
 fn add_faults(state: &Shared, body: &[u8]) -> Response {
     let mut cluster = state.cluster.borrow_mut();
     match Faults::parse(body, cluster.requests) {
@@ -326,13 +390,18 @@ fn faults_json(faults: &Faults) -> String {
         .requests
         .iter()
         .map(|r| {
-            let (status, hang, delay) = match r.action {
-                Action::Status(s) => (Some(s), false, None),
-                Action::Hang => (None, true, None),
-                Action::Delay(d) => (None, false, Some(d.as_millis() as u64)),
-            };
+            let (mut status, mut hang, mut delay, mut hold, mut hold_after) =
+                (None, false, None, false, None);
+            match r.action {
+                Action::Status(s) => status = Some(s),
+                Action::Hang => hang = true,
+                Action::Delay(d) => delay = Some(d.as_millis() as u64),
+                Action::Hold => hold = true,
+                Action::HoldAfterBytes(n) => hold_after = Some(n),
+            }
             json!({"nth": r.nth, "method": r.method, "path": r.path, "times": r.times,
-                   "status": status, "hang": hang, "delayMs": delay})
+                   "status": status, "hang": hang, "delayMs": delay, "hold": hold,
+                   "holdAfterBytes": hold_after})
         })
         .collect();
     json!({"bundles": bundles, "requests": requests}).to_string()

@@ -7,7 +7,9 @@
 //!  "requests": [{"nth": 3, "status": 500},
 //!               {"method": "PUT", "path": "/v2/bundles/", "status": 503, "times": 2},
 //!               {"nth": 5, "hang": true},
-//!               {"path": "/v2/bundles", "delayMs": 300}]}
+//!               {"path": "/v2/bundles", "delayMs": 300},
+//!               {"method": "POST", "path": "/v2/bundles", "hold": true, "times": 1},
+//!               {"path": "/repository/", "holdAfterBytes": 1000, "times": 1}]}
 //! ```
 //!
 //! A bundle rule's `match` is a bundle name, an id (prefix of at least 7 characters per part) or
@@ -18,9 +20,15 @@
 //!
 //! A request rule matches by `nth` (the n-th request, counting from 1 from when the rule was
 //! installed; requests under `/sandbox/` are not counted), or by `method` and/or `path` (a
-//! prefix of the path), `times` times (default: every time). Its action is one of `status` (a
-//! 5xx answer with a one-line body), `hang` (never answer; the connection stays open until the
-//! client gives up) or `delayMs` (answer normally, that much later).
+//! prefix of the path), `times` times (default: every time). Its action is exactly one of
+//! `status` (a 5xx answer with a one-line body, the request not carried out), `hang` (the
+//! request not carried out, never answered; the connection stays open until the client gives
+//! up), `delayMs` (carried out and answered normally, that much later), `hold` (carried out
+//! now, its effect on the cluster as without the rule, but nothing of the answer is ever sent)
+//! or `holdAfterBytes: n` (carried out, and the answer's head and the first `n` bytes of its
+//! body sent, then nothing more; a body of `n` bytes or fewer is sent whole and nothing is
+//! held; an event stream is held after its head). A held connection stays open until its
+//! client closes it; `GET /sandbox/held` lists the requests held meanwhile.
 
 use std::time::Duration;
 
@@ -50,7 +58,17 @@ pub enum Action {
     Hang,
     /// The normal answer, this much later.
     Delay(Duration),
+    /// Carried out, and nothing of the answer sent, ever: the connection is held until its
+    /// client closes it.
+    Hold,
+    /// Carried out, and the answer's head and this many bytes of its body sent, then nothing
+    /// more: the connection is held until its client closes it. A body no longer than this
+    /// is sent whole, and nothing is held.
+    HoldAfterBytes(usize),
 }
+
+/// The actions of a request rule, in the order they are named in messages.
+const ACTIONS: [&str; 5] = ["status", "hang", "delayMs", "hold", "holdAfterBytes"];
 
 /// A rule for requests.
 #[derive(Clone, Debug, PartialEq)]
@@ -144,6 +162,50 @@ fn text(map: &serde_json::Map<String, Value>, key: &str) -> Result<Option<String
     }
 }
 
+/// The one action of a request rule: a flag set to `false` is no action.
+fn request_action(rule: &serde_json::Map<String, Value>) -> Result<Action, FaultError> {
+    let status = number(rule, "status")?;
+    let hang = flag(rule, "hang")?;
+    let delay = number(rule, "delayMs")?;
+    let hold = flag(rule, "hold")?;
+    let hold_after = number(rule, "holdAfterBytes")?;
+    let given: Vec<&str> = ACTIONS
+        .into_iter()
+        .zip([
+            status.is_some(),
+            hang,
+            delay.is_some(),
+            hold,
+            hold_after.is_some(),
+        ])
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect();
+    if given.len() != 1 {
+        let has = if given.is_empty() {
+            "none".to_owned()
+        } else {
+            given.join(", ")
+        };
+        return Err(err(format!(
+            "a request rule needs exactly one of {}; it has {has}",
+            ACTIONS.join(", ")
+        )));
+    }
+    Ok(match (status, delay, hold_after) {
+        (Some(status), _, _) => match u16::try_from(status) {
+            Ok(status) if (500..=599).contains(&status) => Action::Status(status),
+            _ => return Err(err("`status` must be a 5xx status")),
+        },
+        (_, Some(ms), _) => Action::Delay(Duration::from_millis(ms)),
+        (_, _, Some(bytes)) => Action::HoldAfterBytes(
+            usize::try_from(bytes).map_err(|_| err("`holdAfterBytes` is too large"))?,
+        ),
+        // Exactly one was given: `hang` or `hold`.
+        (None, None, None) if hang => Action::Hang,
+        (None, None, None) => Action::Hold,
+    })
+}
+
 impl Faults {
     /// Parses the JSON of the module doc. `request_count` is the number of requests counted
     /// so far, from which `nth` counts.
@@ -190,30 +252,22 @@ impl Faults {
                 rule,
                 "a request rule",
                 &[
-                    "nth", "method", "path", "times", "status", "hang", "delayMs",
+                    "nth",
+                    "method",
+                    "path",
+                    "times",
+                    "status",
+                    "hang",
+                    "delayMs",
+                    "hold",
+                    "holdAfterBytes",
                 ],
             )?;
             let nth = number(rule, "nth")?;
             if nth == Some(0) {
                 return Err(err("`nth` counts from 1"));
             }
-            let action = match (
-                number(rule, "status")?,
-                flag(rule, "hang")?,
-                number(rule, "delayMs")?,
-            ) {
-                (Some(status), false, None) if (500..=599).contains(&status) => {
-                    Action::Status(u16::try_from(status).unwrap_or(500))
-                }
-                (Some(_), false, None) => return Err(err("`status` must be a 5xx status")),
-                (None, true, None) => Action::Hang,
-                (None, false, Some(ms)) => Action::Delay(Duration::from_millis(ms)),
-                _ => {
-                    return Err(err(
-                        "a request rule needs exactly one of status, hang, delayMs",
-                    ));
-                }
-            };
+            let action = request_action(rule)?;
             let method = text(rule, "method")?;
             let path = text(rule, "path")?;
             if nth.is_none() && method.is_none() && path.is_none() {
@@ -260,7 +314,9 @@ mod tests {
           "requests": [{"nth": 3, "status": 500},
                        {"method": "PUT", "path": "/v2/bundles/", "status": 503, "times": 2},
                        {"nth": 5, "hang": true},
-                       {"path": "/v2/bundles", "delayMs": 300}]}"#;
+                       {"path": "/v2/bundles", "delayMs": 300},
+                       {"method": "POST", "path": "/v2/bundles", "hold": true, "times": 1},
+                       {"path": "/repository/", "holdAfterBytes": 1000, "times": 1}]}"#;
         let faults = Faults::parse(json, 10).unwrap();
         assert_eq!(faults.bundles.len(), 3);
         assert_eq!(
@@ -269,6 +325,110 @@ mod tests {
         );
         assert_eq!(faults.requests[0].nth, Some(13));
         assert_eq!(faults.requests[2].action, Action::Hang);
+        assert_eq!(faults.requests[4].action, Action::Hold);
+        assert_eq!(faults.requests[4].times, Some(1));
+        assert_eq!(faults.requests[5].action, Action::HoldAfterBytes(1000));
+    }
+
+    #[test]
+    fn test_parse_each_action() {
+        for (action, expected) in [
+            (r#""status": 503"#, Action::Status(503)),
+            (r#""hang": true"#, Action::Hang),
+            (r#""delayMs": 0"#, Action::Delay(Duration::ZERO)),
+            (r#""hold": true"#, Action::Hold),
+            (r#""holdAfterBytes": 0"#, Action::HoldAfterBytes(0)),
+            (r#""holdAfterBytes": 65536"#, Action::HoldAfterBytes(65536)),
+            // A flag set to false is no action: the other one is the rule's.
+            (r#""hold": false, "hang": true"#, Action::Hang),
+            (r#""hold": true, "hang": false"#, Action::Hold),
+        ] {
+            let json = format!(r#"{{"requests": [{{"path": "/v2/", {action}}}]}}"#);
+            let faults = Faults::parse(json.as_bytes(), 0).unwrap();
+            assert_eq!(faults.requests[0].action, expected, "{json}");
+        }
+    }
+
+    #[test]
+    fn test_for_request_hold_spends_its_times() {
+        let json = br#"{"requests": [
+            {"method": "PUT", "path": "/v2/bundles/", "hold": true, "times": 1},
+            {"path": "/repository/", "holdAfterBytes": 10}]}"#;
+        let mut faults = Faults::parse(json, 0).unwrap();
+        assert_eq!(faults.for_request(1, "GET", "/v2/bundles"), None);
+        assert_eq!(
+            faults.for_request(2, "PUT", "/v2/bundles/abc"),
+            Some(Action::Hold)
+        );
+        assert_eq!(faults.for_request(3, "PUT", "/v2/bundles/abc"), None);
+        for count in 4..6 {
+            assert_eq!(
+                faults.for_request(count, "GET", "/repository/a/b.zip"),
+                Some(Action::HoldAfterBytes(10))
+            );
+        }
+    }
+
+    #[test]
+    fn test_reject_more_or_fewer_than_one_action() {
+        for (rule, has) in [
+            (r#""hang": true, "hold": true"#, "it has hang, hold"),
+            (
+                r#""status": 500, "holdAfterBytes": 3"#,
+                "it has status, holdAfterBytes",
+            ),
+            (
+                r#""hold": true, "holdAfterBytes": 3"#,
+                "it has hold, holdAfterBytes",
+            ),
+            (r#""delayMs": 5, "hold": true"#, "it has delayMs, hold"),
+            (r#""times": 1"#, "it has none"),
+            (r#""hold": false"#, "it has none"),
+        ] {
+            let json = format!(r#"{{"requests": [{{"nth": 1, {rule}}}]}}"#);
+            let e = Faults::parse(json.as_bytes(), 0).unwrap_err();
+            assert_eq!(
+                e.0,
+                format!(
+                    "a request rule needs exactly one of status, hang, delayMs, hold, \
+                     holdAfterBytes; {has}"
+                ),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn test_reject_bad_hold_values() {
+        for (rule, message) in [
+            (
+                r#""holdAfterBytes": -1"#,
+                "`holdAfterBytes` must be a non-negative integer",
+            ),
+            (
+                r#""holdAfterBytes": 1.5"#,
+                "`holdAfterBytes` must be a non-negative integer",
+            ),
+            (
+                r#""holdAfterBytes": "10""#,
+                "`holdAfterBytes` must be a non-negative integer",
+            ),
+            (
+                r#""holdAfterBytes": null"#,
+                "`holdAfterBytes` must be a non-negative integer",
+            ),
+            (r#""hold": 1"#, "`hold` must be true or false"),
+            (r#""hold": "true""#, "`hold` must be true or false"),
+            (r#""hold": null"#, "`hold` must be true or false"),
+            (
+                r#""holdAfter": 3"#,
+                "unknown key `holdAfter` in a request rule",
+            ),
+        ] {
+            let json = format!(r#"{{"requests": [{{"path": "/repository/", {rule}}}]}}"#);
+            let e = Faults::parse(json.as_bytes(), 0).unwrap_err();
+            assert!(e.0.starts_with(message), "{json}: {e}");
+        }
     }
 
     #[test]

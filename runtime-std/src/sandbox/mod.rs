@@ -3,7 +3,8 @@
 //! The control API v2 of docs/PROTOCOL.md §5 (what lockstep drives, and what the official
 //! `conduct info|load|run|stop|unload` call), with bundles and configurations kept as files,
 //! executions that start after a delay, the bundle event stream; a bundle repository in the
-//! docs/PROTOCOL.md §4 layout under `/repository/`; fault injection ([`faults`]); and
+//! docs/PROTOCOL.md §4 layout under `/repository/`; fault injection ([`faults`]), with
+//! `GET /sandbox/held`, the requests whose answers a fault holds back now; and
 //! `GET /sandbox/history`, every change of a bundle's instances in order, so that a test can
 //! check a bound over a whole deployment without polling.
 
@@ -116,6 +117,19 @@ struct Shared {
     data_dir: PathBuf,
     /// Wakes the execution clock when something changed.
     wake: async_channel::Sender<()>,
+    /// The requests held now (`hold`, `holdAfterBytes`), oldest first.
+    held: RefCell<Vec<HeldRequest>>,
+}
+
+/// A request whose answer a fault holds back, until its client closes the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct HeldRequest {
+    /// Its number in the count `nth` matches.
+    n: u64,
+    method: String,
+    path: String,
+    /// The body bytes sent before the hold.
+    sent_bytes: usize,
 }
 
 impl Shared {
@@ -142,6 +156,7 @@ pub async fn start(executor: Rc<LocalExecutor<'static>>, options: Options) -> io
         )),
         data_dir: data_dir.path().to_path_buf(),
         wake,
+        held: RefCell::new(Vec::new()),
     });
     let demo = if options.demo {
         Some(load_demo(&shared).map_err(|e| io::Error::other(format!("demo: {e}")))?)
