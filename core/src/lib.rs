@@ -82,6 +82,7 @@ pub mod conductr;
 pub mod deployer;
 mod hex;
 pub mod hocon;
+pub mod journal;
 pub mod json;
 pub mod ledger;
 pub mod limits;

@@ -44,7 +44,7 @@ pub const MAX_SECRET_LEN: usize = 128;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Length of an HMAC-SHA256.
-const MAC_LEN: usize = 32;
+pub const MAC_LEN: usize = 32;
 /// Digits of `u64::MAX`.
 const MAX_T_DIGITS: usize = 20;
 /// Base64 of 32 bytes, with its padding.
@@ -449,10 +449,29 @@ impl Fresh {
         self.t
     }
 
+    /// Its entry's persistent form, to record before the request is answered.
+    pub const fn stamp(&self) -> Stamp {
+        Stamp {
+            mac: self.mac,
+            t: self.t,
+        }
+    }
+
     /// Live in a [`ReplayCache`] until its window has passed.
     fn is_live(&self, now: UnixTime, window: Duration) -> bool {
         now.as_secs() <= self.t.saturating_add(window.as_secs())
     }
+}
+
+/// A replay-cache entry as a store keeps it (`core::journal`): an accepted signature's MAC and
+/// timestamp. Neither is secret: both travelled in the request's header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Stamp {
+    /// The MAC of `v1=`.
+    pub mac: [u8; MAC_LEN],
+    /// `t=`, seconds since the Unix epoch.
+    pub t: u64,
 }
 
 /// A value of `X-Lockstep-Signature` (`t=<secs>,v1=<hex>`), as [`lockstep_sign`] writes it.
@@ -583,6 +602,29 @@ impl<const N: usize> ReplayCache<N> {
             .ok_or(SignatureError::ReplayCacheFull)?;
         *slot = Some(fresh);
         Ok(())
+    }
+
+    /// Puts back an entry read from a store after a restart, if it is still live (an expired
+    /// one is refused by the window anyway). Refuses as [`insert`](Self::insert) does.
+    pub fn restore(
+        &mut self,
+        stamp: Stamp,
+        now: UnixTime,
+        window: Duration,
+    ) -> Result<(), SignatureError> {
+        let fresh = Fresh {
+            mac: stamp.mac,
+            t: stamp.t,
+        };
+        if !fresh.is_live(now, window) {
+            return Ok(());
+        }
+        self.insert(fresh, now, window)
+    }
+
+    /// The live entries, for a store to rewrite.
+    pub fn stamps(&self, now: UnixTime, window: Duration) -> impl Iterator<Item = Stamp> + '_ {
+        self.live_entries(now, window).map(Fresh::stamp)
     }
 
     /// The number of live entries (for metrics).

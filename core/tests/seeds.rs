@@ -57,3 +57,8 @@ fn test_seeds_conductr() {
 fn test_seeds_record() {
     replay("record", lockstep_core::fuzz::record);
 }
+
+#[test]
+fn test_seeds_journal() {
+    replay("journal", lockstep_core::fuzz::journal);
+}

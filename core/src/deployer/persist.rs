@@ -21,6 +21,7 @@
 
 use core::fmt;
 
+use super::event::{Event, EventKind};
 use super::record::{
     Cause, CommandError, DeploymentId, Doing, End, Failure, Fault, Moved, Name, Outcome, Phase,
     Plan, Record, Request, Rollback, SEVERAL_SHOWN, Seen, Side, Step, Swap, Tags,
@@ -853,5 +854,107 @@ impl Persist for Record {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Events
+// ---------------------------------------------------------------------------------------------
+
+/// The most bytes [`encode_event`] writes.
+pub const MAX_EVENT_LEN: usize = 1 + 16 + 4 + 1 + max(2 * NAME_LEN, CAUSE_LEN + ROLLBACK_LEN);
+
+/// Writes an event of a deployment (`version:u8 (= 1) id:16 seq:u32 kind`, the kind's tags
+/// 0 `deploymentStarted` name name, 1 `bundleDownload`, 2 `configDownload` bundle id,
+/// 3 `load` opt(digest), 4 `deploy` u32 u32, 5 `deploymentSuccess`, 6 `deploymentFailure`
+/// cause rollback) into `buf` ([`MAX_EVENT_LEN`] bytes always suffice); answers the length.
+pub fn encode_event(event: &Event, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
+    let mut w = Writer { buf, len: 0 };
+    w.u8(VERSION)?;
+    event.put(&mut w)?;
+    Ok(w.len)
+}
+
+/// Reads an event written by [`encode_event`], all of `bytes`.
+pub fn decode_event(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let mut r = Reader { rest: bytes };
+    match r.u8()? {
+        VERSION => {}
+        other => return Err(DecodeError::UnknownVersion(other)),
+    }
+    let event = Event::get(&mut r)?;
+    if !r.rest.is_empty() {
+        return Err(DecodeError::Trailing);
+    }
+    Ok(event)
+}
+
+impl Persist for Event {
+    fn put(&self, w: &mut Writer<'_>) -> Result<(), BufferTooSmall> {
+        self.deployment.put(w)?;
+        w.u32(self.seq)?;
+        match &self.kind {
+            EventKind::DeploymentStarted {
+                bundle_name,
+                compatible_version,
+            } => {
+                w.u8(0)?;
+                bundle_name.put(w)?;
+                compatible_version.put(w)
+            }
+            EventKind::BundleDownload => w.u8(1),
+            EventKind::ConfigDownload { from } => {
+                w.u8(2)?;
+                from.put(w)
+            }
+            EventKind::Load { config } => {
+                w.u8(3)?;
+                w.opt(config.as_ref(), |w, d| d.put(w))
+            }
+            EventKind::Deploy { old, new } => {
+                w.u8(4)?;
+                w.u32(*old)?;
+                w.u32(*new)
+            }
+            EventKind::DeploymentSuccess => w.u8(5),
+            EventKind::DeploymentFailure(failure) => {
+                w.u8(6)?;
+                failure.cause.put(w)?;
+                failure.rollback.put(w)
+            }
+        }
+    }
+
+    fn get(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let deployment = DeploymentId::get(r)?;
+        let seq = r.u32()?;
+        let kind = match r.u8()? {
+            0 => EventKind::DeploymentStarted {
+                bundle_name: Name::get(r)?,
+                compatible_version: Name::get(r)?,
+            },
+            1 => EventKind::BundleDownload,
+            2 => EventKind::ConfigDownload {
+                from: BundleId::get(r)?,
+            },
+            3 => EventKind::Load {
+                config: r.opt(Digest::get)?,
+            },
+            4 => EventKind::Deploy {
+                old: r.u32()?,
+                new: r.u32()?,
+            },
+            5 => EventKind::DeploymentSuccess,
+            6 => EventKind::DeploymentFailure(Failure {
+                cause: Cause::get(r)?,
+                rollback: Rollback::get(r)?,
+            }),
+            _ => return Err(DecodeError::Invalid),
+        };
+        Ok(Self {
+            deployment,
+            seq,
+            kind,
+        })
+    }
+}
+
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

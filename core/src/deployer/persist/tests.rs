@@ -15,7 +15,7 @@ fn digest(byte: u8) -> Digest {
     Digest::from_bytes([byte; 32])
 }
 
-fn request() -> Request {
+pub(crate) fn request() -> Request {
     Request {
         id: id(0x11),
         org: Name::truncated("typesafe"),
@@ -45,7 +45,7 @@ fn assert_round_trip(record: &Record) {
 
 /// A record with every field at its longest: names of 64 bytes, eight tags, a rollback whose
 /// cause names three bundles with configurations.
-fn worst() -> Record {
+pub(crate) fn worst() -> Record {
     let long = "a".repeat(MAX_SEGMENT_LEN);
     let seg = Segment::parse(&long).unwrap();
     let with_config = |byte| BundleId::of(&digest(byte), Some(&digest(byte ^ 0xFF)));
@@ -355,4 +355,72 @@ fn test_key_and_accessors_survive_the_round_trip() {
     );
     assert_eq!(decoded.old(), record.old());
     assert_eq!(decoded.new_bundle(), record.new_bundle());
+}
+
+// ---- events ----------------------------------------------------------------------------------
+
+/// Every kind of event, the failure at its longest.
+pub(crate) fn events() -> Vec<Event> {
+    let long = Name::from(Segment::parse(&"a".repeat(MAX_SEGMENT_LEN)).unwrap());
+    let Phase::RollingBack { cause, .. } = worst().phase else {
+        panic!("the worst record rolls back")
+    };
+    let kinds = [
+        EventKind::DeploymentStarted {
+            bundle_name: long,
+            compatible_version: long,
+        },
+        EventKind::BundleDownload,
+        EventKind::ConfigDownload {
+            from: BundleId::of(&digest(1), Some(&digest(2))),
+        },
+        EventKind::Load { config: None },
+        EventKind::Load {
+            config: Some(digest(3)),
+        },
+        EventKind::Deploy {
+            old: u32::MAX,
+            new: 0,
+        },
+        EventKind::DeploymentSuccess,
+        EventKind::DeploymentFailure(Failure {
+            cause,
+            rollback: Rollback::NotNeeded,
+        }),
+    ];
+    kinds
+        .into_iter()
+        .enumerate()
+        .map(|(seq, kind)| Event {
+            deployment: id(0x22),
+            seq: u32::try_from(seq).unwrap() + 1,
+            kind,
+        })
+        .collect()
+}
+
+#[test]
+fn test_event_round_trip_every_kind_within_its_bound() {
+    for event in events() {
+        let mut buf = [0u8; MAX_EVENT_LEN];
+        let len = encode_event(&event, &mut buf).unwrap();
+        assert_eq!(decode_event(&buf[..len]), Ok(event));
+        // Truncated anywhere, or followed by a byte: refused.
+        for cut in 0..len {
+            assert!(decode_event(&buf[..cut]).is_err(), "{event:?} cut at {cut}");
+        }
+        let mut longer = buf[..len].to_vec();
+        longer.push(0);
+        assert_eq!(decode_event(&longer), Err(DecodeError::Trailing));
+    }
+    let mut unknown = [0u8; MAX_EVENT_LEN];
+    let len = encode_event(&events()[1], &mut unknown).unwrap();
+    unknown[0] = 2;
+    assert_eq!(
+        decode_event(&unknown[..len]),
+        Err(DecodeError::UnknownVersion(2))
+    );
+    unknown[0] = VERSION;
+    unknown[1 + 16 + 4] = 7;
+    assert_eq!(decode_event(&unknown[..len]), Err(DecodeError::Invalid));
 }
