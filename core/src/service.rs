@@ -9,7 +9,9 @@ use core::fmt;
 use crate::access::{self, Credential};
 use crate::bundle::Segment;
 use crate::deployer::{Admitted, Busy, DeploymentId, Name, Request, Tags};
-use crate::signature::{self, Headers, Presented, ReplayCache, Schemes, Secret, SignatureError};
+use crate::signature::{
+    self, Headers, Presented, ReplayCache, Schemes, Secret, SignatureError, Stamp,
+};
 use crate::status::Status;
 use crate::time::{Duration, Now};
 use crate::webhook::{self, BodyError, BodyLimit, Prefix, Target, TargetError};
@@ -211,6 +213,9 @@ pub enum Reason {
     ShuttingDown,
     /// The event streams are at `--max-event-streams` (503).
     StreamsFull,
+    /// What would record the webhook's deployment cannot be written (503): nothing is accepted
+    /// that is not recorded ([`Webhooks::set_recording`]).
+    Unrecorded,
     /// Every connection slot works or streams: the connection is refused before its request
     /// is read (503; [`crate::budget`]).
     ConnectionsFull,
@@ -233,9 +238,11 @@ impl Reason {
             Self::Unsigned(_) | Self::Unauthorized => Status::Unauthorized,
             Self::Signature(e) => e.status(),
             Self::NotAllowed => Status::Forbidden,
-            Self::Busy(_) | Self::ShuttingDown | Self::StreamsFull | Self::ConnectionsFull => {
-                Status::ServiceUnavailable
-            }
+            Self::Busy(_)
+            | Self::ShuttingDown
+            | Self::StreamsFull
+            | Self::ConnectionsFull
+            | Self::Unrecorded => Status::ServiceUnavailable,
         }
     }
 
@@ -262,6 +269,7 @@ impl Reason {
             Self::ShuttingDown => "shutting_down",
             Self::StreamsFull => "streams_full",
             Self::ConnectionsFull => "connections_full",
+            Self::Unrecorded => "unrecorded",
         }
     }
 
@@ -318,6 +326,9 @@ impl fmt::Display for Reason {
             Self::ShuttingDown => f.write_str("shutting down"),
             Self::StreamsFull => f.write_str("too many event streams; retry later"),
             Self::ConnectionsFull => f.write_str("too many connections; retry later"),
+            Self::Unrecorded => {
+                f.write_str("the deployment cannot be recorded (the data directory); retry later")
+            }
         }
     }
 }
@@ -495,6 +506,17 @@ pub struct Webhook<'a> {
     pub body: &'a [u8],
 }
 
+/// A webhook that passed the checks and was admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Accepted {
+    /// The deployment, new or redelivered.
+    pub admitted: Admitted,
+    /// The replay-cache entry of its lockstep signature (none for the Bintray scheme): a
+    /// runtime that persists the cache records it before it answers 202.
+    pub stamp: Option<Stamp>,
+}
+
 /// The webhook checks (docs/PROTOCOL.md §7), with the secret and the replay cache of `R` entries.
 pub struct Webhooks<const R: usize> {
     secret: Secret,
@@ -502,6 +524,8 @@ pub struct Webhooks<const R: usize> {
     replay: ReplayCache<R>,
     /// Once set, every webhook that passed the other checks is refused with 503.
     shutting_down: bool,
+    /// Cleared while the store of deployments cannot be written: webhooks are refused with 503.
+    recording: bool,
 }
 
 impl<const R: usize> fmt::Debug for Webhooks<R> {
@@ -527,6 +551,7 @@ impl<const R: usize> Webhooks<R> {
             config,
             replay: ReplayCache::with_capacity(capacity),
             shutting_down: false,
+            recording: true,
         }
     }
 
@@ -537,6 +562,13 @@ impl<const R: usize> Webhooks<R> {
         self.shutting_down = true;
     }
 
+    /// Whether the store of deployments can be written (a runtime that persists them says
+    /// so): while it cannot, every webhook that passed the other checks is refused with 503
+    /// `unrecorded`, a redelivery too, and nothing enters the replay cache.
+    pub const fn set_recording(&mut self, recording: bool) {
+        self.recording = recording;
+    }
+
     /// Whether [`Webhooks::shut_down`] was called.
     pub const fn is_shutting_down(&self) -> bool {
         self.shutting_down
@@ -545,6 +577,17 @@ impl<const R: usize> Webhooks<R> {
     /// The configuration.
     pub const fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Puts back a replay-cache entry read from a store after a restart (an expired one is
+    /// dropped); refused when the cache is full of live entries.
+    pub fn restore_stamp(&mut self, now: Now, stamp: Stamp) -> Result<(), SignatureError> {
+        self.replay.restore(stamp, now.unix, self.config.window)
+    }
+
+    /// The live replay-cache entries, for a store to rewrite.
+    pub fn stamps(&self, now: Now) -> impl Iterator<Item = Stamp> + '_ {
+        self.replay.stamps(now.unix, self.config.window)
     }
 
     /// How many lockstep signatures the replay cache holds live now (for metrics).
@@ -569,7 +612,7 @@ impl<const R: usize> Webhooks<R> {
         hook: &Webhook<'_>,
         id: DeploymentId,
         admit: impl FnOnce(Request) -> Result<Admitted, Busy>,
-    ) -> Result<Admitted, Refusal> {
+    ) -> Result<Accepted, Refusal> {
         if hook.content_type.is_some_and(|t| !is_json(t)) {
             return Err(Reason::MediaType.into());
         }
@@ -607,6 +650,9 @@ impl<const R: usize> Webhooks<R> {
         if self.shutting_down {
             return Err(Reason::ShuttingDown.into());
         }
+        if !self.recording {
+            return Err(Reason::Unrecorded.into());
+        }
         if fresh.is_some() && !self.replay.has_room(now.unix, self.config.window) {
             return Err(SignatureError::ReplayCacheFull.into());
         }
@@ -621,11 +667,13 @@ impl<const R: usize> Webhooks<R> {
             at: now.unix,
         };
         let admitted = admit(request)?;
-        if let Some(fresh) = fresh {
+        let stamp = fresh.map(|fresh| {
+            let stamp = fresh.stamp();
             // Room was checked above, and nothing ran in between.
             let _ = self.replay.insert(fresh, now.unix, self.config.window);
-        }
-        Ok(admitted)
+            stamp
+        });
+        Ok(Accepted { admitted, stamp })
     }
 }
 

@@ -18,7 +18,7 @@ use lockstep_core::service::{self, Allowed, MAX_ALLOWED};
 use lockstep_core::signature::Schemes;
 use lockstep_core::webhook::{BodyLimit, BodyLimitError, MAX_BODY_LIMIT};
 
-use crate::deployments::{self, RepositoryError, RepositoryOption};
+use crate::deployments::{self, RepositoryError, RepositoryOption, create_private_dir};
 use crate::http;
 use crate::log::{LogFormat, LogLevel};
 use crate::secret::{self, SecretError};
@@ -220,6 +220,8 @@ pub enum Error {
     NoRepository,
     /// No usable webhook secret.
     Secret(SecretError),
+    /// No `--data-dir`, and no per-user location to default to.
+    NoDataDir,
     /// `--data-dir` could not be created.
     DataDir {
         /// The directory.
@@ -252,6 +254,10 @@ impl fmt::Display for Error {
                  published to (or LOCKSTEP_REPOSITORY)",
             ),
             Self::Secret(e) => e.fmt(f),
+            Self::NoDataDir => f.write_str(
+                "--data-dir is required when neither XDG_STATE_HOME nor HOME is set (or \
+                 LOCKSTEP_DATA_DIR)",
+            ),
             Self::DataDir { dir, error } => {
                 write!(
                     f,
@@ -373,8 +379,9 @@ pub static SETTINGS: &[Setting] = &[
     },
     Setting {
         name: "data-dir",
-        default: "(a fresh temporary directory)",
-        help: "Where downloads are kept while a deployment needs them; created if missing",
+        default: "($XDG_STATE_HOME/lockstep, else ~/.local/state/lockstep)",
+        help: "The journal of deployments and the downloads in flight; created (0700) if \
+               missing; one process per directory",
         apply: |c, v| {
             let dir = PathBuf::from(v);
             if dir.exists() && !dir.is_dir() {
@@ -806,12 +813,6 @@ impl Config {
     /// The service's options: the secret read, the repository required.
     pub fn options(&self, env: &BTreeMap<String, String>) -> Result<Options, Error> {
         let repository = self.repository.clone().ok_or(Error::NoRepository)?;
-        if let Some(dir) = &self.data_dir {
-            std::fs::create_dir_all(dir).map_err(|error| Error::DataDir {
-                dir: dir.clone(),
-                error,
-            })?;
-        }
         let secret = secret::read(
             self.secret_file.as_deref(),
             env.get(secret::ENV).map(String::as_str),
@@ -820,6 +821,14 @@ impl Config {
             Some(file) => Some(read_credential(file)?),
             None => None,
         };
+        let data_dir = match &self.data_dir {
+            Some(dir) => dir.clone(),
+            None => default_data_dir(env).ok_or(Error::NoDataDir)?,
+        };
+        create_private_dir(&data_dir).map_err(|error| Error::DataDir {
+            dir: data_dir.clone(),
+            error,
+        })?;
         let core = crate::platform::from_std_duration;
         let mut webhooks = service::Config {
             schemes: self.schemes,
@@ -835,7 +844,7 @@ impl Config {
             listen: self.listen,
             conductr: self.conductr.clone(),
             repository,
-            data_dir: self.data_dir.clone(),
+            data_dir,
             secret,
             limits: http::Limits {
                 head_bytes: self.max_head,
@@ -926,6 +935,16 @@ pub fn help() -> String {
     }
     text.push_str("  -h, --help             Print this help\n");
     text
+}
+
+/// The data directory when none is given: `$XDG_STATE_HOME/lockstep`, else
+/// `$HOME/.local/state/lockstep` (the XDG base directory specification's place for state that
+/// should survive a restart); `None` when neither variable is set (or either is relative).
+pub fn default_data_dir(env: &BTreeMap<String, String>) -> Option<PathBuf> {
+    let absolute = |name: &str| env.get(name).map(PathBuf::from).filter(|p| p.is_absolute());
+    absolute("XDG_STATE_HOME")
+        .map(|state| state.join("lockstep"))
+        .or_else(|| absolute("HOME").map(|home| home.join(".local/state/lockstep")))
 }
 
 #[cfg(test)]
@@ -1097,10 +1116,45 @@ mod tests {
             e.contains("BINTRAY_WEBHOOK_SECRET") && e.contains("--secret-file"),
             "{e}"
         );
-        let env = [("BINTRAY_WEBHOOK_SECRET".to_owned(), "s".to_owned())]
-            .into_iter()
-            .collect();
-        assert!(c.options(&env).is_ok());
+        let mut env: BTreeMap<String, String> =
+            [("BINTRAY_WEBHOOK_SECRET".to_owned(), "s".to_owned())]
+                .into_iter()
+                .collect();
+        // No --data-dir, no HOME: nowhere to keep the journal.
+        let e = c.options(&env).unwrap_err().to_string();
+        assert!(e.contains("--data-dir is required"), "{e}");
+        let state = crate::tempdir::TempDir::new("lockstep-config-state").unwrap();
+        env.insert(
+            "XDG_STATE_HOME".to_owned(),
+            state.path().display().to_string(),
+        );
+        let options = c.options(&env).unwrap();
+        assert_eq!(options.data_dir, state.path().join("lockstep"));
+        assert!(options.data_dir.is_dir());
+    }
+
+    #[test]
+    fn test_default_data_dir_is_the_xdg_state_directory() {
+        let env = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            default_data_dir(&env(&[("XDG_STATE_HOME", "/s"), ("HOME", "/h")])),
+            Some(PathBuf::from("/s/lockstep"))
+        );
+        assert_eq!(
+            default_data_dir(&env(&[("HOME", "/h")])),
+            Some(PathBuf::from("/h/.local/state/lockstep"))
+        );
+        // Relative values are ignored, as the XDG specification says.
+        assert_eq!(
+            default_data_dir(&env(&[("XDG_STATE_HOME", "s"), ("HOME", "/h")])),
+            Some(PathBuf::from("/h/.local/state/lockstep"))
+        );
+        assert_eq!(default_data_dir(&env(&[("HOME", "")])), None);
     }
 
     #[test]

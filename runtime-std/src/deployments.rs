@@ -6,6 +6,11 @@
 //! through [`Deployments::notify`]; core's ledger keeps every event and the ended deployments
 //! it retains, and this module tells the log, the metrics and the subscribers of
 //! [`Deployments::subscribe`].
+//!
+//! What must survive a restart is written ahead to the journal in the data directory
+//! ([`crate::journal`]): [`Deployments::start`] restores what it holds — the ended
+//! deployments for reading, every deployment in flight resumed from its record — before the
+//! agent's tasks run.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -19,11 +24,15 @@ use lockstep_core::agent::http::HttpRepository;
 use lockstep_core::agent::{
     self, Agent, Buffers, FetchError, Link, Location, Repository, Retry, Sink, Time, Worker,
 };
+use lockstep_core::agent::{FileKey, FileKind};
 use lockstep_core::deployer::{
     Admitted, Busy, Command, Deployer, DeploymentId, Event, Policy, Record,
 };
+use lockstep_core::journal::Unrecorded;
 use lockstep_core::ledger::{self, Ledger, Retained};
+use lockstep_core::signature::Stamp;
 
+use crate::journal::{self, FileJournal, Restored};
 use crate::log;
 use crate::metrics::{self, Metrics};
 use crate::platform::{DirStore, LocalRepository, StdTime, TcpConnector};
@@ -105,7 +114,8 @@ pub struct Options {
     pub conductr: BaseUrl,
     /// Where bundles come from.
     pub repository: RepositoryOption,
-    /// Where downloads are kept while a deployment needs them (`<data dir>/store`).
+    /// The data directory: the journal, and the downloads a deployment needs
+    /// (`<data dir>/store`); created (0700) if missing.
     pub data_dir: PathBuf,
     /// How many commands run at once.
     pub workers: usize,
@@ -192,10 +202,15 @@ impl Sink for Logs {
     }
 }
 
+/// The agent of this process.
+type TheAgent = Agent<CAPACITY, Logs, Shelf, FileJournal>;
+
 /// The deployments of this process.
 pub struct Deployments {
-    agent: Rc<Agent<CAPACITY, Logs, Shelf>>,
+    agent: Rc<TheAgent>,
     time: Rc<StdTime>,
+    /// Told when the journal wants a rewrite ([`Deployments::rewrite_wanted`]).
+    rewrite: (async_channel::Sender<()>, async_channel::Receiver<()>),
 }
 
 impl fmt::Debug for Deployments {
@@ -224,20 +239,45 @@ impl Repository for Source<'_> {
     }
 }
 
+/// Creates `dir` and its missing parents, private to the user (0700) when created.
+pub fn create_private_dir(dir: &std::path::Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 impl Deployments {
-    /// Starts the agent's tasks on `executor`.
-    pub fn start(executor: &Rc<LocalExecutor<'static>>, options: &Options) -> io::Result<Rc<Self>> {
+    /// Takes the data directory (its lock), restores what its journal holds, rewrites it (a
+    /// torn tail and what fell out of retention dropped), and starts the agent's tasks on
+    /// `executor`; answers the replay-cache entries the journal held, for the service to
+    /// restore. When the rewrite fails the journal is broken ([`Deployments::journal_broken`]):
+    /// nothing moves until a later rewrite repairs it.
+    ///
+    /// Refused (an error naming the file, and what to do) when another process holds the
+    /// directory, when the journal is damaged anywhere but in its last frame, or when a
+    /// deployment it records cannot be resumed.
+    pub fn start(
+        executor: &Rc<LocalExecutor<'static>>,
+        options: &Options,
+    ) -> io::Result<(Rc<Self>, Vec<Stamp>)> {
+        create_private_dir(&options.data_dir)?;
         let store_dir = options.data_dir.join("store");
-        std::fs::create_dir_all(&store_dir)?;
+        create_private_dir(&store_dir)?;
+        let (journal, restored) = journal::open(&options.data_dir).map_err(io::Error::other)?;
         let time = Rc::new(StdTime::new());
         let ledger = Ledger::new(Shelf::default(), options.retention);
-        let agent = Rc::new(Agent::new(
+        let agent = Rc::new(Agent::with_journal(
             Deployer::new(options.policy),
             ledger,
             Logs::default(),
+            journal,
         ));
-        let connector = Rc::new(TcpConnector::for_agent(&options.agent));
         let store = Rc::new(DirStore::new(store_dir));
+        let stamps = restore(&agent, &time, &store, restored)?;
+        // A failure is logged, and leaves the journal broken until repaired.
+        let _ = agent.rewrite(stamps.iter().copied());
+        let connector = Rc::new(TcpConnector::for_agent(&options.agent));
         let conductr = options.conductr.parsed();
         let repository = Rc::new(options.repository.clone());
         let workers = options.workers.clamp(1, agent::MAX_WORKERS);
@@ -294,7 +334,56 @@ impl Deployments {
                     .await;
             })
             .detach();
-        Ok(Rc::new(Self { agent, time }))
+        Ok((
+            Rc::new(Self {
+                agent,
+                time,
+                rewrite: async_channel::bounded(1),
+            }),
+            stamps,
+        ))
+    }
+
+    /// Makes everything appended to the journal durable (before a webhook is answered 202).
+    pub fn commit(&self) -> Result<(), Unrecorded> {
+        let committed = self.agent.commit();
+        if self.agent.with_journal_mut(|j| j.wants_rewrite()) {
+            let _ = self.rewrite.0.try_send(());
+        }
+        committed
+    }
+
+    /// Appends an accepted lockstep signature's replay-cache entry ([`commit`](Self::commit)
+    /// before answering).
+    pub fn record_stamp(&self, stamp: Stamp) -> Result<(), Unrecorded> {
+        self.agent.record_stamp(stamp)
+    }
+
+    /// Rewrites the journal with what is live and `stamps` (the live replay-cache entries):
+    /// compaction, or the repair of a journal that could not be written.
+    pub fn rewrite(&self, stamps: impl IntoIterator<Item = Stamp>) -> Result<(), Unrecorded> {
+        self.agent.rewrite(stamps)
+    }
+
+    /// Whether the journal wants a rewrite: it grew past its bound, or it is broken.
+    pub fn wants_rewrite(&self) -> bool {
+        self.agent.with_journal_mut(|j| j.wants_rewrite())
+    }
+
+    /// Whether the journal is broken (a write failed and no rewrite succeeded since).
+    pub fn journal_broken(&self) -> bool {
+        self.agent.with_journal_mut(|j| j.broken().is_some())
+    }
+
+    /// The journal's size in bytes, its fsyncs and rewrites.
+    pub fn journal_stats(&self) -> (u64, u64, u64) {
+        self.agent
+            .with_journal_mut(|j| (j.len(), j.syncs, j.rewrites))
+    }
+
+    /// Completes when a commit found the journal past its bound.
+    pub async fn rewrite_wanted(&self) {
+        let _ = self.rewrite.1.recv().await;
     }
 
     /// A verified notification: admitted, or refused as busy (core decides: the redelivery
@@ -352,5 +441,108 @@ impl Deployments {
         let (tx, rx) = async_channel::bounded(1024);
         self.agent.with_sink(|logs| logs.subscribers.push(tx));
         rx
+    }
+}
+
+/// Restores what the journal held into `agent`, in the deployments' order: the ended ones for
+/// reading, those in flight resumed (back to resolving when a file they need is gone); then
+/// removes the files of any deployment not in flight. Answers the replay-cache entries.
+fn restore(
+    agent: &TheAgent,
+    time: &StdTime,
+    store: &DirStore,
+    restored: Restored,
+) -> io::Result<Vec<Stamp>> {
+    let path = agent.with_journal_mut(|j| j.path());
+    if let Some(offset) = restored.torn_at {
+        log::warn(&format!(
+            "the journal `{}` ended in a frame cut short at byte {offset} (a crash in the \
+             middle of a write): it is dropped; nothing that relied on it was done",
+            path.display()
+        ));
+    }
+    let now = time.now();
+    let (mut ended, mut resumed, mut refetch) = (0usize, 0usize, 0usize);
+    let mut live = std::collections::HashSet::new();
+    for kept in restored.deployments {
+        let mut record = kept.record;
+        let id = record.id();
+        if !record.has_ended() {
+            let missing = |kind| {
+                !store
+                    .path_of(FileKey {
+                        deployment: id,
+                        kind,
+                    })
+                    .is_file()
+            };
+            if (record.needs_bundle_file() && missing(FileKind::Bundle))
+                || (record.needs_configuration_file() && missing(FileKind::Configuration))
+            {
+                record.resolve_again();
+                refetch += 1;
+            }
+            live.insert(id);
+        }
+        let was_ended = record.has_ended();
+        agent.restore(now, record, kept.events).map_err(|e| {
+            io::Error::other(format!(
+                "the journal `{}` records deployment {id}, which cannot be resumed ({e}); move \
+                 the journal aside (mv journal journal.damaged) to start without it",
+                path.display()
+            ))
+        })?;
+        if was_ended {
+            ended += 1;
+        } else {
+            resumed += 1;
+        }
+    }
+    remove_orphans(store, &live);
+    if restored.frames > 0 {
+        log::info(&format!(
+            "journal `{}`: {} frame(s) read; {ended} ended deployment(s) restored, {resumed} \
+             in flight resumed ({refetch} to download again: their files were gone)",
+            path.display(),
+            restored.frames
+        ));
+    }
+    if restored.orphan_events > 0 {
+        log::warn(&format!(
+            "the journal `{}` held {} event(s) of deployments whose record was lost with its \
+             torn tail; they are dropped",
+            path.display(),
+            restored.orphan_events
+        ));
+    }
+    Ok(restored.stamps)
+}
+
+/// Removes every deployment's files in the store but those of `live` ones: what a deployment
+/// that ended, or a process killed before it removed them, left behind.
+fn remove_orphans(store: &DirStore, live: &std::collections::HashSet<DeploymentId>) {
+    let Ok(entries) = std::fs::read_dir(store.root()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let keep = name
+            .to_str()
+            .and_then(|n| DeploymentId::parse(n).ok())
+            .is_some_and(|id| live.contains(&id));
+        if !keep {
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(e) = removed {
+                log::warn(&format!(
+                    "`{}` was left by an earlier run and cannot be removed: {e}",
+                    path.display()
+                ));
+            }
+        }
     }
 }

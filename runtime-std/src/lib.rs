@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod deployments;
 pub mod http;
+pub mod journal;
 pub mod log;
 pub mod metrics;
 pub mod platform;

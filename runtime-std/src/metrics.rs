@@ -25,6 +25,20 @@ pub struct Metrics {
     step_buckets: [u64; STEP_BUCKETS.len()],
     step_count: u64,
     step_sum: f64,
+    journal: Option<JournalStats>,
+}
+
+/// The journal's figures, as last read ([`Metrics::journal`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Commits written, each with one `fdatasync`.
+    pub syncs: u64,
+    /// Rewrites (compactions and repairs).
+    pub rewrites: u64,
+    /// Whether it can be written.
+    pub writable: bool,
 }
 
 /// How a deployment ended, as a label.
@@ -75,6 +89,11 @@ impl Metrics {
     /// A request of a `command` (a [`command`] label) is tried again.
     pub fn retry(&mut self, command: &'static str) {
         *self.retries.entry(command).or_default() += 1;
+    }
+
+    /// The journal's figures, shown from now on.
+    pub const fn journal(&mut self, stats: JournalStats) {
+        self.journal = Some(stats);
     }
 
     /// A step took this long.
@@ -173,6 +192,40 @@ impl Metrics {
             "lockstep_step_duration_seconds_count {}",
             self.step_count
         );
+        if let Some(journal) = self.journal {
+            header(
+                &mut out,
+                "lockstep_journal_bytes",
+                "gauge",
+                "The size of the journal in the data directory.",
+            );
+            let _ = writeln!(out, "lockstep_journal_bytes {}", journal.bytes);
+            header(
+                &mut out,
+                "lockstep_journal_syncs_total",
+                "counter",
+                "Commits of the journal, each written with one fdatasync.",
+            );
+            let _ = writeln!(out, "lockstep_journal_syncs_total {}", journal.syncs);
+            header(
+                &mut out,
+                "lockstep_journal_rewrites_total",
+                "counter",
+                "Rewrites of the journal: compactions, and repairs after a failed write.",
+            );
+            let _ = writeln!(out, "lockstep_journal_rewrites_total {}", journal.rewrites);
+            header(
+                &mut out,
+                "lockstep_journal_writable",
+                "gauge",
+                "1 while the journal can be written; 0 while webhooks are refused for it.",
+            );
+            let _ = writeln!(
+                out,
+                "lockstep_journal_writable {}",
+                u8::from(journal.writable)
+            );
+        }
         header(
             &mut out,
             "lockstep_replay_cache_entries",

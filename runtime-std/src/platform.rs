@@ -13,6 +13,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read as _, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration as StdDuration, Instant as StdInstant, SystemTime, UNIX_EPOCH};
 
@@ -246,9 +247,17 @@ impl Store for DirStore {
     type Writer = FileWriter;
     type Reader = FileReader;
 
+    /// Directories 0700 and files 0600: a configuration holds the bundle's secrets.
     async fn create(&self, key: FileKey) -> Result<FileWriter, StoreError> {
-        fs::create_dir_all(self.dir_of(key.deployment)).map_err(|_| StoreError)?;
-        let file = File::create(self.path_of(key)).map_err(|_| StoreError)?;
+        crate::deployments::create_private_dir(&self.dir_of(key.deployment))
+            .map_err(|_| StoreError)?;
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(self.path_of(key))
+            .map_err(|_| StoreError)?;
         Ok(FileWriter(file))
     }
 

@@ -25,9 +25,8 @@ use lockstep_core::signature::{Headers, Secret};
 use crate::deployments::{self, Deployments, RepositoryOption};
 use crate::http::{self, Connection, Request, Response, TurnedAway, refusal};
 use crate::log;
-use crate::metrics::Metrics;
+use crate::metrics::{JournalStats, Metrics};
 use crate::signals::Stop;
-use crate::tempdir::DataDir;
 use crate::url::BaseUrl;
 
 /// The most lockstep signatures the replay cache can be configured to hold.
@@ -42,8 +41,8 @@ pub struct Options {
     pub conductr: BaseUrl,
     /// Where bundles come from.
     pub repository: RepositoryOption,
-    /// Where downloads are kept; a fresh temporary directory when `None`.
-    pub data_dir: Option<PathBuf>,
+    /// The data directory: the journal, its lock, and the downloads of deployments in flight.
+    pub data_dir: PathBuf,
     /// The webhook secret.
     pub secret: Secret,
     /// The HTTP limits (the body limit is the webhook body limit).
@@ -86,29 +85,36 @@ pub async fn start(
     executor: &Rc<LocalExecutor<'static>>,
     options: Options,
 ) -> std::io::Result<Service> {
-    let data_dir = DataDir::given_or_new(options.data_dir.as_deref(), "lockstep-serve")?;
-    let deployments = Deployments::start(
+    let data_dir = options.data_dir.clone();
+    let (deployments, stamps) = Deployments::start(
         executor,
         &deployments::Options {
             conductr: options.conductr,
             repository: options.repository.clone(),
-            data_dir: data_dir.path().to_path_buf(),
+            data_dir: data_dir.clone(),
             workers: options.workers,
             policy: options.policy,
             agent: options.agent,
             retention: options.retention,
         },
     )?;
+    let mut webhooks =
+        Webhooks::with_replay_capacity(options.secret, options.webhooks, options.replay_cache);
+    let now = deployments.time().now();
+    for stamp in stamps {
+        // A smaller cache than the one that wrote them: the newest are kept while there is
+        // room (each refuses its own replay; the window refuses the rest once past).
+        let _ = webhooks.restore_stamp(now, stamp);
+    }
+    if deployments.journal_broken() {
+        webhooks.set_recording(false);
+    }
     let metrics = deployments.metrics();
     let listener = http::bind(options.listen).await?;
     let addr = listener.local_addr()?;
     let state = Rc::new(State {
         deployments,
-        webhooks: RefCell::new(Webhooks::with_replay_capacity(
-            options.secret,
-            options.webhooks,
-            options.replay_cache,
-        )),
+        webhooks: RefCell::new(webhooks),
         replay_capacity: options.replay_cache.clamp(1, MAX_REPLAY_CACHE),
         heartbeat: options.heartbeat,
         executor: executor.clone(),
@@ -119,6 +125,7 @@ pub async fn start(
     let server = http::serve(executor.clone(), listener, options.limits, state.clone())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     executor.spawn(server).detach();
+    executor.spawn(keep_journal(state.clone())).detach();
     Ok(Service {
         addr,
         state,
@@ -132,8 +139,7 @@ pub struct Service {
     addr: SocketAddr,
     state: Rc<State>,
     drain_deadline: Duration,
-    /// A temporary one is removed when the service is dropped: keep it while the service runs.
-    data_dir: DataDir,
+    data_dir: PathBuf,
 }
 
 impl std::fmt::Debug for Service {
@@ -150,9 +156,9 @@ impl Service {
         self.addr
     }
 
-    /// Where downloads are kept.
+    /// The data directory.
     pub fn data_dir(&self) -> &std::path::Path {
-        self.data_dir.path()
+        &self.data_dir
     }
 
     /// What `lockstep serve` does on SIGTERM or SIGINT: drain. Caught from this call on; the
@@ -239,6 +245,13 @@ fn handle(
         Endpoint::Metrics => {
             let now = state.deployments.time().now();
             let replay = state.webhooks.borrow().replay_fill(now);
+            let (bytes, syncs, rewrites) = state.deployments.journal_stats();
+            state.metrics.borrow_mut().journal(JournalStats {
+                bytes,
+                syncs,
+                rewrites,
+                writable: !state.deployments.journal_broken(),
+            });
             let text = state.metrics.borrow().render(
                 state.deployments.in_flight(),
                 replay,
@@ -276,8 +289,16 @@ fn webhook(state: &State, request: &Request, target: &service::Destination) -> R
         });
     match accepted {
         Ok(accepted) => {
-            let location = format!("{}/{}", target.prefix.as_str(), accepted.id);
-            Response::new(202, "text/plain; charset=utf-8", accepted.id.to_string())
+            // Nothing is answered 202 that is not recorded: the deployment's record, its
+            // first events and the signature's replay-cache entry are durable first.
+            let stamp = accepted.stamp.map(|s| state.deployments.record_stamp(s));
+            if matches!(stamp, Some(Err(_))) || state.deployments.commit().is_err() {
+                state.webhooks.borrow_mut().set_recording(false);
+                return refusal(Refusal::new(Reason::Unrecorded));
+            }
+            let id = accepted.admitted.id;
+            let location = format!("{}/{}", target.prefix.as_str(), id);
+            Response::new(202, "text/plain; charset=utf-8", id.to_string())
                 .with_header("Location", location)
         }
         Err(r) => {
@@ -289,9 +310,32 @@ fn webhook(state: &State, request: &Request, target: &service::Destination) -> R
     }
 }
 
+/// Keeps the journal bounded and repairs it: rewrites it when a commit found it past its
+/// bound, and every second while it cannot be written (webhooks are refused meanwhile).
+async fn keep_journal(state: Rc<State>) {
+    loop {
+        if state.deployments.journal_broken() {
+            Timer::after(JOURNAL_RETRY).await;
+        } else {
+            state.deployments.rewrite_wanted().await;
+        }
+        if !state.deployments.wants_rewrite() {
+            continue;
+        }
+        let now = state.deployments.time().now();
+        let stamps: Vec<_> = state.webhooks.borrow().stamps(now).collect();
+        let written = state.deployments.rewrite(stamps).is_ok();
+        state.webhooks.borrow_mut().set_recording(written);
+    }
+}
+
+/// How often a journal that cannot be written is tried again.
+const JOURNAL_RETRY: Duration = Duration::from_secs(1);
+
 /// On SIGTERM or SIGINT: refuse new webhooks and answer /healthz 503 while the commands under
 /// way finish, up to `deadline`; then the future returned completes (and `run` returns: exit
-/// 0). Deployments still in flight stay where their last step left the cluster.
+/// 0). Deployments still in flight stay where their last step left the cluster, and resume
+/// from their records at the next start.
 fn spawn_drain(
     executor: &Rc<LocalExecutor<'static>>,
     state: Rc<State>,
@@ -321,6 +365,8 @@ fn spawn_drain(
                     deadline.as_millis()
                 ));
             }
+            // What ended meanwhile is recorded: a restart does not run it again.
+            let _ = state.deployments.commit();
             let left = state.deployments.in_flight();
             log::info(&format!(
                 "drained; {left} deployment(s) left in flight, where their last step left them"
@@ -395,7 +441,7 @@ pub fn run(options: Options, out: &mut dyn Write) -> std::io::Result<()> {
     let _ = out.flush();
     log::info(&format!("ready in {}ms", started.elapsed().as_millis()));
     futures_lite::future::block_on(executor.run(drained));
-    // Removes the data directory if it is a temporary one.
+    // Releases the data directory's lock.
     drop(service);
     Ok(())
 }

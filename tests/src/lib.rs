@@ -186,6 +186,9 @@ pub struct Process {
     stderr: std::sync::Arc<Mutex<String>>,
     /// That thread: joined once the process exited, so that nothing it wrote is missed.
     stderr_reader: Option<std::thread::JoinHandle<()>>,
+    /// Its own `XDG_STATE_HOME` (where `lockstep serve` keeps its journal when given no
+    /// `--data-dir`), unless the test gave one: no two tests share a default data directory.
+    _state_home: Option<TempDir>,
 }
 
 impl Process {
@@ -197,6 +200,11 @@ impl Process {
     /// Starts a program with arguments and extra environment variables.
     pub fn start(program: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(program);
+        let state_home = (!env.iter().any(|(k, _)| *k == "XDG_STATE_HOME")).then(|| {
+            let dir = TempDir::new("lockstep-state-home");
+            command.env("XDG_STATE_HOME", dir.path());
+            dir
+        });
         command
             .args(args)
             .envs(env.iter().copied())
@@ -253,6 +261,7 @@ impl Process {
             secrets: secrets_given(args, env),
             stderr,
             stderr_reader: Some(stderr_reader),
+            _state_home: state_home,
         }
     }
 

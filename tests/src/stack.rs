@@ -195,7 +195,12 @@ pub fn serve(s: &Sandbox, extra: &[&str]) -> Serve {
 }
 
 pub fn serve_with(s: &Sandbox, extra: &[&str], env: &[(&str, &str)]) -> Serve {
-    let dir = TempDir::new("lockstep-serve-data");
+    serve_on(s, TempDir::new("lockstep-serve-data"), extra, env)
+}
+
+/// [`serve_with`] on the data directory `dir` (one an earlier `lockstep serve` left, for a
+/// restart).
+pub fn serve_on(s: &Sandbox, dir: TempDir, extra: &[&str], env: &[(&str, &str)]) -> Serve {
     let data = dir.path().to_str().expect("UTF-8 path").to_owned();
     let conductr = s.url();
     let repository = format!("{conductr}/repository");
@@ -245,6 +250,9 @@ pub struct Ran {
 pub fn run_lockstep(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Ran {
     let mut command = Command::new(binary("lockstep", "lockstep"));
     command.args(args);
+    // A default data directory of its own (`lockstep serve` without `--data-dir`).
+    let state_home = TempDir::new("lockstep-state-home");
+    command.env("XDG_STATE_HOME", state_home.path());
     for (name, _) in std::env::vars() {
         if name.starts_with("LOCKSTEP_")
             || name.starts_with("DEPLOYMENTS_BIND_")

@@ -103,7 +103,7 @@ fn lockstep(sandbox: &Sandbox, config: agent::Config) -> Lockstep {
     let (metrics, metrics_requests) = mpsc::channel::<mpsc::Sender<String>>();
     std::thread::spawn(move || {
         let executor = std::rc::Rc::new(async_executor::LocalExecutor::new());
-        let deployments = Deployments::start(&executor, &options).expect("start");
+        let (deployments, _) = Deployments::start(&executor, &options).expect("start");
         let subscription = deployments.subscribe();
         futures_lite::future::block_on(executor.run(async {
             loop {

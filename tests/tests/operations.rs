@@ -109,7 +109,7 @@ const SETTING_SPELLINGS: [(&str, &str, &str, &str); 31] = [
     ("listen", "LOCKSTEP_LISTEN", "listen", "127.0.0.1:9010"),
     ("conductr", "LOCKSTEP_CONDUCTR", "conductr", "http://127.0.0.1:9005"),
     ("repository", "LOCKSTEP_REPOSITORY", "repository", "(required)"),
-    ("data-dir", "LOCKSTEP_DATA_DIR", "data_dir", "(a fresh temporary directory)"),
+    ("data-dir", "LOCKSTEP_DATA_DIR", "data_dir", "($XDG_STATE_HOME/lockstep, else ~/.local/state/lockstep)"),
     ("secret-file", "LOCKSTEP_SECRET_FILE", "secret_file", "(BINTRAY_WEBHOOK_SECRET)"),
     (
         "read-credential-file",
@@ -860,17 +860,76 @@ fn test_serve_sigint_when_idle_exits_at_once() {
 }
 
 #[test]
-fn test_serve_without_data_dir_removes_its_temporary_directory_on_sigterm_and_sigint() {
-    let repository = TempDir::new("lockstep-serve-tmpdir-repository");
-    for signal in ["TERM", "INT"] {
-        let tmp = TempDir::new("lockstep-serve-tmpdir");
-        let mut process = serve_without_cluster(&repository, &[], &[("TMPDIR", &tmp.path_text())]);
+fn test_serve_without_data_dir_keeps_its_journal_in_the_per_user_state_directory() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let repository = TempDir::new("lockstep-serve-state-repository");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    for (name, base) in [("XDG_STATE_HOME", ""), ("HOME", ".local/state")] {
+        let home = TempDir::new("lockstep-serve-state");
+        let env = [(name, home.path_text())];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        // Without XDG_STATE_HOME, HOME decides.
+        let env = if name == "HOME" {
+            [env.as_slice(), &[("XDG_STATE_HOME", "")]].concat()
+        } else {
+            env
+        };
+        let mut process = serve_without_cluster(&repository, &[], &env);
         process.listening();
-        let made = tmp.only_private_dir("lockstep-serve");
-        assert!(made.join("store").is_dir(), "{made:?}");
-        process.stop(signal, WAIT);
-        tmp.assert_empty(&format!("after SIG{signal}"));
+        let dir = home.path().join(base).join("lockstep");
+        assert_eq!(mode(&dir), 0o700, "{dir:?}");
+        assert_eq!(mode(&dir.join("journal")), 0o600);
+        assert_eq!(mode(&dir.join("store")), 0o700);
+        // A second process on the same directory is refused, naming it and the holder.
+        let second = run_lockstep(
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--repository",
+                &repository.path_text(),
+                "--data-dir",
+                &dir.display().to_string(),
+            ],
+            &[("BINTRAY_WEBHOOK_SECRET", SECRET)],
+            b"",
+        );
+        assert_eq!(second.code, Some(1), "{}", second.stderr);
+        assert!(
+            second
+                .stderr
+                .contains("is in use by another lockstep (pid ")
+                && second.stderr.contains(&dir.display().to_string()),
+            "{}",
+            second.stderr
+        );
+        process.stop("TERM", WAIT);
+        // Kept: the next start reads it.
+        assert!(dir.join("journal").is_file());
     }
+}
+
+#[test]
+fn test_serve_without_data_dir_nor_home_is_refused() {
+    let repository = TempDir::new("lockstep-serve-state-repository");
+    let ran = run_lockstep(
+        &["serve", "--repository", &repository.path_text()],
+        &[
+            ("BINTRAY_WEBHOOK_SECRET", SECRET),
+            ("HOME", ""),
+            ("XDG_STATE_HOME", ""),
+        ],
+        b"",
+    );
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("--data-dir is required when neither XDG_STATE_HOME nor HOME is set"),
+        "{}",
+        ran.stderr
+    );
 }
 
 // ---- lockstep sign ---------------------------------------------------------------------------

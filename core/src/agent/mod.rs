@@ -89,7 +89,9 @@ use crate::deployer::{
     Admitted, Busy, Command, CommandError, Deployer, DeploymentId, Event, NotResumed, Output,
     Record, Reply, Request,
 };
+use crate::journal::{Entry, Journal, Unrecorded};
 use crate::ledger::{Ledger, Shelf};
+use crate::signature::Stamp;
 use crate::time::{Duration, Instant, Now};
 
 pub use store::{FetchError, FileKey, FileKind, Location, Repository, Store, StoreError};
@@ -184,9 +186,13 @@ struct Looked {
     at: Instant,
 }
 
-struct Inner<const N: usize, S, H> {
+struct Inner<const N: usize, S, H, J> {
     deployer: Deployer<N>,
     ledger: Ledger<N, H>,
+    /// What must survive a restart; committed before any job is handed out.
+    journal: J,
+    /// Entries were appended since the last commit.
+    unsynced: bool,
     /// Commands waiting for a worker: at most one per deployment (a newer one replaces it).
     queue: heapless::Vec<Command, N>,
     /// Ended deployments whose files wait to be removed.
@@ -210,25 +216,40 @@ struct Wakers {
     observers: [Option<Waker>; MAX_WORKERS],
 }
 
-/// The deployer and its ledger with the queue of its commands, shared by the agent's tasks.
-pub struct Agent<const N: usize, S: Sink, H: Shelf> {
-    inner: RefCell<Inner<N, S, H>>,
+/// The deployer and its ledger with the queue of its commands, shared by the agent's tasks;
+/// with a [`Journal`] `J` (none by default: memory only).
+pub struct Agent<const N: usize, S: Sink, H: Shelf, J: Journal = ()> {
+    inner: RefCell<Inner<N, S, H, J>>,
     wakers: RefCell<Wakers>,
 }
 
-impl<const N: usize, S: Sink, H: Shelf> core::fmt::Debug for Agent<N, S, H> {
+impl<const N: usize, S: Sink, H: Shelf, J: Journal> core::fmt::Debug for Agent<N, S, H, J> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Agent").finish_non_exhaustive()
     }
 }
 
 impl<const N: usize, S: Sink, H: Shelf> Agent<N, S, H> {
-    /// An agent around `deployer`, keeping what it does in `ledger` and telling `sink`.
+    /// An agent around `deployer`, keeping what it does in `ledger` (in memory only) and
+    /// telling `sink`.
     pub fn new(deployer: Deployer<N>, ledger: Ledger<N, H>, sink: S) -> Self {
+        Self::with_journal(deployer, ledger, sink, ())
+    }
+}
+
+impl<const N: usize, S: Sink, H: Shelf, J: Journal> Agent<N, S, H, J> {
+    /// An agent around `deployer`, keeping what it does in `ledger` and writing ahead to
+    /// `journal` what must survive a restart: every record change, before the command it
+    /// implies is handed to a worker; every event; every deployment that falls out of
+    /// retention. Restore what the journal held ([`restore`](Self::restore)) before its
+    /// tasks run.
+    pub fn with_journal(deployer: Deployer<N>, ledger: Ledger<N, H>, sink: S, journal: J) -> Self {
         Self {
             inner: RefCell::new(Inner {
                 deployer,
                 ledger,
+                journal,
+                unsynced: false,
                 queue: heapless::Vec::new(),
                 cleanup: heapless::Vec::new(),
                 busy: [None; MAX_WORKERS],
@@ -251,6 +272,83 @@ impl<const N: usize, S: Sink, H: Shelf> Agent<N, S, H> {
     /// A record read back after a restart ([`Deployer::handle_resume`]).
     pub fn resume(&self, now: Now, record: Record) -> Result<(), NotResumed> {
         self.input(|deployer| deployer.handle_resume(now, record))
+    }
+
+    /// A deployment read back from a journal at start-up, its latest record and its events:
+    /// an ended one is retained again (the listing, its events; the sink hears it ended, for
+    /// its counts); one in flight gets its events back and resumes from its record
+    /// ([`Deployer::handle_resume`]: the step it stood at is requested again). Restore in the
+    /// records' `order`, oldest first.
+    pub fn restore(
+        &self,
+        now: Now,
+        record: Record,
+        events: impl IntoIterator<Item = Event>,
+    ) -> Result<(), NotResumed> {
+        {
+            let mut inner = self.inner.borrow_mut();
+            let inner = &mut *inner;
+            for event in events {
+                if event.deployment == record.id() {
+                    inner.ledger.record_event(&event);
+                }
+            }
+            if record.has_ended() {
+                inner.deployer.order_past(record.order);
+                // What falls out of retention meanwhile is not rewritten.
+                let _ = inner.ledger.retire(record);
+                inner.sink.ended(&record);
+                return Ok(());
+            }
+        }
+        self.resume(now, record)
+    }
+
+    /// A replay-cache entry to record (a runtime that keeps the cache across restarts appends
+    /// each accepted lockstep signature's stamp; [`commit`](Self::commit) before answering).
+    pub fn record_stamp(&self, stamp: Stamp) -> Result<(), Unrecorded> {
+        let mut inner = self.inner.borrow_mut();
+        inner.unsynced = true;
+        inner.journal.append(&Entry::Stamp(stamp))
+    }
+
+    /// Makes everything appended to the journal durable: before a webhook is answered 202.
+    pub fn commit(&self) -> Result<(), Unrecorded> {
+        self.inner.borrow_mut().commit()
+    }
+
+    /// Rewrites the journal with what is live — every deployment in the table with its
+    /// events, every retained one with its events, and `stamps` (the live replay-cache
+    /// entries) — replacing everything before: how the journal is compacted, and repaired
+    /// after a failure. Workers waiting for a commit go on when it succeeds.
+    pub fn rewrite(&self, stamps: impl IntoIterator<Item = Stamp>) -> Result<(), Unrecorded> {
+        {
+            let mut inner = self.inner.borrow_mut();
+            let Inner {
+                deployer,
+                ledger,
+                journal,
+                unsynced,
+                ..
+            } = &mut *inner;
+            journal.begin_rewrite()?;
+            let retained = ledger.shelved().map(|r| &r.record);
+            for record in deployer.records().chain(retained) {
+                journal.append(&Entry::Record(*record))?;
+                if let Some(log) = ledger.events(record.id()) {
+                    for event in log.events() {
+                        journal.append(&Entry::Event(event))?;
+                    }
+                }
+            }
+            for stamp in stamps {
+                journal.append(&Entry::Stamp(stamp))?;
+            }
+            journal.finish_rewrite()?;
+            *unsynced = false;
+        }
+        self.wake_all();
+        Ok(())
     }
 
     /// Feeds the deployer an input, drains it (the drain rule), and wakes whoever has work.
@@ -288,6 +386,11 @@ impl<const N: usize, S: Sink, H: Shelf> Agent<N, S, H> {
     /// How many workers are carrying out a job now.
     pub fn busy(&self) -> usize {
         self.inner.borrow().busy.iter().flatten().count()
+    }
+
+    /// Reads or changes the journal (its state, for the runtime's logs and health).
+    pub fn with_journal_mut<R>(&self, f: impl FnOnce(&mut J) -> R) -> R {
+        f(&mut self.inner.borrow_mut().journal)
     }
 
     /// Reads the deployer and the ledger (a deployment's events, the listing).
@@ -528,27 +631,61 @@ enum Role {
     Observer(usize),
 }
 
-impl<const N: usize, S: Sink, H: Shelf> Inner<N, S, H> {
-    /// The drain rule: every output after every input.
+impl<const N: usize, S: Sink, H: Shelf, J: Journal> Inner<N, S, H, J> {
+    /// Appends the record of `id` as it is now, once per drain (`written`): a deployment
+    /// with an output changed. An append that fails leaves the journal broken, and nothing
+    /// is handed out until it is repaired ([`commit`](Self::commit)).
+    fn write_record(&mut self, id: DeploymentId, written: &mut heapless::Vec<DeploymentId, N>) {
+        if written.contains(&id) {
+            return;
+        }
+        if let Some(record) = self.deployer.record(id) {
+            let _ = self.journal.append(&Entry::Record(*record));
+            self.unsynced = true;
+            // At most N deployments are in the table.
+            let _ = written.push(id);
+        }
+    }
+
+    /// Makes the appended entries durable.
+    fn commit(&mut self) -> Result<(), Unrecorded> {
+        if self.unsynced {
+            self.journal.commit()?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// The drain rule: every output after every input. Each deployment with an output gets
+    /// its record appended to the journal first, then its events and its end.
     fn drain(&mut self) {
+        let mut written = heapless::Vec::<DeploymentId, N>::new();
         while let Some(output) = self.deployer.poll() {
             match output {
                 Output::Command(command) => {
+                    self.write_record(command.deployment, &mut written);
                     // A newer command of a deployment replaces its queued one (stale now).
                     self.queue.retain(|c| c.deployment != command.deployment);
                     // At most one per deployment in the table: there is room.
                     let _ = self.queue.push(command);
                 }
                 Output::Event(event) => {
+                    self.write_record(event.deployment, &mut written);
+                    let _ = self.journal.append(&Entry::Event(event));
+                    self.unsynced = true;
                     self.ledger.record_event(&event);
                     self.sink.event(&event);
                 }
                 Output::Ended(record) => {
                     let id = record.id();
+                    let _ = self.journal.append(&Entry::Record(record));
+                    self.unsynced = true;
                     self.queue.retain(|c| c.deployment != id);
                     self.looked.retain(|l| l.deployment != id);
-                    // What falls out of retention is forgotten here; nothing else holds it.
-                    let _ = self.ledger.retire(record);
+                    // What falls out of retention is forgotten, by the journal too.
+                    if let Some(evicted) = self.ledger.retire(record) {
+                        let _ = self.journal.append(&Entry::Forget(evicted.record.id()));
+                    }
                     self.sink.ended(&record);
                     if self.cleanup.is_full() {
                         self.cleanup.remove(0);
@@ -561,6 +698,12 @@ impl<const N: usize, S: Sink, H: Shelf> Inner<N, S, H> {
 
     fn take_job(&mut self, worker: usize) -> Option<Job> {
         if self.draining {
+            return None;
+        }
+        // Write-ahead: nothing leaves before the records that imply it are durable (a
+        // cleanup, before the end of its deployment is). A broken journal hands out nothing
+        // until a rewrite repairs it, which wakes the workers.
+        if !(self.queue.is_empty() && self.cleanup.is_empty()) && self.commit().is_err() {
             return None;
         }
         let busy = self.busy;
@@ -581,3 +724,6 @@ impl<const N: usize, S: Sink, H: Shelf> Inner<N, S, H> {
         Some(job)
     }
 }
+
+#[cfg(test)]
+mod tests;

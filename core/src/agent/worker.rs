@@ -20,6 +20,7 @@ use crate::conductr::multipart::{
 use crate::conductr::{ACCEPT_MULTIPART, BUNDLES_PATH, BundlePath, ScaleTarget};
 use crate::deployer::{BundleView, Command, CommandError, CommandKind, DeploymentId, Name, Reply};
 use crate::hocon::Document;
+use crate::journal::Journal;
 use crate::ledger::Shelf;
 use crate::text::{self, Cursor, InlineStr, len_u64};
 use crate::time::Duration;
@@ -254,7 +255,10 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
     }
 
     /// Takes jobs from `agent` for ever.
-    pub async fn run<const N: usize, K: Sink, H: Shelf>(&mut self, agent: &Agent<N, K, H>) -> ! {
+    pub async fn run<const N: usize, K: Sink, H: Shelf, J: Journal>(
+        &mut self,
+        agent: &Agent<N, K, H, J>,
+    ) -> ! {
         loop {
             match agent.next_job(self.id).await {
                 Job::Cleanup(deployment) => {
@@ -266,14 +270,14 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         }
     }
 
-    async fn execute<const N: usize, K: Sink, H: Shelf>(
+    async fn execute<const N: usize, K: Sink, H: Shelf, J: Journal>(
         &mut self,
-        agent: &Agent<N, K, H>,
+        agent: &Agent<N, K, H, J>,
         command: &Command,
     ) {
         let deployment = command.deployment;
         let id = self.id;
-        let fail = |agent: &Agent<N, K, H>, time: &T, e| {
+        let fail = |agent: &Agent<N, K, H, J>, time: &T, e| {
             agent.finish(id, time.now(), command, Reply::Failed(e));
         };
         let retrying = |retry| agent.retrying(command, retry);

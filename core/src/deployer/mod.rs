@@ -434,6 +434,12 @@ impl<const N: usize> Deployer<N> {
         self.slots.iter().flatten()
     }
 
+    /// A deployment of this `order` ended before a restart (a runtime restoring what it
+    /// kept): deployments notified from now on are ordered after it.
+    pub fn order_past(&mut self, order: u64) {
+        self.next_order = self.next_order.max(order.saturating_add(1));
+    }
+
     // ---- outputs ----------------------------------------------------------------------------
 
     /// The earliest deadline of a deployment, when [`handle_timeout`](Self::handle_timeout) is

@@ -852,6 +852,36 @@ impl Record {
         matches!(self.phase, Phase::Ended(_))
     }
 
+    /// Whether resuming it needs the bundle it downloaded: it has not been loaded yet (queued,
+    /// targeting, fetching the configuration, loading).
+    pub const fn needs_bundle_file(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Queued | Phase::Targeting | Phase::FetchingConfig { .. } | Phase::Loading(_)
+        )
+    }
+
+    /// Whether resuming it needs the configuration it fetched: it is loading with one.
+    pub const fn needs_configuration_file(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Loading(Plan {
+                config: Some(_),
+                ..
+            })
+        )
+    }
+
+    /// Sends a deployment that has not loaded its bundle back to resolving (its downloaded
+    /// files are gone after a restart: it downloads and checks them again; its key is found
+    /// again). Any other phase is left as it is.
+    pub fn resolve_again(&mut self) {
+        if self.needs_bundle_file() {
+            self.phase = Phase::Resolving;
+            self.compatibility_version = None;
+        }
+    }
+
     /// The failure, if it failed.
     pub const fn failure(&self) -> Option<&Failure> {
         match &self.phase {

@@ -4,6 +4,7 @@
 use std::vec::Vec;
 
 use super::*;
+use crate::deployer::persist::MAX_RECORD_LEN;
 use crate::deployer::persist::tests::{events, worst};
 
 fn stamp() -> Stamp {
@@ -187,4 +188,12 @@ fn test_corrupt_kinds() {
         Frame::Corrupt(Corrupt::Length(u32::try_from(MAX_BODY_LEN + 1).unwrap()))
     );
     assert_eq!(read_frame(&[]), Frame::End);
+}
+
+/// The bounds docs/PROTOCOL.md §8 and §9 state.
+#[test]
+fn test_documented_bounds() {
+    assert_eq!(MAX_RECORD_LEN, 1_378);
+    assert_eq!(MAX_BODY_LEN, 1_380);
+    assert_eq!(MAX_FRAME_LEN, 1_392);
 }

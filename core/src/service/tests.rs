@@ -63,7 +63,7 @@ impl Fixture {
             deployer.handle_notification(now(), request)
         });
         while deployer.poll().is_some() {}
-        result
+        result.map(|accepted| accepted.admitted)
     }
 }
 
@@ -514,4 +514,89 @@ fn test_reads_open_without_a_credential_guarded_with_one() {
     let webhook = route("POST", TARGET).unwrap();
     assert!(!webhook.is_read());
     assert_eq!(authorize(Some(&credential), &webhook, None), Ok(()));
+}
+
+// ---- what a store keeps ------------------------------------------------------------------------
+
+#[test]
+fn test_webhook_accepted_hands_its_stamp_and_a_restored_one_refuses_the_replay() {
+    let mut f = Fixture::new(Config::default());
+    let body = body();
+    let sig = lockstep(&body, T);
+    let Endpoint::Webhook(hook_target) = route("POST", TARGET).unwrap() else {
+        panic!("a webhook target")
+    };
+    let hook = Webhook {
+        target: &hook_target,
+        content_type: None,
+        signatures: signed(&sig),
+        body: body.as_bytes(),
+    };
+    let deployer = &mut f.deployer;
+    let accepted = f
+        .hooks
+        .accept(now(), &hook, id(1), |r| {
+            deployer.handle_notification(now(), r)
+        })
+        .unwrap();
+    let stamp = accepted.stamp.expect("a lockstep signature has a stamp");
+    assert_eq!(stamp.t, T);
+    assert_eq!(f.hooks.stamps(now()).collect::<std::vec::Vec<_>>(), [stamp]);
+    // A restarted service, its cache restored from the store: the replay is refused.
+    let mut restarted = Fixture::new(Config::default());
+    restarted.hooks.restore_stamp(now(), stamp).unwrap();
+    assert_eq!(
+        reason(restarted.send(TARGET, None, signed(&sig), &body, 2)),
+        Reason::Signature(SignatureError::Replayed)
+    );
+    // One past its window is dropped, not restored.
+    let mut late = Fixture::new(Config::default());
+    let past = Now::new(
+        Instant::from_millis(5),
+        UnixTime::from_secs(T + Config::default().window.as_secs() + 1),
+    );
+    late.hooks.restore_stamp(past, stamp).unwrap();
+    assert_eq!(late.hooks.replay_fill(past), 0);
+    // The Bintray scheme has none.
+    let mut b = Fixture::new(Config::default());
+    let sig = bintray();
+    let hook = Webhook {
+        signatures: bintray_signed(&sig),
+        ..hook
+    };
+    let deployer = &mut b.deployer;
+    let accepted = b
+        .hooks
+        .accept(now(), &hook, id(1), |r| {
+            deployer.handle_notification(now(), r)
+        })
+        .unwrap();
+    assert_eq!(accepted.stamp, None);
+}
+
+#[test]
+fn test_webhook_unrecorded_is_503_after_the_other_checks_and_admits_nothing() {
+    let mut f = Fixture::new(Config::default());
+    let body = body();
+    f.hooks.set_recording(false);
+    assert_eq!(
+        reason(f.send(TARGET, None, signed("t=1"), &body, 1)),
+        Reason::Signature(SignatureError::MissingMac)
+    );
+    let r = f
+        .send(TARGET, None, signed(&lockstep(&body, T)), &body, 1)
+        .unwrap_err();
+    assert_eq!(r.reason, Reason::Unrecorded);
+    assert_eq!(
+        (r.status(), r.retry_after()),
+        (Status::ServiceUnavailable, Some(RETRY_AFTER_SECS))
+    );
+    assert_eq!(f.deployer.len(), 0);
+    assert_eq!(f.hooks.replay_fill(now()), 0);
+    // Recording again: the same request is taken (it never entered the cache).
+    f.hooks.set_recording(true);
+    assert!(
+        f.send(TARGET, None, signed(&lockstep(&body, T)), &body, 1)
+            .is_ok()
+    );
 }

@@ -1,0 +1,318 @@
+//! The agent's journal: write-ahead (nothing is handed out before the records that imply it
+//! are committed), a broken journal holding every job until a rewrite repairs it, what a
+//! rewrite holds, and a restore.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::vec::Vec;
+
+use super::*;
+use crate::deployer::{CommandKind, DeploymentId, EventKind, Name, Policy, Tags};
+use crate::ledger::Retained;
+use crate::time::{Instant, UnixTime};
+
+/// What the journal saw: the entries appended, how many of them were committed, and whether
+/// it is failing.
+#[derive(Debug, Default)]
+struct Log {
+    appended: Vec<Entry>,
+    committed: usize,
+    rewrites: usize,
+    failing: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Recorder(Rc<RefCell<Log>>);
+
+impl Journal for Recorder {
+    fn append(&mut self, entry: &Entry) -> Result<(), Unrecorded> {
+        let mut log = self.0.borrow_mut();
+        if log.failing {
+            return Err(Unrecorded);
+        }
+        log.appended.push(*entry);
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), Unrecorded> {
+        let mut log = self.0.borrow_mut();
+        if log.failing {
+            return Err(Unrecorded);
+        }
+        log.committed = log.appended.len();
+        Ok(())
+    }
+
+    fn begin_rewrite(&mut self) -> Result<(), Unrecorded> {
+        let mut log = self.0.borrow_mut();
+        if log.failing {
+            return Err(Unrecorded);
+        }
+        log.appended.clear();
+        log.committed = 0;
+        Ok(())
+    }
+
+    fn finish_rewrite(&mut self) -> Result<(), Unrecorded> {
+        let mut log = self.0.borrow_mut();
+        log.rewrites += 1;
+        log.committed = log.appended.len();
+        Ok(())
+    }
+}
+
+struct Quiet;
+
+impl Sink for Quiet {
+    fn event(&mut self, _: &Event) {}
+    fn ended(&mut self, _: &Record) {}
+}
+
+type Shelf = heapless::Vec<Retained, 4>;
+
+fn agent(retention: usize) -> (Agent<4, Quiet, Shelf, Recorder>, Recorder) {
+    let journal = Recorder::default();
+    let agent = Agent::with_journal(
+        Deployer::new(Policy::default()),
+        Ledger::new(Shelf::new(), retention),
+        Quiet,
+        journal.clone(),
+    );
+    (agent, journal)
+}
+
+fn now(ms: u64) -> Now {
+    Now::new(Instant::from_millis(ms), UnixTime::from_secs(1_700_000_000))
+}
+
+fn request(id: u8) -> Request {
+    Request {
+        id: DeploymentId::from_bytes([id; 16]),
+        org: Name::truncated("typesafe"),
+        repo: Name::truncated("bundle"),
+        package: Name::truncated("visualizer"),
+        tag: Name::truncated("v2"),
+        digest: crate::bundle::Digest::from_bytes([id; 32]),
+        tags: Tags::NONE,
+        at: UnixTime::from_secs(1_700_000_000),
+    }
+}
+
+/// The next job a worker would get; a cleanup is done at once.
+fn take<J: Journal>(agent: &Agent<4, Quiet, Shelf, J>) -> Option<Job> {
+    loop {
+        let job = agent.inner.borrow_mut().take_job(0);
+        match job {
+            Some(Job::Cleanup(_)) => agent.cleaned(0),
+            other => return other,
+        }
+    }
+}
+
+fn finish<J: Journal>(agent: &Agent<4, Quiet, Shelf, J>, job: Option<Job>, reply: Reply<'_>) {
+    let Some(Job::Command(command)) = job else {
+        panic!("a command: {job:?}")
+    };
+    agent.finish(0, now(1), &command, reply);
+}
+
+#[test]
+fn test_a_notification_is_written_ahead_of_its_first_command() {
+    let (agent, journal) = agent(4);
+    let admitted = agent.notify(now(0), request(1)).unwrap();
+    {
+        let log = journal.0.borrow();
+        // The record as admitted, then its first event; nothing durable yet.
+        let [
+            Entry::Record(record),
+            Entry::Event(started),
+            Entry::Event(download),
+        ] = log.appended.as_slice()
+        else {
+            panic!("a record and two events: {:?}", log.appended)
+        };
+        assert_eq!(record.id(), admitted.id);
+        assert!(matches!(started.kind, EventKind::DeploymentStarted { .. }));
+        assert_eq!(download.kind, EventKind::BundleDownload);
+        assert_eq!(log.committed, 0);
+    }
+    // The runtime commits before it answers 202.
+    agent.commit().unwrap();
+    assert_eq!(journal.0.borrow().committed, 3);
+    // A redelivery changes nothing, writes nothing.
+    assert!(agent.notify(now(0), request(1)).unwrap().redelivery);
+    assert_eq!(journal.0.borrow().appended.len(), 3);
+    // The command is handed out once everything before it is durable.
+    let job = take(&agent);
+    assert!(matches!(
+        job,
+        Some(Job::Command(Command {
+            kind: CommandKind::Resolve { .. },
+            ..
+        }))
+    ));
+    finish(
+        &agent,
+        job,
+        Reply::Resolved {
+            name: "visualizer",
+            compatibility_version: "2",
+        },
+    );
+    // The reply moved the record on (targeting), written before its command goes out.
+    let appended = journal.0.borrow().appended.len();
+    assert!(appended > 3);
+    assert_eq!(journal.0.borrow().committed, 3);
+    let job = take(&agent);
+    assert!(job.is_some());
+    assert_eq!(journal.0.borrow().committed, appended);
+    let log = journal.0.borrow();
+    let Some(Entry::Record(latest)) = log
+        .appended
+        .iter()
+        .rev()
+        .find(|e| matches!(e, Entry::Record(_)))
+    else {
+        panic!("a record")
+    };
+    assert_eq!(latest.compatibility_version, Some(Name::truncated("2")));
+}
+
+#[test]
+fn test_a_broken_journal_holds_every_job_until_a_rewrite_repairs_it() {
+    let (agent, journal) = agent(4);
+    journal.0.borrow_mut().failing = true;
+    agent.notify(now(0), request(1)).unwrap();
+    assert_eq!(agent.commit(), Err(Unrecorded));
+    assert_eq!(take(&agent), None);
+    assert_eq!(take(&agent), None);
+    // Still failing: the rewrite fails, and nothing goes out.
+    assert_eq!(agent.rewrite([]), Err(Unrecorded));
+    assert_eq!(take(&agent), None);
+    // Repaired: the rewrite holds the deployment as it is now, and its event.
+    journal.0.borrow_mut().failing = false;
+    let stamp = Stamp {
+        mac: [1; 32],
+        t: 1_700_000_000,
+    };
+    agent.rewrite([stamp]).unwrap();
+    {
+        let log = journal.0.borrow();
+        assert_eq!(log.rewrites, 1);
+        assert!(matches!(log.appended[0], Entry::Record(r) if r.id() == request(1).id));
+        assert!(matches!(log.appended[1], Entry::Event(_)));
+        assert!(matches!(log.appended[2], Entry::Event(_)));
+        assert_eq!(log.appended[3], Entry::Stamp(stamp));
+        assert_eq!(log.committed, 4);
+    }
+    assert!(take(&agent).is_some());
+}
+
+#[test]
+fn test_what_falls_out_of_retention_is_forgotten_and_restore_brings_back_the_rest() {
+    let (agent, journal) = agent(1);
+    for id in [1, 2] {
+        agent.notify(now(0), request(id)).unwrap();
+        let job = take(&agent);
+        // A bundle of another name: the deployment fails, and ends.
+        finish(
+            &agent,
+            job,
+            Reply::Resolved {
+                name: "other",
+                compatibility_version: "2",
+            },
+        );
+    }
+    let log = journal.0.borrow();
+    let forgotten: Vec<_> = log
+        .appended
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Forget(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forgotten, [request(1).id]);
+    // A new agent restores what a journal holds: the ended one retained with its events,
+    // new deployments ordered after it.
+    let ended = log
+        .appended
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Entry::Record(r) if r.id() == request(2).id && r.has_ended() => Some(*r),
+            _ => None,
+        })
+        .unwrap();
+    let events: Vec<_> = log
+        .appended
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Event(e) if e.deployment == request(2).id => Some(*e),
+            _ => None,
+        })
+        .collect();
+    drop(log);
+    let (restored, _) = agent_with_retention_of(4);
+    restored.restore(now(0), ended, events.clone()).unwrap();
+    restored.read(|_, ledger| {
+        assert_eq!(ledger.ended(request(2).id), Some(&ended));
+        assert_eq!(
+            ledger
+                .events(request(2).id)
+                .unwrap()
+                .events()
+                .collect::<Vec<_>>(),
+            events
+        );
+    });
+    restored.notify(now(0), request(3)).unwrap();
+    restored.read(|deployer, _| {
+        let order = deployer.record(request(3).id).unwrap().order;
+        assert!(order > ended.order);
+    });
+}
+
+fn agent_with_retention_of(retention: usize) -> (Agent<4, Quiet, Shelf, Recorder>, Recorder) {
+    agent(retention)
+}
+
+#[test]
+fn test_restore_resumes_a_deployment_in_flight_and_requests_its_step_again() {
+    let (agent, journal) = agent(4);
+    agent.notify(now(0), request(1)).unwrap();
+    let record = *agent
+        .read(|deployer, _| deployer.record(request(1).id).copied())
+        .as_ref()
+        .unwrap();
+    let (restored, restored_journal) = agent_with_retention_of(4);
+    let events: Vec<_> = journal
+        .0
+        .borrow()
+        .appended
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Event(e) => Some(*e),
+            _ => None,
+        })
+        .collect();
+    restored.restore(now(5), record, events).unwrap();
+    // Its step is requested again, written ahead like any other.
+    assert!(matches!(
+        take(&restored),
+        Some(Job::Command(Command {
+            kind: CommandKind::Resolve { .. },
+            ..
+        }))
+    ));
+    assert!(restored_journal.0.borrow().committed >= 1);
+    restored.read(|_, ledger| {
+        assert_eq!(ledger.events(request(1).id).map(|l| l.len()), Some(2));
+    });
+    // The same record again is refused: it is here already.
+    assert_eq!(
+        restored.restore(now(5), record, []),
+        Err(NotResumed::AlreadyHere)
+    );
+}
