@@ -24,6 +24,15 @@ fn kill(v: Serve) -> TempDir {
     dir
 }
 
+/// Stops `v` with SIGTERM (a drain, exit 0) and answers its data directory.
+fn stop(v: Serve) -> TempDir {
+    let Serve {
+        mut process, dir, ..
+    } = v;
+    process.stop("TERM", WAIT);
+    dir
+}
+
 /// The requests held in the sandbox.
 fn held(s: &stack::Sandbox) -> Vec<serde_json::Value> {
     let r = s.client.get("/sandbox/held");
@@ -213,11 +222,7 @@ fn test_a_signature_accepted_before_a_restart_is_refused_after_it() {
     assert_eq!(line, "signature rejected");
     assert_succeeded(&ended(&v, &id));
     // And after a clean stop too.
-    let Serve {
-        mut process, dir, ..
-    } = v;
-    process.stop("TERM", WAIT);
-    drop(process);
+    let dir = stop(v);
     let v = serve_on(&s, dir, &[], &[("BINTRAY_WEBHOOK_SECRET", SECRET)]);
     assert_refused(&send(&v), 403, "the replay after a second restart");
     let listed = listing(&v, "/deployments");
@@ -252,11 +257,7 @@ fn test_a_torn_tail_starts_and_a_damaged_frame_refuses_with_its_offset() {
     let new = s.compatible(0);
     let id = accepted(&v, &notify(&v, &new), "/deployments");
     assert_succeeded(&ended(&v, &id));
-    let Serve {
-        mut process, dir, ..
-    } = v;
-    process.stop("TERM", WAIT);
-    drop(process);
+    let dir = stop(v);
     let journal = dir.path().join("journal");
     let bytes = std::fs::read(&journal).expect("the journal");
     // Cut in the middle of its last frame: a crash mid-append.
@@ -269,11 +270,7 @@ fn test_a_torn_tail_starts_and_a_damaged_frame_refuses_with_its_offset() {
         "{}",
         v.process.stderr()
     );
-    let Serve {
-        mut process, dir, ..
-    } = v;
-    process.stop("TERM", WAIT);
-    drop(process);
+    let dir = stop(v);
     // A byte flipped in the first frame's body: refused, naming the file, the offset, and
     // what to do; nothing is started.
     let mut bytes = std::fs::read(&journal).expect("the journal");
@@ -361,11 +358,7 @@ fn test_the_journal_stays_bounded_across_10000_deployments_and_keeps_the_last_10
     let took = started.elapsed();
     let listed = listing(&v, "/deployments");
     assert_eq!(listed.len(), 1000);
-    let Serve {
-        mut process, dir, ..
-    } = v;
-    process.stop("TERM", WAIT);
-    drop(process);
+    let dir = stop(v);
     let final_size = std::fs::metadata(&journal).expect("the journal").len();
     let v = serve_on(
         &s,

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::vec::Vec;
 
 use super::*;
-use crate::deployer::{CommandKind, DeploymentId, EventKind, Name, Policy, Tags};
+use crate::deployer::{CommandKind, EventKind, Name, Policy};
 use crate::ledger::Retained;
 use crate::time::{Instant, UnixTime};
 
@@ -85,17 +85,9 @@ fn now(ms: u64) -> Now {
     Now::new(Instant::from_millis(ms), UnixTime::from_secs(1_700_000_000))
 }
 
+/// A notification whose deployment id is `id` repeated, of a version of its own.
 fn request(id: u8) -> Request {
-    Request {
-        id: DeploymentId::from_bytes([id; 16]),
-        org: Name::truncated("typesafe"),
-        repo: Name::truncated("bundle"),
-        package: Name::truncated("visualizer"),
-        tag: Name::truncated("v2"),
-        digest: crate::bundle::Digest::from_bytes([id; 32]),
-        tags: Tags::NONE,
-        at: UnixTime::from_secs(1_700_000_000),
-    }
+    crate::sim::fixture::request(id, id)
 }
 
 /// The next job a worker would get; a cleanup is done at once.
