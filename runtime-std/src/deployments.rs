@@ -210,7 +210,7 @@ pub struct Deployments {
     agent: Rc<TheAgent>,
     time: Rc<StdTime>,
     /// Told when the journal wants a rewrite ([`Deployments::rewrite_wanted`]).
-    rewrite: (async_channel::Sender<()>, async_channel::Receiver<()>),
+    rewrite: async_channel::Receiver<()>,
 }
 
 impl fmt::Debug for Deployments {
@@ -264,7 +264,9 @@ impl Deployments {
         create_private_dir(&options.data_dir)?;
         let store_dir = options.data_dir.join("store");
         create_private_dir(&store_dir)?;
-        let (journal, restored) = journal::open(&options.data_dir).map_err(io::Error::other)?;
+        let (mut journal, restored) = journal::open(&options.data_dir).map_err(io::Error::other)?;
+        let (due, rewrite) = async_channel::bounded(1);
+        journal.tell_when_due(due);
         let time = Rc::new(StdTime::new());
         let ledger = Ledger::new(Shelf::default(), options.retention);
         let agent = Rc::new(Agent::with_journal(
@@ -338,7 +340,7 @@ impl Deployments {
             Rc::new(Self {
                 agent,
                 time,
-                rewrite: async_channel::bounded(1),
+                rewrite,
             }),
             stamps,
         ))
@@ -346,11 +348,7 @@ impl Deployments {
 
     /// Makes everything appended to the journal durable (before a webhook is answered 202).
     pub fn commit(&self) -> Result<(), Unrecorded> {
-        let committed = self.agent.commit();
-        if self.agent.with_journal_mut(|j| j.wants_rewrite()) {
-            let _ = self.rewrite.0.try_send(());
-        }
-        committed
+        self.agent.commit()
     }
 
     /// Appends an accepted lockstep signature's replay-cache entry ([`commit`](Self::commit)
@@ -381,9 +379,9 @@ impl Deployments {
             .with_journal_mut(|j| (j.len(), j.syncs, j.rewrites))
     }
 
-    /// Completes when a commit found the journal past its bound.
+    /// Completes when a commit found a rewrite due: the journal past its bound, or broken.
     pub async fn rewrite_wanted(&self) {
-        let _ = self.rewrite.1.recv().await;
+        let _ = self.rewrite.recv().await;
     }
 
     /// A verified notification: admitted, or refused as busy (core decides: the redelivery

@@ -176,6 +176,9 @@ pub struct FileJournal {
     rewriting: bool,
     /// The lock, held as long as this lives.
     _lock: File,
+    /// Told when a rewrite is due ([`FileJournal::wants_rewrite`]) after a commit, whoever
+    /// committed (the agent before a job, the service before a 202).
+    due: Option<async_channel::Sender<()>>,
     /// Commits that wrote (each one `fdatasync`), and rewrites done.
     pub syncs: u64,
     /// Rewrites done.
@@ -208,6 +211,7 @@ pub fn open(dir: &Path) -> Result<(FileJournal, Restored), OpenError> {
             base: len,
             broken: None,
             rewriting: false,
+            due: None,
             _lock: lock,
             syncs: 0,
             rewrites: 0,
@@ -361,6 +365,20 @@ impl FileJournal {
             || self.len > self.base.saturating_mul(2).saturating_add(SLACK)
     }
 
+    /// `due` hears, after a commit, when a rewrite is due (the file passed its bound, or it
+    /// could not be written).
+    pub fn tell_when_due(&mut self, due: async_channel::Sender<()>) {
+        self.due = Some(due);
+    }
+
+    fn tell_if_due(&self) {
+        if self.wants_rewrite()
+            && let Some(due) = &self.due
+        {
+            let _ = due.try_send(());
+        }
+    }
+
     fn fail(&mut self, what: &str, error: &io::Error) -> Unrecorded {
         if self.broken.is_none() {
             log::warn(&format!(
@@ -407,35 +425,9 @@ impl Journal for FileJournal {
     }
 
     fn commit(&mut self) -> Result<(), Unrecorded> {
-        if self.broken.is_some() {
-            return Err(Unrecorded);
-        }
-        if self.pending.is_empty() || self.rewriting {
-            return Ok(());
-        }
-        let Some(file) = self.file.as_mut() else {
-            // Before the first rewrite nothing is written (after a torn tail, appending
-            // would bury it): the rewrite writes everything.
-            return Err(Unrecorded);
-        };
-        let written = file
-            .write_all(&self.pending)
-            .and_then(|()| file.sync_data());
-        match written {
-            Ok(()) => {
-                self.len = self
-                    .len
-                    .saturating_add(u64::try_from(self.pending.len()).unwrap_or(u64::MAX));
-                self.pending.clear();
-                self.syncs += 1;
-                Ok(())
-            }
-            Err(e) => {
-                // Part of it may be in the file: a torn frame that only a rewrite removes.
-                self.file = None;
-                Err(self.fail("append", &e))
-            }
-        }
+        let committed = self.write_pending();
+        self.tell_if_due();
+        committed
     }
 
     fn begin_rewrite(&mut self) -> Result<(), Unrecorded> {
@@ -467,6 +459,41 @@ impl Journal for FileJournal {
                 let _ = std::fs::remove_file(self.dir.join(TEMP_FILE));
                 self.file = None;
                 Err(self.fail("rewrite", &e))
+            }
+        }
+    }
+}
+
+impl FileJournal {
+    /// Writes what was appended, with one `write` and one `fdatasync`.
+    fn write_pending(&mut self) -> Result<(), Unrecorded> {
+        if self.broken.is_some() {
+            return Err(Unrecorded);
+        }
+        if self.pending.is_empty() || self.rewriting {
+            return Ok(());
+        }
+        let Some(file) = self.file.as_mut() else {
+            // Before the first rewrite nothing is written (after a torn tail, appending
+            // would bury it): the rewrite writes everything.
+            return Err(Unrecorded);
+        };
+        let written = file
+            .write_all(&self.pending)
+            .and_then(|()| file.sync_data());
+        match written {
+            Ok(()) => {
+                self.len = self
+                    .len
+                    .saturating_add(u64::try_from(self.pending.len()).unwrap_or(u64::MAX));
+                self.pending.clear();
+                self.syncs += 1;
+                Ok(())
+            }
+            Err(e) => {
+                // Part of it may be in the file: a torn frame that only a rewrite removes.
+                self.file = None;
+                Err(self.fail("append", &e))
             }
         }
     }

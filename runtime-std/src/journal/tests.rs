@@ -190,11 +190,16 @@ fn test_a_rewrite_is_due_past_twice_the_live_size_and_slack() {
     let (mut journal, _) = open(dir.path()).unwrap();
     journal.begin_rewrite().unwrap();
     journal.finish_rewrite().unwrap();
+    let (due, told) = async_channel::bounded(1);
+    journal.tell_when_due(due);
     let base = journal.len();
     while journal.len() <= 2 * base + SLACK {
         assert!(!journal.wants_rewrite());
+        assert!(told.is_empty());
         journal.append(&Entry::Stamp(STAMP)).unwrap();
         journal.commit().unwrap();
     }
     assert!(journal.wants_rewrite());
+    // Whoever committed, the service's keeper hears it.
+    assert_eq!(told.try_recv(), Ok(()));
 }
