@@ -1,17 +1,17 @@
-//! lockstep-minimal: lockstep as a `#![no_std]` picoserve application, for appliances and
-//! microcontrollers, with a small Linux binary that runs it.
+//! lockstep-minimal: lockstep as a `#![no_std]`, alloc-free picoserve application, for
+//! appliances and microcontrollers, with a small Linux binary that runs it.
 //!
-//! The library holds what does not depend on the platform, so that it could run on embassy;
-//! the binary plugs in the platform.
+//! The library holds what does not depend on the platform, so that it could run on embassy:
+//! [`App`], the service on picoserve (every endpoint of `lockstep serve`, deciding nothing
+//! itself: core's `service`, agent and ledger decide), and [`Hub`], the agent's sink that
+//! feeds the event streams. The state is borrowed from the caller (statics, or leaked boxes
+//! on a host); the app is generic over the [`Platform`] (randomness, the request log, and the
+//! agent's sink, shelf, journal and clocks). The binary plugs in the platform.
 #![no_std]
 
-/// What `lockstep-minimal --help` prints.
-pub const USAGE: &str = "\
-lockstep-minimal — lockstep's minimal runtime (picoserve, fixed buffers)
+mod app;
+mod http;
+pub mod hub;
 
-Usage: lockstep-minimal [--help | --version]
-
-Options:
-  -h, --help       Print this help
-  -V, --version    Print the version
-";
+pub use app::{App, AppAgent, MAX_TARGET, Platform, Settings};
+pub use hub::{Hub, MAX_STREAMS};
