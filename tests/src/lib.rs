@@ -670,3 +670,34 @@ impl EventStream {
         text
     }
 }
+
+/// Defines each test once and runs it against both webhook runtimes, `lockstep serve` and
+/// `lockstep-minimal`: `fn name(runtime: Runtime) { ... }` becomes the tests `name::serve` and
+/// `name::minimal` (one suite, not two copies).
+#[macro_export]
+macro_rules! on_both_runtimes {
+    ($(
+        $(#[$meta:meta])*
+        fn $name:ident($runtime:ident: Runtime) $body:block
+    )*) => {
+        $(
+            $(#[$meta])*
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                fn run($runtime: $crate::stack::Runtime) $body
+
+                #[test]
+                fn serve() {
+                    run($crate::stack::Runtime::Serve);
+                }
+
+                #[test]
+                fn minimal() {
+                    run($crate::stack::Runtime::Minimal);
+                }
+            }
+        )*
+    };
+}

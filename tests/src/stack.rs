@@ -201,11 +201,55 @@ pub fn serve_with(s: &Sandbox, extra: &[&str], env: &[(&str, &str)]) -> Serve {
 /// [`serve_with`] on the data directory `dir` (one an earlier `lockstep serve` left, for a
 /// restart).
 pub fn serve_on(s: &Sandbox, dir: TempDir, extra: &[&str], env: &[(&str, &str)]) -> Serve {
+    serve_on_runtime(Runtime::Serve, s, dir, extra, env)
+}
+
+/// The webhook service of a runtime against the sandbox with quick settings, the secret in the
+/// environment; `extra` flags come last (and win).
+pub fn serve_runtime(runtime: Runtime, s: &Sandbox, extra: &[&str]) -> Serve {
+    serve_on_runtime(
+        runtime,
+        s,
+        TempDir::new("lockstep-serve-data"),
+        extra,
+        &[("BINTRAY_WEBHOOK_SECRET", SECRET)],
+    )
+}
+
+/// Which binary serves the webhook: `lockstep serve` or `lockstep-minimal`. The end-to-end
+/// suites that both must pass define each test once, for both ([`crate::on_both_runtimes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    /// `lockstep serve` (runtime-std).
+    Serve,
+    /// `lockstep-minimal` (picoserve).
+    Minimal,
+}
+
+impl Runtime {
+    /// The program (built now if needed) and the arguments before the flags.
+    pub fn program(self) -> (std::path::PathBuf, &'static [&'static str]) {
+        match self {
+            Self::Serve => (binary("lockstep", "lockstep"), &["serve"]),
+            Self::Minimal => (binary("lockstep-minimal", "lockstep-minimal"), &[]),
+        }
+    }
+}
+
+/// [`serve_on`] with the binary of `runtime`.
+pub fn serve_on_runtime(
+    runtime: Runtime,
+    s: &Sandbox,
+    dir: TempDir,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Serve {
     let data = dir.path().to_str().expect("UTF-8 path").to_owned();
     let conductr = s.url();
     let repository = format!("{conductr}/repository");
-    let mut args = vec![
-        "serve",
+    let (program, command) = runtime.program();
+    let mut args = command.to_vec();
+    args.extend_from_slice(&[
         "--listen",
         "127.0.0.1:0",
         "--conductr",
@@ -220,9 +264,9 @@ pub fn serve_on(s: &Sandbox, dir: TempDir, extra: &[&str], env: &[(&str, &str)])
         "2s",
         "--heartbeat",
         "100ms",
-    ];
+    ]);
     args.extend_from_slice(extra);
-    let mut process = Process::start(&binary("lockstep", "lockstep"), &args, env);
+    let mut process = Process::start(&program, &args, env);
     let addr = process.listening();
     Serve {
         process,

@@ -2,6 +2,10 @@
 //! (docs/PROTOCOL.md §2 and §7): signed webhooks deploy, every refusal of the status table changes
 //! nothing, the transport limits hold, and the event stream speaks what the official client reads.
 //!
+//! The webhook, deployment and refusal tests are defined once and run against both runtimes,
+//! `lockstep serve` and `lockstep-minimal` (`on_both_runtimes!`: `<test>::serve` and
+//! `<test>::minimal`).
+//!
 //! Webhooks are signed with core's signers; one signature of each scheme is also computed by
 //! an independent implementation (python3's `hmac`), so that a bug shared by core's signer and
 //! verifier cannot pass. Each test starts its own processes and shares nothing.
@@ -16,79 +20,82 @@ use lockstep_tests::{Client, Process, TempDir, binary, eventually};
 use serde_json::{Value, json};
 // ---- 1. a signed webhook deploys -------------------------------------------------------------
 
-#[test]
-fn test_serve_lockstep_signed_webhook_deploys_at_scale_3() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let old = the_running_bundle(&s);
-    let mark = mark(&s);
-    let new = s.compatible(0);
-    let body = new.body();
-    let t = now_secs();
-    // Signed by python3, and core's signer agrees with it.
-    let mac = python_hmac(SECRET, format!("{t}.{body}").as_bytes(), "hex");
-    let header = format!("t={t},v1={mac}");
-    assert_eq!(header, lockstep_header(body.as_bytes(), t));
-    let r = post(
-        &v,
-        HOOK,
-        &[("X-Lockstep-Signature", &header)],
-        body.as_bytes(),
-    );
-    let id = accepted(&v, &r, "/deployments");
-    assert_replaced_at_scale_3(&s, &v, &id, &new, &old);
-    assert_history_within_2_to_4(&s, mark);
+lockstep_tests::on_both_runtimes! {
+    fn test_serve_lockstep_signed_webhook_deploys_at_scale_3(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &[]);
+        let old = the_running_bundle(&s);
+        let mark = mark(&s);
+        let new = s.compatible(0);
+        let body = new.body();
+        let t = now_secs();
+        // Signed by python3, and core's signer agrees with it.
+        let mac = python_hmac(SECRET, format!("{t}.{body}").as_bytes(), "hex");
+        let header = format!("t={t},v1={mac}");
+        assert_eq!(header, lockstep_header(body.as_bytes(), t));
+        let r = post(
+            &v,
+            HOOK,
+            &[("X-Lockstep-Signature", &header)],
+            body.as_bytes(),
+        );
+        let id = accepted(&v, &r, "/deployments");
+        assert_replaced_at_scale_3(&s, &v, &id, &new, &old);
+        assert_history_within_2_to_4(&s, mark);
+    }
 }
 
-#[test]
-fn test_serve_bintray_signed_webhook_under_v2_deploys_at_scale_3() {
-    // The independent implementation agrees with docs/PROTOCOL.md §1's test vector.
-    assert_eq!(
-        python_hmac("secret", b"reactive-maps-backend-summary", "base64"),
-        "2un791uBDf59/fHrIOWMqt0mhwEoH0yqkZXmz//4alQ="
-    );
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let old = the_running_bundle(&s);
-    let mark = mark(&s);
-    let new = s.compatible(1);
-    let mac = python_hmac(SECRET, b"visualizer", "base64");
-    assert_eq!(mac, bintray_sign(&secret(), "visualizer").as_str());
-    let r = post(
-        &v,
-        HOOK_V2,
-        &[("X-Bintray-Hook-Hmac", &mac)],
-        new.body().as_bytes(),
-    );
-    let id = accepted(&v, &r, "/v2/deployments");
-    assert_replaced_at_scale_3(&s, &v, &id, &new, &old);
-    assert_eq!(
-        events(&v, "/v2/deployments", &id),
-        events(&v, "/deployments", &id)
-    );
-    assert_history_within_2_to_4(&s, mark);
+lockstep_tests::on_both_runtimes! {
+    fn test_serve_bintray_signed_webhook_under_v2_deploys_at_scale_3(runtime: Runtime) {
+        // The independent implementation agrees with docs/PROTOCOL.md §1's test vector.
+        assert_eq!(
+            python_hmac("secret", b"reactive-maps-backend-summary", "base64"),
+            "2un791uBDf59/fHrIOWMqt0mhwEoH0yqkZXmz//4alQ="
+        );
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &[]);
+        let old = the_running_bundle(&s);
+        let mark = mark(&s);
+        let new = s.compatible(1);
+        let mac = python_hmac(SECRET, b"visualizer", "base64");
+        assert_eq!(mac, bintray_sign(&secret(), "visualizer").as_str());
+        let r = post(
+            &v,
+            HOOK_V2,
+            &[("X-Bintray-Hook-Hmac", &mac)],
+            new.body().as_bytes(),
+        );
+        let id = accepted(&v, &r, "/v2/deployments");
+        assert_replaced_at_scale_3(&s, &v, &id, &new, &old);
+        assert_eq!(
+            events(&v, "/v2/deployments", &id),
+            events(&v, "/deployments", &id)
+        );
+        assert_history_within_2_to_4(&s, mark);
+    }
 }
 
 // ---- 2. compatibility mismatch ---------------------------------------------------------------
 
-#[test]
-fn test_serve_incompatible_version_fails_and_changes_nothing() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let before = bundles(&s);
-    let old = the_running_bundle(&s);
-    let new = s.incompatible();
-    let id = accepted(&v, &notify(&v, &new), "/deployments");
-    let events = ended(&v, &id);
-    let failure = failure(&events);
-    assert!(failure.contains("compatibilityVersion"), "{failure}");
-    assert_eq!(bundles(&s), before, "the cluster changed");
-    assert_eq!(the_running_bundle(&s).id, old.id);
-    let listed = listing(&v, "/deployments");
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0]["state"], "failed");
-    assert_eq!(listed[0]["failure"], failure.as_str());
-    assert_eq!(listed[0]["compatibilityVersion"], "2");
+lockstep_tests::on_both_runtimes! {
+    fn test_serve_incompatible_version_fails_and_changes_nothing(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &[]);
+        let before = bundles(&s);
+        let old = the_running_bundle(&s);
+        let new = s.incompatible();
+        let id = accepted(&v, &notify(&v, &new), "/deployments");
+        let events = ended(&v, &id);
+        let failure = failure(&events);
+        assert!(failure.contains("compatibilityVersion"), "{failure}");
+        assert_eq!(bundles(&s), before, "the cluster changed");
+        assert_eq!(the_running_bundle(&s).id, old.id);
+        let listed = listing(&v, "/deployments");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0]["state"], "failed");
+        assert_eq!(listed[0]["failure"], failure.as_str());
+        assert_eq!(listed[0]["compatibilityVersion"], "2");
+    }
 }
 
 // ---- 3. nothing running ----------------------------------------------------------------------
@@ -106,17 +113,18 @@ fn stop_the_running_bundle(s: &Sandbox) -> Bundle {
     })
 }
 
-#[test]
-fn test_serve_nothing_running_fails() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    stop_the_running_bundle(&s);
-    let before = bundles(&s);
-    let id = accepted(&v, &notify(&v, &s.compatible(0)), "/deployments");
-    let failure = failure(&ended(&v, &id));
-    assert!(failure.starts_with("no running bundle"), "{failure}");
-    assert_eq!(bundles(&s), before, "the cluster changed");
-    assert_store_emptied(&v);
+lockstep_tests::on_both_runtimes! {
+    fn test_serve_nothing_running_fails(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &[]);
+        stop_the_running_bundle(&s);
+        let before = bundles(&s);
+        let id = accepted(&v, &notify(&v, &s.compatible(0)), "/deployments");
+        let failure = failure(&ended(&v, &id));
+        assert!(failure.starts_with("no running bundle"), "{failure}");
+        assert_eq!(bundles(&s), before, "the cluster changed");
+        assert_store_emptied(&v);
+    }
 }
 
 #[test]
@@ -151,134 +159,136 @@ fn test_serve_nothing_running_start_one_starts_the_new_version_at_scale_1() {
 
 // ---- 4. signatures ---------------------------------------------------------------------------
 
-#[test]
-fn test_serve_refused_signatures_change_nothing() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let before = bundles(&s);
-    let version = s.compatible(0);
-    let body = version.body();
-    let body = body.as_bytes();
-    let now = now_secs();
-    let other = Secret::new(b"another secret").expect("a secret");
+lockstep_tests::on_both_runtimes! {
+    fn test_serve_refused_signatures_change_nothing(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &[]);
+        let before = bundles(&s);
+        let version = s.compatible(0);
+        let body = version.body();
+        let body = body.as_bytes();
+        let now = now_secs();
+        let other = Secret::new(b"another secret").expect("a secret");
 
-    let bad_mac = lockstep_sign(&other, now, body);
-    let r = post(
-        &v,
-        HOOK,
-        &[("X-Lockstep-Signature", bad_mac.as_str())],
-        body,
-    );
-    assert_eq!(assert_refused(&r, 403, "bad MAC"), "signature rejected");
-    assert_unchanged(&s, &v, &before, "bad MAC");
-
-    // Past the 300 s window by 2 s, the time taken afresh: a second may tick between the
-    // signature and the server's clock, and the checks above may take seconds on a loaded
-    // machine.
-    let r = post_signed(&v, HOOK, body, now_secs() - 302);
-    assert_eq!(assert_refused(&r, 403, "expired"), "signature rejected");
-    assert_unchanged(&s, &v, &before, "expired");
-
-    let r = post_signed(&v, HOOK, body, now_secs() + 302);
-    assert_eq!(
-        assert_refused(&r, 403, "from the future"),
-        "signature rejected"
-    );
-    assert_unchanged(&s, &v, &before, "from the future");
-
-    let bad_bintray = bintray_sign(&other, "visualizer");
-    let r = post(
-        &v,
-        HOOK,
-        &[("X-Bintray-Hook-Hmac", bad_bintray.as_str())],
-        body,
-    );
-    assert_eq!(
-        assert_refused(&r, 403, "bad Bintray MAC"),
-        "signature rejected"
-    );
-    assert_unchanged(&s, &v, &before, "bad Bintray MAC");
-
-    // Both headers: only the lockstep one is checked, no fallback to the weaker scheme.
-    let good_bintray = bintray_sign(&secret(), "visualizer");
-    let r = post(
-        &v,
-        HOOK,
-        &[
-            ("X-Lockstep-Signature", bad_mac.as_str()),
-            ("X-Bintray-Hook-Hmac", good_bintray.as_str()),
-        ],
-        body,
-    );
-    assert_eq!(assert_refused(&r, 403, "no fallback"), "signature rejected");
-    assert_unchanged(&s, &v, &before, "no fallback");
-
-    let malformed = format!("t=abc,v1={}", "0".repeat(64));
-    let r = post(&v, HOOK, &[("X-Lockstep-Signature", &malformed)], body);
-    assert_refused(&r, 401, "malformed");
-    assert_unchanged(&s, &v, &before, "malformed");
-
-    let r = post(&v, HOOK, &[("X-Bintray-Hook-Hmac", "not base64")], body);
-    assert_refused(&r, 401, "malformed Bintray");
-    assert_unchanged(&s, &v, &before, "malformed Bintray");
-
-    let r = post(&v, HOOK, &[], body);
-    assert_refused(&r, 401, "no header");
-    assert_unchanged(&s, &v, &before, "no header");
-
-    // A replay: the first is accepted (a version whose deployment fails without touching the
-    // cluster), the same header again is refused, in flight or ended.
-    let incompatible = s.incompatible().body();
-    let header = lockstep_header(incompatible.as_bytes(), now_secs());
-    let replay_to = |path: &str, header: &str| {
-        post(
+        let bad_mac = lockstep_sign(&other, now, body);
+        let r = post(
             &v,
-            path,
-            &[("X-Lockstep-Signature", header)],
-            incompatible.as_bytes(),
-        )
-    };
-    let replay = || replay_to(HOOK, &header);
-    let id = accepted(&v, &replay(), "/deployments");
-    assert_eq!(
-        assert_refused(&replay(), 403, "replay in flight"),
-        "signature rejected"
-    );
-    failure(&ended(&v, &id));
-    assert_eq!(
-        assert_refused(&replay(), 403, "replay after the end"),
-        "signature rejected"
-    );
-    // The same signature written otherwise, or sent to the other prefix, is the same replay.
-    let (t, mac) = header
-        .strip_prefix("t=")
-        .and_then(|h| h.split_once(",v1="))
-        .expect("t=..,v1=..");
-    for (path, written) in [
-        (HOOK_V2, header.clone()),
-        (HOOK, format!("t={t},v1={}", mac.to_ascii_uppercase())),
-        (HOOK, format!("v1={mac}, t={t}")),
-    ] {
-        let what = format!("replay as {written} to {path}");
-        let r = replay_to(path, &written);
-        assert_eq!(assert_refused(&r, 403, &what), "signature rejected");
+            HOOK,
+            &[("X-Lockstep-Signature", bad_mac.as_str())],
+            body,
+        );
+        assert_eq!(assert_refused(&r, 403, "bad MAC"), "signature rejected");
+        assert_unchanged(&s, &v, &before, "bad MAC");
+
+        // Past the 300 s window by 2 s, the time taken afresh: a second may tick between the
+        // signature and the server's clock, and the checks above may take seconds on a loaded
+        // machine.
+        let r = post_signed(&v, HOOK, body, now_secs() - 302);
+        assert_eq!(assert_refused(&r, 403, "expired"), "signature rejected");
+        assert_unchanged(&s, &v, &before, "expired");
+
+        let r = post_signed(&v, HOOK, body, now_secs() + 302);
+        assert_eq!(
+            assert_refused(&r, 403, "from the future"),
+            "signature rejected"
+        );
+        assert_unchanged(&s, &v, &before, "from the future");
+
+        let bad_bintray = bintray_sign(&other, "visualizer");
+        let r = post(
+            &v,
+            HOOK,
+            &[("X-Bintray-Hook-Hmac", bad_bintray.as_str())],
+            body,
+        );
+        assert_eq!(
+            assert_refused(&r, 403, "bad Bintray MAC"),
+            "signature rejected"
+        );
+        assert_unchanged(&s, &v, &before, "bad Bintray MAC");
+
+        // Both headers: only the lockstep one is checked, no fallback to the weaker scheme.
+        let good_bintray = bintray_sign(&secret(), "visualizer");
+        let r = post(
+            &v,
+            HOOK,
+            &[
+                ("X-Lockstep-Signature", bad_mac.as_str()),
+                ("X-Bintray-Hook-Hmac", good_bintray.as_str()),
+            ],
+            body,
+        );
+        assert_eq!(assert_refused(&r, 403, "no fallback"), "signature rejected");
+        assert_unchanged(&s, &v, &before, "no fallback");
+
+        let malformed = format!("t=abc,v1={}", "0".repeat(64));
+        let r = post(&v, HOOK, &[("X-Lockstep-Signature", &malformed)], body);
+        assert_refused(&r, 401, "malformed");
+        assert_unchanged(&s, &v, &before, "malformed");
+
+        let r = post(&v, HOOK, &[("X-Bintray-Hook-Hmac", "not base64")], body);
+        assert_refused(&r, 401, "malformed Bintray");
+        assert_unchanged(&s, &v, &before, "malformed Bintray");
+
+        let r = post(&v, HOOK, &[], body);
+        assert_refused(&r, 401, "no header");
+        assert_unchanged(&s, &v, &before, "no header");
+
+        // A replay: the first is accepted (a version whose deployment fails without touching the
+        // cluster), the same header again is refused, in flight or ended.
+        let incompatible = s.incompatible().body();
+        let header = lockstep_header(incompatible.as_bytes(), now_secs());
+        let replay_to = |path: &str, header: &str| {
+            post(
+                &v,
+                path,
+                &[("X-Lockstep-Signature", header)],
+                incompatible.as_bytes(),
+            )
+        };
+        let replay = || replay_to(HOOK, &header);
+        let id = accepted(&v, &replay(), "/deployments");
+        assert_eq!(
+            assert_refused(&replay(), 403, "replay in flight"),
+            "signature rejected"
+        );
+        failure(&ended(&v, &id));
+        assert_eq!(
+            assert_refused(&replay(), 403, "replay after the end"),
+            "signature rejected"
+        );
+        // The same signature written otherwise, or sent to the other prefix, is the same replay.
+        let (t, mac) = header
+            .strip_prefix("t=")
+            .and_then(|h| h.split_once(",v1="))
+            .expect("t=..,v1=..");
+        for (path, written) in [
+            (HOOK_V2, header.clone()),
+            (HOOK, format!("t={t},v1={}", mac.to_ascii_uppercase())),
+            (HOOK, format!("v1={mac}, t={t}")),
+        ] {
+            let what = format!("replay as {written} to {path}");
+            let r = replay_to(path, &written);
+            assert_eq!(assert_refused(&r, 403, &what), "signature rejected");
+        }
+        let listed = listing(&v, "/deployments");
+        assert_eq!(listed.len(), 1, "the replays created nothing: {listed:#?}");
+        assert_eq!(listed[0]["deploymentId"], id.as_str());
+        assert_eq!(bundles(&s), before, "the cluster changed");
     }
-    let listed = listing(&v, "/deployments");
-    assert_eq!(listed.len(), 1, "the replays created nothing: {listed:#?}");
-    assert_eq!(listed[0]["deploymentId"], id.as_str());
-    assert_eq!(bundles(&s), before, "the cluster changed");
 }
 
-#[test]
-fn test_serve_signature_window_edges_are_accepted() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let body = s.incompatible().body();
-    // |now - t| <= 300 s; a second of slack for the clock to tick between signing and checking.
-    for t in [now_secs() - 299, now_secs() + 299] {
-        let r = post_signed(&v, HOOK, body.as_bytes(), t);
-        let id = accepted(&v, &r, "/deployments");
-        failure(&ended(&v, &id));
+lockstep_tests::on_both_runtimes! {
+    fn test_serve_signature_window_edges_are_accepted(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &[]);
+        let body = s.incompatible().body();
+        // |now - t| <= 300 s; a second of slack for the clock to tick between signing and checking.
+        for t in [now_secs() - 299, now_secs() + 299] {
+            let r = post_signed(&v, HOOK, body.as_bytes(), t);
+            let id = accepted(&v, &r, "/deployments");
+            failure(&ended(&v, &id));
+        }
     }
 }
 
@@ -542,67 +552,68 @@ fn nested_body(version: &Version, depth: usize) -> String {
     )
 }
 
-#[test]
-fn test_serve_400_malformed_webhooks() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let before = bundles(&s);
-    let version = s.incompatible();
-    let good = version.body();
-    let now = now_secs();
-    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
-        (
-            "`%` in a segment",
-            "/deployments/type%73afe/bundle/typesafe",
-            good.clone().into_bytes(),
-        ),
-        (
-            "invalid JSON",
-            HOOK,
-            br#"{"package":"visualizer","#.to_vec(),
-        ),
-        (
-            "invalid UTF-8",
-            HOOK,
-            [
-                &br#"{"package":"visual"#[..],
-                b"\xff",
-                format!(r#"izer","version":"{}"}}"#, version.full()).as_bytes(),
-            ]
-            .concat(),
-        ),
-        (
-            "duplicate field",
-            HOOK,
-            format!(
-                r#"{{"package":"visualizer","package":"visualizer","version":"{}"}}"#,
-                version.full()
-            )
-            .into_bytes(),
-        ),
-        (
-            "missing field",
-            HOOK,
-            br#"{"package":"visualizer"}"#.to_vec(),
-        ),
-        ("17 deep", HOOK, nested_body(&version, 17).into_bytes()),
-    ];
-    for (what, path, body) in &cases {
-        // Lockstep-signed: the signature holds, only the request itself is at fault.
-        let r = post_signed(&v, path, body, now);
-        assert_refused(&r, 400, what);
-        assert_unchanged(&s, &v, &before, what);
+lockstep_tests::on_both_runtimes! {
+    fn test_serve_400_malformed_webhooks(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &[]);
+        let before = bundles(&s);
+        let version = s.incompatible();
+        let good = version.body();
+        let now = now_secs();
+        let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+            (
+                "`%` in a segment",
+                "/deployments/type%73afe/bundle/typesafe",
+                good.clone().into_bytes(),
+            ),
+            (
+                "invalid JSON",
+                HOOK,
+                br#"{"package":"visualizer","#.to_vec(),
+            ),
+            (
+                "invalid UTF-8",
+                HOOK,
+                [
+                    &br#"{"package":"visual"#[..],
+                    b"\xff",
+                    format!(r#"izer","version":"{}"}}"#, version.full()).as_bytes(),
+                ]
+                .concat(),
+            ),
+            (
+                "duplicate field",
+                HOOK,
+                format!(
+                    r#"{{"package":"visualizer","package":"visualizer","version":"{}"}}"#,
+                    version.full()
+                )
+                .into_bytes(),
+            ),
+            (
+                "missing field",
+                HOOK,
+                br#"{"package":"visualizer"}"#.to_vec(),
+            ),
+            ("17 deep", HOOK, nested_body(&version, 17).into_bytes()),
+        ];
+        for (what, path, body) in &cases {
+            // Lockstep-signed: the signature holds, only the request itself is at fault.
+            let r = post_signed(&v, path, body, now);
+            assert_refused(&r, 400, what);
+            assert_unchanged(&s, &v, &before, what);
+        }
+        // A head that is not HTTP.
+        let mut stream = connect(v.client.addr);
+        stream.write_all(b"NOT HTTP AT ALL\r\n\r\n").expect("write");
+        refused_then_closed(&mut stream, 400, "not HTTP");
+        assert_unchanged(&s, &v, &before, "not HTTP");
+        // 16 deep is accepted (a version whose deployment fails without touching the cluster).
+        let r = post_signed(&v, HOOK, nested_body(&version, 16).as_bytes(), now);
+        let id = accepted(&v, &r, "/deployments");
+        failure(&ended(&v, &id));
+        assert_eq!(bundles(&s), before);
     }
-    // A head that is not HTTP.
-    let mut stream = connect(v.client.addr);
-    stream.write_all(b"NOT HTTP AT ALL\r\n\r\n").expect("write");
-    refused_then_closed(&mut stream, 400, "not HTTP");
-    assert_unchanged(&s, &v, &before, "not HTTP");
-    // 16 deep is accepted (a version whose deployment fails without touching the cluster).
-    let r = post_signed(&v, HOOK, nested_body(&version, 16).as_bytes(), now);
-    let id = accepted(&v, &r, "/deployments");
-    failure(&ended(&v, &id));
-    assert_eq!(bundles(&s), before);
 }
 
 #[test]
@@ -646,43 +657,44 @@ fn test_serve_403_package_outside_the_allow_list() {
     failure(&ended(&allowed, &id));
 }
 
-#[test]
-fn test_serve_404_and_405() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let before = bundles(&s);
-    for path in [
-        "/nope",
-        "/deployments/a/b",
-        "/deployments/a/b/c/d",
-        "/v2/deployments/a/b",
-        "/deploymentsx",
-        "/deployments/not-an-id",
-        // A valid v4 id never used.
-        "/deployments/7c1f21a3-91d1-44fa-8875-cf9a316d68ce",
-        "/v2/deployments/7c1f21a3-91d1-44fa-8875-cf9a316d68ce",
-    ] {
-        assert_refused(&v.client.get(path), 404, path);
-    }
-    for (method, path, allow) in [
-        ("DELETE", "/deployments", "GET, HEAD"),
-        ("POST", "/deployments", "GET, HEAD"),
-        ("POST", "/v2/deployments/events", "GET, HEAD"),
-        (
-            "PUT",
+lockstep_tests::on_both_runtimes! {
+    fn test_serve_404_and_405(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &[]);
+        let before = bundles(&s);
+        for path in [
+            "/nope",
+            "/deployments/a/b",
+            "/deployments/a/b/c/d",
+            "/v2/deployments/a/b",
+            "/deploymentsx",
+            "/deployments/not-an-id",
+            // A valid v4 id never used.
             "/deployments/7c1f21a3-91d1-44fa-8875-cf9a316d68ce",
-            "GET, HEAD",
-        ),
-        ("GET", HOOK, "POST"),
-        ("GET", HOOK_V2, "POST"),
-        ("POST", "/healthz", "GET, HEAD"),
-    ] {
-        let r = v.client.request(method, path, &[], b"");
-        let what = format!("{method} {path}");
-        assert_refused(&r, 405, &what);
-        assert_eq!(r.header("allow"), Some(allow), "{what}");
+            "/v2/deployments/7c1f21a3-91d1-44fa-8875-cf9a316d68ce",
+        ] {
+            assert_refused(&v.client.get(path), 404, path);
+        }
+        for (method, path, allow) in [
+            ("DELETE", "/deployments", "GET, HEAD"),
+            ("POST", "/deployments", "GET, HEAD"),
+            ("POST", "/v2/deployments/events", "GET, HEAD"),
+            (
+                "PUT",
+                "/deployments/7c1f21a3-91d1-44fa-8875-cf9a316d68ce",
+                "GET, HEAD",
+            ),
+            ("GET", HOOK, "POST"),
+            ("GET", HOOK_V2, "POST"),
+            ("POST", "/healthz", "GET, HEAD"),
+        ] {
+            let r = v.client.request(method, path, &[], b"");
+            let what = format!("{method} {path}");
+            assert_refused(&r, 405, &what);
+            assert_eq!(r.header("allow"), Some(allow), "{what}");
+        }
+        assert_unchanged(&s, &v, &before, "404 and 405");
     }
-    assert_unchanged(&s, &v, &before, "404 and 405");
 }
 
 #[test]
@@ -796,74 +808,75 @@ fn test_serve_411_and_a_chunked_body_is_never_read_as_a_request() {
     assert_unchanged(&s, &v, &before, "chunked");
 }
 
-#[test]
-fn test_serve_415_and_422() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let before = bundles(&s);
-    let version = s.incompatible();
-    let body = version.body();
-    let header = lockstep_header(body.as_bytes(), now_secs());
-    let r = v.client.request(
-        "POST",
-        HOOK,
-        &[
-            ("Content-Type", "text/plain"),
-            ("X-Lockstep-Signature", &header),
-        ],
-        body.as_bytes(),
-    );
-    assert_refused(&r, 415, "text/plain");
-    assert_unchanged(&s, &v, &before, "415");
+lockstep_tests::on_both_runtimes! {
+    fn test_serve_415_and_422(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &[]);
+        let before = bundles(&s);
+        let version = s.incompatible();
+        let body = version.body();
+        let header = lockstep_header(body.as_bytes(), now_secs());
+        let r = v.client.request(
+            "POST",
+            HOOK,
+            &[
+                ("Content-Type", "text/plain"),
+                ("X-Lockstep-Signature", &header),
+            ],
+            body.as_bytes(),
+        );
+        assert_refused(&r, 415, "text/plain");
+        assert_unchanged(&s, &v, &before, "415");
 
-    let now = now_secs();
-    let full = version.full();
-    for (what, package, version) in [
-        ("no digest", "visualizer", version.tag.clone()),
-        (
-            "63 hex",
-            "visualizer",
-            format!("{}-{}", version.tag, &version.digest[..63]),
-        ),
-        (
-            "65 hex",
-            "visualizer",
-            format!("{}-{}0", version.tag, version.digest),
-        ),
-        ("package not a segment", "visu alizer", full.clone()),
-    ] {
-        let body = format!(r#"{{"package":"{package}","version":"{version}"}}"#);
-        let r = post_signed(&v, HOOK, body.as_bytes(), now);
-        assert_refused(&r, 422, what);
-        assert_unchanged(&s, &v, &before, what);
-    }
+        let now = now_secs();
+        let full = version.full();
+        for (what, package, version) in [
+            ("no digest", "visualizer", version.tag.clone()),
+            (
+                "63 hex",
+                "visualizer",
+                format!("{}-{}", version.tag, &version.digest[..63]),
+            ),
+            (
+                "65 hex",
+                "visualizer",
+                format!("{}-{}0", version.tag, version.digest),
+            ),
+            ("package not a segment", "visu alizer", full.clone()),
+        ] {
+            let body = format!(r#"{{"package":"{package}","version":"{version}"}}"#);
+            let r = post_signed(&v, HOOK, body.as_bytes(), now);
+            assert_refused(&r, 422, what);
+            assert_unchanged(&s, &v, &before, what);
+        }
 
-    // Parameters and the case of the media type are ignored, and a missing one is accepted;
-    // so is a digest in upper case, normalised (a version that changes nothing).
-    let upper = format!(
-        r#"{{"package":"visualizer","version":"{}-{}"}}"#,
-        version.tag,
-        version.digest.to_ascii_uppercase()
-    );
-    for (n, (content_type, body)) in [
-        (Some("application/json; charset=utf-8"), &body),
-        (Some("Application/JSON"), &body),
-        (None, &body),
-        (Some("application/json"), &upper),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let header = lockstep_header(body.as_bytes(), now - n as u64);
-        let mut headers = vec![("X-Lockstep-Signature", header.as_str())];
-        headers.extend(content_type.map(|t| ("Content-Type", t)));
-        let r = v.client.request("POST", HOOK, &headers, body.as_bytes());
-        let id = accepted(&v, &r, "/deployments");
-        failure(&ended(&v, &id));
-    }
-    assert_eq!(bundles(&s), before);
-    for d in listing(&v, "/deployments") {
-        assert_eq!(d["version"], full.as_str(), "{d}");
+        // Parameters and the case of the media type are ignored, and a missing one is accepted;
+        // so is a digest in upper case, normalised (a version that changes nothing).
+        let upper = format!(
+            r#"{{"package":"visualizer","version":"{}-{}"}}"#,
+            version.tag,
+            version.digest.to_ascii_uppercase()
+        );
+        for (n, (content_type, body)) in [
+            (Some("application/json; charset=utf-8"), &body),
+            (Some("Application/JSON"), &body),
+            (None, &body),
+            (Some("application/json"), &upper),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let header = lockstep_header(body.as_bytes(), now - n as u64);
+            let mut headers = vec![("X-Lockstep-Signature", header.as_str())];
+            headers.extend(content_type.map(|t| ("Content-Type", t)));
+            let r = v.client.request("POST", HOOK, &headers, body.as_bytes());
+            let id = accepted(&v, &r, "/deployments");
+            failure(&ended(&v, &id));
+        }
+        assert_eq!(bundles(&s), before);
+        for d in listing(&v, "/deployments") {
+            assert_eq!(d["version"], full.as_str(), "{d}");
+        }
     }
 }
 
@@ -1094,104 +1107,107 @@ fn heartbeats(text: &str) -> usize {
     frames(text).iter().filter(|f| **f == ":").count()
 }
 
-#[test]
-fn test_serve_event_stream() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let mut streams = [
-        v.client.stream("/deployments/events"),
-        v.client.stream("/v2/deployments/events"),
-    ];
-    let mut texts = [String::new(), String::new()];
-    for (stream, text) in streams.iter_mut().zip(&mut texts) {
-        *text = stream.read_until(WAIT, |t| heartbeats(t) >= 3);
-    }
-    let id = accepted(&v, &notify(&v, &s.compatible(0)), "/deployments");
-    let end = format!("event:deploymentSuccess\ndata:{id}\n\n");
-    for (stream, text) in streams.iter_mut().zip(&mut texts) {
-        let rest = stream.read_until(WAIT, |t| {
-            t.contains(&end) || t.contains("event:deploymentFailure")
-        });
-        text.push_str(&rest);
-    }
-    let logged = event_types(&ended(&v, &id));
-    for text in &texts {
-        for line in text.lines().filter(|l| !l.is_empty()) {
-            assert_eq!(line.matches(':').count(), 1, "{line:?} in {text:?}");
+lockstep_tests::on_both_runtimes! {
+    fn test_serve_event_stream(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &[]);
+        let mut streams = [
+            v.client.stream("/deployments/events"),
+            v.client.stream("/v2/deployments/events"),
+        ];
+        let mut texts = [String::new(), String::new()];
+        for (stream, text) in streams.iter_mut().zip(&mut texts) {
+            *text = stream.read_until(WAIT, |t| heartbeats(t) >= 3);
         }
-        let mut streamed = vec![];
-        for frame in frames(text) {
-            if frame == ":" {
-                continue;
+        let id = accepted(&v, &notify(&v, &s.compatible(0)), "/deployments");
+        let end = format!("event:deploymentSuccess\ndata:{id}\n\n");
+        for (stream, text) in streams.iter_mut().zip(&mut texts) {
+            let rest = stream.read_until(WAIT, |t| {
+                t.contains(&end) || t.contains("event:deploymentFailure")
+            });
+            text.push_str(&rest);
+        }
+        let logged = event_types(&ended(&v, &id));
+        for text in &texts {
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                assert_eq!(line.matches(':').count(), 1, "{line:?} in {text:?}");
             }
-            let (kind, data) = frame
-                .strip_prefix("event:")
-                .and_then(|f| f.split_once("\ndata:"))
-                .unwrap_or_else(|| panic!("not an event frame: {frame:?}"));
-            assert_eq!(data, id, "{frame:?}");
-            streamed.push(kind.to_owned());
+            let mut streamed = vec![];
+            for frame in frames(text) {
+                if frame == ":" {
+                    continue;
+                }
+                let (kind, data) = frame
+                    .strip_prefix("event:")
+                    .and_then(|f| f.split_once("\ndata:"))
+                    .unwrap_or_else(|| panic!("not an event frame: {frame:?}"));
+                assert_eq!(data, id, "{frame:?}");
+                streamed.push(kind.to_owned());
+            }
+            assert_eq!(streamed, logged, "{text}");
+            assert!(heartbeats(text) >= 3);
         }
-        assert_eq!(streamed, logged, "{text}");
-        assert!(heartbeats(text) >= 3);
+        assert_eq!(logged.last().map(String::as_str), Some("deploymentSuccess"));
     }
-    assert_eq!(logged.last().map(String::as_str), Some("deploymentSuccess"));
 }
 
 // ---- 11, 12. /v2 and /healthz ----------------------------------------------------------------
 
-#[test]
-fn test_serve_v2_answers_as_v1() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let same = |path: &str| {
-        let (a, b) = (v.client.get(path), v.client.get(&format!("/v2{path}")));
+lockstep_tests::on_both_runtimes! {
+    fn test_serve_v2_answers_as_v1(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &[]);
+        let same = |path: &str| {
+            let (a, b) = (v.client.get(path), v.client.get(&format!("/v2{path}")));
+            assert_eq!(
+                (a.status, a.header("content-type"), &a.body),
+                (b.status, b.header("content-type"), &b.body),
+                "{path}"
+            );
+            a
+        };
+        assert_eq!(same("/deployments").json(), json!([]));
+        let version = s.incompatible();
+        let body = version.body();
+        let t = now_secs();
+        let r = post_signed(&v, HOOK_V2, body.as_bytes(), t);
+        let id = accepted(&v, &r, "/v2/deployments");
+        failure(&ended(&v, &id));
         assert_eq!(
-            (a.status, a.header("content-type"), &a.body),
-            (b.status, b.header("content-type"), &b.body),
-            "{path}"
+            same("/deployments").json().as_array().map(Vec::len),
+            Some(1)
         );
-        a
-    };
-    assert_eq!(same("/deployments").json(), json!([]));
-    let version = s.incompatible();
-    let body = version.body();
-    let t = now_secs();
-    let r = post_signed(&v, HOOK_V2, body.as_bytes(), t);
-    let id = accepted(&v, &r, "/v2/deployments");
-    failure(&ended(&v, &id));
-    assert_eq!(
-        same("/deployments").json().as_array().map(Vec::len),
-        Some(1)
-    );
-    assert_eq!(same(&format!("/deployments/{id}")).status, 200);
-    assert_refused(
-        &same("/deployments/7c1f21a3-91d1-44fa-8875-cf9a316d68ce"),
-        404,
-        "unknown id",
-    );
-    assert_refused(&same("/deployments/x/y"), 404, "unknown path");
-    // The webhook is the same under both prefixes: a redelivery under /deployments of what
-    // /v2 notified would land on it while in flight; here it ended, so it is a new one.
-    let r = post_signed(&v, HOOK, body.as_bytes(), t - 1);
-    let again = accepted(&v, &r, "/deployments");
-    failure(&ended(&v, &again));
-    assert_eq!(
-        same("/deployments").json().as_array().map(Vec::len),
-        Some(2)
-    );
+        assert_eq!(same(&format!("/deployments/{id}")).status, 200);
+        assert_refused(
+            &same("/deployments/7c1f21a3-91d1-44fa-8875-cf9a316d68ce"),
+            404,
+            "unknown id",
+        );
+        assert_refused(&same("/deployments/x/y"), 404, "unknown path");
+        // The webhook is the same under both prefixes: a redelivery under /deployments of what
+        // /v2 notified would land on it while in flight; here it ended, so it is a new one.
+        let r = post_signed(&v, HOOK, body.as_bytes(), t - 1);
+        let again = accepted(&v, &r, "/deployments");
+        failure(&ended(&v, &again));
+        assert_eq!(
+            same("/deployments").json().as_array().map(Vec::len),
+            Some(2)
+        );
+    }
 }
 
-#[test]
-fn test_serve_healthz() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let r = v.client.get("/healthz");
-    assert_eq!(r.status, 200);
-    assert!(
-        r.header("content-type")
-            .is_some_and(|t| t.starts_with("text/plain"))
-    );
-    assert_eq!(r.text(), "ok\n");
+lockstep_tests::on_both_runtimes! {
+    fn test_serve_healthz(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &[]);
+        let r = v.client.get("/healthz");
+        assert_eq!(r.status, 200);
+        assert!(
+            r.header("content-type")
+                .is_some_and(|t| t.starts_with("text/plain"))
+        );
+        assert_eq!(r.text(), "ok\n");
+    }
 }
 
 #[test]
