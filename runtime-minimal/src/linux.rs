@@ -3,7 +3,6 @@
 //! SIGINT.
 
 use std::cell::Cell;
-use std::collections::HashSet;
 use std::future::Future;
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
@@ -14,17 +13,16 @@ use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use lockstep::deployments::{RepositoryOption, create_private_dir};
-use lockstep::journal::{self, FileJournal, Restored};
+use lockstep::journal::{self, FileJournal};
 use lockstep::log;
 use lockstep::platform::{DirStore, LocalRepository, StdTime, TcpConnector, to_std_duration};
 use lockstep::repository::DirRepository;
 use lockstep::signals::Stop;
 use lockstep_core::agent::http::HttpRepository;
 use lockstep_core::agent::{
-    self, Agent, Buffers, FetchError, FileKey, FileKind, Link, Location, Repository, Retry, Sink,
-    Time, Worker,
+    self, Agent, Buffers, FetchError, Link, Location, Repository, Retry, Sink, Time, Worker,
 };
-use lockstep_core::deployer::{Command, Deployer, DeploymentId, Event, Policy, Record};
+use lockstep_core::deployer::{Command, Deployer, Event, Policy, Record};
 use lockstep_core::ledger::{Ledger, Retained};
 use lockstep_core::service::{self, Webhooks};
 use lockstep_core::signature::Stamp;
@@ -123,7 +121,8 @@ pub(crate) fn run(options: Options) -> Result<(), Failure> {
         journal,
     )));
     let store: &'static DirStore = Box::leak(Box::new(DirStore::new(store_dir)));
-    let stamps = restore(agent, time, store, restored)?;
+    let stamps = lockstep::deployments::restore(agent, time, store, restored)
+        .map_err(|e| Failure::run(e.to_string()))?;
     // A failure is logged, and leaves the journal broken until repaired.
     let _ = agent.rewrite(stamps.iter().copied());
 
@@ -382,90 +381,6 @@ async fn drain_on_signal(app: &'static TheApp, mut stop: Stop) {
     log::info(&format!(
         "drained; {left} deployment(s) left in flight, where their last step left them"
     ));
-}
-
-/// Restores what the journal held into `agent` (as `lockstep serve` does): the ended
-/// deployments for reading, those in flight resumed (back to resolving when a file they need
-/// is gone); removes the files of any deployment not in flight. Answers the stamps.
-fn restore(
-    agent: &TheAgent,
-    time: &StdTime,
-    store: &DirStore,
-    restored: Restored,
-) -> Result<Vec<Stamp>, Failure> {
-    let path = agent.with_journal_mut(|j| j.path());
-    if let Some(offset) = restored.torn_at {
-        log::warn(&format!(
-            "the journal `{}` ended in a frame cut short at byte {offset} (a crash in the \
-             middle of a write): it is dropped; nothing that relied on it was done",
-            path.display()
-        ));
-    }
-    let now = time.now();
-    let mut live = HashSet::new();
-    let (mut ended, mut resumed) = (0usize, 0usize);
-    for kept in restored.deployments {
-        let mut record = kept.record;
-        let id = record.id();
-        if !record.has_ended() {
-            let missing = |kind| {
-                !store
-                    .path_of(FileKey {
-                        deployment: id,
-                        kind,
-                    })
-                    .is_file()
-            };
-            if (record.needs_bundle_file() && missing(FileKind::Bundle))
-                || (record.needs_configuration_file() && missing(FileKind::Configuration))
-            {
-                record.resolve_again();
-            }
-            live.insert(id);
-            resumed += 1;
-        } else {
-            ended += 1;
-        }
-        agent.restore(now, record, kept.events).map_err(|e| {
-            Failure::run(format!(
-                "the journal `{}` records deployment {id}, which cannot be resumed ({e}); move \
-                 the journal aside (mv journal journal.damaged) to start without it",
-                path.display()
-            ))
-        })?;
-    }
-    remove_orphans(store, &live);
-    if restored.frames > 0 {
-        log::info(&format!(
-            "journal `{}`: {} frame(s) read; {ended} ended deployment(s) restored, {resumed} \
-             in flight resumed",
-            path.display(),
-            restored.frames
-        ));
-    }
-    Ok(restored.stamps)
-}
-
-/// Removes the files of every deployment in the store but the `live` ones.
-fn remove_orphans(store: &DirStore, live: &HashSet<DeploymentId>) {
-    let Ok(entries) = std::fs::read_dir(store.root()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let keep = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| DeploymentId::parse(n).ok())
-            .is_some_and(|id| live.contains(&id));
-        if !keep {
-            let path = entry.path();
-            let _ = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -445,8 +445,11 @@ impl Deployments {
 /// Restores what the journal held into `agent`, in the deployments' order: the ended ones for
 /// reading, those in flight resumed (back to resolving when a file they need is gone); then
 /// removes the files of any deployment not in flight. Answers the replay-cache entries.
-fn restore(
-    agent: &TheAgent,
+///
+/// Both runtimes restore through this (`lockstep serve` here, `lockstep-minimal` with its own
+/// sink and shelf).
+pub fn restore<const N: usize, S: Sink, H: ledger::Shelf>(
+    agent: &Agent<N, S, H, FileJournal>,
     time: &StdTime,
     store: &DirStore,
     restored: Restored,
