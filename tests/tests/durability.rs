@@ -2,7 +2,8 @@
 //! restarted on the same data directory finishes the same deployment; a signature accepted
 //! before a restart stays refused after it; a torn tail starts, a damaged frame refuses; the
 //! journal stays bounded across 10,000 deployments, the last 1,000 kept; a journal that cannot
-//! be written refuses webhooks with 503 until it can.
+//! be written refuses webhooks with 503 until it can. The kills, the replay and the lost
+//! downloads run against both runtimes (`lockstep serve` and `lockstep-minimal`: one journal).
 
 use std::time::Instant;
 
@@ -10,7 +11,8 @@ use lockstep_core::signature::bintray_sign;
 use lockstep_tests::stack::{
     self, HOOK, SECRET, Serve, WAIT, accepted, assert_history_within_2_to_4, assert_refused,
     assert_replaced_at_scale_3, assert_succeeded, ended, listing, lockstep_header, mark, notify,
-    post, run_lockstep, sandbox, secret, serve, serve_on, the_running_bundle,
+    post, run_lockstep, sandbox, secret, serve, serve_on, serve_on_runtime, serve_runtime,
+    the_running_bundle,
 };
 use lockstep_tests::{Process, TempDir, binary, eventually};
 
@@ -100,134 +102,137 @@ fn assert_private(dir: &std::path::Path) {
     }
 }
 
-#[test]
-fn test_a_deployment_killed_at_every_step_resumes_and_succeeds() {
-    let started = Instant::now();
-    let mut covered = 0;
-    let probe = sandbox(&[]);
-    let points = kill_points(&the_running_bundle(&probe).id);
-    drop(probe);
-    for (what, _) in &points {
+lockstep_tests::on_both_runtimes! {
+    fn test_a_deployment_killed_at_every_step_resumes_and_succeeds(runtime: Runtime) {
+        let started = Instant::now();
+        let mut covered = 0;
+        let probe = sandbox(&[]);
+        let points = kill_points(&the_running_bundle(&probe).id);
+        drop(probe);
+        for (what, _) in &points {
+            let s = sandbox(&[]);
+            let old = the_running_bundle(&s);
+            let points = kill_points(&old.id);
+            let rules = &points.iter().find(|(w, _)| w == what).expect("the point").1;
+            let v = serve_runtime(runtime, &s, &[]);
+            // Its bundle event stream is connected (the only control-API request of an idle
+            // service) before a rule can hold it by mistake.
+            eventually("the event stream to connect", WAIT, || {
+                let count = s.client.get("/sandbox/faults").json()["requestCount"].as_u64()?;
+                (count >= 1).then_some(())
+            });
+            s.add_faults(rules);
+            let new = s.compatible(0);
+            let before = mark(&s);
+            let id = accepted(&v, &notify(&v, &new), "/deployments");
+            let hold = eventually(&format!("the request {what} to be held"), WAIT, || {
+                held(&s).first().cloned()
+            });
+            let dir = kill(v);
+            // The sandbox sees its client gone.
+            eventually("the hold to end", WAIT, || {
+                held(&s).is_empty().then_some(())
+            });
+            // The downloads of the deployment in flight are private; an orphan (what a process
+            // killed after a deployment ended leaves) is removed at the next start.
+            let store = dir.path().join("store");
+            assert_private(&store);
+            let orphan = store.join("00000000-0000-4000-8000-000000000000");
+            std::fs::create_dir_all(&orphan).expect("an orphan");
+            std::fs::write(orphan.join("configuration.zip"), b"secrets").expect("an orphan file");
+            let v = serve_on_runtime(runtime, &s, dir, &[], &[("BINTRAY_WEBHOOK_SECRET", SECRET)]);
+            assert!(!orphan.exists(), "{what}: the orphan was left");
+            // The same deployment, its events from before the crash kept, ends as it would have.
+            assert_replaced_at_scale_3(&s, &v, &id, &new, &old);
+            assert_history_within_2_to_4(&s, before);
+            assert!(
+                v.process.stderr().contains("in flight resumed"),
+                "{what}: {}",
+                v.process.stderr()
+            );
+            println!("killed {what} (held: {hold}): resumed, succeeded");
+            covered += 1;
+        }
+        assert_eq!(covered, points.len());
+        println!(
+            "kill points covered: {covered} of {}, in {:.1}s",
+            points.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+lockstep_tests::on_both_runtimes! {
+    fn test_a_deployment_whose_downloads_are_gone_downloads_them_again(runtime: Runtime) {
         let s = sandbox(&[]);
         let old = the_running_bundle(&s);
-        let points = kill_points(&old.id);
-        let rules = &points.iter().find(|(w, _)| w == what).expect("the point").1;
-        let v = serve(&s, &[]);
-        // Its bundle event stream is connected (the only control-API request of an idle
-        // service) before a rule can hold it by mistake.
+        let v = serve_runtime(runtime, &s, &[]);
         eventually("the event stream to connect", WAIT, || {
             let count = s.client.get("/sandbox/faults").json()["requestCount"].as_u64()?;
             (count >= 1).then_some(())
         });
-        s.add_faults(rules);
+        // Killed while fetching the old configuration: the bundle is downloaded, not loaded.
+        let points = kill_points(&old.id);
+        s.add_faults(&points[1].1);
         let new = s.compatible(0);
         let before = mark(&s);
         let id = accepted(&v, &notify(&v, &new), "/deployments");
-        let hold = eventually(&format!("the request {what} to be held"), WAIT, || {
+        eventually("the configuration fetch to be held", WAIT, || {
             held(&s).first().cloned()
         });
         let dir = kill(v);
-        // The sandbox sees its client gone.
         eventually("the hold to end", WAIT, || {
             held(&s).is_empty().then_some(())
         });
-        // The downloads of the deployment in flight are private; an orphan (what a process
-        // killed after a deployment ended leaves) is removed at the next start.
-        let store = dir.path().join("store");
-        assert_private(&store);
-        let orphan = store.join("00000000-0000-4000-8000-000000000000");
-        std::fs::create_dir_all(&orphan).expect("an orphan");
-        std::fs::write(orphan.join("configuration.zip"), b"secrets").expect("an orphan file");
-        let v = serve_on(&s, dir, &[], &[("BINTRAY_WEBHOOK_SECRET", SECRET)]);
-        assert!(!orphan.exists(), "{what}: the orphan was left");
-        // The same deployment, its events from before the crash kept, ends as it would have.
-        assert_replaced_at_scale_3(&s, &v, &id, &new, &old);
-        assert_history_within_2_to_4(&s, before);
+        let downloads = dir.path().join("store").join(&id);
+        assert!(downloads.join("bundle.zip").is_file(), "{downloads:?}");
+        std::fs::remove_dir_all(&downloads).expect("remove the downloads");
+        let v = serve_on_runtime(runtime, &s, dir, &[], &[("BINTRAY_WEBHOOK_SECRET", SECRET)]);
         assert!(
-            v.process.stderr().contains("in flight resumed"),
-            "{what}: {}",
+            v.process.stderr().contains("(1 to download again"),
+            "{}",
             v.process.stderr()
         );
-        println!("killed {what} (held: {hold}): resumed, succeeded");
-        covered += 1;
+        // The same deployment succeeds, with the old configuration, one new bundle loaded.
+        assert_succeeded(&ended(&v, &id));
+        assert_history_within_2_to_4(&s, before);
+        let after = stack::bundles(&s);
+        assert_eq!(after.len(), 2, "{after:#?}");
+        let new_bundle = stack::bundle_of(&s, &new.digest);
+        assert_eq!((new_bundle.scale, new_bundle.started), (Some(3), 3));
+        assert_eq!(new_bundle.config, old.config);
     }
-    assert_eq!(covered, points.len());
-    println!(
-        "kill points covered: {covered} of {}, in {:.1}s",
-        points.len(),
-        started.elapsed().as_secs_f64()
-    );
 }
 
-#[test]
-fn test_a_deployment_whose_downloads_are_gone_downloads_them_again() {
-    let s = sandbox(&[]);
-    let old = the_running_bundle(&s);
-    let v = serve(&s, &[]);
-    eventually("the event stream to connect", WAIT, || {
-        let count = s.client.get("/sandbox/faults").json()["requestCount"].as_u64()?;
-        (count >= 1).then_some(())
-    });
-    // Killed while fetching the old configuration: the bundle is downloaded, not loaded.
-    let points = kill_points(&old.id);
-    s.add_faults(&points[1].1);
-    let new = s.compatible(0);
-    let before = mark(&s);
-    let id = accepted(&v, &notify(&v, &new), "/deployments");
-    eventually("the configuration fetch to be held", WAIT, || {
-        held(&s).first().cloned()
-    });
-    let dir = kill(v);
-    eventually("the hold to end", WAIT, || {
-        held(&s).is_empty().then_some(())
-    });
-    let downloads = dir.path().join("store").join(&id);
-    assert!(downloads.join("bundle.zip").is_file(), "{downloads:?}");
-    std::fs::remove_dir_all(&downloads).expect("remove the downloads");
-    let v = serve_on(&s, dir, &[], &[("BINTRAY_WEBHOOK_SECRET", SECRET)]);
-    assert!(
-        v.process.stderr().contains("(1 to download again"),
-        "{}",
-        v.process.stderr()
-    );
-    // The same deployment succeeds, with the old configuration, one new bundle loaded.
-    assert_succeeded(&ended(&v, &id));
-    assert_history_within_2_to_4(&s, before);
-    let after = stack::bundles(&s);
-    assert_eq!(after.len(), 2, "{after:#?}");
-    let new_bundle = stack::bundle_of(&s, &new.digest);
-    assert_eq!((new_bundle.scale, new_bundle.started), (Some(3), 3));
-    assert_eq!(new_bundle.config, old.config);
-}
-
-#[test]
-fn test_a_signature_accepted_before_a_restart_is_refused_after_it() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let new = s.compatible(0);
-    let body = new.body();
-    let header = lockstep_header(body.as_bytes(), stack::now_secs());
-    let send = |v: &Serve| {
-        post(
-            v,
-            HOOK,
-            &[("X-Lockstep-Signature", &header)],
-            body.as_bytes(),
-        )
-    };
-    let id = accepted(&v, &send(&v), "/deployments");
-    let dir = kill(v);
-    let v = serve_on(&s, dir, &[], &[("BINTRAY_WEBHOOK_SECRET", SECRET)]);
-    let line = assert_refused(&send(&v), 403, "the replay after a restart");
-    assert_eq!(line, "signature rejected");
-    assert_succeeded(&ended(&v, &id));
-    // And after a clean stop too.
-    let dir = stop(v);
-    let v = serve_on(&s, dir, &[], &[("BINTRAY_WEBHOOK_SECRET", SECRET)]);
-    assert_refused(&send(&v), 403, "the replay after a second restart");
-    let listed = listing(&v, "/deployments");
-    assert_eq!(listed.len(), 1, "{listed:#?}");
-    assert_eq!(listed[0]["deploymentId"], id.as_str());
+lockstep_tests::on_both_runtimes! {
+    fn test_a_signature_accepted_before_a_restart_is_refused_after_it(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &[]);
+        let new = s.compatible(0);
+        let body = new.body();
+        let header = lockstep_header(body.as_bytes(), stack::now_secs());
+        let send = |v: &Serve| {
+            post(
+                v,
+                HOOK,
+                &[("X-Lockstep-Signature", &header)],
+                body.as_bytes(),
+            )
+        };
+        let id = accepted(&v, &send(&v), "/deployments");
+        let dir = kill(v);
+        let v = serve_on_runtime(runtime, &s, dir, &[], &[("BINTRAY_WEBHOOK_SECRET", SECRET)]);
+        let line = assert_refused(&send(&v), 403, "the replay after a restart");
+        assert_eq!(line, "signature rejected");
+        assert_succeeded(&ended(&v, &id));
+        // And after a clean stop too.
+        let dir = stop(v);
+        let v = serve_on_runtime(runtime, &s, dir, &[], &[("BINTRAY_WEBHOOK_SECRET", SECRET)]);
+        assert_refused(&send(&v), 403, "the replay after a second restart");
+        let listed = listing(&v, "/deployments");
+        assert_eq!(listed.len(), 1, "{listed:#?}");
+        assert_eq!(listed[0]["deploymentId"], id.as_str());
+    }
 }
 
 /// `lockstep serve` on `dir` against `s`, to its exit (a refusal to start).

@@ -698,7 +698,7 @@ lockstep_tests::on_both_runtimes! {
 }
 
 #[test]
-fn test_serve_408_413_431_at_their_edges() {
+fn test_serve_408_431_at_their_edges() {
     let s = sandbox(&[]);
     let v = serve(
         &s,
@@ -731,16 +731,7 @@ fn test_serve_408_413_431_at_their_edges() {
     refused_then_closed(&mut stream, 408, "half a body");
     assert_unchanged(&s, &v, &before, "408");
 
-    // 413: 100 bytes pass the limit (and are then refused for their content), 101 do not.
-    let short = r#"{"package":"visualizer","version":"1.0.0-9f8928a"}"#;
-    let body100 = format!("{short}{}", " ".repeat(100 - short.len()));
-    assert_eq!(body100.len(), 100);
-    let r = post_signed(&v, HOOK, body100.as_bytes(), now_secs());
-    assert_refused(&r, 422, "100 bytes");
-    let body101 = format!("{body100} ");
-    let r = post_signed(&v, HOOK, body101.as_bytes(), now_secs());
-    assert_refused(&r, 413, "101 bytes");
-    assert_unchanged(&s, &v, &before, "413");
+    // 413 at its edge: test_413_at_its_edge, for both runtimes.
 
     // 431: a head of exactly 512 bytes is read, 513 is not.
     let head = |len: usize| {
@@ -762,50 +753,51 @@ fn test_serve_408_413_431_at_their_edges() {
     assert_unchanged(&s, &v, &before, "431");
 }
 
-#[test]
-fn test_serve_411_and_a_chunked_body_is_never_read_as_a_request() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let before = bundles(&s);
-    let addr = v.client.addr;
-    let body = s.compatible(0).body();
-    let header = lockstep_header(body.as_bytes(), now_secs());
+lockstep_tests::on_both_runtimes! {
+    fn test_serve_411_and_a_chunked_body_is_never_read_as_a_request(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &[]);
+        let before = bundles(&s);
+        let addr = v.client.addr;
+        let body = s.compatible(0).body();
+        let header = lockstep_header(body.as_bytes(), now_secs());
 
-    // A POST without Content-Length.
-    let mut stream = connect(addr);
-    write!(
-        stream,
-        "POST {HOOK} HTTP/1.1\r\nContent-Type: application/json\r\nX-Lockstep-Signature: \
-         {header}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    refused_then_closed(&mut stream, 411, "no Content-Length");
-    assert_unchanged(&s, &v, &before, "no Content-Length");
+        // A POST without Content-Length.
+        let mut stream = connect(addr);
+        write!(
+            stream,
+            "POST {HOOK} HTTP/1.1\r\nContent-Type: application/json\r\nX-Lockstep-Signature: \
+             {header}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("write");
+        refused_then_closed(&mut stream, 411, "no Content-Length");
+        assert_unchanged(&s, &v, &before, "no Content-Length");
 
-    // A chunked body holding a request; then a last request that closes. Whether the server
-    // closes after the 411 or skips the body, the request inside the body is never answered.
-    let inner = "GET /healthz HTTP/1.1\r\n\r\n";
-    let mut stream = connect(addr);
-    write!(
-        stream,
-        "POST {HOOK} HTTP/1.1\r\nContent-Type: application/json\r\nX-Lockstep-Signature: \
-         {header}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{inner}\r\n0\r\n\r\n\
-         GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n",
-        inner.len()
-    )
-    .expect("write");
-    let raw = read_response(&mut stream).expect("a response");
-    assert_refused(&raw.response(), 411, "chunked");
-    let text = String::from_utf8_lossy(&read_until_closed(&mut stream)).into_owned();
-    let statuses: Vec<&str> = text
-        .match_indices("HTTP/1.1 ")
-        .map(|(at, _)| &text[at + 9..at + 12])
-        .collect();
-    assert!(
-        statuses.is_empty() || statuses == ["404"],
-        "the chunked body was read as a request: {text}"
-    );
-    assert_unchanged(&s, &v, &before, "chunked");
+        // A chunked body holding a request; then a last request that closes. Whether the server
+        // closes after the 411 or skips the body, the request inside the body is never answered.
+        let inner = "GET /healthz HTTP/1.1\r\n\r\n";
+        let mut stream = connect(addr);
+        write!(
+            stream,
+            "POST {HOOK} HTTP/1.1\r\nContent-Type: application/json\r\nX-Lockstep-Signature: \
+             {header}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{inner}\r\n0\r\n\r\n\
+             GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n",
+            inner.len()
+        )
+        .expect("write");
+        let raw = read_response(&mut stream).expect("a response");
+        assert_refused(&raw.response(), 411, "chunked");
+        let text = String::from_utf8_lossy(&read_until_closed(&mut stream)).into_owned();
+        let statuses: Vec<&str> = text
+            .match_indices("HTTP/1.1 ")
+            .map(|(at, _)| &text[at + 9..at + 12])
+            .collect();
+        assert!(
+            statuses.is_empty() || statuses == ["404"],
+            "the chunked body was read as a request: {text}"
+        );
+        assert_unchanged(&s, &v, &before, "chunked");
+    }
 }
 
 lockstep_tests::on_both_runtimes! {
@@ -1471,4 +1463,85 @@ fn test_serve_secret_file_with_a_trailing_newline() {
         body.as_bytes(),
     );
     accepted(&v, &r, "/deployments");
+}
+
+// ---- lockstep-minimal: where it answers otherwise (README, "The minimal runtime") -----------
+
+lockstep_tests::on_both_runtimes! {
+    fn test_413_at_its_edge(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &["--max-body", "100"]);
+        let before = bundles(&s);
+        let short = r#"{"package":"visualizer","version":"1.0.0-9f8928a"}"#;
+        let body100 = format!("{short}{}", " ".repeat(100 - short.len()));
+        let r = post_signed(&v, HOOK, body100.as_bytes(), now_secs());
+        assert_refused(&r, 422, "100 bytes");
+        let body101 = format!("{body100} ");
+        let r = post_signed(&v, HOOK, body101.as_bytes(), now_secs());
+        assert_refused(&r, 413, "101 bytes");
+        assert_unchanged(&s, &v, &before, "413");
+    }
+}
+
+/// Each documented difference of `lockstep-minimal` is safe: it changes nothing, and the
+/// connection is closed.
+#[test]
+fn test_minimal_differences_change_nothing_and_close() {
+    let s = sandbox(&[]);
+    let v = serve_runtime(
+        Runtime::Minimal,
+        &s,
+        &["--io-timeout", "300ms", "--max-connections", "2"],
+    );
+    let before = bundles(&s);
+    let addr = v.client.addr;
+
+    // No reason phrase in the status line.
+    let mut stream = connect(addr);
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let raw = read_response(&mut stream).expect("a response");
+    assert!(raw.head.starts_with("HTTP/1.1 200 \r\n"), "{}", raw.head);
+
+    // Half a head, then nothing: closed without an answer (serve: 408).
+    let mut stream = connect(addr);
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHo")
+        .expect("write");
+    assert_eq!(read_until_closed(&mut stream), b"", "half a head");
+
+    // A head larger than the buffer: picoserve's 400, then closed (serve: 431).
+    let mut stream = connect(addr);
+    let pad = "a".repeat(64 * 1024);
+    let _ = write!(stream, "GET /healthz HTTP/1.1\r\nX-Pad: {pad}\r\n\r\n");
+    let answered = read_until_closed(&mut stream);
+    let text = String::from_utf8_lossy(&answered);
+    assert!(
+        text.starts_with("HTTP/1.1 400"),
+        "an oversized head: {text}"
+    );
+
+    // A malformed request line: picoserve's 400, then closed (serve: 400 `malformed request`).
+    let mut stream = connect(addr);
+    stream.write_all(b"NOT HTTP AT ALL\r\n\r\n").expect("write");
+    let text = String::from_utf8_lossy(&read_until_closed(&mut stream)).into_owned();
+    assert!(text.starts_with("HTTP/1.1 400"), "a malformed line: {text}");
+
+    // Past --max-connections: 503 and closed, none shed (serve sheds the longest-waiting).
+    let held: Vec<_> = (0..2).map(|_| connect(addr)).collect();
+    let third = eventually("the third connection to be refused", WAIT, || {
+        let mut stream = connect(addr);
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\n\r\n");
+        let text = String::from_utf8_lossy(&read_until_closed(&mut stream)).into_owned();
+        text.starts_with("HTTP/1.1 503").then_some(text)
+    });
+    assert!(third.contains("too many connections"), "{third}");
+    drop(held);
+    // The held ones gone, a request is served again.
+    eventually("a request to be served again", WAIT, || {
+        let mut stream = connect(addr);
+        (ask_healthz(&mut stream) == 200).then_some(())
+    });
+    assert_unchanged(&s, &v, &before, "the differences");
 }
