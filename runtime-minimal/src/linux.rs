@@ -535,3 +535,26 @@ impl picoserve::io::Socket<AsyncIo> for Tcp {
 
 #[allow(dead_code, reason = "kept for the type's sake in future platforms")]
 fn _assert_future<F: Future>(_: &F) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the process reserves for its state, beside each connection's buffer (`MAX_HEAD` +
+    /// `--max-body`) and the executor's tasks: the figures the README gives (x86_64).
+    #[test]
+    fn test_static_state_sizes() {
+        let app = size_of::<TheApp>();
+        let agent = size_of::<TheAgent>();
+        let buffers = size_of::<Buffers>();
+        let total = app + agent + WORKERS * buffers + RENDER;
+        println!(
+            "App {app} B, agent {agent} B (deployer, ledger, journal), worker buffers {buffers} B \
+             x {WORKERS}, render buffer {RENDER} B: {total} B"
+        );
+        assert_eq!(
+            (app, agent, buffers, total),
+            (52_600, 248_288, 149_768, 862_568)
+        );
+    }
+}
