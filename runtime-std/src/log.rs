@@ -14,7 +14,11 @@ use lockstep_core::agent::Retry;
 use lockstep_core::deployer::{DeploymentId, Event, EventKind};
 use serde_json::{Map, Value, json};
 
-use crate::time::rfc3339;
+use std::fmt::Write as _;
+
+use lockstep_core::text::JsonStr;
+
+use crate::time::{Rfc3339, rfc3339};
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +90,18 @@ pub fn line(level: LogLevel, kind: &str, fields: &[(&str, Value)]) {
         return;
     }
     let time = rfc3339(SystemTime::now()).unwrap_or_default();
-    let text = match logger.format {
+    emit(&text_of(logger.format, &time, level, kind, fields));
+}
+
+/// A line's text, allocated.
+fn text_of(
+    format: LogFormat,
+    time: &str,
+    level: LogLevel,
+    kind: &str,
+    fields: &[(&str, Value)],
+) -> String {
+    match format {
         LogFormat::Json => {
             let mut object = Map::new();
             object.insert("time".into(), json!(time));
@@ -109,17 +124,133 @@ pub fn line(level: LogLevel, kind: &str, fields: &[(&str, Value)]) {
             }
             text
         }
-    };
-    if CAPTURED.load(Ordering::Relaxed) {
-        eprintln!("{text}");
-    } else {
-        let _ = writeln!(std::io::stderr().lock(), "{text}");
     }
 }
 
-/// A request answered.
+/// Writes one line to stderr (one `write` of the line and its newline when it fits).
+fn emit(text: &str) {
+    if CAPTURED.load(Ordering::Relaxed) {
+        eprintln!("{text}");
+        return;
+    }
+    let mut stderr = std::io::stderr().lock();
+    let mut line = LineBuf::new();
+    if std::fmt::Write::write_str(&mut line, text).is_ok()
+        && std::fmt::Write::write_str(&mut line, "\n").is_ok()
+    {
+        let _ = stderr.write_all(line.as_str().as_bytes());
+    } else {
+        let _ = writeln!(stderr, "{text}");
+    }
+}
+
+/// A request answered. Written without allocating (the request path of a runtime that
+/// promises none), unless the line is longer than [`REQUEST_LINE_MAX`].
 pub fn request(method: &str, path: &str, status: u16, took: Duration) {
+    let logger = logger();
+    if LogLevel::Info > logger.level {
+        return;
+    }
     let path = path.split_once('?').map_or(path, |(path, _)| path);
+    let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+    let time = Rfc3339::new(SystemTime::now()).ok();
+    match request_text(logger.format, time.as_ref(), method, path, status, ms) {
+        Some(line) => emit(line.as_str()),
+        None => request_allocating(method, path, status, ms),
+    }
+}
+
+/// A request's line, on the stack; `None` when longer than [`REQUEST_LINE_MAX`].
+fn request_text(
+    format: LogFormat,
+    time: Option<&Rfc3339>,
+    method: &str,
+    path: &str,
+    status: u16,
+    ms: u64,
+) -> Option<LineBuf> {
+    let mut line = LineBuf::new();
+    let time = OrEmpty(time);
+    let written = match format {
+        // The keys in order, as serde_json's map writes them.
+        LogFormat::Json => write!(
+            line,
+            r#"{{"duration_ms":{ms},"kind":"request","level":"info","method":{},"path":{},"status":{status},"time":"{time}"}}"#,
+            JsonStr(method),
+            JsonStr(path)
+        ),
+        LogFormat::Human => write!(
+            line,
+            "{time} INFO request method={} path={} status={status} duration_ms={ms}",
+            HumanValue(method),
+            HumanValue(path)
+        ),
+    };
+    written.is_ok().then_some(line)
+}
+
+/// The longest request line written without allocating.
+pub const REQUEST_LINE_MAX: usize = 1024;
+
+/// A line on the stack.
+struct LineBuf {
+    bytes: [u8; REQUEST_LINE_MAX],
+    len: usize,
+}
+
+impl LineBuf {
+    const fn new() -> Self {
+        Self {
+            bytes: [0; REQUEST_LINE_MAX],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only whole `str`s are written.
+        std::str::from_utf8(self.bytes.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(std::fmt::Error)?;
+        self.bytes
+            .get_mut(self.len..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// The time, or nothing when it cannot be written.
+struct OrEmpty<'a>(Option<&'a Rfc3339>);
+
+impl std::fmt::Display for OrEmpty<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(time) => time.fmt(f),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A human line's value: as it is, unless empty or spaced, then as a JSON string.
+struct HumanValue<'a>(&'a str);
+
+impl std::fmt::Display for HumanValue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() || self.0.contains(' ') {
+            JsonStr(self.0).fmt(f)
+        } else {
+            f.write_str(self.0)
+        }
+    }
+}
+
+/// [`request`] for a line longer than its buffer.
+fn request_allocating(method: &str, path: &str, status: u16, ms: u64) {
     line(
         LogLevel::Info,
         "request",
@@ -127,10 +258,7 @@ pub fn request(method: &str, path: &str, status: u16, took: Duration) {
             ("method", json!(method)),
             ("path", json!(path)),
             ("status", json!(status)),
-            (
-                "duration_ms",
-                json!(u64::try_from(took.as_millis()).unwrap_or(u64::MAX)),
-            ),
+            ("duration_ms", json!(ms)),
         ],
     );
 }
@@ -189,4 +317,42 @@ pub fn warn(message: &str) {
 /// Something that went as it should.
 pub fn info(message: &str) {
     line(LogLevel::Info, "message", &[("message", json!(message))]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request line written on the stack is the line the general writer writes.
+    #[test]
+    fn test_request_line_is_the_general_line() {
+        let time = Rfc3339::new(SystemTime::UNIX_EPOCH).unwrap();
+        for (method, path) in [
+            ("GET", "/healthz"),
+            ("POST", "/deployments/typesafe/bundle/typesafe"),
+            ("GET", "/a path/with \"quotes\" and \\"),
+            ("GET", ""),
+        ] {
+            for format in [LogFormat::Human, LogFormat::Json] {
+                let fields = [
+                    ("method", json!(method)),
+                    ("path", json!(path)),
+                    ("status", json!(202)),
+                    ("duration_ms", json!(7)),
+                ];
+                let general = text_of(
+                    format,
+                    &time.to_string(),
+                    LogLevel::Info,
+                    "request",
+                    &fields,
+                );
+                let line = request_text(format, Some(&time), method, path, 202, 7).unwrap();
+                assert_eq!(line.as_str(), general, "{format:?} {path:?}");
+            }
+        }
+        // Longer than the buffer: none (the general writer takes it).
+        let long = "a".repeat(REQUEST_LINE_MAX);
+        assert!(request_text(LogFormat::Human, Some(&time), "GET", &long, 200, 1).is_none());
+    }
 }

@@ -23,22 +23,42 @@ const MILLIS_PER_DAY: i64 = 86_400_000;
 /// `time` in RFC 3339, UTC, to the millisecond (truncated towards the past), `Z` for the
 /// offset: `2016-12-16T10:01:02.345Z`.
 pub fn rfc3339(time: SystemTime) -> Result<String, TimeOutOfRange> {
-    let millis = unix_millis(time).ok_or(TimeOutOfRange)?;
-    if !(MIN_MILLIS..=MAX_MILLIS).contains(&millis) {
-        return Err(TimeOutOfRange);
+    Rfc3339::new(time).map(|t| t.to_string())
+}
+
+/// A time RFC 3339 can write, written by its `Display` without allocating (see [`rfc3339`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rfc3339 {
+    millis: i64,
+}
+
+impl Rfc3339 {
+    /// `time`, if RFC 3339 can write it.
+    pub fn new(time: SystemTime) -> Result<Self, TimeOutOfRange> {
+        let millis = unix_millis(time).ok_or(TimeOutOfRange)?;
+        if !(MIN_MILLIS..=MAX_MILLIS).contains(&millis) {
+            return Err(TimeOutOfRange);
+        }
+        Ok(Self { millis })
     }
-    let (days, of_day) = (
-        millis.div_euclid(MILLIS_PER_DAY),
-        millis.rem_euclid(MILLIS_PER_DAY),
-    );
-    let (year, month, day) = civil_from_days(days);
-    let (seconds, millis) = (of_day / 1000, of_day % 1000);
-    Ok(format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    ))
+}
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (days, of_day) = (
+            self.millis.div_euclid(MILLIS_PER_DAY),
+            self.millis.rem_euclid(MILLIS_PER_DAY),
+        );
+        let (year, month, day) = civil_from_days(days);
+        let (seconds, millis) = (of_day / 1000, of_day % 1000);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60
+        )
+    }
 }
 
 /// Milliseconds since the Unix epoch, rounded towards the past; `None` beyond an `i64`.
