@@ -23,6 +23,9 @@ use picoserve::{ResponseSent, Router};
 use crate::http::{Bytes, Closing, Guarded, SliceWriter};
 use crate::hub::{Hub, MAX_STREAMS};
 
+/// The bytes of a short answer written on the stack: a refusal's line, `/healthz`, `/metrics`.
+const LINE: usize = 512;
+
 /// The longest request target (path and query) routed; a longer one is refused with 431.
 pub const MAX_TARGET: usize = 2048;
 
@@ -43,6 +46,12 @@ pub trait Platform {
     /// A request was answered (one log line): its method, path (without the query), status
     /// and how long it took.
     fn answered(&self, method: &str, path: &str, status: u16, took: Duration);
+
+    /// How many heap allocations the process has made, where the platform counts them (a
+    /// test build): `/metrics` shows it as `lockstep_heap_allocations_total`. None by default.
+    fn heap_allocations(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The app's settings.
@@ -189,7 +198,7 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
         } else {
             Err(Refusal::new(Reason::HeadTooLarge))
         };
-        let mut line = heapless::String::<320>::new();
+        let mut line = heapless::String::<LINE>::new();
         let mut id_text = heapless::String::<40>::new();
         let mut location = heapless::String::<{ MAX_TARGET + 48 }>::new();
         let answer = match routed {
@@ -260,7 +269,7 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
         parts: &RequestParts<'_>,
         destination: &Destination,
         body: &[u8],
-        line: &'b mut heapless::String<320>,
+        line: &'b mut heapless::String<LINE>,
         id_text: &'b mut heapless::String<40>,
         location: &'b mut heapless::String<{ MAX_TARGET + 48 }>,
     ) -> Answer<'b> {
@@ -305,7 +314,7 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
         }
     }
 
-    fn health<'b>(&self, line: &'b mut heapless::String<320>) -> Answer<'b> {
+    fn health<'b>(&self, line: &'b mut heapless::String<LINE>) -> Answer<'b> {
         if self.draining.get() {
             return refuse(line, Refusal::new(Reason::ShuttingDown));
         }
@@ -320,7 +329,7 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
         ok(200, TEXT, line.as_bytes())
     }
 
-    fn metrics<'b>(&self, out: &'b mut heapless::String<320>) -> Answer<'b> {
+    fn metrics<'b>(&self, out: &'b mut heapless::String<LINE>) -> Answer<'b> {
         // A few gauges and counters, named as `lockstep serve` names them.
         let _ = self.write_metrics(out);
         ok(
@@ -355,7 +364,11 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
             out,
             "lockstep_event_streams_open {}",
             self.streams.get().count_ones()
-        )
+        )?;
+        if let Some(n) = self.platform.heap_allocations() {
+            writeln!(out, "lockstep_heap_allocations_total {n}")?;
+        }
+        Ok(())
     }
 
     /// `GET {prefix}/{id}` (`Some(id)`) or `GET {prefix}`, written into the render buffer
@@ -395,7 +408,7 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
             None => Some(ledger.write_listing(deployer.records(), &mut out)),
         });
         let len = out.len;
-        let mut line = heapless::String::<320>::new();
+        let mut line = heapless::String::<LINE>::new();
         let answer = match written {
             Some(Ok(())) => ok(
                 200,
@@ -437,7 +450,7 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
         writer: W,
     ) -> Result<ResponseSent, W::Error> {
         let Some(slot) = self.take_stream() else {
-            let mut line = heapless::String::<320>::new();
+            let mut line = heapless::String::<LINE>::new();
             let answer = refuse(&mut line, Refusal::new(Reason::StreamsFull));
             cut.set(true);
             let connection = body_connection.finalize().await?;
@@ -496,7 +509,7 @@ const fn ok<'b>(status: u16, content_type: &'static str, body: &'b [u8]) -> Answ
 }
 
 /// A refusal: its status, its one line, its headers; the connection closes after it.
-fn refuse(line: &mut heapless::String<320>, refusal: Refusal) -> Answer<'_> {
+fn refuse(line: &mut heapless::String<LINE>, refusal: Refusal) -> Answer<'_> {
     line.clear();
     let _ = writeln!(line, "{}", refusal.reason);
     if !line.ends_with('\n') {

@@ -60,7 +60,18 @@ impl Platform for Linux {
     fn answered(&self, method: &str, path: &str, status: u16, took: CoreDuration) {
         log::request(method, path, status, to_std_duration(took));
     }
+
+    #[cfg(feature = "count-allocations")]
+    fn heap_allocations(&self) -> Option<u64> {
+        let stats = GLOBAL.stats();
+        u64::try_from(stats.allocations.saturating_add(stats.reallocations)).ok()
+    }
 }
+
+/// A test build's allocator: the system's, counting (`lockstep_heap_allocations_total`).
+#[cfg(feature = "count-allocations")]
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
 
 /// The platform's sink: a log line per step and per retry.
 #[derive(Debug, Default)]
