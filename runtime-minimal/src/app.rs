@@ -54,6 +54,23 @@ pub trait Platform {
     }
 }
 
+/// What a connection's admission hears of it: a runtime's connection budget
+/// (`lockstep_core::budget`, which sheds the longest-waiting connection for a newcomer) is told
+/// when its request was read whole (working: not shed), when it was answered (waiting again),
+/// and when it became an event stream. `()` hears nothing (no budget).
+pub trait Admission {
+    /// The request was read whole, its body included.
+    fn request_read(&self) {}
+    /// Answered; the connection waits for its next request.
+    fn answered(&self) {}
+    /// The connection becomes an event stream; `false` when the budget's streams are full.
+    fn stream(&self) -> bool {
+        true
+    }
+}
+
+impl Admission for () {}
+
 /// The app's settings.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
@@ -159,11 +176,13 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
         timer: T,
         config: &picoserve::Config,
         buf: &mut [u8],
+        admission: &dyn Admission,
     ) {
         let cut = Cell::new(false);
         let router = Router::from_service(Connection {
             app: self,
             cut: &cut,
+            admission,
         });
         self.connections.set(self.connections.get() + 1);
         let socket = Guarded { socket, cut: &cut };
@@ -177,6 +196,7 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
     async fn handle<Rd: Read, W: ResponseWriter<Error = Rd::Error>>(
         &self,
         cut: &Cell<bool>,
+        admission: &dyn Admission,
         request: Request<'_, Rd>,
         writer: W,
     ) -> Result<ResponseSent, W::Error> {
@@ -198,6 +218,10 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
         } else {
             Err(Refusal::new(Reason::HeadTooLarge))
         };
+        // A webhook works once its body is read; anything else once its head is.
+        if !matches!(routed, Ok(Endpoint::Webhook(_))) {
+            admission.request_read();
+        }
         let mut line = heapless::String::<LINE>::new();
         let mut id_text = heapless::String::<40>::new();
         let mut location = heapless::String::<{ MAX_TARGET + 48 }>::new();
@@ -210,7 +234,9 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
                         if length > self.settings.max_body {
                             refuse(&mut line, Refusal::new(Reason::BodyTooLarge))
                         } else {
-                            match body_connection.body().read_all().await {
+                            let read = body_connection.body().read_all().await;
+                            admission.request_read();
+                            match read {
                                 Ok(body) => self.webhook(
                                     &parts,
                                     &destination,
@@ -228,19 +254,32 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
                     }
                     Endpoint::Deployment { id, .. } => {
                         let connection = body_connection.finalize().await?;
-                        return self
+                        let sent = self
                             .render(started, method, path, head, writer, connection, Some(id))
                             .await;
+                        admission.answered();
+                        return sent;
                     }
                     Endpoint::Deployments { .. } => {
                         let connection = body_connection.finalize().await?;
-                        return self
+                        let sent = self
                             .render(started, method, path, head, writer, connection, None)
                             .await;
+                        admission.answered();
+                        return sent;
                     }
                     Endpoint::Events { .. } => {
                         return self
-                            .events(started, method, path, head, cut, body_connection, writer)
+                            .events(
+                                started,
+                                method,
+                                path,
+                                head,
+                                cut,
+                                admission,
+                                body_connection,
+                                writer,
+                            )
                             .await;
                     }
                     Endpoint::Health => self.health(&mut line),
@@ -256,6 +295,7 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
         let status = answer.status;
         let sent = write_answer(answer, head, writer, connection).await;
         self.answered(method, path, status, started);
+        admission.answered();
         sent
     }
 
@@ -446,10 +486,16 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
         path: &str,
         head: bool,
         cut: &Cell<bool>,
+        admission: &dyn Admission,
         body_connection: picoserve::request::RequestBodyConnection<'_, Rd>,
         writer: W,
     ) -> Result<ResponseSent, W::Error> {
-        let Some(slot) = self.take_stream() else {
+        let slot = if admission.stream() {
+            self.take_stream()
+        } else {
+            None
+        };
+        let Some(slot) = slot else {
             let mut line = heapless::String::<LINE>::new();
             let answer = refuse(&mut line, Refusal::new(Reason::StreamsFull));
             cut.set(true);
@@ -622,6 +668,7 @@ fn origin_form(path: &str) -> &str {
 struct Connection<'c, 'a, const N: usize, const R: usize, P: Platform> {
     app: &'c App<'a, N, R, P>,
     cut: &'c Cell<bool>,
+    admission: &'c dyn Admission,
 }
 
 impl<const N: usize, const R: usize, P: Platform> PathRouterService
@@ -635,7 +682,9 @@ impl<const N: usize, const R: usize, P: Platform> PathRouterService
         request: Request<'_, Rd>,
         writer: W,
     ) -> Result<ResponseSent, W::Error> {
-        self.app.handle(self.cut, request, writer).await
+        self.app
+            .handle(self.cut, self.admission, request, writer)
+            .await
     }
 }
 

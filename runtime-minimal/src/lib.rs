@@ -13,5 +13,5 @@ mod app;
 mod http;
 pub mod hub;
 
-pub use app::{App, AppAgent, MAX_TARGET, Platform, Settings};
+pub use app::{Admission, App, AppAgent, MAX_TARGET, Platform, Settings};
 pub use hub::{Hub, MAX_STREAMS};

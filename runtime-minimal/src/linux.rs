@@ -2,7 +2,7 @@
 //! tasks on one `LocalExecutor`, the journal in the data directory, the drain on SIGTERM and
 //! SIGINT.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::future::Future;
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
@@ -22,12 +22,14 @@ use lockstep_core::agent::http::HttpRepository;
 use lockstep_core::agent::{
     self, Agent, Buffers, FetchError, Link, Location, Repository, Retry, Sink, Time, Worker,
 };
+use lockstep_core::budget::{Budget, ConnId, Opened, Slot};
 use lockstep_core::deployer::{Command, Deployer, Event, Policy, Record};
 use lockstep_core::ledger::{Ledger, Retained};
 use lockstep_core::service::{self, Webhooks};
 use lockstep_core::signature::Stamp;
 use lockstep_core::time::Duration as CoreDuration;
-use lockstep_minimal::{App, AppAgent, Hub, Platform, Settings};
+use lockstep_core::time::Instant as CoreInstant;
+use lockstep_minimal::{Admission, App, AppAgent, Hub, MAX_STREAMS, Platform, Settings};
 
 use crate::config::{Failure, IN_FLIGHT, Options, REPLAY_CACHE, RETENTION};
 
@@ -160,7 +162,7 @@ pub(crate) fn run(options: Options) -> Result<(), Failure> {
         Settings {
             heartbeat: lockstep::platform::from_std_duration(options.heartbeat),
             max_body: options.max_body.bytes(),
-            max_streams: lockstep_minimal::MAX_STREAMS,
+            max_streams: MAX_STREAMS,
             replay_capacity: REPLAY_CACHE,
         },
         render,
@@ -204,6 +206,10 @@ pub(crate) fn run(options: Options) -> Result<(), Failure> {
         .keep_connection_alive(),
     ));
     let buffer = MAX_HEAD + options.max_body.bytes();
+    let budget = budget(
+        options.max_connections,
+        MAX_STREAMS.min(options.max_connections.saturating_sub(1)),
+    )?;
     executor
         .spawn(accept(
             executor.clone(),
@@ -211,7 +217,7 @@ pub(crate) fn run(options: Options) -> Result<(), Failure> {
             app,
             config,
             buffer,
-            options.max_connections,
+            budget,
         ))
         .detach();
     futures_lite::future::block_on(executor.run(drain_on_signal(app, stop)));
@@ -305,24 +311,85 @@ impl Repository for Source {
     }
 }
 
-/// Accepts connections for ever: `TCP_NODELAY` on each, a task per connection, at most
-/// `max` at once (503 `too many connections` and closed beyond).
+/// The connection budget (core's: the longest-waiting connection is shed for a newcomer;
+/// 503 when every slot works or streams) and its clock, shared by the accepting loop and the
+/// connections.
+struct Admitted {
+    budget: RefCell<Budget<Vec<Slot>>>,
+    origin: StdInstant,
+}
+
+impl Admitted {
+    fn now(&self) -> CoreInstant {
+        let millis = self.origin.elapsed().as_millis();
+        CoreInstant::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
+    }
+}
+
+/// A connection's place in the budget; freed when its task ends, however it ends (a shed
+/// connection's id is stale by then, and freeing it changes nothing).
+struct Held {
+    admitted: Rc<Admitted>,
+    id: ConnId,
+}
+
+impl Admission for Held {
+    fn request_read(&self) {
+        let _ = self.admitted.budget.borrow_mut().request_read(self.id);
+    }
+
+    fn answered(&self) {
+        let now = self.admitted.now();
+        let _ = self.admitted.budget.borrow_mut().answered(self.id, now);
+    }
+
+    fn stream(&self) -> bool {
+        self.admitted.budget.borrow_mut().stream(self.id).is_ok()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.admitted.budget.borrow_mut().close(self.id);
+    }
+}
+
+/// The budget of `max` connections, `streams` of them event streams at most.
+fn budget(max: usize, streams: usize) -> Result<Budget<Vec<Slot>>, Failure> {
+    Budget::new(vec![Slot::FREE; max], streams).map_err(|e| {
+        Failure::usage(format!(
+            "--max-connections: {e} (it must be more than the {streams} event streams)"
+        ))
+    })
+}
+
+/// Accepts connections for ever, `TCP_NODELAY` on each and a task per connection, admitted
+/// by the budget: never paused; at the limit the longest-waiting connection (no request under
+/// way) is shed for the newcomer, and when every slot works or streams the newcomer gets 503
+/// `too many connections` and is closed.
 async fn accept(
     executor: Rc<LocalExecutor<'static>>,
     listener: Async<TcpListener>,
     app: &'static TheApp,
     config: &'static picoserve::Config,
     buffer: usize,
-    max: usize,
+    budget: Budget<Vec<Slot>>,
 ) {
-    let open = Rc::new(Cell::new(0usize));
+    let slots = budget.capacity();
+    let admitted = Rc::new(Admitted {
+        budget: RefCell::new(budget),
+        origin: StdInstant::now(),
+    });
+    // The task of each slot: dropping its handle cancels it and closes its socket.
+    let mut tasks: Vec<Option<async_executor::Task<()>>> = (0..slots).map(|_| None).collect();
     loop {
         let Ok((stream, _peer)) = listener.accept().await else {
             Timer::after(std::time::Duration::from_millis(10)).await;
             continue;
         };
         let _ = stream.get_ref().set_nodelay(true);
-        if open.get() >= max {
+        let opened = admitted.budget.borrow_mut().open(admitted.now());
+        let Ok(Opened { id, shed }) = opened else {
             let refusal = service::Refusal::new(service::Reason::ConnectionsFull);
             let line = format!("{}\n", refusal.reason);
             let answer = format!(
@@ -335,16 +402,25 @@ async fn accept(
             let mut stream = stream;
             let _ = futures_lite::future::poll_once(stream.write_all(answer.as_bytes())).await;
             continue;
+        };
+        let held = Held {
+            admitted: admitted.clone(),
+            id,
+        };
+        let task = executor.spawn(async move {
+            let mut buf = vec![0u8; buffer];
+            app.serve(Tcp(stream), AsyncIoTimer, config, &mut buf, &held)
+                .await;
+            drop(held);
+        });
+        // The slot's previous task: finished, or the shed connection's, cancelled here.
+        let previous = tasks.get_mut(id.slot()).and_then(|slot| slot.replace(task));
+        if shed.is_some() {
+            drop(previous);
         }
-        open.set(open.get() + 1);
-        let open = open.clone();
-        executor
-            .spawn(async move {
-                let mut buf = vec![0u8; buffer];
-                app.serve(Tcp(stream), AsyncIoTimer, config, &mut buf).await;
-                open.set(open.get() - 1);
-            })
-            .detach();
+        // Let the new connection read what it was sent before the next is accepted: one
+        // whose request has arrived must be working, not shed for the next newcomer.
+        futures_lite::future::yield_now().await;
     }
 }
 

@@ -44,6 +44,17 @@ const SLOW_HEAD: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: lockstep\r\nX-Slow: ";
 const SLOW_BODY_HEAD: &[u8] = b"POST /deployments/typesafe/bundle/typesafe HTTP/1.1\r\n\
     Host: lockstep\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n";
 
+/// The service of `runtime` with 64 connection slots (lockstep-minimal's default), so that
+/// one attack meets both runtimes at the same limit; lockstep-minimal's read time-out is
+/// `--io-timeout`, 10 s as serve's `--read-timeout`.
+fn serve_at_64(runtime: Runtime, s: &Sandbox) -> Serve {
+    serve_runtime(
+        runtime,
+        s,
+        &["--max-connections", "64", "--io-timeout", "10s"],
+    )
+}
+
 // ---- the attacker ----------------------------------------------------------------------------
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,42 +291,45 @@ fn test_webhooks_answered_under_300_event_streams() {
     assert_eq!(attack.open(Kind::Stream), MAX_EVENT_STREAMS);
 }
 
-#[test]
-fn test_webhooks_answered_under_300_slowloris_connections() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let attack = Attack::start(v.client.addr, &[Kind::Slowloris]);
-    attack.wait_in_place(MAX_CONNECTIONS);
-    attack.wait_for_a_second_slowloris_round();
-    webhooks_answered_under("300 slowloris connections", &s, &v);
+lockstep_tests::on_both_runtimes! {
+    fn test_webhooks_answered_under_300_slowloris_connections_at_64(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_at_64(runtime, &s);
+        let attack = Attack::start(v.client.addr, &[Kind::Slowloris]);
+        attack.wait_in_place(64);
+        attack.wait_for_a_second_slowloris_round();
+        webhooks_answered_under("300 slowloris connections", &s, &v);
+    }
 }
 
-#[test]
-fn test_webhooks_answered_under_300_idle_connections() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let attack = Attack::start(v.client.addr, &[Kind::Idle]);
-    attack.wait_in_place(MAX_CONNECTIONS);
-    webhooks_answered_under("300 idle connections", &s, &v);
+lockstep_tests::on_both_runtimes! {
+    fn test_webhooks_answered_under_300_idle_connections_at_64(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_at_64(runtime, &s);
+        let attack = Attack::start(v.client.addr, &[Kind::Idle]);
+        attack.wait_in_place(64);
+        webhooks_answered_under("300 idle connections", &s, &v);
+    }
 }
 
-/// A whole head, then a body that never ends: such a connection has not made a request yet
-/// either (it costs its client nothing), so it is shed for a newcomer like a slow head. The
-/// webhooks come within the read time-out (10 s) of the attackers' heads, so the attack is
-/// still in place when they do.
-#[test]
-fn test_webhooks_answered_under_300_slow_bodies() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let attack = Attack::start(v.client.addr, &[Kind::SlowBody]);
-    attack.wait_in_place(MAX_CONNECTIONS);
-    attack.wait_for_a_second_slowloris_round();
-    webhooks_answered_under("300 slow bodies", &s, &v);
-    let held = attack.open(Kind::SlowBody);
-    assert!(
-        held > MAX_CONNECTIONS / 2,
-        "the attack ended early: {held} held"
-    );
+lockstep_tests::on_both_runtimes! {
+    /// A whole head, then a body that never ends: such a connection has not made a request
+    /// yet either (it costs its client nothing), so it is shed for a newcomer like a slow
+    /// head. The webhooks come within the read time-out (10 s) of the attackers' heads, so
+    /// the attack is still in place when they do.
+    fn test_webhooks_answered_under_300_slow_bodies_at_64(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_at_64(runtime, &s);
+        let attack = Attack::start(v.client.addr, &[Kind::SlowBody]);
+        attack.wait_in_place(64);
+        attack.wait_for_a_second_slowloris_round();
+        webhooks_answered_under("300 slow bodies", &s, &v);
+        let held = attack.open(Kind::SlowBody);
+        assert!(
+            held > 64 / 2,
+            "the attack ended early: {held} held"
+        );
+    }
 }
 
 #[test]
