@@ -87,14 +87,7 @@ impl Sink for Logs {
     fn ended(&mut self, _record: &Record) {}
 
     fn link(&mut self, link: Link) {
-        match link {
-            Link::Down(fault) => log::warn(&format!(
-                "the ConductR control API does not answer ({fault}); webhooks are still \
-                 accepted, and their deployments wait for it up to their deadlines"
-            )),
-            Link::Up => log::info("the ConductR control API answers"),
-            Link::Unknown => {}
-        }
+        log::link(link);
     }
 
     fn retrying(&mut self, command: &Command, retry: Retry) {

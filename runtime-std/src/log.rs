@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use lockstep_core::agent::Retry;
+use lockstep_core::agent::{Link, Retry};
 use lockstep_core::deployer::{DeploymentId, Event, EventKind};
 use serde_json::{Map, Value, json};
 
@@ -307,6 +307,18 @@ pub fn retry(deployment: DeploymentId, command: &str, retry: &Retry) {
             ("error", json!(retry.error.to_string())),
         ],
     );
+}
+
+/// Whether the ConductR control API answers changed (the agent's bundle event stream found it).
+pub fn link(link: Link) {
+    match link {
+        Link::Down(fault) => warn(&format!(
+            "the ConductR control API does not answer ({fault}); webhooks are still accepted, \
+             and their deployments wait for it up to their deadlines"
+        )),
+        Link::Up => info("the ConductR control API answers"),
+        Link::Unknown => {}
+    }
 }
 
 /// Something worth an operator's attention.
