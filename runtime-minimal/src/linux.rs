@@ -12,16 +12,14 @@ use std::time::Instant as StdInstant;
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use lockstep::deployments::{RepositoryOption, create_private_dir};
+use lockstep::deployments::{RepositoryOption, Source, create_private_dir};
 use lockstep::journal::{self, FileJournal};
 use lockstep::log;
 use lockstep::platform::{DirStore, LocalRepository, StdTime, TcpConnector, to_std_duration};
 use lockstep::repository::DirRepository;
 use lockstep::signals::Stop;
 use lockstep_core::agent::http::HttpRepository;
-use lockstep_core::agent::{
-    self, Agent, Buffers, FetchError, Link, Location, Repository, Retry, Sink, Time, Worker,
-};
+use lockstep_core::agent::{self, Agent, Buffers, Link, Retry, Sink, Time, Worker};
 use lockstep_core::budget::{Budget, ConnId, Opened, Slot};
 use lockstep_core::deployer::{Command, Deployer, Event, Policy, Record};
 use lockstep_core::ledger::{Ledger, Retained};
@@ -232,7 +230,7 @@ fn spawn_agent(
 ) {
     let connector: &'static TcpConnector = Box::leak(Box::new(TcpConnector::for_agent(&config)));
     let conductr: &'static agent::http::UrlBuf = Box::leak(Box::new(conductr.parsed()));
-    let source: &'static Source = Box::leak(Box::new(match repository {
+    let source: &'static Source<'static> = Box::leak(Box::new(match repository {
         RepositoryOption::Http(base) => {
             let base: &'static lockstep::url::BaseUrl = Box::leak(Box::new(base.clone()));
             Source::Http(HttpRepository::new(
@@ -282,26 +280,6 @@ fn spawn_agent(
                 .await;
         })
         .detach();
-}
-
-/// The repository of the options, as the agent's trait.
-enum Source {
-    Http(HttpRepository<'static, TcpConnector, StdTime>),
-    Local(LocalRepository),
-}
-
-impl Repository for Source {
-    async fn fetch<W: picoserve::io::embedded_io_async::Write>(
-        &self,
-        location: &Location<'_>,
-        out: &mut W,
-        buf: &mut [u8],
-    ) -> Result<u64, FetchError> {
-        match self {
-            Self::Http(r) => r.fetch(location, out, buf).await,
-            Self::Local(r) => r.fetch(location, out, buf).await,
-        }
-    }
 }
 
 /// The connection budget (core's: the longest-waiting connection is shed for a newcomer;

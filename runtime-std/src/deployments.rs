@@ -212,9 +212,13 @@ impl fmt::Debug for Deployments {
     }
 }
 
-/// The repository of the options, as the agent's trait.
-enum Source<'a> {
+/// The repository of the options, as the agent's trait (both runtimes' workers fetch through
+/// it).
+#[derive(Debug)]
+pub enum Source<'a> {
+    /// An HTTP repository.
     Http(HttpRepository<'a, TcpConnector, StdTime>),
+    /// A directory in the published layout.
     Local(LocalRepository),
 }
 
