@@ -1,23 +1,17 @@
-//! The Linux platform of the app: async-io sockets and timers under picoserve, the agent's
-//! tasks on one `LocalExecutor`, the journal in the data directory, the drain on SIGTERM and
-//! SIGINT.
+//! The Linux platform of the app: picoserve and the agent's tasks on the runtime of `rt` (one
+//! thread, epoll), the journal in the data directory, the drain on SIGTERM and SIGINT.
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::rc::Rc;
-use std::time::Instant as StdInstant;
+use std::time::{Duration as StdDuration, Instant as StdInstant};
 
-use async_executor::LocalExecutor;
-use async_io::{Async, Timer};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use lockstep::deployments::{RepositoryOption, Source, create_private_dir};
 use lockstep::journal::{self, FileJournal};
 use lockstep::log;
-use lockstep::platform::{DirStore, LocalRepository, StdTime, TcpConnector, to_std_duration};
+use lockstep::platform::{DirStore, LocalRepository, to_std_duration};
 use lockstep::repository::DirRepository;
-use lockstep::signals::Stop;
 use lockstep_core::agent::http::HttpRepository;
 use lockstep_core::agent::{self, Agent, Buffers, Link, Retry, Sink, Time, Worker};
 use lockstep_core::budget::{Budget, ConnId, Opened, Slot};
@@ -30,6 +24,8 @@ use lockstep_core::time::Instant as CoreInstant;
 use lockstep_minimal::{Admission, App, AppAgent, Hub, MAX_STREAMS, Platform, Settings};
 
 use crate::config::{Failure, IN_FLIGHT, Options, REPLAY_CACHE, RETENTION};
+use crate::os::{RtConnector, RtTime, RtTimer, Stop, Tcp};
+use crate::rt::{Capacity, Io, Runtime, Sleep, TaskId};
 
 /// How many commands run at once (each worker's buffers are about 180 KiB).
 const WORKERS: usize = 2;
@@ -38,7 +34,10 @@ const MAX_HEAD: usize = 8 * 1024;
 /// What a listing or a deployment's events may take (500 above).
 const RENDER: usize = 256 * 1024;
 /// On SIGTERM or SIGINT, how long running steps may take to finish.
-const DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+const DRAIN_DEADLINE: StdDuration = StdDuration::from_secs(30);
+/// The runtime's tasks beside the connections': the accepting loop, the workers, the agent's
+/// timer and bundle-event tasks, the journal's keeper.
+const FIXED_TASKS: usize = WORKERS + 4;
 
 /// The platform of this process.
 #[derive(Debug)]
@@ -48,7 +47,7 @@ impl Platform for Linux {
     type Sink = Logs;
     type Shelf = heapless::Vec<Retained, RETENTION>;
     type Journal = FileJournal;
-    type Time = StdTime;
+    type Time = RtTime;
 
     fn random(&self) -> [u8; 16] {
         let mut bytes = [0u8; 16];
@@ -112,20 +111,29 @@ pub(crate) fn run(options: Options) -> Result<(), Failure> {
     create_private_dir(&store_dir)
         .map_err(|e| io(&format!("the store `{}`", store_dir.display()), e))?;
     let (journal, restored) = journal::open(data_dir).map_err(|e| Failure::run(e.to_string()))?;
-    let time: &'static StdTime = Box::leak(Box::new(StdTime::new()));
+    let rt: &'static Runtime = Box::leak(Box::new(
+        Runtime::new(capacity(options.max_connections)).map_err(|e| io("the runtime", e))?,
+    ));
+    let time: &'static RtTime = Box::leak(Box::new(RtTime::new(rt)));
     let policy = Policy {
         max_in_flight: IN_FLIGHT,
         ..Policy::default()
     };
     let ledger = Ledger::new(heapless::Vec::new(), options.retention);
-    let agent: &'static TheAgent = Box::leak(Box::new(Agent::with_journal(
-        Deployer::new(policy),
-        ledger,
-        Hub::new(Logs),
-        journal,
-    )));
+    let (agent, buffers) = built_aside(move || {
+        let agent = Box::new(Agent::with_journal(
+            Deployer::new(policy),
+            ledger,
+            Hub::new(Logs),
+            journal,
+        ));
+        let buffers: [Box<Buffers>; WORKERS] = std::array::from_fn(|_| Box::new(Buffers::new()));
+        (agent, buffers)
+    })
+    .map_err(|e| io("a thread to build the state on", e))?;
+    let agent: &'static TheAgent = Box::leak(agent);
     let store: &'static DirStore = Box::leak(Box::new(DirStore::new(store_dir)));
-    let stamps = lockstep::deployments::restore(agent, time, store, restored)
+    let stamps = lockstep::deployments::restore(agent, &time.std, store, restored)
         .map_err(|e| Failure::run(e.to_string()))?;
     // A failure is logged, and leaves the journal broken until repaired.
     let _ = agent.rewrite(stamps.iter().copied());
@@ -159,30 +167,31 @@ pub(crate) fn run(options: Options) -> Result<(), Failure> {
         render,
     )));
 
-    let executor: Rc<LocalExecutor<'static>> = Rc::new(LocalExecutor::new());
     let agent_config = agent::Config {
         io_timeout: lockstep::platform::from_std_duration(options.io_timeout),
         poll_interval: lockstep::platform::from_std_duration(options.poll_interval),
         ..agent::Config::default()
     };
-    spawn_agent(
-        &executor,
-        agent,
+    let spawned = spawn_agent(
+        rt,
+        (agent, buffers),
         time,
         store,
         (&options.conductr, &options.repository),
         agent_config,
-    );
-    executor.spawn(keep_journal(app, time)).detach();
+    )
+    .and_then(|()| rt.spawn(keep_journal(rt, app, time)));
+    spawned.map_err(|_| Failure::run("the runtime's task table is too small".to_owned()))?;
 
-    let listener = Async::<TcpListener>::bind(options.listen)
+    let listener = TcpListener::bind(options.listen)
+        .and_then(|l| Io::new(rt, l))
         .map_err(|e| io(&format!("cannot listen on {}", options.listen), e))?;
     let addr = listener
         .get_ref()
         .local_addr()
         .map_err(|e| io("the listening socket", e))?;
     // Caught before the `listening` line: a signal sent as soon as it is read is handled.
-    let stop = Stop::catch();
+    let stop = Stop::catch(rt);
     let _ = writeln!(std::io::stdout(), "listening on http://{addr}");
     let _ = std::io::stdout().flush();
     log::info(&format!("ready in {}ms", started.elapsed().as_millis()));
@@ -201,18 +210,41 @@ pub(crate) fn run(options: Options) -> Result<(), Failure> {
         options.max_connections,
         MAX_STREAMS.min(options.max_connections.saturating_sub(1)),
     )?;
-    executor
-        .spawn(accept(
-            executor.clone(),
-            listener,
-            app,
-            config,
-            buffer,
-            budget,
-        ))
-        .detach();
-    futures_lite::future::block_on(executor.run(drain_on_signal(app, stop)));
+    rt.spawn(accept(rt, listener, app, config, buffer, budget))
+        .map_err(|_| Failure::run("the runtime's task table is too small".to_owned()))?;
+    rt.block_on(drain_on_signal(rt, app, stop));
     Ok(())
+}
+
+/// The runtime's tables for `connections` connections: a task each beside the fixed ones; a
+/// socket each, beside the listener, the signal pipes and the agent's connections (a worker
+/// holds two at most: ConductR's and the repository's); a few timers a task (picoserve's
+/// time-outs nest, as core's do).
+fn capacity(connections: usize) -> Capacity {
+    let tasks = FIXED_TASKS + connections;
+    Capacity {
+        tasks,
+        sources: connections + 1 + 2 + 2 * WORKERS + 2 + 8,
+        timers: 4 * (tasks + 1),
+    }
+}
+
+/// Runs `make` on a short-lived thread, for the boxes it returns: the temporaries of a large
+/// value (the agent's quarter megabyte is built on a stack, then moved into its box) live on
+/// that thread's stack, unmapped when it ends, not on the main thread's, whose touched pages
+/// would stay resident for the life of the process.
+fn built_aside<T: Send>(make: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    std::thread::scope(|scope| {
+        // A debug build keeps several copies of the agent on the stack: room for them all
+        // (reserved, not resident until touched).
+        let builder = std::thread::Builder::new()
+            .name("build".into())
+            .stack_size(16 << 20)
+            .spawn_scoped(scope, make)?;
+        builder
+            .join()
+            .map_err(|_| std::io::Error::other("building the state panicked"))
+    })
 }
 
 fn picoserve_duration(d: std::time::Duration) -> picoserve::time::Duration {
@@ -221,65 +253,63 @@ fn picoserve_duration(d: std::time::Duration) -> picoserve::time::Duration {
 
 /// The agent's workers, its timer task and its bundle-event task.
 fn spawn_agent(
-    executor: &Rc<LocalExecutor<'static>>,
-    agent: &'static TheAgent,
-    time: &'static StdTime,
+    rt: &'static Runtime,
+    (agent, buffers): (&'static TheAgent, [Box<Buffers>; WORKERS]),
+    time: &'static RtTime,
     store: &'static DirStore,
     (conductr, repository): (&lockstep::url::BaseUrl, &RepositoryOption),
     config: agent::Config,
-) {
-    let connector: &'static TcpConnector = Box::leak(Box::new(TcpConnector::for_agent(&config)));
+) -> Result<(), crate::rt::Full> {
+    let connector: &'static RtConnector = Box::leak(Box::new(RtConnector::new(
+        rt,
+        to_std_duration(config.io_timeout),
+    )));
     let conductr: &'static agent::http::UrlBuf = Box::leak(Box::new(conductr.parsed()));
-    let source: &'static Source<'static> = Box::leak(Box::new(match repository {
-        RepositoryOption::Http(base) => {
-            let base: &'static lockstep::url::BaseUrl = Box::leak(Box::new(base.clone()));
-            Source::Http(HttpRepository::new(
-                base.url(),
-                connector,
-                time,
-                config.io_timeout,
-            ))
-        }
-        RepositoryOption::Dir(dir) => {
-            Source::Local(LocalRepository::new(DirRepository::new(dir.clone())))
-        }
-    }));
-    for id in 0..WORKERS {
-        executor
-            .spawn(async move {
-                let mut buffers = Box::new(Buffers::new());
-                let mut worker = Worker::new(
-                    id,
-                    conductr.as_url(),
-                    connector,
-                    time,
-                    store,
-                    source,
-                    config,
-                    &mut buffers,
-                );
-                worker.run(agent).await;
-            })
-            .detach();
-    }
-    executor
-        .spawn(async move { agent.run_timer(time).await })
-        .detach();
-    executor
-        .spawn(async move {
-            let mut buf = vec![0u8; 16 * 1024];
-            agent
-                .run_events(
-                    conductr.as_url(),
+    let source: &'static Source<'static, RtConnector, RtTime> =
+        Box::leak(Box::new(match repository {
+            RepositoryOption::Http(base) => {
+                let base: &'static lockstep::url::BaseUrl = Box::leak(Box::new(base.clone()));
+                Source::Http(HttpRepository::new(
+                    base.url(),
                     connector,
                     time,
                     config.io_timeout,
-                    config.poll_interval,
-                    &mut buf,
-                )
-                .await;
-        })
-        .detach();
+                ))
+            }
+            RepositoryOption::Dir(dir) => {
+                Source::Local(LocalRepository::new(DirRepository::new(dir.clone())))
+            }
+        }));
+    for (id, mut buffers) in buffers.into_iter().enumerate() {
+        rt.spawn(async move {
+            let mut worker = Worker::new(
+                id,
+                conductr.as_url(),
+                connector,
+                time,
+                store,
+                source,
+                config,
+                &mut buffers,
+            );
+            worker.run(agent).await;
+        })?;
+    }
+    rt.spawn(async move { agent.run_timer(time).await })?;
+    rt.spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        agent
+            .run_events(
+                conductr.as_url(),
+                connector,
+                time,
+                config.io_timeout,
+                config.poll_interval,
+                &mut buf,
+            )
+            .await;
+    })?;
+    Ok(())
 }
 
 /// The connection budget (core's: the longest-waiting connection is shed for a newcomer;
@@ -339,8 +369,8 @@ fn budget(max: usize, streams: usize) -> Result<Budget<Vec<Slot>>, Failure> {
 /// way) is shed for the newcomer, and when every slot works or streams the newcomer gets 503
 /// `too many connections` and is closed.
 async fn accept(
-    executor: Rc<LocalExecutor<'static>>,
-    listener: Async<TcpListener>,
+    rt: &'static Runtime,
+    listener: Io<TcpListener>,
     app: &'static TheApp,
     config: &'static picoserve::Config,
     buffer: usize,
@@ -351,43 +381,44 @@ async fn accept(
         budget: RefCell::new(budget),
         origin: StdInstant::now(),
     });
-    // The task of each slot: dropping its handle cancels it and closes its socket.
-    let mut tasks: Vec<Option<async_executor::Task<()>>> = (0..slots).map(|_| None).collect();
+    // The task of each slot: cancelling it drops its future and closes its socket.
+    let mut tasks: Vec<Option<TaskId>> = vec![None; slots];
     loop {
-        let Ok((stream, _peer)) = listener.accept().await else {
-            Timer::after(std::time::Duration::from_millis(10)).await;
+        let accepted = listener
+            .read_with(TcpListener::accept)
+            .await
+            .and_then(|(stream, _)| Io::new(rt, stream));
+        let Ok(stream) = accepted else {
+            // Out of descriptors, or a connection reset before it was accepted: the listener
+            // stays; try again shortly.
+            Sleep::after(rt, StdDuration::from_millis(10)).await;
             continue;
         };
         let _ = stream.get_ref().set_nodelay(true);
         let opened = admitted.budget.borrow_mut().open(admitted.now());
         let Ok(Opened { id, shed }) = opened else {
-            let refusal = service::Refusal::new(service::Reason::ConnectionsFull);
-            let line = format!("{}\n", refusal.reason);
-            let answer = format!(
-                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; \
-                 charset=utf-8\r\nContent-Length: {}\r\nRetry-After: {}\r\nConnection: \
-                 close\r\n\r\n{line}",
-                line.len(),
-                service::RETRY_AFTER_SECS
-            );
-            let mut stream = stream;
-            let _ = futures_lite::future::poll_once(stream.write_all(answer.as_bytes())).await;
+            refuse(&stream).await;
             continue;
         };
+        if shed.is_some()
+            && let Some(previous) = tasks.get_mut(id.slot()).and_then(Option::take)
+        {
+            // The shed connection's task, cancelled: its socket closes.
+            rt.cancel(previous);
+        }
         let held = Held {
             admitted: admitted.clone(),
             id,
         };
-        let task = executor.spawn(async move {
+        let task = rt.spawn(async move {
             let mut buf = vec![0u8; buffer];
-            app.serve(Tcp(stream), AsyncIoTimer, config, &mut buf, &held)
+            app.serve(Tcp(stream), RtTimer(rt), config, &mut buf, &held)
                 .await;
             drop(held);
         });
-        // The slot's previous task: finished, or the shed connection's, cancelled here.
-        let previous = tasks.get_mut(id.slot()).and_then(|slot| slot.replace(task));
-        if shed.is_some() {
-            drop(previous);
+        // The budget has a slot for each task the table holds: spawning cannot fail.
+        if let (Ok(task), Some(slot)) = (task, tasks.get_mut(id.slot())) {
+            *slot = Some(task);
         }
         // Let the new connection read what it was sent before the next is accepted: one
         // whose request has arrived must be working, not shed for the next newcomer.
@@ -395,11 +426,33 @@ async fn accept(
     }
 }
 
+/// 503 `too many connections`, as much of it as the socket takes at once; the connection
+/// closes when `stream` is dropped.
+async fn refuse(stream: &Io<TcpStream>) {
+    let refusal = service::Refusal::new(service::Reason::ConnectionsFull);
+    let mut line = heapless::String::<128>::new();
+    let _ = core::fmt::write(&mut line, format_args!("{}\n", refusal.reason));
+    let mut answer = heapless::String::<320>::new();
+    let _ = core::fmt::write(
+        &mut answer,
+        format_args!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; \
+             charset=utf-8\r\nContent-Length: {}\r\nRetry-After: {}\r\nConnection: \
+             close\r\n\r\n{line}",
+            line.len(),
+            service::RETRY_AFTER_SECS,
+        ),
+    );
+    let _ = stream
+        .write_with(|mut s| std::io::Write::write(&mut s, answer.as_bytes()))
+        .await;
+}
+
 /// Keeps the journal bounded and repairs it: rewrites it when it is past its bound, or
 /// broken (webhooks are refused meanwhile); looks every second.
-async fn keep_journal(app: &'static TheApp, time: &'static StdTime) {
+async fn keep_journal(rt: &'static Runtime, app: &'static TheApp, time: &'static RtTime) {
     loop {
-        Timer::after(std::time::Duration::from_secs(1)).await;
+        Sleep::after(rt, StdDuration::from_secs(1)).await;
         let agent = app.agent();
         if !agent.with_journal_mut(|j| j.wants_rewrite()) {
             continue;
@@ -414,17 +467,17 @@ async fn keep_journal(app: &'static TheApp, time: &'static StdTime) {
 /// On SIGTERM or SIGINT: refuse new webhooks and answer /healthz 503 while the commands under
 /// way finish, up to the deadline; then returns (exit 0). Deployments still in flight resume
 /// from their records at the next start.
-async fn drain_on_signal(app: &'static TheApp, mut stop: Stop) {
+async fn drain_on_signal(rt: &'static Runtime, app: &'static TheApp, stop: Stop) {
     let signal = stop.signalled().await;
     app.shut_down();
     log::info(&format!(
-        "{signal:?}: draining; new webhooks are refused, running steps may take {}ms",
+        "{signal}: draining; new webhooks are refused, running steps may take {}ms",
         DRAIN_DEADLINE.as_millis()
     ));
     let until = StdInstant::now() + DRAIN_DEADLINE;
     let agent = app.agent();
     while agent.busy() > 0 && StdInstant::now() < until {
-        Timer::after(std::time::Duration::from_millis(20)).await;
+        Sleep::after(rt, StdDuration::from_millis(20)).await;
     }
     let busy = agent.busy();
     if busy > 0 {
@@ -440,159 +493,6 @@ async fn drain_on_signal(app: &'static TheApp, mut stop: Stop) {
         "drained; {left} deployment(s) left in flight, where their last step left them"
     ));
 }
-
-// ---------------------------------------------------------------------------------------------
-// picoserve on async-io
-// ---------------------------------------------------------------------------------------------
-
-/// The runtime marker of picoserve's traits on async-io.
-#[derive(Debug)]
-struct AsyncIo;
-
-/// picoserve's timer on async-io's.
-#[derive(Debug, Clone, Copy)]
-struct AsyncIoTimer;
-
-impl picoserve::Timer<AsyncIo> for AsyncIoTimer {
-    async fn delay(&self, duration: picoserve::time::Duration) {
-        Timer::after(std::time::Duration::from_millis(duration.as_millis())).await;
-    }
-}
-
-/// An accepted connection.
-#[derive(Debug)]
-struct Tcp(Async<TcpStream>);
-
-/// Its read half.
-#[derive(Debug)]
-struct TcpRead<'a>(&'a Async<TcpStream>);
-
-/// Its write half, buffered: a response's head goes out in one write.
-#[derive(Debug)]
-struct TcpWrite<'a> {
-    stream: &'a Async<TcpStream>,
-    buf: Box<[u8; 1024]>,
-    len: usize,
-}
-
-impl picoserve::io::ErrorType for TcpRead<'_> {
-    type Error = std::io::Error;
-}
-
-impl picoserve::io::ErrorType for TcpWrite<'_> {
-    type Error = std::io::Error;
-}
-
-impl picoserve::io::Read for TcpRead<'_> {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, std::io::Error> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let mut stream = self.0;
-        stream.read(buf).await
-    }
-}
-
-impl TcpWrite<'_> {
-    async fn send(&mut self) -> Result<(), std::io::Error> {
-        let mut stream = self.stream;
-        let len = self.len;
-        self.len = 0;
-        stream
-            .write_all(self.buf.get(..len).unwrap_or_default())
-            .await
-    }
-}
-
-impl picoserve::io::BaseWrite for TcpWrite<'_> {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, std::io::Error> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if self.len == self.buf.len() {
-            self.send().await?;
-        }
-        if self.len == 0 && buf.len() >= self.buf.len() {
-            let mut stream = self.stream;
-            return stream.write(buf).await;
-        }
-        let n = buf.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&buf[..n]);
-        self.len += n;
-        Ok(n)
-    }
-
-    async fn flush(&mut self) -> Result<(), std::io::Error> {
-        if self.len > 0 {
-            self.send().await?;
-        }
-        let mut stream = self.stream;
-        stream.flush().await
-    }
-}
-
-impl picoserve::io::Write for TcpWrite<'_> {
-    async fn write_with<F: FnOnce(picoserve::mem::BorrowedCursor<'_>) -> R, R>(
-        &mut self,
-        f: F,
-    ) -> Result<R, std::io::Error> {
-        if self.len == self.buf.len() {
-            self.send().await?;
-        }
-        let mut free = picoserve::mem::BorrowedBuffer::new(&mut self.buf[self.len..]);
-        let output = f(free.unfilled());
-        let filled = free.filled().len();
-        self.len += filled;
-        Ok(output)
-    }
-}
-
-impl picoserve::io::Socket<AsyncIo> for Tcp {
-    type Error = std::io::Error;
-    type ReadHalf<'a> = TcpRead<'a>;
-    type WriteHalf<'a> = TcpWrite<'a>;
-
-    fn split(&mut self) -> (TcpRead<'_>, TcpWrite<'_>) {
-        (
-            TcpRead(&self.0),
-            TcpWrite {
-                stream: &self.0,
-                buf: Box::new([0; 1024]),
-                len: 0,
-            },
-        )
-    }
-
-    async fn abort<T: picoserve::Timer<AsyncIo>>(
-        self,
-        _timeouts: &picoserve::Timeouts,
-        _timer: &T,
-    ) -> Result<(), picoserve::Error<std::io::Error>> {
-        // Dropping the stream closes it.
-        Ok(())
-    }
-
-    async fn shutdown<T: picoserve::Timer<AsyncIo>>(
-        self,
-        timeouts: &picoserve::Timeouts,
-        timer: &T,
-    ) -> Result<(), picoserve::Error<std::io::Error>> {
-        let _ = self.0.get_ref().shutdown(std::net::Shutdown::Write);
-        // Read what the client still sends until it closes, within the read time-out: a
-        // close with unread data would reset the connection and lose the answer.
-        let mut sink = [0u8; 256];
-        let mut stream = &self.0;
-        let _ = timer
-            .run_with_timeout(timeouts.read_request, async {
-                while let Ok(1..) = stream.read(&mut sink).await {}
-            })
-            .await;
-        Ok(())
-    }
-}
-
-#[allow(dead_code, reason = "kept for the type's sake in future platforms")]
-fn _assert_future<F: Future>(_: &F) {}
 
 #[cfg(test)]
 mod tests {

@@ -1,12 +1,14 @@
-//! The `lockstep-minimal` Linux binary: the `lockstep_minimal` app on async-io sockets, one
-//! single-threaded executor, with runtime-std's platform (TCP connections, clocks, the bundle
-//! store, the repository) and its journal file format in the data directory.
+//! The `lockstep-minimal` Linux binary: the `lockstep_minimal` app and the agent on the runtime
+//! of `rt` (one thread, epoll, fixed tables: no allocation per request), with runtime-std's
+//! bundle store, repositories and journal file format in the data directory.
 
 // The connection task nests picoserve's futures deeply.
 #![recursion_limit = "256"]
 
 mod config;
 mod linux;
+mod os;
+mod rt;
 
 use std::io::Write;
 use std::process::ExitCode;

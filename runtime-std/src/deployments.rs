@@ -22,7 +22,8 @@ use std::rc::Rc;
 use async_executor::LocalExecutor;
 use lockstep_core::agent::http::HttpRepository;
 use lockstep_core::agent::{
-    self, Agent, Buffers, FetchError, Link, Location, Repository, Retry, Sink, Time, Worker,
+    self, Agent, Buffers, Connector, FetchError, Link, Location, Repository, Retry, Sink, Time,
+    Worker,
 };
 use lockstep_core::agent::{FileKey, FileKind};
 use lockstep_core::deployer::{
@@ -213,16 +214,16 @@ impl fmt::Debug for Deployments {
 }
 
 /// The repository of the options, as the agent's trait (both runtimes' workers fetch through
-/// it).
+/// it, each with its own connections and clocks).
 #[derive(Debug)]
-pub enum Source<'a> {
+pub enum Source<'a, C: Connector = TcpConnector, T: Time = StdTime> {
     /// An HTTP repository.
-    Http(HttpRepository<'a, TcpConnector, StdTime>),
+    Http(HttpRepository<'a, C, T>),
     /// A directory in the published layout.
     Local(LocalRepository),
 }
 
-impl Repository for Source<'_> {
+impl<C: Connector, T: Time> Repository for Source<'_, C, T> {
     async fn fetch<W: embedded_io_async::Write>(
         &self,
         location: &Location<'_>,

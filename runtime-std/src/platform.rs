@@ -154,11 +154,7 @@ impl Connector for TcpConnector {
     type Connection = TcpConnection;
 
     async fn connect(&self, host: &str, port: u16) -> Result<TcpConnection, ConnectError> {
-        // An IPv6 literal as a URL writes it.
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let host = unbracketed(host);
         let connect = async { TcpStream::connect((host, port)).await.ok() };
         let timeout = async {
             Timer::after(self.timeout).await;
@@ -170,6 +166,13 @@ impl Connector for TcpConnector {
         let _ = stream.set_nodelay(true);
         Ok(TcpConnection(stream))
     }
+}
+
+/// `host` as a resolver takes it: an IPv6 literal without the brackets a URL writes it in.
+pub fn unbracketed(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 /// A TCP connection as an `embedded_io_async` stream. Reads and writes are cancel-safe
