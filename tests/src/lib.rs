@@ -24,12 +24,23 @@ use std::time::{Duration, Instant};
 /// # Panics
 /// When cargo cannot build it: the test cannot run without it, and must not pass silently.
 pub fn binary(package: &str, bin: &str) -> PathBuf {
+    binary_with_feature(package, bin, None)
+}
+
+/// [`binary`] built with `feature` on, when given, in a target directory of its own (`<target
+/// dir>/with-<feature>`): the same binary path with and without it would be swapped under the
+/// tests running the other.
+///
+/// # Panics
+/// When cargo cannot build it.
+pub fn binary_with_feature(package: &str, bin: &str, feature: Option<&str>) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
     let mut built = built
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(path) = built.get(bin) {
+    let key = format!("{bin} {}", feature.unwrap_or(""));
+    if let Some(path) = built.get(&key) {
         return path.clone();
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -46,6 +57,15 @@ pub fn binary(package: &str, bin: &str) -> PathBuf {
     if test_profile_is_release() {
         command.arg("--release");
     }
+    if let Some(feature) = feature {
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+            || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+            PathBuf::from,
+        );
+        command
+            .args(["--features", feature, "--target-dir"])
+            .arg(target.join(format!("with-{feature}")));
+    }
     let output = command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
@@ -61,7 +81,7 @@ pub fn binary(package: &str, bin: &str) -> PathBuf {
         .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == bin)
         .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
         .unwrap_or_else(|| panic!("cargo built {bin} but named no executable"));
-    built.insert(bin.to_owned(), path.clone());
+    built.insert(key, path.clone());
     path
 }
 

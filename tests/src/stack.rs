@@ -244,10 +244,22 @@ pub fn serve_on_runtime(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Serve {
+    let (program, command) = runtime.program();
+    serve_program_on(&program, command, s, dir, extra, env)
+}
+
+/// [`serve_on_runtime`] with `program` and the arguments before the flags (`command`).
+pub fn serve_program_on(
+    program: &std::path::Path,
+    command: &[&str],
+    s: &Sandbox,
+    dir: TempDir,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Serve {
     let data = dir.path().to_str().expect("UTF-8 path").to_owned();
     let conductr = s.url();
     let repository = format!("{conductr}/repository");
-    let (program, command) = runtime.program();
     let mut args = command.to_vec();
     args.extend_from_slice(&[
         "--listen",
@@ -266,7 +278,7 @@ pub fn serve_on_runtime(
         "100ms",
     ]);
     args.extend_from_slice(extra);
-    let mut process = Process::start(&program, &args, env);
+    let mut process = Process::start(program, &args, env);
     let addr = process.listening();
     Serve {
         process,

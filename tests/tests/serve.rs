@@ -1539,3 +1539,101 @@ fn test_minimal_differences_change_nothing_and_close() {
     drop(idle);
     assert_unchanged(&s, &v, &before, "the differences");
 }
+
+/// `lockstep-minimal` serves a kept-alive connection without a heap allocation: built with a
+/// counting allocator (feature `count-allocations`, its count in `/metrics`), it answers
+/// 10,000 webhooks (redeliveries under both prefixes) and 10,000 reads (listings, a
+/// deployment's events under both prefixes, `/healthz`) after a warm-up, while a deployment is
+/// in flight and its agent waits, and the count has not moved.
+#[test]
+fn test_minimal_serves_kept_alive_requests_without_allocating() {
+    let s = sandbox(&[]);
+    let program = lockstep_tests::binary_with_feature(
+        "lockstep-minimal",
+        "lockstep-minimal",
+        Some("count-allocations"),
+    );
+    let v = serve_program_on(
+        &program,
+        &[],
+        &s,
+        TempDir::new("lockstep-serve-data"),
+        // The held download must not time out while the test runs.
+        &["--io-timeout", "1h"],
+        &[("BINTRAY_WEBHOOK_SECRET", SECRET)],
+    );
+    // The deployment stays in flight, its download held: every webhook of its version is a
+    // redelivery, and the agent waits.
+    s.add_faults(r#"{"requests": [{"path": "/repository/", "holdAfterBytes": 64, "times": 1}]}"#);
+    let new = s.compatible(0);
+    let body = new.body();
+    let mac = bintray_sign(&secret(), "visualizer").as_str().to_owned();
+    let id = accepted(
+        &v,
+        &post(&v, HOOK, &[("X-Bintray-Hook-Hmac", &mac)], body.as_bytes()),
+        "/deployments",
+    );
+    eventually("the download to be held", WAIT, || {
+        let held = s.client.get("/sandbox/held").json();
+        (!held.as_array()?.is_empty()).then_some(())
+    });
+
+    let webhook = |path: &str, header: &str, value: &str, body: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: lockstep\r\nContent-Type: application/json\r\n\
+             {header}: {value}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let read = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: lockstep\r\n\r\n").into_bytes();
+    // A refusal closes the connection (a new one costs its task and buffers): the webhooks
+    // of a kept-alive connection are the accepted ones.
+    let webhooks = [
+        (webhook(HOOK, "X-Bintray-Hook-Hmac", &mac, &body), 202),
+        (webhook(HOOK_V2, "X-Bintray-Hook-Hmac", &mac, &body), 202),
+    ];
+    let reads = [
+        (read("/deployments"), 200),
+        (read(&format!("/deployments/{id}")), 200),
+        (read(&format!("/v2/deployments/{id}")), 200),
+        (read("/healthz"), 200),
+    ];
+    fn ask(stream: &mut std::net::TcpStream, request: &[u8], status: u16) -> Raw {
+        stream.write_all(request).expect("write");
+        let raw = read_response(stream).expect("a response");
+        assert_eq!(raw.status, status, "{}", String::from_utf8_lossy(request));
+        raw
+    }
+    let mut stream = connect(v.client.addr);
+    let allocations = |stream: &mut std::net::TcpStream| {
+        let metrics = ask(stream, &read("/metrics"), 200);
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix("lockstep_heap_allocations_total "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no allocation count in /metrics:\n{text}"))
+    };
+    let round = |stream: &mut std::net::TcpStream, n: usize| {
+        for i in 0..n {
+            let (request, status) = &webhooks[i % webhooks.len()];
+            let raw = ask(stream, request, *status);
+            if *status == 202 {
+                assert_eq!(raw.body, id.as_bytes(), "a redelivery gets the same id");
+            }
+            let (request, status) = &reads[i % reads.len()];
+            ask(stream, request, *status);
+        }
+    };
+    round(&mut stream, 200);
+    let warm = allocations(&mut stream);
+    round(&mut stream, 10_000);
+    let after = allocations(&mut stream);
+    assert_eq!(
+        after - warm,
+        0,
+        "heap allocations while serving 10,000 webhooks and 10,000 reads (after {warm} at \
+         start-up and warm-up)"
+    );
+    println!("{warm} allocations at start-up and warm-up; none after");
+}
