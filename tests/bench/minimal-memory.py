@@ -8,7 +8,7 @@ import subprocess, os, time, http.client, tempfile, sys
 import pathlib
 ROOT=pathlib.Path(__file__).resolve().parents[2]
 subprocess.run(['cargo','build','--profile','dist','-q','-p','lockstep-minimal'],cwd=ROOT,check=True)
-B=str(ROOT/'target'/'dist'/'lockstep-minimal'); d=tempfile.mkdtemp()
+B=os.environ.get('BIN') or str(ROOT/'target'/'dist'/'lockstep-minimal'); d=tempfile.mkdtemp()
 print('dist binary', os.path.getsize(B), 'bytes')
 p=subprocess.Popen([B,'--listen','127.0.0.1:0','--repository','/tmp','--conductr','http://127.0.0.1:9','--data-dir',d],env=dict(os.environ,BINTRAY_WEBHOOK_SECRET='x'),stdout=subprocess.PIPE,stderr=subprocess.DEVNULL,text=True)
 addr=p.stdout.readline().split('//')[-1].strip(); h,pt=addr.split(':')
