@@ -18,6 +18,7 @@ use lockstep_core::service::{self, Allowed, MAX_ALLOWED};
 use lockstep_core::signature::Schemes;
 use lockstep_core::webhook::{BodyLimit, BodyLimitError, MAX_BODY_LIMIT};
 
+use crate::cluster::ClusterOptions;
 use crate::deployments::{self, RepositoryError, RepositoryOption, create_private_dir};
 use crate::http;
 use crate::log::{LogFormat, LogLevel};
@@ -33,6 +34,8 @@ pub struct Config {
     pub conductr: BaseUrl,
     pub repository: Option<RepositoryOption>,
     pub data_dir: Option<PathBuf>,
+    pub etcd: Vec<BaseUrl>,
+    pub lease_ttl: Duration,
     pub secret_file: Option<PathBuf>,
     pub read_credential_file: Option<PathBuf>,
     pub max_head: usize,
@@ -392,6 +395,41 @@ pub static SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "etcd",
+        default: "(none: the journal in --data-dir)",
+        help: "Cluster mode: etcd's client URLs, comma-separated (http://). The journal is kept \
+               in etcd under /lockstep/; one instance is active (it holds /lockstep/leader on \
+               its lease), the others wait, not listening, and take over when its lease expires",
+        apply: |c, v| {
+            let urls: Result<Vec<BaseUrl>, BadUrl> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(BaseUrl::parse)
+                .collect();
+            let urls = urls?;
+            if urls.is_empty() {
+                return Err(SettingError::AtLeast("one URL"));
+            }
+            c.etcd = urls;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "lease-ttl",
+        default: "10s",
+        help: "Cluster mode: the lease's time to live, in whole seconds: how long after the \
+               active instance dies (or loses etcd) another takes over",
+        apply: |c, v| {
+            let ttl = positive(v)?;
+            if ttl < Duration::from_secs(2) {
+                return Err(SettingError::AtLeast("2s"));
+            }
+            c.lease_ttl = ttl;
+            Ok(())
+        },
+    },
+    Setting {
         name: "secret-file",
         default: "(BINTRAY_WEBHOOK_SECRET)",
         help: "A file holding the webhook secret (1 to 128 bytes; a trailing newline is not \
@@ -697,6 +735,8 @@ impl Default for Config {
             conductr: BaseUrl::parse(DEFAULT_CONDUCTR).expect("the default is a URL"),
             repository: None,
             data_dir: None,
+            etcd: Vec::new(),
+            lease_ttl: Duration::from_secs(10),
             secret_file: None,
             read_credential_file: None,
             max_head: 0,
@@ -876,6 +916,10 @@ impl Config {
             heartbeat: self.heartbeat,
             drain_deadline: self.drain_deadline,
             read_credential,
+            cluster: (!self.etcd.is_empty()).then(|| ClusterOptions {
+                endpoints: self.etcd.clone(),
+                lease_ttl: self.lease_ttl,
+            }),
         })
     }
 }

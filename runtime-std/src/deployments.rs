@@ -18,6 +18,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use async_executor::LocalExecutor;
 use lockstep_core::agent::http::HttpRepository;
@@ -33,6 +34,7 @@ use lockstep_core::journal::Unrecorded;
 use lockstep_core::ledger::{self, Ledger, Retained};
 use lockstep_core::signature::Stamp;
 
+use crate::cluster::Member;
 use crate::journal::{self, FileJournal, Restored};
 use crate::log;
 use crate::metrics::{self, Metrics};
@@ -126,6 +128,8 @@ pub struct Options {
     pub agent: agent::Config,
     /// How many ended deployments are kept for reading.
     pub retention: usize,
+    /// Cluster mode: this instance, active; the journal is in etcd.
+    pub member: Option<Arc<Member>>,
 }
 
 /// The retained deployments, on the heap: grown as deployments end, up to the retention.
@@ -205,6 +209,8 @@ pub struct Deployments {
     time: Rc<StdTime>,
     /// Told when the journal wants a rewrite ([`Deployments::rewrite_wanted`]).
     rewrite: async_channel::Receiver<()>,
+    /// Cluster mode: this instance.
+    member: Option<Arc<Member>>,
 }
 
 impl fmt::Debug for Deployments {
@@ -262,7 +268,11 @@ impl Deployments {
         create_private_dir(&options.data_dir)?;
         let store_dir = options.data_dir.join("store");
         create_private_dir(&store_dir)?;
-        let (mut journal, restored) = journal::open(&options.data_dir).map_err(io::Error::other)?;
+        let (mut journal, restored) = match &options.member {
+            Some(member) => journal::open_etcd(&options.data_dir, member),
+            None => journal::open(&options.data_dir),
+        }
+        .map_err(io::Error::other)?;
         let (due, rewrite) = async_channel::bounded(1);
         journal.tell_when_due(due);
         let time = Rc::new(StdTime::new());
@@ -339,6 +349,7 @@ impl Deployments {
                 agent,
                 time,
                 rewrite,
+                member: options.member.clone(),
             }),
             stamps,
         ))
@@ -359,6 +370,31 @@ impl Deployments {
     /// compaction, or the repair of a journal that could not be written.
     pub fn rewrite(&self, stamps: impl IntoIterator<Item = Stamp>) -> Result<(), Unrecorded> {
         self.agent.rewrite(stamps)
+    }
+
+    /// Cluster mode: whether etcd answered the lease's last renewal; `None` without a cluster.
+    pub fn etcd_answers(&self) -> Option<bool> {
+        self.member.as_ref().map(|m| m.etcd_answers())
+    }
+
+    /// Where the journal is (its file, or its keys in etcd).
+    pub fn journal_place(&self) -> String {
+        self.agent
+            .with_journal_mut(|j| j.path().display().to_string())
+    }
+
+    /// Cluster mode, on the way out: gives the lease back, so that a standby takes over at
+    /// once rather than after the TTL.
+    pub fn leave_cluster(&self) {
+        if let Some(member) = &self.member {
+            member.leave();
+        }
+    }
+
+    /// Whether a rewrite may be tried now: always with a file; in cluster mode, while etcd
+    /// answers the lease's renewals.
+    pub fn may_rewrite(&self) -> bool {
+        self.member.as_ref().is_none_or(|m| m.etcd_answers())
     }
 
     /// Whether the journal wants a rewrite: it grew past its bound, or it is broken.

@@ -27,6 +27,7 @@ use lockstep_core::journal::{
 };
 use lockstep_core::signature::Stamp;
 
+use crate::cluster::{EtcdLog, Member};
 use crate::log;
 
 /// The journal's name in the data directory.
@@ -158,15 +159,15 @@ pub struct Restored {
     pub orphan_events: u64,
 }
 
-/// The journal file, as the agent's [`Journal`].
+/// The journal, as the agent's [`Journal`]: the file in the data directory, or (cluster
+/// mode) chunks in etcd.
 #[derive(Debug)]
 pub struct FileJournal {
     dir: PathBuf,
-    /// Open for appending; `None` until the first rewrite.
-    file: Option<File>,
+    backend: Backend,
     /// Appended, not written yet.
     pending: Vec<u8>,
-    /// The file's length.
+    /// The journal's length.
     len: u64,
     /// Its length after the last rewrite.
     base: u64,
@@ -179,10 +180,19 @@ pub struct FileJournal {
     /// Told when a rewrite is due ([`FileJournal::wants_rewrite`]) after a commit, whoever
     /// committed (the agent before a job, the service before a 202).
     due: Option<async_channel::Sender<()>>,
-    /// Commits that wrote (each one `fdatasync`), and rewrites done.
+    /// Commits that wrote (each one `fdatasync`, or one etcd transaction), and rewrites done.
     pub syncs: u64,
     /// Rewrites done.
     pub rewrites: u64,
+}
+
+/// Where the journal's bytes go.
+#[derive(Debug)]
+enum Backend {
+    /// The file, open for appending; `None` until the first rewrite.
+    File(Option<File>),
+    /// etcd; `ready` once a rewrite has written a generation of this process's.
+    Etcd { log: EtcdLog, ready: bool },
 }
 
 /// Takes the data directory's lock and reads its journal. The journal is not written until
@@ -196,16 +206,47 @@ pub fn open(dir: &Path) -> Result<(FileJournal, Restored), OpenError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(error) => return Err(OpenError::Io { path, error }),
     };
+    journal_of(dir, lock, Backend::File(None), &bytes, &path)
+}
+
+/// [`open`] in cluster mode: the data directory's lock (its store is still this process's),
+/// and the journal etcd holds, written as `member` (the active instance).
+///
+/// # Errors
+/// As [`open`]; etcd not answering is an [`OpenError::Io`].
+pub fn open_etcd(dir: &Path, member: &Member) -> Result<(FileJournal, Restored), OpenError> {
+    let lock = lock(dir)?;
+    let (log, bytes) = EtcdLog::load(member).map_err(|e| OpenError::Io {
+        path: PathBuf::from(format!("{}journal/", crate::cluster::PREFIX)),
+        error: io::Error::other(e.to_string()),
+    })?;
+    let place = PathBuf::from(log.place());
+    journal_of(
+        dir,
+        lock,
+        Backend::Etcd { log, ready: false },
+        &bytes,
+        &place,
+    )
+}
+
+fn journal_of(
+    dir: &Path,
+    lock: File,
+    backend: Backend,
+    bytes: &[u8],
+    place: &Path,
+) -> Result<(FileJournal, Restored), OpenError> {
     let restored = if bytes.is_empty() {
         Restored::default()
     } else {
-        fold(&bytes, &path)?
+        fold(bytes, place)?
     };
     let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
     Ok((
         FileJournal {
             dir: dir.to_path_buf(),
-            file: None,
+            backend,
             pending: Vec::new(),
             len,
             base: len,
@@ -337,9 +378,17 @@ fn fold(bytes: &[u8], path: &Path) -> Result<Restored, OpenError> {
 }
 
 impl FileJournal {
-    /// Where the journal is.
+    /// Where the journal is: its file, or its keys in etcd.
     pub fn path(&self) -> PathBuf {
-        self.dir.join(FILE)
+        match &self.backend {
+            Backend::File(_) => self.dir.join(FILE),
+            Backend::Etcd { log, .. } => PathBuf::from(log.place()),
+        }
+    }
+
+    /// Whether it is kept in etcd (cluster mode).
+    pub const fn in_etcd(&self) -> bool {
+        matches!(self.backend, Backend::Etcd { .. })
     }
 
     /// The file's length.
@@ -360,8 +409,12 @@ impl FileJournal {
     /// Whether a rewrite is due: the file grew past twice its size after the last one plus
     /// [`SLACK`], or it is broken (a rewrite repairs it).
     pub fn wants_rewrite(&self) -> bool {
+        let unwritable = match &self.backend {
+            Backend::File(file) => file.is_none(),
+            Backend::Etcd { ready, .. } => !ready,
+        };
         self.broken.is_some()
-            || self.file.is_none()
+            || unwritable
             || self.len > self.base.saturating_mul(2).saturating_add(SLACK)
     }
 
@@ -392,7 +445,22 @@ impl FileJournal {
         Unrecorded
     }
 
-    fn write_rewrite(&mut self) -> io::Result<File> {
+    /// Writes the header and what was appended as the whole journal.
+    fn write_rewrite(&mut self) -> io::Result<()> {
+        if let Backend::Etcd { log, ready } = &mut self.backend {
+            let mut bytes = HEADER.to_vec();
+            bytes.extend_from_slice(&self.pending);
+            *ready = false;
+            log.rewrite(&bytes).map_err(io::Error::other)?;
+            *ready = true;
+            return Ok(());
+        }
+        let file = self.write_rewrite_file()?;
+        self.backend = Backend::File(Some(file));
+        Ok(())
+    }
+
+    fn write_rewrite_file(&mut self) -> io::Result<File> {
         let temp = self.dir.join(TEMP_FILE);
         let mut file = OpenOptions::new()
             .write(true)
@@ -439,10 +507,9 @@ impl Journal for FileJournal {
     fn finish_rewrite(&mut self) -> Result<(), Unrecorded> {
         self.rewriting = false;
         match self.write_rewrite() {
-            Ok(file) => {
+            Ok(()) => {
                 let len = u64::try_from(HEADER.len().saturating_add(self.pending.len()))
                     .unwrap_or(u64::MAX);
-                self.file = Some(file);
                 self.len = len;
                 self.base = len;
                 self.pending.clear();
@@ -456,8 +523,10 @@ impl Journal for FileJournal {
                 Ok(())
             }
             Err(e) => {
-                let _ = std::fs::remove_file(self.dir.join(TEMP_FILE));
-                self.file = None;
+                if let Backend::File(file) = &mut self.backend {
+                    let _ = std::fs::remove_file(self.dir.join(TEMP_FILE));
+                    *file = None;
+                }
                 Err(self.fail("rewrite", &e))
             }
         }
@@ -473,14 +542,17 @@ impl FileJournal {
         if self.pending.is_empty() || self.rewriting {
             return Ok(());
         }
-        let Some(file) = self.file.as_mut() else {
-            // Before the first rewrite nothing is written (after a torn tail, appending
-            // would bury it): the rewrite writes everything.
-            return Err(Unrecorded);
+        let written = match &mut self.backend {
+            Backend::File(None) | Backend::Etcd { ready: false, .. } => {
+                // Before the first rewrite nothing is written (after a torn tail, appending
+                // would bury it): the rewrite writes everything.
+                return Err(Unrecorded);
+            }
+            Backend::File(Some(file)) => file
+                .write_all(&self.pending)
+                .and_then(|()| file.sync_data()),
+            Backend::Etcd { log, .. } => log.append(&self.pending).map_err(io::Error::other),
         };
-        let written = file
-            .write_all(&self.pending)
-            .and_then(|()| file.sync_data());
         match written {
             Ok(()) => {
                 self.len = self
@@ -492,7 +564,10 @@ impl FileJournal {
             }
             Err(e) => {
                 // Part of it may be in the file: a torn frame that only a rewrite removes.
-                self.file = None;
+                match &mut self.backend {
+                    Backend::File(file) => *file = None,
+                    Backend::Etcd { ready, .. } => *ready = false,
+                }
                 Err(self.fail("append", &e))
             }
         }

@@ -6,9 +6,11 @@
 use std::io::Write;
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod deployments;
+pub mod etcd;
 pub mod http;
 pub mod journal;
 pub mod log;

@@ -321,6 +321,11 @@ pub fn link(link: Link) {
     }
 }
 
+/// Something that stops lockstep.
+pub fn error(message: &str) {
+    line(LogLevel::Error, "message", &[("message", json!(message))]);
+}
+
 /// Something worth an operator's attention.
 pub fn warn(message: &str) {
     line(LogLevel::Warn, "message", &[("message", json!(message))]);

@@ -39,6 +39,8 @@ pub struct JournalStats {
     pub rewrites: u64,
     /// Whether it can be written.
     pub writable: bool,
+    /// Cluster mode: whether etcd answered the lease's last renewal (`None`: not a cluster).
+    pub etcd_answers: Option<bool>,
 }
 
 /// How a deployment ended, as a label.
@@ -204,7 +206,8 @@ impl Metrics {
                 &mut out,
                 "lockstep_journal_syncs_total",
                 "counter",
-                "Commits of the journal, each written with one fdatasync.",
+                "Commits of the journal, each written with one fdatasync (cluster mode: one etcd \
+                 transaction).",
             );
             let _ = writeln!(out, "lockstep_journal_syncs_total {}", journal.syncs);
             header(
@@ -225,6 +228,24 @@ impl Metrics {
                 "lockstep_journal_writable {}",
                 u8::from(journal.writable)
             );
+            if let Some(answers) = journal.etcd_answers {
+                header(
+                    &mut out,
+                    "lockstep_cluster_active",
+                    "gauge",
+                    "1: this instance holds /lockstep/leader and runs the deployments (a \
+                     standby serves nothing).",
+                );
+                let _ = writeln!(out, "lockstep_cluster_active 1");
+                header(
+                    &mut out,
+                    "lockstep_cluster_etcd_answers",
+                    "gauge",
+                    "1 while etcd answers the lease's renewals; 0 while it does not (the lease \
+                     lapses after its TTL).",
+                );
+                let _ = writeln!(out, "lockstep_cluster_etcd_answers {}", u8::from(answers));
+            }
         }
         header(
             &mut out,

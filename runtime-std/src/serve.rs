@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_executor::LocalExecutor;
@@ -22,7 +23,9 @@ use lockstep_core::deployer::{DeploymentId, Policy, SSE_HEARTBEAT, write_sse};
 use lockstep_core::service::{self, Endpoint, Reason, Refusal, Webhook, Webhooks};
 use lockstep_core::signature::{Headers, Secret};
 
+use crate::cluster::{ClusterOptions, ETCD_TIMEOUT, Member};
 use crate::deployments::{self, Deployments, RepositoryOption};
+use crate::etcd::Etcd;
 use crate::http::{self, Connection, Request, Response, TurnedAway, refusal};
 use crate::log;
 use crate::metrics::{JournalStats, Metrics};
@@ -66,6 +69,8 @@ pub struct Options {
     pub drain_deadline: Duration,
     /// What a read must present; none: reads are open.
     pub read_credential: Option<Credential>,
+    /// Cluster mode (`--etcd`): the journal in etcd, one active instance.
+    pub cluster: Option<ClusterOptions>,
 }
 
 struct State {
@@ -86,6 +91,10 @@ pub async fn start(
     options: Options,
 ) -> std::io::Result<Service> {
     let data_dir = options.data_dir.clone();
+    let member = match &options.cluster {
+        Some(cluster) => Some(Arc::new(join_cluster(cluster, options.listen)?)),
+        None => None,
+    };
     let (deployments, stamps) = Deployments::start(
         executor,
         &deployments::Options {
@@ -96,6 +105,7 @@ pub async fn start(
             policy: options.policy,
             agent: options.agent,
             retention: options.retention,
+            member,
         },
     )?;
     let mut webhooks =
@@ -234,6 +244,14 @@ fn handle(
         }
         Endpoint::Events { .. } => events(state, request.method == "HEAD", connection),
         Endpoint::Health if state.draining.get() => refusal(Refusal::new(Reason::ShuttingDown)),
+        Endpoint::Health if state.deployments.journal_broken() => Response::text(
+            200,
+            &format!(
+                "ok; the journal cannot be written ({}): webhooks are refused with 503 and no \
+                 step starts until it can",
+                state.deployments.journal_place()
+            ),
+        ),
         Endpoint::Health => match state.deployments.link() {
             // Still healthy: webhooks are taken, and their deployments wait for ConductR.
             Link::Down(fault) => Response::text(
@@ -251,6 +269,7 @@ fn handle(
                 syncs,
                 rewrites,
                 writable: !state.deployments.journal_broken(),
+                etcd_answers: state.deployments.etcd_answers(),
             });
             let text = state.metrics.borrow().render(
                 state.deployments.in_flight(),
@@ -319,7 +338,7 @@ async fn keep_journal(state: Rc<State>) {
         } else {
             state.deployments.rewrite_wanted().await;
         }
-        if !state.deployments.wants_rewrite() {
+        if !state.deployments.wants_rewrite() || !state.deployments.may_rewrite() {
             continue;
         }
         let now = state.deployments.time().now();
@@ -327,6 +346,22 @@ async fn keep_journal(state: Rc<State>) {
         let written = state.deployments.rewrite(stamps).is_ok();
         state.webhooks.borrow_mut().set_recording(written);
     }
+}
+
+/// Cluster mode: takes a lease from etcd, then waits (not listening) until this instance is
+/// the active one.
+fn join_cluster(cluster: &ClusterOptions, listen: SocketAddr) -> std::io::Result<Member> {
+    let etcd = Arc::new(Etcd::new(cluster.endpoints.clone(), ETCD_TIMEOUT));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let identity = format!(
+        "pid {} on {} (to listen on {listen})",
+        std::process::id(),
+        host.trim()
+    );
+    let member = Member::join(etcd, cluster.lease_ttl, identity)
+        .map_err(|e| std::io::Error::other(format!("--etcd: {e}")))?;
+    member.campaign();
+    Ok(member)
 }
 
 /// How often a journal that cannot be written is tried again.
@@ -441,6 +476,8 @@ pub fn run(options: Options, out: &mut dyn Write) -> std::io::Result<()> {
     let _ = out.flush();
     log::info(&format!("ready in {}ms", started.elapsed().as_millis()));
     futures_lite::future::block_on(executor.run(drained));
+    // Drained and committed: a standby may take over now.
+    service.state.deployments.leave_cluster();
     // Releases the data directory's lock.
     drop(service);
     Ok(())

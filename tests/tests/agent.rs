@@ -81,6 +81,7 @@ fn options(sandbox: &Sandbox, data: &Path, config: agent::Config) -> Options {
         },
         agent: config,
         retention: 100,
+        member: None,
     }
 }
 
