@@ -7,6 +7,7 @@
 //! a small blocking HTTP/1.1 client, independent of the servers under test. [`eventually`]
 //! waits for a condition with a deadline, never for a fixed time.
 
+pub mod etcd;
 pub mod prometheus;
 pub mod raw;
 pub mod stack;

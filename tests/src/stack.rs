@@ -257,6 +257,25 @@ pub fn serve_program_on(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Serve {
+    let (mut process, dir) = start_program_on(program, command, s, dir, extra, env);
+    let addr = process.listening();
+    Serve {
+        process,
+        client: Client::new(addr),
+        dir,
+    }
+}
+
+/// [`serve_program_on`] without waiting for its `listening` line (a cluster's standby prints
+/// it only once it is the active instance).
+pub fn start_program_on(
+    program: &std::path::Path,
+    command: &[&str],
+    s: &Sandbox,
+    dir: TempDir,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Process, TempDir) {
     let data = dir.path().to_str().expect("UTF-8 path").to_owned();
     let conductr = s.url();
     let repository = format!("{conductr}/repository");
@@ -278,13 +297,7 @@ pub fn serve_program_on(
         "100ms",
     ]);
     args.extend_from_slice(extra);
-    let mut process = Process::start(program, &args, env);
-    let addr = process.listening();
-    Serve {
-        process,
-        client: Client::new(addr),
-        dir,
-    }
+    (Process::start(program, &args, env), dir)
 }
 
 /// What a finished `lockstep` run left.
@@ -634,7 +647,32 @@ pub fn assert_replaced_at_scale_3(s: &Sandbox, v: &Serve, id: &str, new: &Versio
     }
     expected.push(json!({"eventType": "deploymentSuccess", "deploymentSequence": 12}));
     assert_eq!(events, expected);
+    assert_cluster_replaced_at_scale_3(s, new, old);
 
+    let listed = listing(v, "/deployments");
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    let d = &listed[0];
+    assert_eq!(d["deploymentId"], id);
+    assert_eq!(d["bundleName"], "visualizer");
+    assert_eq!(d["version"], new.full());
+    assert_eq!(d["compatibilityVersion"], "1");
+    assert_eq!(d["state"], "succeeded");
+    let started = d["startedAt"].as_u64().expect("startedAt, a number");
+    let ended = d["endedAt"].as_u64().expect("endedAt, a number");
+    assert!(started <= ended, "{d}");
+    // Unix milliseconds, of this run.
+    let now = now_millis();
+    assert!(
+        now - 600_000 < started && ended <= now + 60_000,
+        "{d} at {now}"
+    );
+    assert!(d.get("failure").is_none(), "{d}");
+    assert_store_emptied(v);
+}
+
+/// The cluster after `new` replaced `old` at scale 3: the old bundle still loaded at scale 0,
+/// the new one running 3 instances with the old one's configuration.
+pub fn assert_cluster_replaced_at_scale_3(s: &Sandbox, new: &Version, old: &Bundle) {
     let after = bundles(s);
     assert_eq!(after.len(), 2, "{after:#?}");
     let old_after = after
@@ -664,26 +702,6 @@ pub fn assert_replaced_at_scale_3(s: &Sandbox, v: &Serve, id: &str, new: &Versio
         (new_after.scale, new_after.started, new_after.executions),
         (Some(3), 3, 3)
     );
-
-    let listed = listing(v, "/deployments");
-    assert_eq!(listed.len(), 1, "{listed:#?}");
-    let d = &listed[0];
-    assert_eq!(d["deploymentId"], id);
-    assert_eq!(d["bundleName"], "visualizer");
-    assert_eq!(d["version"], new.full());
-    assert_eq!(d["compatibilityVersion"], "1");
-    assert_eq!(d["state"], "succeeded");
-    let started = d["startedAt"].as_u64().expect("startedAt, a number");
-    let ended = d["endedAt"].as_u64().expect("endedAt, a number");
-    assert!(started <= ended, "{d}");
-    // Unix milliseconds, of this run.
-    let now = now_millis();
-    assert!(
-        now - 600_000 < started && ended <= now + 60_000,
-        "{d} at {now}"
-    );
-    assert!(d.get("failure").is_none(), "{d}");
-    assert_store_emptied(v);
 }
 
 /// Where the sandbox's history stands: how many changes it holds, and the started instances
