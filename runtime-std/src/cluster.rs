@@ -27,6 +27,8 @@ pub struct ClusterOptions {
     pub endpoints: Vec<BaseUrl>,
     /// The lease's time to live: how long a dead active instance holds its place.
     pub lease_ttl: Duration,
+    /// Where the others reach this instance when it is active (`None`: its listen address).
+    pub advertise: Option<std::net::SocketAddr>,
 }
 
 /// The deadline of one etcd call: a journal commit waits for it on the service's thread, so
@@ -46,9 +48,9 @@ pub struct Member {
     etcd: Arc<Etcd>,
     lease: i64,
     ttl: Duration,
-    /// What the leader key holds while this instance is active (its listening address and
-    /// process id), for the standbys' log.
-    identity: String,
+    /// What the leader key holds while this instance is active: the address the standbys
+    /// relay connections to.
+    address: String,
     /// Whether etcd answered the lease thread's last renewal.
     answers: Arc<AtomicBool>,
 }
@@ -59,7 +61,7 @@ impl Member {
     ///
     /// # Errors
     /// When etcd grants no lease.
-    pub fn join(etcd: Arc<Etcd>, ttl: Duration, identity: String) -> Result<Self, EtcdError> {
+    pub fn join(etcd: Arc<Etcd>, ttl: Duration, address: String) -> Result<Self, EtcdError> {
         let lease = etcd.grant(ttl.as_secs().max(1))?;
         let keeper = etcd.clone();
         let every = (ttl / 3).max(Duration::from_millis(100));
@@ -82,7 +84,7 @@ impl Member {
             etcd,
             lease,
             ttl,
-            identity,
+            address,
             answers,
         })
     }
@@ -119,9 +121,10 @@ impl Member {
         format!("{PREFIX}leader").into_bytes()
     }
 
-    /// Waits until this instance holds the leader key (bound to its lease); says once who
-    /// holds it meanwhile. etcd unreachable: tries again every second.
-    pub fn campaign(&self) {
+    /// Waits until this instance holds the leader key (bound to its lease), telling
+    /// `holder` where the active instance is each time it reads it; says in the log when
+    /// that changes. etcd unreachable: tries again every second.
+    pub fn campaign(&self, mut holder_at: impl FnMut(&str)) {
         let key = Self::leader_key();
         let mut said = None::<String>;
         loop {
@@ -129,7 +132,7 @@ impl Member {
                 &[Compare::Absent(&key)],
                 &[Op::Put {
                     key: &key,
-                    value: self.identity.as_bytes(),
+                    value: self.address.as_bytes(),
                     lease: self.lease,
                 }],
                 &[Op::Get(&key)],
@@ -162,10 +165,14 @@ impl Member {
                 ));
                 return;
             }
+            if !holder.starts_with("unknown") {
+                holder_at(&holder);
+            }
             if said.as_deref() != Some(holder.as_str()) {
                 log::info(&format!(
-                    "cluster: standby; the active instance is {holder}; taking over when its \
-                     lease expires (at most {}s after it stops)",
+                    "cluster: standby; the active instance is at {holder} (connections are \
+                     relayed to it); taking over when its lease expires (at most {}s after it \
+                     stops)",
                     self.ttl.as_secs()
                 ));
                 said = Some(holder);

@@ -36,6 +36,7 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     pub etcd: Vec<BaseUrl>,
     pub lease_ttl: Duration,
+    pub advertise: Option<SocketAddr>,
     pub secret_file: Option<PathBuf>,
     pub read_credential_file: Option<PathBuf>,
     pub max_head: usize,
@@ -225,6 +226,8 @@ pub enum Error {
     Secret(SecretError),
     /// No `--data-dir`, and no per-user location to default to.
     NoDataDir,
+    /// Cluster mode, listening on every interface, without `--advertise`.
+    NoAdvertise,
     /// `--data-dir` could not be created.
     DataDir {
         /// The directory.
@@ -257,6 +260,10 @@ impl fmt::Display for Error {
                  published to (or LOCKSTEP_REPOSITORY)",
             ),
             Self::Secret(e) => e.fmt(f),
+            Self::NoAdvertise => f.write_str(
+                "--advertise is required with --etcd when --listen is 0.0.0.0 or [::]: the \
+                 other instances relay to the active one at that address",
+            ),
             Self::NoDataDir => f.write_str(
                 "--data-dir is required when neither XDG_STATE_HOME nor HOME is set (or \
                  LOCKSTEP_DATA_DIR)",
@@ -426,6 +433,17 @@ pub static SETTINGS: &[Setting] = &[
                 return Err(SettingError::AtLeast("2s"));
             }
             c.lease_ttl = ttl;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "advertise",
+        default: "(the listen address)",
+        help: "Cluster mode: the address at which the other instances reach this one when it \
+               is the active instance (they relay every connection to it); required when \
+               --listen is 0.0.0.0 or [::]",
+        apply: |c, v| {
+            c.advertise = Some(parse_address(v)?);
             Ok(())
         },
     },
@@ -737,6 +755,7 @@ impl Default for Config {
             data_dir: None,
             etcd: Vec::new(),
             lease_ttl: Duration::from_secs(10),
+            advertise: None,
             secret_file: None,
             read_credential_file: None,
             max_head: 0,
@@ -861,6 +880,9 @@ impl Config {
             Some(file) => Some(read_credential(file)?),
             None => None,
         };
+        if !self.etcd.is_empty() && self.advertise.is_none() && self.listen.ip().is_unspecified() {
+            return Err(Error::NoAdvertise);
+        }
         let data_dir = match &self.data_dir {
             Some(dir) => dir.clone(),
             None => default_data_dir(env).ok_or(Error::NoDataDir)?,
@@ -919,6 +941,7 @@ impl Config {
             cluster: (!self.etcd.is_empty()).then(|| ClusterOptions {
                 endpoints: self.etcd.clone(),
                 lease_ttl: self.lease_ttl,
+                advertise: self.advertise,
             }),
         })
     }

@@ -898,6 +898,19 @@ async fn hold_response(
     Ok(Sent::Held)
 }
 
+/// Writes `response` on a connection that closes after it (nothing of the request read), with
+/// `deadline` for the write.
+pub async fn answer_and_close(stream: &mut TcpStream, response: &Response, deadline: Duration) {
+    let bytes = encode(response, false, Persist::Close);
+    let _ = stream
+        .write_all(&bytes)
+        .or(async {
+            Timer::after(deadline).await;
+            Ok(())
+        })
+        .await;
+}
+
 /// Binds a listener, with the OS choosing the port when it is 0.
 pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr).await

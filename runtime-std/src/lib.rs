@@ -16,6 +16,7 @@ pub mod journal;
 pub mod log;
 pub mod metrics;
 pub mod platform;
+pub mod relay;
 pub mod repository;
 pub mod samples;
 pub mod sandbox;

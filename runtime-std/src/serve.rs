@@ -29,6 +29,7 @@ use crate::etcd::Etcd;
 use crate::http::{self, Connection, Request, Response, TurnedAway, refusal};
 use crate::log;
 use crate::metrics::{JournalStats, Metrics};
+use crate::relay::{Leader, relay_until_won};
 use crate::signals::Stop;
 use crate::url::BaseUrl;
 
@@ -90,9 +91,25 @@ pub async fn start(
     executor: &Rc<LocalExecutor<'static>>,
     options: Options,
 ) -> std::io::Result<Service> {
+    start_telling(executor, options, &mut |_| {}).await
+}
+
+/// [`start`], telling `listening` the address as soon as it listens when that is before it
+/// serves (a cluster's standby relays connections to the active instance meanwhile).
+pub async fn start_telling(
+    executor: &Rc<LocalExecutor<'static>>,
+    options: Options,
+    listening: &mut dyn FnMut(SocketAddr),
+) -> std::io::Result<Service> {
     let data_dir = options.data_dir.clone();
+    let listener = http::bind(options.listen).await?;
+    let addr = listener.local_addr()?;
     let member = match &options.cluster {
-        Some(cluster) => Some(Arc::new(join_cluster(cluster, options.listen)?)),
+        Some(cluster) => {
+            listening(addr);
+            let max = options.limits.max_connections;
+            Some(join_cluster(executor, cluster, &listener, max).await?)
+        }
         None => None,
     };
     let (deployments, stamps) = Deployments::start(
@@ -120,8 +137,6 @@ pub async fn start(
         webhooks.set_recording(false);
     }
     let metrics = deployments.metrics();
-    let listener = http::bind(options.listen).await?;
-    let addr = listener.local_addr()?;
     let state = Rc::new(State {
         deployments,
         webhooks: RefCell::new(webhooks),
@@ -348,19 +363,44 @@ async fn keep_journal(state: Rc<State>) {
     }
 }
 
-/// Cluster mode: takes a lease from etcd, then waits (not listening) until this instance is
-/// the active one.
-fn join_cluster(cluster: &ClusterOptions, listen: SocketAddr) -> std::io::Result<Member> {
+/// Cluster mode: takes a lease from etcd, then relays every connection `listener` accepts to
+/// the active instance until this one is the active one.
+async fn join_cluster(
+    executor: &Rc<LocalExecutor<'static>>,
+    cluster: &ClusterOptions,
+    listener: &async_net::TcpListener,
+    max_connections: usize,
+) -> std::io::Result<Arc<Member>> {
+    let address = match cluster.advertise {
+        Some(addr) => addr,
+        None => listener.local_addr()?,
+    };
     let etcd = Arc::new(Etcd::new(cluster.endpoints.clone(), ETCD_TIMEOUT));
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let identity = format!(
-        "pid {} on {} (to listen on {listen})",
-        std::process::id(),
-        host.trim()
+    let member = Arc::new(
+        Member::join(etcd, cluster.lease_ttl, address.to_string())
+            .map_err(|e| std::io::Error::other(format!("--etcd: {e}")))?,
     );
-    let member = Member::join(etcd, cluster.lease_ttl, identity)
-        .map_err(|e| std::io::Error::other(format!("--etcd: {e}")))?;
-    member.campaign();
+    let leader: Leader = Arc::default();
+    let (won, won_told) = async_channel::bounded(1);
+    let (campaigner, told) = (member.clone(), leader.clone());
+    std::thread::Builder::new()
+        .name("campaign".into())
+        .spawn(move || {
+            campaigner.campaign(|at| {
+                *told
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(at.to_owned());
+            });
+            let _ = won.send_blocking(());
+        })?;
+    relay_until_won(
+        executor.clone(),
+        listener.clone(),
+        leader,
+        won_told,
+        max_connections,
+    )
+    .await;
     Ok(member)
 }
 
@@ -469,11 +509,18 @@ fn events(state: &State, head: bool, connection: &Connection) -> Response {
 pub fn run(options: Options, out: &mut dyn Write) -> std::io::Result<()> {
     let executor = Rc::new(LocalExecutor::new());
     let started = Instant::now();
-    let service = futures_lite::future::block_on(executor.run(start(&executor, options)))?;
+    let told = Cell::new(false);
+    let mut tell = |addr: SocketAddr| {
+        let _ = writeln!(out, "listening on http://{addr}");
+        let _ = out.flush();
+        told.set(true);
+    };
+    let service =
+        futures_lite::future::block_on(executor.run(start_telling(&executor, options, &mut tell)))?;
     let drained = service.drain_on_signals(&executor);
-    let addr = service.addr();
-    let _ = writeln!(out, "listening on http://{addr}");
-    let _ = out.flush();
+    if !told.get() {
+        tell(service.addr());
+    }
     log::info(&format!("ready in {}ms", started.elapsed().as_millis()));
     futures_lite::future::block_on(executor.run(drained));
     // Drained and committed: a standby may take over now.
