@@ -5,7 +5,7 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use crate::{Client, Process, TempDir, eventually};
+use crate::{Client, Process, TempDir, eventually, which};
 
 /// An etcd of the test's own.
 #[derive(Debug)]
@@ -107,13 +107,4 @@ impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// `name` on the PATH (or in /usr/sbin, /usr/bin).
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/bin".into()])
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }

@@ -20,6 +20,15 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
+/// `name` on the PATH (or in /usr/sbin, /usr/bin).
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into()])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
 /// The path of `bin` from package `package`, built now with the test's own profile if needed.
 ///
 /// # Panics

@@ -1,57 +1,53 @@
 //! Cluster mode (`lockstep serve --etcd`): a real etcd, the sandbox, and instances of the real
-//! binary. One instance is active; a standby takes over when the active one dies and finishes
-//! what it was doing; etcd away means 503 and no step, and nothing lost when it returns.
+//! binary. One instance is active; a standby relays every connection to it (every instance
+//! answers the same), takes over when the active one dies and finishes what it was doing; etcd
+//! away means 503 and no step, and nothing lost when it returns.
 
 use std::time::{Duration, Instant};
 
+use lockstep_core::signature::bintray_sign;
 use lockstep_tests::etcd::EtcdServer;
 use lockstep_tests::stack::*;
-use lockstep_tests::{Client, Process, TempDir, binary, eventually};
+use lockstep_tests::{TempDir, binary, eventually};
 
 /// The lease of the tests' instances: a dead active instance is replaced within it.
 const TTL: &str = "3s";
 
-fn cluster_flags(etcd: &EtcdServer) -> Vec<String> {
-    vec![
-        "--etcd".into(),
-        etcd.url(),
-        "--lease-ttl".into(),
-        TTL.into(),
-    ]
-}
-
-/// An instance of the cluster, started; it may be the active one or a standby.
-fn instance(s: &Sandbox, etcd: &EtcdServer) -> (Process, TempDir) {
-    let flags = cluster_flags(etcd);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    start_program_on(
+/// An instance of the cluster, listening: the active one, or a standby that relays.
+fn instance(s: &Sandbox, etcd: &EtcdServer) -> Serve {
+    let url = etcd.url();
+    serve_program_on(
         &binary("lockstep", "lockstep"),
         &["serve"],
         s,
         TempDir::new("lockstep-cluster-data"),
-        &flags,
+        &["--etcd", &url, "--lease-ttl", TTL],
         &[("BINTRAY_WEBHOOK_SECRET", SECRET)],
     )
 }
 
-/// The active instance, once it listens.
-fn active((mut process, dir): (Process, TempDir)) -> Serve {
-    let addr = process.listening();
-    Serve {
-        process,
-        client: Client::new(addr),
-        dir,
-    }
+/// Waits until `v` says it is the active instance.
+fn wait_active(v: &Serve) {
+    eventually("the instance to be the active one", WAIT, || {
+        v.process
+            .stderr()
+            .contains("cluster: this instance is active")
+            .then_some(())
+    });
 }
 
-/// An active instance and a standby (waiting, not listening).
-fn active_and_standby(s: &Sandbox, etcd: &EtcdServer) -> (Serve, (Process, TempDir)) {
-    let a = active(instance(s, etcd));
-    let (b, b_dir) = instance(s, etcd);
+/// An active instance and a standby.
+fn active_and_standby(s: &Sandbox, etcd: &EtcdServer) -> (Serve, Serve) {
+    let a = instance(s, etcd);
+    wait_active(&a);
+    let b = instance(s, etcd);
     eventually("the second instance to wait as a standby", WAIT, || {
-        b.stderr().contains("cluster: standby").then_some(())
+        b.process
+            .stderr()
+            .contains("cluster: standby")
+            .then_some(())
     });
-    (a, (b, b_dir))
+    (a, b)
 }
 
 /// A deployment of the first compatible version on `a`, its six scale requests slowed down
@@ -76,7 +72,7 @@ fn held(s: &Sandbox) -> usize {
 fn test_cluster_standby_finishes_the_deployment_of_a_killed_active_instance() {
     let etcd = EtcdServer::start();
     let s = sandbox(&[]);
-    let (a, (b, b_dir)) = active_and_standby(&s, &etcd);
+    let (a, b) = active_and_standby(&s, &etcd);
     // The bundle event stream of the active instance is connected before a rule can hold it.
     eventually("the event stream to connect", WAIT, || {
         let count = s.client.get("/sandbox/faults").json()["requestCount"].as_u64()?;
@@ -90,15 +86,46 @@ fn test_cluster_standby_finishes_the_deployment_of_a_killed_active_instance() {
     let old = the_running_bundle(&s);
     let new = s.compatible(0);
     let before = mark(&s);
-    let id = accepted(&a, &notify(&a, &new), "/deployments");
+    let header = lockstep_header(new.body().as_bytes(), now_secs());
+    let signed = [("X-Lockstep-Signature", header.as_str())];
+    let id = accepted(
+        &a,
+        &post(&a, HOOK, &signed, new.body().as_bytes()),
+        "/deployments",
+    );
+    // The same signature sent to the standby is the same replay, refused.
+    assert_refused(
+        &post(&b, HOOK, &signed, new.body().as_bytes()),
+        403,
+        "replay through the standby",
+    );
     eventually("the third scale request to be held", WAIT, || {
         (held(&s) > 0).then_some(())
     });
+    // Every instance answers the same: the standby relays to the active one. A redelivery
+    // sent to it gets the same id; the listing and the deployment's events are the same.
+    let mac = bintray_sign(&secret(), "visualizer").as_str().to_owned();
+    let redelivered = post(
+        &b,
+        HOOK,
+        &[("X-Bintray-Hook-Hmac", &mac)],
+        new.body().as_bytes(),
+    );
+    assert_eq!(
+        (redelivered.status, redelivered.text()),
+        (202, id.clone()),
+        "a redelivery through the standby"
+    );
+    assert_eq!(listing(&b, "/deployments"), listing(&a, "/deployments"));
+    assert_eq!(
+        events(&b, "/deployments", &id),
+        events(&a, "/deployments", &id)
+    );
     let Serve { mut process, .. } = a;
     process.signal("KILL");
     let killed = Instant::now();
     assert_eq!(process.wait(WAIT), None, "killed by a signal");
-    let b = active((b, b_dir));
+    wait_active(&b);
     let took = killed.elapsed();
     // Same id, its events kept; it ends replaced at scale 3, never more than 4 instances. (Its
     // downloads were the killed instance's: a step that needs them may show twice.)
@@ -126,7 +153,8 @@ fn test_cluster_standby_finishes_the_deployment_of_a_killed_active_instance() {
 fn test_cluster_etcd_away_refuses_webhooks_and_the_deployment_finishes_when_it_returns() {
     let mut etcd = EtcdServer::start();
     let s = sandbox(&[]);
-    let a = active(instance(&s, &etcd));
+    let a = instance(&s, &etcd);
+    wait_active(&a);
     // The deployment is under way while etcd is away.
     let (id, new, old, before) = slow_deployment(&s, &a);
     etcd.stop();
@@ -173,11 +201,11 @@ fn test_cluster_etcd_away_refuses_webhooks_and_the_deployment_finishes_when_it_r
 fn test_cluster_a_paused_active_instance_is_replaced_and_exits_when_it_wakes() {
     let etcd = EtcdServer::start();
     let s = sandbox(&[]);
-    let (mut a, (b, b_dir)) = active_and_standby(&s, &etcd);
+    let (mut a, b) = active_and_standby(&s, &etcd);
     let (id, new, old, before) = slow_deployment(&s, &a);
     // A long pause: its lease lapses, and the standby takes over.
     a.process.signal("STOP");
-    let b = active((b, b_dir));
+    wait_active(&b);
     let events = ended(&b, &id);
     assert_succeeded(&events);
     assert_cluster_replaced_at_scale_3(&s, &new, &old);
@@ -197,7 +225,7 @@ fn test_cluster_a_paused_active_instance_is_replaced_and_exits_when_it_wakes() {
 fn test_cluster_sigterm_hands_over_at_once() {
     let etcd = EtcdServer::start();
     let s = sandbox(&[]);
-    let (a, (b, b_dir)) = active_and_standby(&s, &etcd);
+    let (a, b) = active_and_standby(&s, &etcd);
     // What a deployment costs in etcd: one transaction per journal commit.
     let syncs = |v: &Serve| {
         let text = v.client.get("/metrics").text();
@@ -222,7 +250,7 @@ fn test_cluster_sigterm_hands_over_at_once() {
     let Serve { mut process, .. } = a;
     let stopped = Instant::now();
     process.stop("TERM", WAIT);
-    let b = active((b, b_dir));
+    wait_active(&b);
     let took = stopped.elapsed();
     assert!(
         process.stderr().contains("the lease is given back"),
@@ -232,4 +260,102 @@ fn test_cluster_sigterm_hands_over_at_once() {
     let r = b.client.get("/healthz");
     assert_eq!(r.status, 200, "{}", r.text());
     println!("hand-over after SIGTERM: {}ms", took.as_millis());
+}
+
+/// The README's HAProxy backend for two instances, as written (only the two addresses
+/// replaced), in front of an active instance and a standby: 20 webhooks round-robin over both,
+/// for two versions in turn (redeliveries while one is in flight). Every accepted deployment ends, the bundle never has more than one
+/// instance over its scale (never two deployments of it at once), and both instances list the
+/// same deployments.
+#[test]
+fn test_cluster_behind_the_readmes_haproxy_round_robin() {
+    let haproxy = lockstep_tests::which("haproxy")
+        .expect("the cluster tests need haproxy (apt-get install haproxy; .ci/run installs it)");
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("    backend lockstep\n        balance roundrobin\n")
+        .expect("the README's cluster backend");
+    let block: Vec<&str> = readme[start..]
+        .lines()
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| &l[4..])
+        .collect();
+    let etcd = EtcdServer::start();
+    let s = sandbox(&[]);
+    let (a, b) = active_and_standby(&s, &etcd);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let config = format!(
+        "defaults\n    mode http\n    timeout connect 5s\n    timeout client 60s\n    \
+         timeout server 60s\nfrontend webhooks\n    bind 127.0.0.1:{port}\n    \
+         default_backend lockstep\n{}\n",
+        block
+            .join("\n")
+            .replace("10.0.0.5:9010", &a.client.addr.to_string())
+            .replace("10.0.0.6:9010", &b.client.addr.to_string())
+    );
+    let dir = TempDir::new("lockstep-haproxy");
+    let file = dir.path().join("haproxy.cfg");
+    std::fs::write(&file, config).expect("write the configuration");
+    let _haproxy = lockstep_tests::Process::start(
+        &haproxy,
+        &["-db", "-f", file.to_str().expect("UTF-8")],
+        &[],
+    );
+    let front =
+        lockstep_tests::Client::new(format!("127.0.0.1:{port}").parse().expect("an address"));
+    eventually("HAProxy to find both instances up", WAIT, || {
+        let ups = (0..4)
+            .filter(|_| {
+                front
+                    .try_request("GET", "/healthz", &[], b"")
+                    .is_ok_and(|r| r.status == 200)
+            })
+            .count();
+        (ups == 4).then_some(())
+    });
+    let before = mark(&s);
+    let mac = bintray_sign(&secret(), "visualizer").as_str().to_owned();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let version = s.compatible(i % 2);
+        let r = front.request(
+            "POST",
+            HOOK,
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Bintray-Hook-Hmac", &mac),
+            ],
+            version.body().as_bytes(),
+        );
+        assert_eq!(r.status, 202, "webhook {i}: {}", r.text());
+        if !ids.contains(&r.text()) {
+            ids.push(r.text());
+        }
+        // Every fifth, the deployments so far end: the next ones are new deployments, not
+        // redeliveries.
+        if i % 5 == 4 {
+            for id in &ids {
+                ended(&a, id);
+            }
+        }
+    }
+    for id in &ids {
+        ended(&a, id);
+    }
+    assert_history_within_2_to_4(&s, before);
+    let listed = listing(&a, "/deployments");
+    assert_eq!(listing(&b, "/deployments"), listed);
+    for id in &ids {
+        assert!(
+            listed.iter().any(|d| d["deploymentId"] == id.as_str()),
+            "{id} in {listed:#?}"
+        );
+    }
+    println!(
+        "20 webhooks through HAProxy: {} deployments, all ended",
+        ids.len()
+    );
 }
