@@ -106,9 +106,8 @@ pub async fn start_telling(
     let addr = listener.local_addr()?;
     let member = match &options.cluster {
         Some(cluster) => {
-            listening(addr);
             let max = options.limits.max_connections;
-            Some(join_cluster(executor, cluster, &listener, max).await?)
+            Some(join_cluster(executor, cluster, &listener, max, listening).await?)
         }
         None => None,
     };
@@ -363,13 +362,14 @@ async fn keep_journal(state: Rc<State>) {
     }
 }
 
-/// Cluster mode: takes a lease from etcd, then relays every connection `listener` accepts to
-/// the active instance until this one is the active one.
+/// Cluster mode: takes a lease from etcd, tells `listening`, then relays every connection
+/// `listener` accepts to the active instance until this one is the active one.
 async fn join_cluster(
     executor: &Rc<LocalExecutor<'static>>,
     cluster: &ClusterOptions,
     listener: &async_net::TcpListener,
     max_connections: usize,
+    listening: &mut dyn FnMut(SocketAddr),
 ) -> std::io::Result<Arc<Member>> {
     let address = match cluster.advertise {
         Some(addr) => addr,
@@ -380,6 +380,8 @@ async fn join_cluster(
         Member::join(etcd, cluster.lease_ttl, address.to_string())
             .map_err(|e| std::io::Error::other(format!("--etcd: {e}")))?,
     );
+    // A member of the cluster: it answers from now on (relaying, until it is the active one).
+    listening(listener.local_addr()?);
     let leader: Leader = Arc::default();
     let (won, won_told) = async_channel::bounded(1);
     let (campaigner, told) = (member.clone(), leader.clone());
