@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::etcd::{Compare, Etcd, EtcdError, Op, prefix_end};
+use crate::journal::RemoteLog;
 use crate::log;
 use crate::url::BaseUrl;
 
@@ -272,12 +273,16 @@ impl EtcdLog {
         let endpoints: Vec<&str> = self.etcd.endpoints().iter().map(|e| e.as_str()).collect();
         format!("{PREFIX}journal/ in etcd ({})", endpoints.join(","))
     }
+}
 
-    /// Appends `bytes` as the next chunk, if this instance is still the active one.
-    ///
-    /// # Errors
-    /// When etcd does not answer, or the leader key is no longer this instance's.
-    pub fn append(&mut self, bytes: &[u8]) -> Result<(), String> {
+impl RemoteLog for EtcdLog {
+    fn place(&self) -> String {
+        Self::place(self)
+    }
+
+    /// Appends `bytes` as the next chunk, if this instance is still the active one: an error
+    /// when etcd does not answer, or the leader key is no longer this instance's.
+    fn append(&mut self, bytes: &[u8]) -> Result<(), String> {
         let key = chunk_key(self.generation, self.next);
         self.guarded(&[Op::Put {
             key: &key,
@@ -288,11 +293,9 @@ impl EtcdLog {
         Ok(())
     }
 
-    /// Replaces the journal with `bytes`, atomically for a reader.
-    ///
-    /// # Errors
-    /// When etcd does not answer, or the leader key is no longer this instance's.
-    pub fn rewrite(&mut self, bytes: &[u8]) -> Result<(), String> {
+    /// Writes a new generation, then switches to it and deletes the old ones in one
+    /// transaction.
+    fn rewrite(&mut self, bytes: &[u8]) -> Result<(), String> {
         let new = self.generation + 1;
         // What an interrupted rewrite left at this generation or later.
         let from = chunk_prefix(new);
@@ -328,7 +331,9 @@ impl EtcdLog {
         self.next = count;
         Ok(())
     }
+}
 
+impl EtcdLog {
     fn guarded(&mut self, ops: &[Op<'_>]) -> Result<(), String> {
         let leader = Member::leader_key();
         let txn = self

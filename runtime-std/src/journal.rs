@@ -191,8 +191,31 @@ pub struct FileJournal {
 enum Backend {
     /// The file, open for appending; `None` until the first rewrite.
     File(Option<File>),
-    /// etcd; `ready` once a rewrite has written a generation of this process's.
-    Etcd { log: EtcdLog, ready: bool },
+    /// Elsewhere (cluster mode: etcd); `ready` once a rewrite has written it.
+    Remote {
+        log: Box<dyn RemoteLog>,
+        ready: bool,
+    },
+}
+
+/// A journal kept elsewhere than in a file ([`crate::cluster::EtcdLog`]): its bytes appended
+/// and rewritten whole. Behind a trait object so that a binary that never keeps one (the
+/// minimal runtime) never links one.
+pub trait RemoteLog: fmt::Debug + Send {
+    /// Appends `bytes`.
+    ///
+    /// # Errors
+    /// Why they were not recorded.
+    fn append(&mut self, bytes: &[u8]) -> Result<(), String>;
+
+    /// Replaces everything with `bytes`, atomically for a reader.
+    ///
+    /// # Errors
+    /// Why it was not recorded.
+    fn rewrite(&mut self, bytes: &[u8]) -> Result<(), String>;
+
+    /// Where it is, for messages.
+    fn place(&self) -> String;
 }
 
 /// Takes the data directory's lock and reads its journal. The journal is not written until
@@ -221,10 +244,11 @@ pub fn open_etcd(dir: &Path, member: &Member) -> Result<(FileJournal, Restored),
         error: io::Error::other(e.to_string()),
     })?;
     let place = PathBuf::from(log.place());
+    let log: Box<dyn RemoteLog> = Box::new(log);
     journal_of(
         dir,
         lock,
-        Backend::Etcd { log, ready: false },
+        Backend::Remote { log, ready: false },
         &bytes,
         &place,
     )
@@ -382,13 +406,13 @@ impl FileJournal {
     pub fn path(&self) -> PathBuf {
         match &self.backend {
             Backend::File(_) => self.dir.join(FILE),
-            Backend::Etcd { log, .. } => PathBuf::from(log.place()),
+            Backend::Remote { log, .. } => PathBuf::from(log.place()),
         }
     }
 
     /// Whether it is kept in etcd (cluster mode).
     pub const fn in_etcd(&self) -> bool {
-        matches!(self.backend, Backend::Etcd { .. })
+        matches!(self.backend, Backend::Remote { .. })
     }
 
     /// The file's length.
@@ -411,7 +435,7 @@ impl FileJournal {
     pub fn wants_rewrite(&self) -> bool {
         let unwritable = match &self.backend {
             Backend::File(file) => file.is_none(),
-            Backend::Etcd { ready, .. } => !ready,
+            Backend::Remote { ready, .. } => !ready,
         };
         self.broken.is_some()
             || unwritable
@@ -447,7 +471,7 @@ impl FileJournal {
 
     /// Writes the header and what was appended as the whole journal.
     fn write_rewrite(&mut self) -> io::Result<()> {
-        if let Backend::Etcd { log, ready } = &mut self.backend {
+        if let Backend::Remote { log, ready } = &mut self.backend {
             let mut bytes = HEADER.to_vec();
             bytes.extend_from_slice(&self.pending);
             *ready = false;
@@ -543,7 +567,7 @@ impl FileJournal {
             return Ok(());
         }
         let written = match &mut self.backend {
-            Backend::File(None) | Backend::Etcd { ready: false, .. } => {
+            Backend::File(None) | Backend::Remote { ready: false, .. } => {
                 // Before the first rewrite nothing is written (after a torn tail, appending
                 // would bury it): the rewrite writes everything.
                 return Err(Unrecorded);
@@ -551,7 +575,7 @@ impl FileJournal {
             Backend::File(Some(file)) => file
                 .write_all(&self.pending)
                 .and_then(|()| file.sync_data()),
-            Backend::Etcd { log, .. } => log.append(&self.pending).map_err(io::Error::other),
+            Backend::Remote { log, .. } => log.append(&self.pending).map_err(io::Error::other),
         };
         match written {
             Ok(()) => {
@@ -566,7 +590,7 @@ impl FileJournal {
                 // Part of it may be in the file: a torn frame that only a rewrite removes.
                 match &mut self.backend {
                     Backend::File(file) => *file = None,
-                    Backend::Etcd { ready, .. } => *ready = false,
+                    Backend::Remote { ready, .. } => *ready = false,
                 }
                 Err(self.fail("append", &e))
             }
