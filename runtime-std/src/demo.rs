@@ -236,9 +236,9 @@ fn run_in(
     let version_of = |role: &str, nth: usize| {
         demo.versions
             .iter()
-            .filter(|(_, r)| *r == role)
+            .filter(|(_, _, r)| *r == role)
             .nth(nth)
-            .map(|(v, _)| v.clone())
+            .map(|(_, v, _)| v.clone())
     };
     let running = version_of("running", 0).ok_or(Error::NoVersion("running"))?;
     let first = version_of("compatible", 0).ok_or(Error::NoVersion("compatible"))?;

@@ -221,16 +221,21 @@ impl DemoSet {
 
 /// The demo's bundles and configuration.
 pub fn demo_set() -> DemoSet {
-    // Constant segments: `bundle` and `configuration` cannot refuse them.
-    let sample = |tag, compatibility_version| {
-        bundle(DEMO_NAME, tag, compatibility_version).expect("the demo's names are valid")
-    };
-    DemoSet {
-        running: sample("1.0.0", "1"),
-        compatible: [sample("1.1.0", "1"), sample("1.2.0", "1")],
-        incompatible: sample("2.0.0", "2"),
-        configuration: configuration(DEMO_NAME).expect("the demo's name is valid"),
-    }
+    // A constant segment: `sample_set` cannot refuse it.
+    sample_set(DEMO_NAME).expect("the demo's name is valid")
+}
+
+/// The demo's four versions and configuration, for a bundle named `name`.
+///
+/// # Errors
+/// When `name` is not a segment (`[A-Za-z0-9._-]`, 1 to 255 characters).
+pub fn sample_set(name: &str) -> Result<DemoSet, SampleError> {
+    Ok(DemoSet {
+        running: bundle(name, "1.0.0", "1")?,
+        compatible: [bundle(name, "1.1.0", "1")?, bundle(name, "1.2.0", "1")?],
+        incompatible: bundle(name, "2.0.0", "2")?,
+        configuration: configuration(name)?,
+    })
 }
 
 /// The prefix of the environment variables of the endpoint `name` (ConductR's

@@ -27,6 +27,8 @@ Options:
   --demo                 Publish the sample versions of bundle visualizer (org typesafe, repo
                          bundle), run the first at scale 3 with a configuration, and print one
                          line per version: `version visualizer:<tag>-<digest> <role>`
+  --bundles NAME,...     With --demo: the same for each of these bundles, in order, instead of
+                         visualizer alone (a name: 1 to 255 of [A-Za-z0-9._-])
   -h, --help             Print this help
 ";
 
@@ -69,6 +71,15 @@ pub fn parse(args: &[String]) -> Result<Option<sandbox::Options>, Error> {
                 options.faults = Faults::parse(&json, 0).map_err(Error::Faults)?;
             }
             Long("demo") => options.demo = true,
+            Long("bundles") => {
+                let names = option_value(&mut parser, "--bundles")?;
+                options.bundles = names
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
             _ => {
                 return Err(Error::Unexpected {
                     command: "sandbox",

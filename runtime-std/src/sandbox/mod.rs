@@ -53,6 +53,8 @@ pub struct Options {
     pub max_upload: usize,
     /// Load the demo: see [`Demo`].
     pub demo: bool,
+    /// The bundles of the demo, each with the demo's versions (default: `visualizer` alone).
+    pub bundles: Vec<String>,
     /// Faults in force from the start.
     pub faults: Faults,
 }
@@ -67,18 +69,20 @@ impl Default for Options {
             heartbeat: Duration::from_secs(2),
             max_upload: 512 * 1024 * 1024,
             demo: false,
+            bundles: vec![samples::DEMO_NAME.to_owned()],
             faults: Faults::default(),
         }
     }
 }
 
-/// The demo's sample versions of bundle `visualizer`, in org `typesafe`, repo `bundle`: one
-/// running at scale 3 with a configuration, two newer compatible ones, one incompatible.
+/// The demo's sample versions of each of its bundles (`visualizer` unless told), in org
+/// `typesafe`, repo `bundle`: one running at scale 3 with a configuration, two newer compatible
+/// ones, one incompatible.
 #[derive(Clone, Debug)]
 pub struct Demo {
-    /// `(version, role)`: `<tag>-<digest>` and `running`, `compatible` or `incompatible`, in
-    /// the order printed.
-    pub versions: Vec<(String, &'static str)>,
+    /// `(bundle, version, role)`: its name, `<tag>-<digest>`, and `running`, `compatible` or
+    /// `incompatible`, in the order printed.
+    pub versions: Vec<(String, String, &'static str)>,
 }
 
 /// A started sandbox.
@@ -159,7 +163,10 @@ pub async fn start(executor: Rc<LocalExecutor<'static>>, options: Options) -> io
         held: RefCell::new(Vec::new()),
     });
     let demo = if options.demo {
-        Some(load_demo(&shared).map_err(|e| io::Error::other(format!("demo: {e}")))?)
+        Some(
+            load_demo(&shared, &options.bundles)
+                .map_err(|e| io::Error::other(format!("demo: {e}")))?,
+        )
     } else {
         None
     };
@@ -227,8 +234,8 @@ pub fn run(options: Options, out: &mut dyn Write) -> io::Result<()> {
     let _ = writeln!(out, "listening on {}", started.url());
     let _ = writeln!(out, "repository {}", started.repository_url());
     if let Some(demo) = &started.demo {
-        for (version, role) in &demo.versions {
-            let _ = writeln!(out, "version visualizer:{version} {role}");
+        for (name, version, role) in &demo.versions {
+            let _ = writeln!(out, "version {name}:{version} {role}");
         }
     }
     let _ = out.flush();
@@ -241,9 +248,24 @@ pub fn run(options: Options, out: &mut dyn Write) -> io::Result<()> {
 /// The largest bundle.conf read out of a bundle.
 const MAX_BUNDLE_CONF: usize = 64 * 1024;
 
-/// Publishes the demo's versions and loads the running one with its configuration at scale 3.
-fn load_demo(shared: &Shared) -> Result<Demo, Box<dyn std::error::Error>> {
-    let set = samples::demo_set();
+/// Publishes the demo's versions of each of `names` and loads each running one with its
+/// configuration at scale 3.
+fn load_demo(shared: &Shared, names: &[String]) -> Result<Demo, Box<dyn std::error::Error>> {
+    let mut versions = Vec::new();
+    for name in names {
+        let set = samples::sample_set(name)?;
+        for (version, role) in load_set(shared, &set)? {
+            versions.push((name.clone(), version, role));
+        }
+    }
+    Ok(Demo { versions })
+}
+
+/// Publishes `set`'s versions and loads its running one with its configuration at scale 3.
+fn load_set(
+    shared: &Shared,
+    set: &samples::DemoSet,
+) -> Result<Vec<(String, &'static str)>, Box<dyn std::error::Error>> {
     let repository = shared.repository();
     let now = std::time::SystemTime::now();
     let mut versions = Vec::new();
@@ -298,7 +320,7 @@ fn load_demo(shared: &Shared) -> Result<Demo, Box<dyn std::error::Error>> {
     cluster.start_delay = Duration::ZERO;
     cluster.set_scale(index, 3, now);
     cluster.start_delay = delay;
-    Ok(Demo { versions })
+    Ok(versions)
 }
 
 /// The bundle.conf text of a bundle zip.
