@@ -40,6 +40,8 @@ pub fn event_types_at_scale_3() -> Vec<&'static str> {
 /// A demo version the sandbox published.
 #[derive(Clone, Debug)]
 pub struct Version {
+    /// Its bundle's name (`visualizer` unless the sandbox was given `--bundles`).
+    pub name: String,
     pub tag: String,
     pub digest: String,
     pub role: String,
@@ -53,7 +55,11 @@ impl Version {
 
     /// The webhook body naming it.
     pub fn body(&self) -> String {
-        format!(r#"{{"package":"visualizer","version":"{}"}}"#, self.full())
+        format!(
+            r#"{{"package":"{}","version":"{}"}}"#,
+            self.name,
+            self.full()
+        )
     }
 }
 
@@ -72,9 +78,14 @@ impl Sandbox {
     }
 
     pub fn version(&self, role: &str, nth: usize) -> Version {
+        self.version_of("visualizer", role, nth)
+    }
+
+    /// The `nth` version of bundle `name` in `role`.
+    pub fn version_of(&self, name: &str, role: &str, nth: usize) -> Version {
         self.versions
             .iter()
-            .filter(|v| v.role == role)
+            .filter(|v| v.name == name && v.role == role)
             .nth(nth)
             .unwrap_or_else(|| panic!("no {role} version #{nth}"))
             .clone()
@@ -138,15 +149,22 @@ pub fn sandbox(extra: &[&str]) -> Sandbox {
     let addr = process.listening();
     let repository = process.line(WAIT);
     assert_eq!(repository, format!("repository http://{addr}/repository"));
-    let versions = (0..4)
+    // Four versions of each bundle of the demo.
+    let bundles = extra
+        .windows(2)
+        .find(|pair| pair[0] == "--bundles")
+        .map_or(1, |pair| pair[1].split(',').count());
+    let versions = (0..4 * bundles)
         .map(|_| {
             let line = process.line(WAIT);
             let rest = line
-                .strip_prefix("version visualizer:")
+                .strip_prefix("version ")
                 .unwrap_or_else(|| panic!("a version line: {line:?}"));
+            let (name, rest) = rest.split_once(':').expect("a name");
             let (version, role) = rest.split_once(' ').expect("version and role");
             let (tag, digest) = version.rsplit_once('-').expect("tag and digest");
             Version {
+                name: name.to_owned(),
                 tag: tag.to_owned(),
                 digest: digest.to_owned(),
                 role: role.to_owned(),

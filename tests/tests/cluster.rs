@@ -262,11 +262,51 @@ fn test_cluster_sigterm_hands_over_at_once() {
     println!("hand-over after SIGTERM: {}ms", took.as_millis());
 }
 
+/// The bundles of the HAProxy test: four keys (name, compatibilityVersion 1).
+const BUNDLES: [&str; 4] = ["visualizer", "catalog", "orders", "billing"];
+
+/// For each bundle, its started instances stay within 2..=4 at every change since `mark`: one
+/// deployment of its key at a time, each within N-1..=N+1 for N = 3.
+fn assert_each_bundle_within_2_to_4(s: &Sandbox, mark: &Mark) {
+    let names: std::collections::HashMap<String, String> = s
+        .client
+        .get("/v2/bundles")
+        .json()
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|b| {
+            let id = b["bundleId"].as_str().expect("bundleId").to_owned();
+            let name = b["attributes"]["bundleName"]
+                .as_str()
+                .expect("bundleName")
+                .to_owned();
+            (id, name)
+        })
+        .collect();
+    let mut started = mark.started.clone();
+    for entry in &s.history()[mark.seen..] {
+        let id = entry["bundleId"].as_str().expect("bundleId").to_owned();
+        started.insert(id.clone(), entry["started"].as_u64().expect("started"));
+        let name = &names[&id];
+        let total: u64 = started
+            .iter()
+            .filter(|(bundle, _)| names.get(*bundle) == Some(name))
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            (2..=4).contains(&total),
+            "{name}: {total} started at {entry}"
+        );
+    }
+}
+
 /// The README's HAProxy backend for two instances, as written (only the two addresses
-/// replaced), in front of an active instance and a standby: 20 webhooks round-robin over both,
-/// for two versions in turn (redeliveries while one is in flight). Every accepted deployment ends, the bundle never has more than one
-/// instance over its scale (never two deployments of it at once), and both instances list the
-/// same deployments.
+/// replaced), in front of an active instance and a standby: 20 signed webhooks round-robin
+/// over both, for four bundles and two versions of each, each redelivered at once to one of
+/// the instances directly. Every redelivery gets its webhook's id, every accepted deployment
+/// ends, no bundle ever has two deployments at once (never more than one instance over its
+/// scale, never fewer than one under), and both instances list the same deployments.
 #[test]
 fn test_cluster_behind_the_readmes_haproxy_round_robin() {
     let haproxy = lockstep_tests::which("haproxy")
@@ -281,7 +321,7 @@ fn test_cluster_behind_the_readmes_haproxy_round_robin() {
         .map(|l| &l[4..])
         .collect();
     let etcd = EtcdServer::start();
-    let s = sandbox(&[]);
+    let s = sandbox(&["--bundles", &BUNDLES.join(",")]);
     let (a, b) = active_and_standby(&s, &etcd);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -317,35 +357,41 @@ fn test_cluster_behind_the_readmes_haproxy_round_robin() {
         (ups == 4).then_some(())
     });
     let before = mark(&s);
-    let mac = bintray_sign(&secret(), "visualizer").as_str().to_owned();
     let mut ids = Vec::new();
     for i in 0..20 {
-        let version = s.compatible(i % 2);
-        let r = front.request(
-            "POST",
-            HOOK,
-            &[
-                ("Content-Type", "application/json"),
-                ("X-Bintray-Hook-Hmac", &mac),
-            ],
-            version.body().as_bytes(),
-        );
+        let name = BUNDLES[i % BUNDLES.len()];
+        let version = s.version_of(name, "compatible", (i / BUNDLES.len()) % 2);
+        let mac = bintray_sign(&secret(), name).as_str().to_owned();
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("X-Bintray-Hook-Hmac", mac.as_str()),
+        ];
+        let body = version.body();
+        let r = front.request("POST", HOOK, &headers, body.as_bytes());
         assert_eq!(r.status, 202, "webhook {i}: {}", r.text());
-        if !ids.contains(&r.text()) {
-            ids.push(r.text());
+        let id = r.text();
+        // Redelivered at once, straight to one of the instances: the same deployment.
+        let direct = if i % 2 == 0 { &a } else { &b };
+        let again = direct
+            .client
+            .request("POST", HOOK, &headers, body.as_bytes());
+        assert_eq!(
+            (again.status, again.text()),
+            (202, id.clone()),
+            "redelivery {i}"
+        );
+        if !ids.contains(&id) {
+            ids.push(id);
         }
-        // Every fifth, the deployments so far end: the next ones are new deployments, not
-        // redeliveries.
-        if i % 5 == 4 {
+        // After each round of the four bundles, what was sent so far ends: the next round
+        // deploys anew.
+        if i % BUNDLES.len() == BUNDLES.len() - 1 {
             for id in &ids {
                 ended(&a, id);
             }
         }
     }
-    for id in &ids {
-        ended(&a, id);
-    }
-    assert_history_within_2_to_4(&s, before);
+    assert_each_bundle_within_2_to_4(&s, &before);
     let listed = listing(&a, "/deployments");
     assert_eq!(listing(&b, "/deployments"), listed);
     for id in &ids {
@@ -355,7 +401,8 @@ fn test_cluster_behind_the_readmes_haproxy_round_robin() {
         );
     }
     println!(
-        "20 webhooks through HAProxy: {} deployments, all ended",
+        "20 webhooks through HAProxy for {} bundles: {} deployments, all ended",
+        BUNDLES.len(),
         ids.len()
     );
 }
