@@ -90,8 +90,22 @@ pub enum OpenError {
 
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const ASIDE: &str = "move it aside (mv journal journal.damaged) to start without what it \
-                             holds, or restore it from a backup";
+        const FILE_ASIDE: &str = "move it aside (mv journal journal.damaged) to start without \
+                                  what it holds, or restore it from a backup";
+        const ETCD_ASIDE: &str = "delete it (etcdctl del --prefix /lockstep/journal/; etcdctl del \
+                                  /lockstep/generation) to start without what it holds, or \
+                                  restore etcd from a snapshot";
+        let in_etcd = |path: &Path| path.to_string_lossy().contains(" in etcd (");
+        let aside = match self {
+            Self::Header { path, .. }
+            | Self::Corrupt { path, .. }
+            | Self::TooLarge { path, .. }
+                if in_etcd(path) =>
+            {
+                ETCD_ASIDE
+            }
+            _ => FILE_ASIDE,
+        };
         match self {
             Self::Locked { dir, holder } => write!(
                 f,
@@ -101,7 +115,7 @@ impl fmt::Display for OpenError {
             ),
             Self::Io { path, error } => write!(f, "`{}`: {error}", path.display()),
             Self::Header { path, error } => {
-                write!(f, "the journal `{}`: {error}; {ASIDE}", path.display())
+                write!(f, "the journal `{}`: {error}; {aside}", path.display())
             }
             Self::Corrupt {
                 path,
@@ -110,14 +124,14 @@ impl fmt::Display for OpenError {
             } => write!(
                 f,
                 "the journal `{}` is damaged at byte {offset}: a frame before the last one {}, \
-                 so the deployments it records cannot be trusted; {ASIDE}",
+                 so the deployments it records cannot be trusted; {aside}",
                 path.display(),
                 CorruptText(*error)
             ),
             Self::TooLarge { path, len } => write!(
                 f,
                 "the journal `{}` is {len} bytes, more than lockstep ever writes \
-                 ({MAX_JOURNAL_BYTES}); {ASIDE}",
+                 ({MAX_JOURNAL_BYTES}); {aside}",
                 path.display()
             ),
         }

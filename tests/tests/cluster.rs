@@ -406,3 +406,46 @@ fn test_cluster_behind_the_readmes_haproxy_round_robin() {
         ids.len()
     );
 }
+
+/// A journal in etcd damaged before its last frame: the instance refuses to take it, saying
+/// how to start without it; nothing is deployed.
+#[test]
+fn test_cluster_damaged_journal_in_etcd_refuses_to_start() {
+    use lockstep::etcd::{Etcd, Op};
+    let etcd = EtcdServer::start();
+    let client = Etcd::new(
+        vec![lockstep::url::BaseUrl::parse(&etcd.url()).expect("a URL")],
+        Duration::from_secs(5),
+    );
+    let chunk = b"/lockstep/journal/00000000000000000001/00000000000000000000";
+    let garbage = [0x5a_u8; 64];
+    let written = client
+        .txn(
+            &[],
+            &[
+                Op::Put {
+                    key: b"/lockstep/generation",
+                    value: b"1",
+                    lease: 0,
+                },
+                Op::Put {
+                    key: chunk,
+                    value: &garbage,
+                    lease: 0,
+                },
+            ],
+            &[],
+        )
+        .expect("etcd answers");
+    assert!(written.succeeded);
+    let s = sandbox(&[]);
+    let before = bundles(&s);
+    let mut v = instance(&s, &etcd);
+    assert_eq!(v.process.wait(WAIT), Some(1), "{}", v.process.stderr());
+    let stderr = v.process.stderr();
+    assert!(
+        stderr.contains("etcdctl del --prefix /lockstep/journal/"),
+        "{stderr}"
+    );
+    assert_eq!(bundles(&s), before, "nothing deployed");
+}
