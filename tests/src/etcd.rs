@@ -1,11 +1,12 @@
-//! A real etcd for the cluster tests: Debian's `etcd-server` (`.ci/run` installs it), started
+//! A real etcd for the cluster tests: Debian's `etcd-server` (installed on first use when
+//! missing, see [`crate::provide`]), started
 //! on free loopback ports with a data directory of its own, stopped and started again on the
 //! same ports and data.
 
 use std::net::TcpListener;
 use std::time::Duration;
 
-use crate::{Client, Process, TempDir, eventually, which};
+use crate::{Client, Process, TempDir, eventually, provide};
 
 /// An etcd of the test's own.
 #[derive(Debug)]
@@ -60,12 +61,7 @@ impl EtcdServer {
     }
 
     fn run(&mut self) {
-        let program = which("etcd").unwrap_or_else(|| {
-            panic!(
-                "the cluster tests need etcd (Debian: apt-get install etcd-server; .ci/run \
-                 installs it)"
-            )
-        });
+        let program = provide("etcd", "etcd-server");
         let (client, peer) = (
             format!("http://127.0.0.1:{}", self.client_port),
             format!("http://127.0.0.1:{}", self.peer_port),

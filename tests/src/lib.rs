@@ -29,6 +29,58 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// `program`, installed now from Debian's `package` when it is missing (`apt-get`, as root; the
+/// lists updated first when the install fails without them), so that the test command sets up
+/// what its end-to-end tests start, as `.ci/run` does.
+///
+/// # Panics
+/// When it is missing and cannot be installed here: the test must not pass without it.
+pub fn provide(program: &str, package: &str) -> PathBuf {
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = INSTALLING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(path) = which(program) {
+        return path;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if root && which("apt-get").is_some() {
+        let install = || {
+            Command::new("apt-get")
+                .args([
+                    "-o",
+                    "DPkg::Lock::Timeout=120",
+                    "install",
+                    "-y",
+                    "-q",
+                    package,
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !install() {
+            let _ = Command::new("apt-get")
+                .args(["-o", "DPkg::Lock::Timeout=120", "update", "-q"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            install();
+        }
+    }
+    which(program).unwrap_or_else(|| {
+        panic!(
+            "this test needs `{program}`: install Debian's {package} (apt-get install {package}); \
+             the test command installs it itself when run as root on Debian"
+        )
+    })
+}
+
 /// The path of `bin` from package `package`, built now with the test's own profile if needed.
 ///
 /// # Panics

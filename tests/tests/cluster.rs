@@ -309,8 +309,7 @@ fn assert_each_bundle_within_2_to_4(s: &Sandbox, mark: &Mark) {
 /// scale, never fewer than one under), and both instances list the same deployments.
 #[test]
 fn test_cluster_behind_the_readmes_haproxy_round_robin() {
-    let haproxy = lockstep_tests::which("haproxy")
-        .expect("the cluster tests need haproxy (apt-get install haproxy; .ci/run installs it)");
+    let haproxy = lockstep_tests::provide("haproxy", "haproxy");
     let readme = include_str!("../../README.md");
     let start = readme
         .find("    backend lockstep\n        balance roundrobin\n")
