@@ -26,13 +26,14 @@ fn instance(s: &Sandbox, etcd: &EtcdServer) -> Serve {
     )
 }
 
-/// Waits until `v` says it is the active instance.
+/// Waits until `v` is the active instance and serves (it says `ready` once its deployments are
+/// restored and it answers itself; until then, a connection it relays to a dead active
+/// instance gets 503).
 fn wait_active(v: &Serve) {
-    eventually("the instance to be the active one", WAIT, || {
-        v.process
-            .stderr()
-            .contains("cluster: this instance is active")
-            .then_some(())
+    eventually("the instance to be the active one, serving", WAIT, || {
+        let stderr = v.process.stderr();
+        let active = stderr.find("cluster: this instance is active")?;
+        stderr[active..].contains("ready in").then_some(())
     });
 }
 
