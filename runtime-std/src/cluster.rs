@@ -107,16 +107,6 @@ impl Member {
         self.answers.load(Ordering::SeqCst)
     }
 
-    /// The lease's id.
-    pub const fn lease(&self) -> i64 {
-        self.lease
-    }
-
-    /// The etcd client.
-    pub fn etcd(&self) -> &Arc<Etcd> {
-        &self.etcd
-    }
-
     /// The leader key.
     pub fn leader_key() -> Vec<u8> {
         format!("{PREFIX}leader").into_bytes()
@@ -229,8 +219,6 @@ pub struct EtcdLog {
     lease: i64,
     generation: u64,
     next: u64,
-    /// Transactions that wrote (for the metrics).
-    pub writes: u64,
 }
 
 impl EtcdLog {
@@ -262,7 +250,6 @@ impl EtcdLog {
                 lease: member.lease,
                 generation,
                 next,
-                writes: 0,
             },
             bytes,
         ))
@@ -345,7 +332,6 @@ impl EtcdLog {
                 "this instance no longer holds {PREFIX}leader (its lease expired)"
             ));
         }
-        self.writes += 1;
         Ok(())
     }
 }

@@ -424,11 +424,6 @@ impl FileJournal {
         }
     }
 
-    /// Whether it is kept in etcd (cluster mode).
-    pub const fn in_etcd(&self) -> bool {
-        matches!(self.backend, Backend::Remote { .. })
-    }
-
     /// The file's length.
     pub const fn len(&self) -> u64 {
         self.len
