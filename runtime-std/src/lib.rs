@@ -6,6 +6,7 @@
 use std::io::Write;
 
 pub mod cli;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod demo;
