@@ -17,6 +17,7 @@ pub mod journal;
 pub mod log;
 pub mod metrics;
 pub mod platform;
+pub mod publish;
 pub mod relay;
 pub mod repository;
 pub mod samples;
@@ -47,6 +48,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Some("demo") => ("lockstep demo", demo(rest, out)),
         Some("sign") => ("lockstep sign", sign(rest, out)),
         Some("sandbox") => ("lockstep sandbox", sandbox(rest, out)),
+        Some("publish") => ("lockstep publish", publish(rest, out)),
         Some(other) => (
             "lockstep",
             Err(cli::Error::UnknownCommand(other.to_owned())),
@@ -94,4 +96,11 @@ fn sandbox(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {
         return print(out, cli::sandbox::USAGE);
     };
     sandbox::run(options, out).map_err(cli::Error::Sandbox)
+}
+
+fn publish(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {
+    let Some(options) = cli::publish::parse(args)? else {
+        return print(out, cli::publish::USAGE);
+    };
+    publish::run(&options, out).map_err(cli::Error::Publish)
 }

@@ -10,12 +10,25 @@
 //!
 //! `versions.json` is a JSON array of `{"version": "<tag>-<digest>", "published": "<RFC 3339
 //! time>"}`, oldest first; the latest version is the last entry, and the latest with a tag the
-//! last entry with that tag. [`DirRepository::publish`] writes the zip, then the index, each to
-//! a temporary file in the same directory that is then renamed over the real name: a reader (a
-//! file server, another lockstep) sees the old file or the new one, never a part, and never an
-//! index entry whose zip is not there yet. Publishes through one [`DirRepository`] are
-//! serialised; two processes publishing the same package at the same instant may lose one of
-//! the two index entries (the last rename wins), so publish from one place at a time.
+//! last entry with that tag. A version published with a configuration (`lockstep publish
+//! --configuration`) has it beside its zip, as `{package}-{version}-config.zip`; nothing reads
+//! it back today (a deployment takes the running bundle's configuration from ConductR), it is
+//! kept for an operator's manual deployment.
+//!
+//! [`DirRepository::publish_release`] rules:
+//!
+//! 1. Every write goes to a temporary file in the same directory that is then renamed over the
+//!    real name: a reader (a file server, another lockstep) sees the old file or the new one,
+//!    never a part.
+//! 2. The zips are written before the index: no index entry names a zip that is not there yet.
+//! 3. The index is read, changed and written back while holding an exclusive lock
+//!    ([`File::lock`]) on [`LOCK_FILE`] beside it, so that publishers in any number of threads
+//!    and processes each add their entry: none is lost to another's rename. The lock file stays
+//!    (removing it while another publisher waits on it would let a third lock a new one).
+//! 4. Publishing a version again changes nothing that is already right: an index entry stays
+//!    with its first publication time, a zip that already holds the bytes is not rewritten.
+//! 5. A version already published with another configuration is refused, not overwritten.
+//! 6. A publish that fails after writing a zip removes the files and directory it created.
 //!
 //! Every organisation, repository, package and tag is checked as a [`Segment`] before it
 //! becomes part of a path: nothing outside the root is ever named.
@@ -24,7 +37,6 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
@@ -37,6 +49,9 @@ use crate::zip;
 
 /// The index file of a package's versions.
 pub const INDEX_FILE: &str = "versions.json";
+
+/// The file beside [`INDEX_FILE`] that publishers lock while they change the index.
+pub const LOCK_FILE: &str = ".versions.json.lock";
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -103,8 +118,8 @@ pub enum RepoError {
         /// What is wrong with it.
         error: SegmentError,
     },
-    /// Reading or writing a file failed. A publish that fails writing the index has already
-    /// written the zip (which no index entry names: harmless, and overwritten by a retry).
+    /// Reading, writing or locking a file failed. A publish that fails removes what it
+    /// created; a zip it rewrote with the bytes its name promises stays.
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -127,6 +142,11 @@ pub enum RepoError {
         /// How many.
         count: usize,
     },
+    /// The version is already published with another configuration, this file.
+    OtherConfiguration {
+        /// The configuration zip already there.
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for RepoError {
@@ -142,6 +162,12 @@ impl fmt::Display for RepoError {
             Self::Ambiguous { count } => write!(
                 f,
                 "the digest prefix matches {count} published versions: give more of it"
+            ),
+            Self::OtherConfiguration { path } => write!(
+                f,
+                "this version is already published with another configuration, {}: publish \
+                 the bundle under another tag, or remove that file first",
+                path.display()
             ),
         }
     }
@@ -223,21 +249,70 @@ impl fmt::Debug for PublishedVersion {
 // The repository
 // ---------------------------------------------------------------------------------------------
 
-/// A repository in the directory `root`; see the module doc for its layout.
+/// What to publish: a bundle zip under a tag, and the configuration zip to keep beside it.
+///
+/// Its `Debug` shows only the lengths: a configuration holds secrets.
+#[derive(Clone, Copy)]
+pub struct Release<'a> {
+    /// The tag of the version, a [`Segment`].
+    pub tag: &'a str,
+    /// The bundle zip; the version's digest is its SHA-256.
+    pub bundle: &'a [u8],
+    /// The configuration zip, if any.
+    pub configuration: Option<&'a [u8]>,
+}
+
+impl fmt::Debug for Release<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Release")
+            .field("tag", &self.tag)
+            .field("bundle_len", &self.bundle.len())
+            .field("configuration_len", &self.configuration.map(<[u8]>::len))
+            .finish()
+    }
+}
+
+/// A file of a publication: where it is, and whether this publication wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// The file.
+    pub path: PathBuf,
+    /// `false` when it already held these bytes, and was left as it was.
+    pub written: bool,
+}
+
+/// What [`DirRepository::publish_release`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Publication {
+    /// The index entry: the new one, or the one already there with its first publication time.
+    pub entry: PublishedVersion,
+    /// Whether the index gained the entry (`false`: it was there already).
+    pub indexed: bool,
+    /// The bundle zip.
+    pub bundle: Stored,
+    /// The configuration zip, when one was published.
+    pub configuration: Option<Stored>,
+}
+
+impl Publication {
+    /// Whether anything changed: `false` for a republish of what is already there.
+    pub fn changed(&self) -> bool {
+        self.indexed
+            || self.bundle.written
+            || self.configuration.as_ref().is_some_and(|c| c.written)
+    }
+}
+
+/// A repository in the directory `root`; see the module doc for its layout and rules.
 #[derive(Debug)]
 pub struct DirRepository {
     root: PathBuf,
-    /// Held while an index is read, changed and written back.
-    publishing: Mutex<()>,
 }
 
 impl DirRepository {
     /// The repository under `root`, which [`publish`](Self::publish) creates when needed.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self {
-            root: root.into(),
-            publishing: Mutex::new(()),
-        }
+        Self { root: root.into() }
     }
 
     /// The root directory.
@@ -275,12 +350,8 @@ impl DirRepository {
     }
 
     /// Publishes `zip` as version `<tag>-<sha256 of zip>` of the package, at time `published`:
-    /// writes the zip, then appends the version to the index, each atomically. Publishing a
-    /// version that is already in the index rewrites its zip and returns the entry already
-    /// there, with its first publication time: the index never holds a version twice.
-    ///
-    /// The zip is stored as given: whether it is a bundle, and whether `tag` is its tag, is the
-    /// caller's to check.
+    /// [`publish_release`](Self::publish_release) without a configuration, answering the index
+    /// entry (the one already there, with its first publication time, for a republish).
     pub fn publish(
         &self,
         org: &str,
@@ -290,40 +361,102 @@ impl DirRepository {
         zip: &[u8],
         published: SystemTime,
     ) -> Result<PublishedVersion, RepoError> {
+        let release = Release {
+            tag,
+            bundle: zip,
+            configuration: None,
+        };
+        self.publish_release(org, repo, package, release, published)
+            .map(|publication| publication.entry)
+    }
+
+    /// Publishes `release.bundle` as version `<tag>-<sha256 of the zip>` of the package, with
+    /// its configuration if any, at time `published`, by the module doc's rules: the zips, then
+    /// the index entry, under the index's lock; what is already there as it should be is left
+    /// alone, so that a republish changes nothing.
+    ///
+    /// The zips are stored as given: whether they are a bundle and a configuration, and whether
+    /// the tag is the bundle's, is the caller's to check.
+    pub fn publish_release(
+        &self,
+        org: &str,
+        repo: &str,
+        package: &str,
+        release: Release<'_>,
+        published: SystemTime,
+    ) -> Result<Publication, RepoError> {
         let (org, repo, package) = coordinates(org, repo, package)?;
-        let tag = segment(Field::Tag, tag)?;
+        let tag = segment(Field::Tag, release.tag)?;
         let published = rfc3339(published).map_err(|TimeOutOfRange| RepoError::TimeOutOfRange)?;
         let version = Version {
             tag,
-            digest: zip::digest(zip),
+            digest: zip::digest(release.bundle),
         };
-        let path = self.path_of(org, repo, package, &version);
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(io_error(dir))?;
-        }
-        write_atomically(&path, zip)?;
+        let dir = self.package_dir(org, repo, package);
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let _lock = lock(&dir)?;
 
-        // A poisoned lock only means another publish panicked; the index on disk is whole.
-        let _publishing = self
-            .publishing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let index = self.index_path(org, repo, package);
+        let index = dir.join(INDEX_FILE);
         let mut entries = read_index(&index)?;
-        if let Some(existing) = entries
+        let existing = entries
             .iter()
             .find(|e| e.tag == tag.as_str() && e.digest == version.digest)
+            .cloned();
+        let bundle_path = self.path_of(org, repo, package, &version);
+        let config_path = bundle_path.with_file_name(format!("{package}-{version}-config.zip"));
+        if let Some(configuration) = release.configuration
+            && fs::exists(&config_path).map_err(io_error(&config_path))?
+            && !holds(&config_path, configuration)?
         {
-            return Ok(existing.clone());
+            return Err(RepoError::OtherConfiguration { path: config_path });
         }
-        let entry = PublishedVersion {
-            tag: tag.as_str().to_owned(),
-            digest: version.digest,
-            published,
+
+        let mut undo = Undo::default();
+        let written = (|| {
+            let version_dir = bundle_path.parent().unwrap_or(&dir);
+            if !version_dir.is_dir() {
+                fs::create_dir(version_dir).map_err(io_error(version_dir))?;
+                undo.dir = Some(version_dir.to_path_buf());
+            }
+            let bundle = undo.store(&bundle_path, release.bundle)?;
+            let configuration = release
+                .configuration
+                .map(|bytes| undo.store(&config_path, bytes))
+                .transpose()?;
+            let indexed = existing.is_none();
+            let entry = match existing {
+                Some(entry) => entry,
+                None => {
+                    let entry = PublishedVersion {
+                        tag: tag.as_str().to_owned(),
+                        digest: version.digest,
+                        published,
+                    };
+                    entries.push(entry.clone());
+                    write_atomically(&index, render_index(&entries).as_bytes())?;
+                    entry
+                }
+            };
+            Ok(Publication {
+                entry,
+                indexed,
+                bundle,
+                configuration,
+            })
+        })();
+        // An index write can fail after its rename (syncing the directory): then the index names
+        // the zip, which must stay (rule 2).
+        let named = || {
+            read_index(&index).is_ok_and(|entries| {
+                entries
+                    .iter()
+                    .any(|e| e.tag == tag.as_str() && e.digest == version.digest)
+            })
         };
-        entries.push(entry.clone());
-        write_atomically(&index, render_index(&entries).as_bytes())?;
-        Ok(entry)
+        if written.is_err() && !named() {
+            undo.run();
+        }
+        written
     }
 
     /// The package's versions, oldest first; none when it has no index.
@@ -346,14 +479,12 @@ impl DirRepository {
         package: &str,
         tag: Option<&str>,
     ) -> Result<Option<PublishedVersion>, RepoError> {
-        if let Some(tag) = tag {
-            segment(Field::Tag, tag)?;
+        let tag = tag.map(|tag| segment(Field::Tag, tag)).transpose()?;
+        let selector = tag.map_or(VersionSelector::Latest, VersionSelector::Tag);
+        match self.resolve(org, repo, package, &selector) {
+            Err(RepoError::NotFound) => Ok(None),
+            found => found.map(Some),
         }
-        let versions = self.versions(org, repo, package)?;
-        Ok(versions
-            .into_iter()
-            .rev()
-            .find(|v| tag.is_none_or(|tag| v.tag == tag)))
     }
 
     /// The one version with `tag` whose digest starts with `digest` (docs/PROTOCOL.md §3: a prefix
@@ -367,18 +498,12 @@ impl DirRepository {
         tag: &str,
         digest: &DigestPrefix,
     ) -> Result<PublishedVersion, RepoError> {
-        segment(Field::Tag, tag)?;
-        let mut matches = self
-            .versions(org, repo, package)?
-            .into_iter()
-            .filter(|v| v.tag == tag && digest.matches(&v.digest));
-        match (matches.next(), matches.count()) {
-            (None, _) => Err(RepoError::NotFound),
-            (Some(version), 0) => Ok(version),
-            (Some(_), others) => Err(RepoError::Ambiguous {
-                count: others.saturating_add(1),
-            }),
-        }
+        let tag = segment(Field::Tag, tag)?;
+        let selector = VersionSelector::Exact {
+            tag,
+            digest: *digest,
+        };
+        self.resolve(org, repo, package, &selector)
     }
 
     /// The version a bundle shorthand selects (docs/PROTOCOL.md §3): the latest, the latest with a
@@ -391,14 +516,39 @@ impl DirRepository {
         package: &str,
         selector: &VersionSelector<'_>,
     ) -> Result<PublishedVersion, RepoError> {
-        match selector {
-            VersionSelector::Latest => self.latest(org, repo, package, None),
-            VersionSelector::Tag(tag) => self.latest(org, repo, package, Some(tag.as_str())),
-            VersionSelector::Exact { tag, digest } => self
-                .resolve_prefix(org, repo, package, tag.as_str(), digest)
-                .map(Some),
-        }?
-        .ok_or(RepoError::NotFound)
+        select(&self.versions(org, repo, package)?, selector)
+    }
+}
+
+/// The version `selector` names among `versions` (a package's index, oldest first): the
+/// latest, the latest with a tag, or the one with a tag whose digest starts with a prefix.
+/// [`RepoError::NotFound`] when there is none, [`RepoError::Ambiguous`] when a prefix matches
+/// several.
+pub fn select(
+    versions: &[PublishedVersion],
+    selector: &VersionSelector<'_>,
+) -> Result<PublishedVersion, RepoError> {
+    let with_tag = |tag: &Segment<'_>, v: &&PublishedVersion| v.tag == tag.as_str();
+    match selector {
+        VersionSelector::Latest => versions.last().cloned().ok_or(RepoError::NotFound),
+        VersionSelector::Tag(tag) => versions
+            .iter()
+            .rev()
+            .find(|v| with_tag(tag, v))
+            .cloned()
+            .ok_or(RepoError::NotFound),
+        VersionSelector::Exact { tag, digest } => {
+            let mut matches = versions
+                .iter()
+                .filter(|v| with_tag(tag, v) && digest.matches(&v.digest));
+            match (matches.next(), matches.count()) {
+                (None, _) => Err(RepoError::NotFound),
+                (Some(version), 0) => Ok(version.clone()),
+                (Some(_), others) => Err(RepoError::Ambiguous {
+                    count: others.saturating_add(1),
+                }),
+            }
+        }
     }
 }
 
@@ -414,6 +564,71 @@ fn coordinates<'a>(
     ))
 }
 
+/// Takes the exclusive lock of the package directory `dir`'s index: held until the file is
+/// dropped (closing it releases the lock, even when the process dies).
+fn lock(dir: &Path) -> Result<File, RepoError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    file.lock().map_err(io_error(&path))?;
+    Ok(file)
+}
+
+/// Whether the file at `path` holds exactly `bytes`; `false` when there is no such file.
+fn holds(path: &Path, bytes: &[u8]) -> Result<bool, RepoError> {
+    match fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_error(path)(e)),
+        Ok(meta) if meta.len() != u64::try_from(bytes.len()).unwrap_or(u64::MAX) => {
+            return Ok(false);
+        }
+        Ok(_) => {}
+    }
+    Ok(fs::read(path).map_err(io_error(path))? == bytes)
+}
+
+/// What a publish created, removed again when it fails (rule 6).
+#[derive(Default)]
+struct Undo {
+    /// The version directory, when the publish made it.
+    dir: Option<PathBuf>,
+    /// Files that were not there before.
+    files: Vec<PathBuf>,
+}
+
+impl Undo {
+    /// Writes `bytes` to `path` unless it holds them already.
+    fn store(&mut self, path: &Path, bytes: &[u8]) -> Result<Stored, RepoError> {
+        let existed = fs::exists(path).map_err(io_error(path))?;
+        let written = !(existed && holds(path, bytes)?);
+        if written {
+            write_atomically(path, bytes)?;
+            if !existed {
+                self.files.push(path.to_path_buf());
+            }
+        }
+        Ok(Stored {
+            path: path.to_path_buf(),
+            written,
+        })
+    }
+
+    /// Removes what was created, files first; best effort, as the publish has failed already.
+    fn run(self) {
+        for file in &self.files {
+            let _ = fs::remove_file(file);
+        }
+        if let Some(dir) = &self.dir {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
 /// The entries of the index at `path`; none when there is no such file.
 fn read_index(path: &Path) -> Result<Vec<PublishedVersion>, RepoError> {
     let bytes = match fs::read(path) {
@@ -421,17 +636,20 @@ fn read_index(path: &Path) -> Result<Vec<PublishedVersion>, RepoError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_error(path)(e)),
     };
-    let bad = |error| RepoError::BadIndex {
+    parse_index(&bytes).map_err(|error| RepoError::BadIndex {
         path: path.to_path_buf(),
         error,
-    };
-    let json: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|_| bad(IndexError::NotJson))?;
-    let array = json.as_array().ok_or_else(|| bad(IndexError::NotAnArray))?;
+    })
+}
+
+/// The entries of a `versions.json`, oldest first (a file's, or an HTTP repository's).
+pub fn parse_index(bytes: &[u8]) -> Result<Vec<PublishedVersion>, IndexError> {
+    let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| IndexError::NotJson)?;
+    let array = json.as_array().ok_or(IndexError::NotAnArray)?;
     array
         .iter()
         .enumerate()
-        .map(|(i, entry)| parse_entry(entry).ok_or_else(|| bad(IndexError::BadEntry(i))))
+        .map(|(i, entry)| parse_entry(entry).ok_or(IndexError::BadEntry(i)))
         .collect()
 }
 
@@ -505,6 +723,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+    use std::os::unix::fs::MetadataExt;
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
@@ -569,6 +788,7 @@ mod tests {
         let base = "typesafe/bundle/typesafe/visualizer";
         let expected: BTreeSet<String> = [
             format!("{base}/versions.json"),
+            format!("{base}/.versions.json.lock"),
             format!("{base}/v1-{d1}/visualizer-v1-{d1}.zip"),
             format!("{base}/v2-rc-1-{d2}/visualizer-v2-rc-1-{d2}.zip"),
         ]
@@ -620,7 +840,146 @@ mod tests {
         repo.publish("o", "r", "p", "v1-again", b"one", at(T0 + 1))
             .unwrap();
         assert_eq!(repo.versions("o", "r", "p").unwrap().len(), 2);
-        assert_eq!(files(tmp.path()).len(), 3);
+        // Two zips, the index and its lock file.
+        assert_eq!(files(tmp.path()).len(), 4);
+    }
+
+    #[test]
+    fn test_republish_writes_nothing() {
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
+        let release = Release {
+            tag: "v1",
+            bundle: b"one",
+            configuration: Some(b"config"),
+        };
+        let first = repo
+            .publish_release("o", "r", "p", release, at(T0))
+            .unwrap();
+        assert!(first.changed() && first.indexed && first.bundle.written);
+        let config = first.configuration.clone().unwrap();
+        assert!(config.written);
+        assert_eq!(
+            config.path,
+            tmp.path()
+                .join(format!("o/r/o/p/{}", first.entry))
+                .join(format!("p-{}-config.zip", first.entry))
+        );
+        assert_eq!(fs::read(&config.path).unwrap(), b"config");
+        let snapshot = || {
+            files(tmp.path())
+                .into_iter()
+                .map(|f| {
+                    let meta = fs::metadata(tmp.path().join(&f)).unwrap();
+                    (f, meta.modified().unwrap(), meta.ino())
+                })
+                .collect::<Vec<_>>()
+        };
+        let before = snapshot();
+
+        // Again, later: nothing is written, not even a file's time.
+        let again = repo
+            .publish_release("o", "r", "p", release, at(T0 + 60_000))
+            .unwrap();
+        assert!(!again.changed(), "{again:?}");
+        assert_eq!(again.entry, first.entry);
+        assert_eq!(snapshot(), before);
+        // Without the configuration: the one there stays.
+        let bare = Release {
+            configuration: None,
+            ..release
+        };
+        let again = repo.publish_release("o", "r", "p", bare, at(T0)).unwrap();
+        assert!(!again.changed() && again.configuration.is_none());
+        assert_eq!(snapshot(), before);
+
+        // Another configuration for the version: refused, nothing changed.
+        let other = Release {
+            configuration: Some(b"other"),
+            ..release
+        };
+        let e = repo
+            .publish_release("o", "r", "p", other, at(T0))
+            .unwrap_err();
+        assert!(matches!(e, RepoError::OtherConfiguration { ref path } if *path == config.path));
+        assert!(
+            e.to_string()
+                .contains("already published with another configuration")
+        );
+        assert_eq!(snapshot(), before);
+    }
+
+    #[test]
+    fn test_republish_repairs_a_missing_or_wrong_zip() {
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
+        let entry = repo.publish("o", "r", "p", "v1", b"one", at(T0)).unwrap();
+        let path = repo.path_of(seg("o"), seg("r"), seg("p"), &entry.version());
+        fs::write(&path, b"bad").unwrap();
+        let release = Release {
+            tag: "v1",
+            bundle: b"one",
+            configuration: None,
+        };
+        let again = repo
+            .publish_release("o", "r", "p", release, at(T0))
+            .unwrap();
+        assert!(!again.indexed && again.bundle.written);
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        fs::remove_file(&path).unwrap();
+        let again = repo
+            .publish_release("o", "r", "p", release, at(T0))
+            .unwrap();
+        assert!(!again.indexed && again.bundle.written);
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        assert_eq!(repo.versions("o", "r", "p").unwrap(), [entry]);
+    }
+
+    #[test]
+    fn test_undo_removes_only_what_it_created() {
+        let tmp = temp_dir();
+        let dir = tmp.path().join("v");
+        fs::create_dir(&dir).unwrap();
+        let old = dir.join("old.zip");
+        fs::write(&old, b"wrong").unwrap();
+        let mut undo = Undo {
+            dir: Some(dir.clone()),
+            ..Undo::default()
+        };
+        let new = undo.store(&dir.join("new.zip"), b"new").unwrap();
+        assert!(new.written);
+        assert!(undo.store(&old, b"right").unwrap().written);
+        assert!(!undo.store(&old, b"right").unwrap().written);
+        undo.run();
+        // The new file is gone; the rewritten one keeps its right bytes, so the directory stays.
+        assert!(!new.path.exists());
+        assert_eq!(fs::read(&old).unwrap(), b"right");
+        assert!(dir.is_dir());
+    }
+
+    #[test]
+    fn test_publish_bad_index_writes_nothing() {
+        let tmp = temp_dir();
+        let repo = DirRepository::new(tmp.path());
+        let dir = tmp.path().join("o/r/o/p");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(INDEX_FILE), "[").unwrap();
+        let release = Release {
+            tag: "v1",
+            bundle: b"one",
+            configuration: Some(b"c"),
+        };
+        assert!(matches!(
+            repo.publish_release("o", "r", "p", release, at(T0)),
+            Err(RepoError::BadIndex { .. })
+        ));
+        assert_eq!(
+            files(tmp.path()),
+            BTreeSet::from([
+                "o/r/o/p/.versions.json.lock".to_owned(),
+                "o/r/o/p/versions.json".to_owned()
+            ])
+        );
     }
 
     #[test]
@@ -929,9 +1288,9 @@ mod tests {
             reader.join().unwrap();
         });
         assert_eq!(repo.versions("o", "r", "p").unwrap().len(), 80);
-        // 80 zips and the index; no temporary file left behind.
+        // 80 zips, the index and its lock file; no temporary file left behind.
         let files = files(tmp.path());
-        assert_eq!(files.len(), 81);
+        assert_eq!(files.len(), 82);
         assert!(files.iter().all(|f| !f.ends_with(".tmp")), "{files:?}");
     }
 

@@ -2,6 +2,7 @@
 //! (`None` for `--help`) and holds its usage text; [`crate::run`] dispatches to the commands.
 
 pub mod demo;
+pub mod publish;
 pub mod sandbox;
 pub mod serve;
 pub mod sign;
@@ -25,6 +26,7 @@ its new compatible version, one new instance up, then one old instance down.
 
 Commands:
   demo             A sandbox and lockstep in one process: watch a deployment (`lockstep demo --help`)
+  publish          Publish a bundle zip into a repository directory, then notify (`lockstep publish --help`)
   serve            The webhook service: deploy what a registry notifies (`lockstep serve --help`)
   sandbox          Run a ConductR-compatible cluster in one process (`lockstep sandbox --help`)
   sign             Print the X-Lockstep-Signature header for a webhook body (`lockstep sign --help`)
@@ -96,6 +98,8 @@ pub enum Error {
     Sandbox(io::Error),
     /// `lockstep demo` failed.
     Demo(crate::demo::Error),
+    /// `lockstep publish` failed; its own exit code.
+    Publish(crate::publish::Error),
 }
 
 impl Error {
@@ -104,6 +108,7 @@ impl Error {
     pub const fn exit_code(&self) -> i32 {
         match self {
             Self::Serve(_) | Self::Sandbox(_) | Self::Demo(_) => 1,
+            Self::Publish(e) => e.exit_code(),
             _ => 2,
         }
     }
@@ -131,6 +136,7 @@ impl fmt::Display for Error {
             Self::Sign(e) => e.fmt(f),
             Self::Serve(e) | Self::Sandbox(e) => e.fmt(f),
             Self::Demo(e) => e.fmt(f),
+            Self::Publish(e) => e.fmt(f),
         }
     }
 }
