@@ -10,6 +10,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod deploy;
 pub mod deployments;
 pub mod etcd;
 pub mod http;
@@ -46,6 +47,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         ),
         Some("serve") => ("lockstep serve", serve(rest, out)),
         Some("demo") => ("lockstep demo", demo(rest, out)),
+        Some("deploy") => ("lockstep deploy", deploy(rest, out)),
         Some("sign") => ("lockstep sign", sign(rest, out)),
         Some("sandbox") => ("lockstep sandbox", sandbox(rest, out)),
         Some("publish") => ("lockstep publish", publish(rest, out)),
@@ -81,6 +83,13 @@ fn demo(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {
         return print(out, cli::demo::USAGE);
     };
     Ok(demo::run(&options, out)?)
+}
+
+fn deploy(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {
+    let Some(options) = cli::deploy::parse(args)? else {
+        return print(out, cli::deploy::USAGE);
+    };
+    cli::deploy::run(&options, out).map_err(cli::Error::Deploy)
 }
 
 fn sign(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {

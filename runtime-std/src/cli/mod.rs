@@ -2,6 +2,7 @@
 //! (`None` for `--help`) and holds its usage text; [`crate::run`] dispatches to the commands.
 
 pub mod demo;
+pub mod deploy;
 pub mod publish;
 pub mod sandbox;
 pub mod serve;
@@ -26,6 +27,7 @@ its new compatible version, one new instance up, then one old instance down.
 
 Commands:
   demo             A sandbox and lockstep in one process: watch a deployment (`lockstep demo --help`)
+  deploy           Deploy a published version now and follow it, as `conduct deploy` (`lockstep deploy --help`)
   publish          Publish a bundle zip into a repository directory, then notify (`lockstep publish --help`)
   serve            The webhook service: deploy what a registry notifies (`lockstep serve --help`)
   sandbox          Run a ConductR-compatible cluster in one process (`lockstep sandbox --help`)
@@ -98,6 +100,22 @@ pub enum Error {
     Sandbox(io::Error),
     /// `lockstep demo` failed.
     Demo(crate::demo::Error),
+    /// An option's value is not an `http://` URL.
+    Url {
+        /// The option.
+        option: &'static str,
+        /// Why.
+        error: crate::url::BadUrl,
+    },
+    /// An option's or argument's value is refused.
+    Invalid {
+        /// The option or argument.
+        option: &'static str,
+        /// Why.
+        why: String,
+    },
+    /// `lockstep deploy` did not deploy, or the deployment failed.
+    Deploy(crate::deploy::Error),
     /// `lockstep publish` failed; its own exit code.
     Publish(crate::publish::Error),
 }
@@ -107,7 +125,7 @@ impl Error {
     /// failed while running.
     pub const fn exit_code(&self) -> i32 {
         match self {
-            Self::Serve(_) | Self::Sandbox(_) | Self::Demo(_) => 1,
+            Self::Serve(_) | Self::Sandbox(_) | Self::Demo(_) | Self::Deploy(_) => 1,
             Self::Publish(e) => e.exit_code(),
             _ => 2,
         }
@@ -136,6 +154,9 @@ impl fmt::Display for Error {
             Self::Sign(e) => e.fmt(f),
             Self::Serve(e) | Self::Sandbox(e) => e.fmt(f),
             Self::Demo(e) => e.fmt(f),
+            Self::Url { option, error } => write!(f, "{option}: {error}"),
+            Self::Invalid { option, why } => write!(f, "{option}: {why}"),
+            Self::Deploy(e) => e.fmt(f),
             Self::Publish(e) => e.fmt(f),
         }
     }
