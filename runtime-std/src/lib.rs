@@ -17,6 +17,7 @@ pub mod http;
 pub mod journal;
 pub mod log;
 pub mod metrics;
+pub mod pack;
 pub mod platform;
 pub mod publish;
 pub mod relay;
@@ -49,6 +50,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Some("demo") => ("lockstep demo", demo(rest, out)),
         Some("deploy") => ("lockstep deploy", deploy(rest, out)),
         Some("sign") => ("lockstep sign", sign(rest, out)),
+        Some("bundle") => ("lockstep bundle", bundle(rest, out)),
         Some("sandbox") => ("lockstep sandbox", sandbox(rest, out)),
         Some("publish") => ("lockstep publish", publish(rest, out)),
         Some(other) => (
@@ -90,6 +92,14 @@ fn deploy(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {
         return print(out, cli::deploy::USAGE);
     };
     cli::deploy::run(&options, out).map_err(cli::Error::Deploy)
+}
+
+fn bundle(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {
+    let Some(options) = cli::bundle::parse(args)? else {
+        return print(out, cli::bundle::USAGE);
+    };
+    let written = pack::run(&options).map_err(cli::Error::Bundle)?;
+    print(out, &written.to_string())
 }
 
 fn sign(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {

@@ -1,6 +1,7 @@
 //! `lockstep`'s command lines: each submodule reads one command's arguments into its options
 //! (`None` for `--help`) and holds its usage text; [`crate::run`] dispatches to the commands.
 
+pub mod bundle;
 pub mod demo;
 pub mod deploy;
 pub mod publish;
@@ -26,6 +27,7 @@ A registry's webhook in, a lock-step deployment out: lockstep replaces a running
 its new compatible version, one new instance up, then one old instance down.
 
 Commands:
+  bundle           Write lockstep as a ConductR bundle, or a configuration (`lockstep bundle --help`)
   demo             A sandbox and lockstep in one process: watch a deployment (`lockstep demo --help`)
   deploy           Deploy a published version now and follow it, as `conduct deploy` (`lockstep deploy --help`)
   publish          Publish a bundle zip into a repository directory, then notify (`lockstep publish --help`)
@@ -100,6 +102,8 @@ pub enum Error {
     Sandbox(io::Error),
     /// `lockstep demo` failed.
     Demo(crate::demo::Error),
+    /// `lockstep bundle` wrote nothing.
+    Bundle(crate::pack::Error),
     /// An option's value is not an `http://` URL.
     Url {
         /// The option.
@@ -125,7 +129,11 @@ impl Error {
     /// failed while running.
     pub const fn exit_code(&self) -> i32 {
         match self {
-            Self::Serve(_) | Self::Sandbox(_) | Self::Demo(_) | Self::Deploy(_) => 1,
+            Self::Serve(_)
+            | Self::Sandbox(_)
+            | Self::Demo(_)
+            | Self::Deploy(_)
+            | Self::Bundle(_) => 1,
             Self::Publish(e) => e.exit_code(),
             _ => 2,
         }
@@ -154,6 +162,7 @@ impl fmt::Display for Error {
             Self::Sign(e) => e.fmt(f),
             Self::Serve(e) | Self::Sandbox(e) => e.fmt(f),
             Self::Demo(e) => e.fmt(f),
+            Self::Bundle(e) => e.fmt(f),
             Self::Url { option, error } => write!(f, "{option}: {error}"),
             Self::Invalid { option, why } => write!(f, "{option}: {why}"),
             Self::Deploy(e) => e.fmt(f),
