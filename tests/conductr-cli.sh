@@ -2,7 +2,9 @@
 # The official ConductR client (conductr-cli 1.2.25, from PyPI) against lockstep: `conduct info`,
 # `load`, `run`, `stop` and `unload` with --api-version 2 against `lockstep sandbox`, then
 # `conduct deploy --webhook bintray` against `lockstep serve`: it sends its webhook and follows
-# the deployment to its end (tests/conductr_deploy.py stands in for Bintray's API only).
+# the deployment to its end (tests/conductr_deploy.py stands in for Bintray's API only); then
+# the same with --port a sandbox's, which forwards the deployments endpoints to lockstep serve
+# (`lockstep sandbox --deployments`), as ConductR's control API did.
 # Run by .ci/run after the test suite; it installs the client into a virtualenv of its own
 # (target/conductr-cli-venv) the first time. conductr-cli 1.2 predates Python 3.10, which
 # removed the `collections.Mapping` family of aliases: a sitecustomize puts them back.
@@ -18,9 +20,11 @@ shim=$(mktemp -d)
 work=$(mktemp -d)
 sandbox_pid=
 serve_pid=
+forwarder_pid=
 cleanup() {
   [ -n "$sandbox_pid" ] && kill "$sandbox_pid" 2>/dev/null || true
   [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null || true
+  [ -n "$forwarder_pid" ] && kill "$forwarder_pid" 2>/dev/null || true
   rm -rf "$shim" "$work"
 }
 trap cleanup EXIT
@@ -88,9 +92,14 @@ conductr {
   }
 }
 HOCON
-deploy() {
+deploy_at() {
+  local at_port=$1
+  shift
   HOME="$work" PYTHONPATH="$shim" timeout 120 "$venv/bin/python" "$root/tests/conductr_deploy.py" \
-    127.0.0.1 "$serve_port" "$@"
+    127.0.0.1 "$at_port" "$@"
+}
+deploy() {
+  deploy_at "$serve_port" "$@"
 }
 version=$(sed -n 's/^version visualizer:\(.*\) compatible$/\1/p' "$work/out" | tail -n 1)
 out=$(deploy "${version%-*}" "${version##*-}" 2>&1) || { echo "FAIL: conduct deploy:"; echo "$out"; exit 1; }
@@ -102,3 +111,46 @@ if out=$(deploy "${incompatible%-*}" "${incompatible##*-}" 2>&1); then
   echo "FAIL: conduct deploy of an incompatible version succeeded:"; echo "$out"; exit 1
 fi
 expect "conduct deploy reports the failure" "Failure: no running bundle with compatibilityVersion 2" "$out"
+
+# lockstep's own bundle (`lockstep bundle`) and a configuration of a folder (`lockstep bundle
+# --configuration`), loaded and run as an operator installs lockstep.
+mkdir -p "$work/lockstep-conf"
+printf 'export BINTRAY_WEBHOOK_SECRET=cd-secret\nexport LOCKSTEP_REPOSITORY=http://127.0.0.1:%s/repository\n' \
+  "$port" >"$work/lockstep-conf/runtime-config.sh"
+own_bundle=$("$root/target/debug/lockstep" bundle --output "$work" | head -n 1)
+own_config=$("$root/target/debug/lockstep" bundle --configuration "$work/lockstep-conf" --output "$work" | head -n 1)
+expect "conduct load of lockstep's bundle and configuration" "Bundle loaded." \
+  "$(conduct load "$own_bundle" "$own_config" 2>&1)"
+expect "conduct run lockstep" "expected scale 1 is met" "$(conduct run lockstep 2>&1)"
+expect "conduct info shows lockstep running" "lockstep  *[0-9.]*  *1  *0  *1  *web" "$(conduct info 2>&1)"
+
+# conduct deploy --webhook bintray --port <a sandbox's port>: the webhook, the deployment's
+# events and the event stream go through the sandbox's control API to lockstep serve. Each of
+# the two must know the other's port when it starts, so the forwarding sandbox is a second one
+# (`lockstep demo` wires one sandbox both ways, in one process).
+: >"$work/forwarder.out"
+"$root/target/debug/lockstep" sandbox --listen 127.0.0.1:0 --data-dir "$work/forwarder" \
+  --deployments "http://127.0.0.1:$serve_port" >"$work/forwarder.out" 2>"$work/forwarder.err" &
+forwarder_pid=$!
+for _ in $(seq 1 200); do
+  [ "$(wc -l <"$work/forwarder.out")" -ge 3 ] && break
+  sleep 0.05
+done
+forwarder_port=$(sed -n 's#^listening on http://127.0.0.1:##p' "$work/forwarder.out")
+[ -n "$forwarder_port" ] || { echo "FAIL: the forwarding sandbox did not start:"; cat "$work/forwarder.err"; exit 1; }
+expect "the sandbox says where it forwards" "^deployments forwarded to http://127.0.0.1:$serve_port$" \
+  "$(cat "$work/forwarder.out")"
+first=$(sed -n 's/^version visualizer:\(.*\) compatible$/\1/p' "$work/out" | head -n 1)
+out=$(deploy_at "$forwarder_port" "${first%-*}" "${first##*-}" 2>&1) \
+  || { echo "FAIL: conduct deploy through the sandbox:"; echo "$out"; exit 1; }
+expect "conduct deploy through the sandbox sends the webhook" "Deployment id: " "$out"
+id=$(sed -n 's/^Deployment id: //p' <<<"$out" | tr -d '[:space:]')
+# It exits 0 once it saw the deployment succeed; the events say so too.
+events=$(python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:$forwarder_port/v2/deployments/$id').read().decode())")
+expect "its events read through the sandbox end in success" '"eventType":"deploymentSuccess"' "$events"
+# --api-version 1: the paths without /v2, forwarded as well.
+if out=$(deploy_at "$forwarder_port" "${incompatible%-*}" "${incompatible##*-}" --api-version 1 2>&1); then
+  echo "FAIL: conduct deploy of an incompatible version through the sandbox succeeded:"; echo "$out"; exit 1
+fi
+expect "conduct deploy --api-version 1 through the sandbox reports the failure" \
+  "Failure: no running bundle with compatibilityVersion 2" "$out"

@@ -1,7 +1,8 @@
 //! `lockstep demo`: a sandbox with the demo and a lockstep service wired to it, in one process.
 //! It sends itself a signed webhook for the first compatible version, prints the deployment's
-//! progress as the official client shows it, then prints how to deploy the other versions and
-//! stays up until Ctrl-C.
+//! progress as the official client shows it, then prints how to deploy the other versions (with
+//! curl, and with the official client through the sandbox's control API, which forwards the
+//! deployments endpoints to the service) and stays up until Ctrl-C.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -177,11 +178,23 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<(), Error> {
     run_in(options, path, &mut stop, out)
 }
 
-fn write_secret(path: &Path) -> Result<Secret, Error> {
+fn write_secret(path: &Path, client_settings: &Path) -> Result<Secret, Error> {
     let mut random = [0u8; 24];
     getrandom::fill(&mut random).map_err(Error::Random)?;
     let text: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(path, format!("{text}\n")).map_err(|error| Error::Io {
+    write_private(path, &format!("{text}\n"))?;
+    // The official client's settings (docs/PROTOCOL.md §3), so that `conduct deploy
+    // --webhook bintray --custom-settings-file <it>` signs with the same secret.
+    write_private(
+        client_settings,
+        &format!("conductr.continuous-delivery.bintray-webhook-secret = \"{text}\"\n"),
+    )?;
+    Secret::new(text.as_bytes()).map_err(Error::Secret)
+}
+
+/// Writes a file only its owner may read.
+fn write_private(path: &Path, contents: &str) -> Result<(), Error> {
+    std::fs::write(path, contents).map_err(|error| Error::Io {
         path: path.to_path_buf(),
         error,
     })?;
@@ -190,7 +203,7 @@ fn write_secret(path: &Path) -> Result<Secret, Error> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     }
-    Secret::new(text.as_bytes()).map_err(Error::Secret)
+    Ok(())
 }
 
 fn run_in(
@@ -200,8 +213,9 @@ fn run_in(
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let secret_file = data_dir.join("webhook-secret");
+    let client_settings = data_dir.join("conductr-settings.conf");
     // The service reads it from the file, as an operator's would; the demo signs with it.
-    let signing = write_secret(&secret_file)?;
+    let signing = write_secret(&secret_file, &client_settings)?;
     let executor = Rc::new(LocalExecutor::new());
     let sandbox = futures_lite::future::block_on(executor.run(sandbox::start(
         executor.clone(),
@@ -232,6 +246,9 @@ fn run_in(
     let addr = futures_lite::future::block_on(executor.run(serve::start(&executor, serve_options)))
         .map_err(Error::Service)?
         .addr();
+    // The sandbox's control API forwards the deployments endpoints to the service, as
+    // ConductR's did: the official client reaches it at the sandbox's port.
+    sandbox.forward_deployments(Some(BaseUrl::parse(&format!("http://{addr}"))?));
 
     let version_of = |role: &str, nth: usize| {
         demo.versions
@@ -337,6 +354,7 @@ fn run_in(
         out,
         "\nlockstep keeps running. Deploy the other versions yourself:\n"
     );
+    let repository = sandbox.repository_url();
     for (version, what) in [
         (
             &second,
@@ -350,17 +368,50 @@ fn run_in(
         let _ = writeln!(out, "  # visualizer {} ({what})", tag(version));
         let _ = writeln!(
             out,
-            "  body='{{\"package\":\"visualizer\",\"version\":\"{version}\"}}'"
-        );
-        let _ = writeln!(
-            out,
-            "  curl -si {webhook} -H 'Content-Type: application/json' \\\n    -H \"$(printf %s \"$body\" | {exe} sign --secret-file {} -)\" --data \"$body\"\n",
-            secret_file.display()
+            "  {exe} deploy -y --url http://{addr} --repository {repository} \\\n    --secret-file {} \
+             visualizer:{}\n",
+            secret_file.display(),
+            tag(version)
         );
     }
     let _ = writeln!(
         out,
+        "  # with curl, the webhook a registry sends (visualizer {} again: the same deployment, or \
+         none if it is done)",
+        tag(&second)
+    );
+    let _ = writeln!(
+        out,
+        "  body='{{\"package\":\"visualizer\",\"version\":\"{second}\"}}'"
+    );
+    let _ = writeln!(
+        out,
+        "  curl -si {webhook} -H 'Content-Type: application/json' \\\n    -H \"$(printf %s \"$body\" | {exe} sign --secret-file {} -)\" --data \"$body\"\n",
+        secret_file.display()
+    );
+    let _ = writeln!(
+        out,
         "  # follow: curl -s http://{addr}/deployments  and  curl -sN http://{addr}/deployments/events"
+    );
+    let _ = writeln!(
+        out,
+        "\n  # the official client (conductr-cli 1.2.x), through the sandbox's control API, which \
+         forwards\n  # /deployments and /v2/deployments to lockstep; its settings file holds the \
+         line\n  # conductr.continuous-delivery.bintray-webhook-secret = \"<the demo's secret>\""
+    );
+    let _ = writeln!(
+        out,
+        "  conduct deploy --webhook bintray --ip {} --port {} --custom-settings-file {} \
+         visualizer:{}",
+        sandbox.addr.ip(),
+        sandbox.addr.port(),
+        client_settings.display(),
+        tag(&second)
+    );
+    let _ = writeln!(
+        out,
+        "  # (it first looks the version up in Bintray's API, gone since 2021: offline, \
+         tests/conductr_deploy.py\n  # stands in for that look-up)"
     );
     let _ = writeln!(out, "\nCtrl-C to stop.");
     let _ = out.flush();

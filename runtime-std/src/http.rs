@@ -10,10 +10,11 @@
 //! kept-alive connection, the connections held at once and the event streams among them. A
 //! refusal answers one line of text and closes the connection, saying `Connection: close`
 //! as every answer after which the connection closes does. Responses are whole
-//! ([`Body::Bytes`], with `Content-Length`) or streamed ([`Body::Stream`], chunked:
-//! server-sent events). For fault injection (the sandbox's), a response can be held back
-//! ([`Hold`]): none of it sent, or its head and the first bytes of its body, the connection
-//! then held open until its client closes it.
+//! ([`Body::Bytes`], with `Content-Length`), streamed ([`Body::Stream`], chunked:
+//! server-sent events) or relayed, head included, from another server ([`Body::Relay`]: the
+//! sandbox's forwarding to a lockstep service). For fault injection (the sandbox's), a
+//! response can be held back ([`Hold`]): none of it sent, or its head and the first bytes of
+//! its body, the connection then held open until its client closes it.
 //!
 //! Connections are admitted by core's [`lockstep_core::budget`]: accepting never stops; at the limit a new
 //! connection takes the slot of the one that has waited longest without a request under way
@@ -135,6 +136,18 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// Sent in chunks as they come, until the channel closes; the connection closes after.
     Stream(async_channel::Receiver<Vec<u8>>),
+    /// The whole answer, head and body, as another server sends it on `upstream`: `answer`
+    /// (what of it was read already), then the rest byte for byte as it comes, until that
+    /// server closes; the connection closes after. The server writes no head of its own, so
+    /// the response's status and headers are for the logs only. The client closing its side
+    /// is passed on to `upstream` (which may end an event stream for it).
+    Relay {
+        /// What was read of the answer already (at least its status line).
+        answer: Vec<u8>,
+        /// The connection the rest comes on (boxed: a socket is larger than the other
+        /// bodies).
+        upstream: Box<TcpStream>,
+    },
 }
 
 /// A response.
@@ -214,6 +227,21 @@ impl Response {
                 ("Cache-Control".into(), "no-cache".into()),
             ],
             body: Body::Stream(events),
+            close: true,
+            hold: None,
+        }
+    }
+
+    /// An answer relayed from another server ([`Body::Relay`]); `status` is its status, for
+    /// the logs.
+    pub fn relayed(status: u16, answer: Vec<u8>, upstream: TcpStream) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Body::Relay {
+                answer,
+                upstream: Box::new(upstream),
+            },
             close: true,
             hold: None,
         }
@@ -784,6 +812,8 @@ fn encode(response: &Response, head_only: bool, persist: Persist) -> Vec<u8> {
     match response.body {
         Body::Bytes(ref all) => head.push_str(&format!("Content-Length: {}\r\n", all.len())),
         Body::Stream(_) => head.push_str("Transfer-Encoding: chunked\r\n"),
+        // Never encoded: a relayed answer brings its own head.
+        Body::Relay { .. } => {}
     }
     match persist {
         Persist::Close => head.push_str("Connection: close\r\n"),
@@ -811,7 +841,7 @@ async fn send(stream: &mut TcpStream, bytes: &[u8], limits: &Limits) -> io::Resu
 }
 
 /// Writes a response (its head only for a `HEAD`); a stream goes chunk by chunk until its
-/// channel closes or its client goes.
+/// channel closes or its client goes; a relayed answer as it comes ([`relay_answer`]).
 async fn write_response(
     stream: &mut TcpStream,
     response: Response,
@@ -819,6 +849,13 @@ async fn write_response(
     head_only: bool,
     persist: Persist,
 ) -> io::Result<()> {
+    let response = match response {
+        Response {
+            body: Body::Relay { answer, upstream },
+            ..
+        } => return relay_answer(stream, &answer, *upstream, limits).await,
+        response => response,
+    };
     send(stream, &encode(&response, head_only, persist), limits).await?;
     let Body::Stream(chunks) = response.body else {
         return Ok(());
@@ -846,6 +883,39 @@ async fn write_response(
     send(stream, b"0\r\n\r\n", limits).await
 }
 
+/// Relays an answer another server sends ([`Body::Relay`]): what was read of it, then the
+/// rest as it comes (an event stream included, event by event), until that server closes the
+/// connection or a write to the client fails (each within the write time-out). What the
+/// client sends meanwhile is read and dropped; its closing its side is passed on, so that the
+/// other server, which sees its client go as lockstep does, ends an event stream for it.
+async fn relay_answer(
+    stream: &mut TcpStream,
+    answer: &[u8],
+    mut upstream: TcpStream,
+    limits: &Limits,
+) -> io::Result<()> {
+    send(stream, answer, limits).await?;
+    let mut reader = stream.clone();
+    let told = upstream.clone();
+    let passed_on = async move {
+        let mut sink = [0u8; 512];
+        while let Ok(1..) = reader.read(&mut sink).await {}
+        let _ = told.shutdown(std::net::Shutdown::Write);
+        // The rest of the answer may still come: the copy below ends the relay.
+        futures_lite::future::pending::<io::Result<()>>().await
+    };
+    let copy = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match upstream.read(&mut buf).await {
+                Ok(0) | Err(_) => return Ok(()),
+                Ok(n) => send(stream, &buf[..n], limits).await?,
+            }
+        }
+    };
+    copy.or(passed_on).await
+}
+
 /// How a response went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Sent {
@@ -870,7 +940,8 @@ async fn hold_response(
         mut holder,
     } = hold;
     let sent = match (after_body_bytes, &response.body) {
-        (None, _) => 0,
+        // A relayed answer is held before any of it is sent.
+        (None, _) | (Some(_), Body::Relay { .. }) => 0,
         // A stream has no length to cut it at: its head, then held.
         (Some(_), Body::Stream(_)) => {
             send(stream, &encode(&response, true, persist), limits).await?;

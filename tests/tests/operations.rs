@@ -1067,11 +1067,11 @@ fn demo_lines_until(demo: &mut Process, done: impl Fn(&str) -> bool) -> Vec<Stri
 }
 
 /// The block of shell commands printed under `# visualizer <tag>`.
-fn demo_commands(lines: &[String], tag: &str) -> String {
+fn demo_commands(lines: &[String], header: &str) -> String {
     let start = lines
         .iter()
-        .position(|l| l.trim_start().starts_with(&format!("# visualizer {tag} ")))
-        .unwrap_or_else(|| panic!("no commands for {tag}: {lines:#?}"));
+        .position(|l| l.trim_start().starts_with(&format!("# {header}")))
+        .unwrap_or_else(|| panic!("no commands after `# {header}`: {lines:#?}"));
     lines[start + 1..]
         .iter()
         .take_while(|l| !l.trim().is_empty())
@@ -1079,8 +1079,9 @@ fn demo_commands(lines: &[String], tag: &str) -> String {
         .collect()
 }
 
-/// Runs printed commands with sh (they use curl and `lockstep sign`); returns stdout.
-fn run_printed(commands: &str) -> String {
+/// Runs printed commands with sh (they use `lockstep deploy`, curl and `lockstep sign`);
+/// returns whether they succeeded, and stdout and stderr.
+fn run_printed(commands: &str) -> (bool, String, String) {
     let curl = Command::new("curl").arg("--version").output();
     assert!(
         curl.is_ok_and(|o| o.status.success()),
@@ -1090,12 +1091,11 @@ fn run_printed(commands: &str) -> String {
         .args(["-e", "-c", commands])
         .output()
         .expect("run sh");
-    assert!(
+    (
         output.status.success(),
-        "{commands}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -1150,25 +1150,42 @@ fn test_demo_deploys_then_prints_commands_that_work() {
             .expect("addr"),
     );
 
-    // The printed command for the next compatible version deploys it.
-    let answer = run_printed(&demo_commands(&lines, "1.2.0"));
-    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
-    let id = answer.lines().last().expect("the id").trim().to_owned();
+    // The printed `lockstep deploy` for the next compatible version deploys it, following it
+    // to its success.
+    let (ok, stdout, stderr) = run_printed(&demo_commands(&lines, "visualizer 1.2.0 "));
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("Deploying visualizer:1.2.0-"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("] Success\n"), "{stdout}");
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Deployment id: "))
+        .expect("the id")
+        .to_owned();
     let last_event = |id: &str| {
         let events = client.get(&format!("/deployments/{id}")).json();
         events.as_array()?.last()?["eventType"]
             .as_str()
             .map(str::to_owned)
     };
-    eventually("the 1.2.0 deployment to succeed", WAIT, || {
-        (last_event(&id)? == "deploymentSuccess").then_some(())
-    });
-    // The printed command for the other compatibilityVersion is accepted, then fails.
-    let answer = run_printed(&demo_commands(&lines, "2.0.0"));
+    assert_eq!(last_event(&id).as_deref(), Some("deploymentSuccess"));
+    // The one for the other compatibilityVersion is accepted, then fails, and says why.
+    let (ok, stdout, stderr) = run_printed(&demo_commands(&lines, "visualizer 2.0.0 "));
+    assert!(!ok, "{stdout}{stderr}");
+    assert_eq!(
+        stderr,
+        "lockstep deploy: Failure: no running bundle with compatibilityVersion 2 (a bundle with \
+         compatibilityVersion 1 runs)\n"
+    );
+    // The curl one, the webhook a registry sends, is accepted.
+    let (ok, answer, stderr) = run_printed(&demo_commands(&lines, "with curl, "));
+    assert!(ok, "{answer}{stderr}");
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
     let id = answer.lines().last().expect("the id").trim().to_owned();
-    eventually("the 2.0.0 deployment to fail", WAIT, || {
-        (last_event(&id)? == "deploymentFailure").then_some(())
+    eventually("the redelivered 1.2.0 deployment to end", WAIT, || {
+        (last_event(&id)? == "deploymentSuccess").then_some(())
     });
 
     // Ctrl-C: it stops, and removes the temporary directory it made.

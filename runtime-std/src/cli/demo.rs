@@ -12,9 +12,12 @@ Usage: lockstep demo [options]
 
 Starts a sandbox with the demo (bundle visualizer at scale 3 with a configuration, and newer
 versions published) and a lockstep service wired to it, with a throwaway secret written to a
-file in the data directory (never printed). Sends itself a signed webhook for the first
-compatible version and prints the deployment's progress as `conduct deploy` shows it; then
-prints the commands to deploy the other versions, and runs until Ctrl-C.
+file in the data directory (never printed). The sandbox's control API forwards /deployments
+and /v2/deployments to the service, as ConductR's did. Sends itself a signed webhook for the
+first compatible version and prints the deployment's progress as `conduct deploy` shows it;
+then prints the commands to deploy the other versions (with curl, and with the official
+`conduct deploy --webhook bintray` against the sandbox's port, its settings file written to
+the data directory), and runs until Ctrl-C.
 
 Options:
   --listen ADDR       Where lockstep listens                     [default: 127.0.0.1:0, any port]

@@ -1,8 +1,10 @@
 //! `lockstep sandbox`'s command line.
 
 use super::{Error, option_value, parsed_value};
+use crate::config::{self, Origin, SettingError};
 use crate::sandbox::{self, faults::Faults};
 use crate::units::{parse_address, parse_duration, parse_size};
+use crate::url::BaseUrl;
 
 /// What `lockstep sandbox --help` prints.
 pub const USAGE: &str = "\
@@ -14,6 +16,15 @@ Serves the ConductR control API v2 (what lockstep drives and what `conduct info|
 unload --api-version 2` call), simulated instances, the bundle event stream, and a bundle
 repository under /repository/. Prints `listening on http://IP:PORT`, then
 `repository http://IP:PORT/repository`.
+
+With --deployments, every request to /deployments, /v2/deployments or a path under them is
+forwarded to that lockstep service, as ConductR's control API forwarded them to its Continuous
+Delivery service: `conduct deploy --webhook bintray --port <this port>` works against the
+sandbox. Method, path, query, end-to-end headers and body go through; the answer comes back
+byte for byte, the event stream event by event; the connection closes after it. A service that
+does not accept the connection within 2 s, or does not begin its answer within 30 s, gets
+502 `the deployments service at URL does not answer`. Without --deployments those paths are
+not found (404).
 
 Options:
   --listen ADDR          Address to listen on; port 0 picks a free port   [default: 127.0.0.1:9005]
@@ -29,6 +40,9 @@ Options:
                          line per version: `version visualizer:<tag>-<digest> <role>`
   --bundles NAME,...     With --demo: the same for each of these bundles, in order, instead of
                          visualizer alone (a name: 1 to 255 of [A-Za-z0-9._-])
+  --deployments URL      Forward the deployments endpoints to the lockstep service at this
+                         http:// base URL (a path in it is kept as a prefix), and print
+                         `deployments forwarded to URL` last                   [default: none]
   -h, --help             Print this help
 ";
 
@@ -70,6 +84,16 @@ pub fn parse(args: &[String]) -> Result<Option<sandbox::Options>, Error> {
                 };
                 options.faults = Faults::parse(&json, 0).map_err(Error::Faults)?;
             }
+            Long("deployments") => {
+                let text = option_value(&mut parser, "--deployments")?;
+                let service = BaseUrl::parse(&text).map_err(|bad| {
+                    Error::Config(config::Error::Setting {
+                        origin: Origin::Flag("deployments"),
+                        error: SettingError::Url(bad),
+                    })
+                })?;
+                options.deployments = Some(service);
+            }
             Long("demo") => options.demo = true,
             Long("bundles") => {
                 let names = option_value(&mut parser, "--bundles")?;
@@ -89,4 +113,45 @@ pub fn parse(args: &[String]) -> Result<Option<sandbox::Options>, Error> {
         }
     }
     Ok(Some(options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn test_deployments_takes_an_http_base_url() {
+        let options = parse(&args(&["--deployments", "http://127.0.0.1:9010"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            options.deployments.as_ref().map(BaseUrl::as_str),
+            Some("http://127.0.0.1:9010")
+        );
+        let options = parse(&args(&[])).unwrap().unwrap();
+        assert_eq!(options.deployments, None);
+    }
+
+    #[test]
+    fn test_reject_deployments_that_is_no_http_url() {
+        for (text, says) in [
+            ("https://127.0.0.1:9010", "https URLs are not supported"),
+            ("127.0.0.1:9010", "a URL must start with http://"),
+            ("http://127.0.0.1:0", "port"),
+        ] {
+            let error = parse(&args(&["--deployments", text])).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{text}");
+            let line = error.to_string();
+            assert!(
+                line.starts_with(&format!("--deployments: `{text}`: ")) && line.contains(says),
+                "{line}"
+            );
+        }
+        let error = parse(&args(&["--deployments"])).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+    }
 }

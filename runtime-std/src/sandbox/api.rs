@@ -1,4 +1,5 @@
-//! The sandbox's HTTP answers: the control API v2, the repository and `/sandbox/`.
+//! The sandbox's HTTP answers: the control API v2, the repository and `/sandbox/`; and, with
+//! a service to forward them to, the deployments endpoints ([`super::forward`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,20 +11,26 @@ use lockstep_core::bundle::BundleId;
 use serde_json::{Value, json};
 
 use super::faults::{Action, Faults};
+use super::forward;
 use super::state::Lookup;
 use super::{HeldRequest, Shared, safe_repository_path};
 use crate::http::{self, Holder, Request, Response};
+use crate::url::BaseUrl;
 
 impl http::App for Shared {
     type Route = Route;
 
     fn route(&self, method: &str, target: &str) -> Result<Route, Response> {
+        let path = target.split_once('?').map_or(target, |(path, _)| path);
+        // Every method: the service answers each as it would (405 with its `Allow`).
+        if let Some(service) = self.deployments.borrow().as_ref()
+            && forward::is_forwarded(path)
+        {
+            return Ok(Route::Forward(service.clone()));
+        }
         // HEAD is answered as GET; the server sends no body to it (RFC 9110 §9.3.2).
         let method = if method == "HEAD" { "GET" } else { method };
-        classify(
-            method,
-            target.split_once('?').map_or(target, |(path, _)| path),
-        )
+        classify(method, path)
     }
 
     fn call(
@@ -32,7 +39,13 @@ impl http::App for Shared {
         request: Request,
         _: http::Connection,
     ) -> Pin<Box<dyn Future<Output = Response>>> {
-        Box::pin(handle(self, route, request))
+        match route {
+            // Not the control API's: neither counted nor matched by request faults.
+            Route::Forward(service) => {
+                Box::pin(async move { forward::forward(&service, &request).await })
+            }
+            route => Box::pin(handle(self, route, request)),
+        }
     }
 }
 
@@ -131,6 +144,8 @@ pub(super) enum Route {
     Faults,
     AddFaults,
     ClearFaults,
+    /// A deployments endpoint, forwarded to this service.
+    Forward(Rc<BaseUrl>),
 }
 
 /// Which endpoint a method and path are, or the 404 / 405 answer.
@@ -183,6 +198,8 @@ fn answer(state: &Rc<Shared>, route: Route, request: &Request) -> Response {
             state.cluster.borrow_mut().faults = Faults::default();
             Response::text(200, "faults cleared")
         }
+        // Never here: `call` forwards these.
+        Route::Forward(service) => forward::unanswered(&service),
     }
 }
 

@@ -6,10 +6,13 @@
 //! docs/PROTOCOL.md §4 layout under `/repository/`; fault injection ([`faults`]), with
 //! `GET /sandbox/held`, the requests whose answers a fault holds back now; and
 //! `GET /sandbox/history`, every change of a bundle's instances in order, so that a test can
-//! check a bound over a whole deployment without polling.
+//! check a bound over a whole deployment without polling. With `--deployments URL`, the
+//! deployments endpoints are forwarded to a lockstep service, as ConductR's control API
+//! forwarded them to its Continuous Delivery service ([`forward`]).
 
 mod api;
 pub mod faults;
+pub mod forward;
 mod load;
 mod state;
 
@@ -32,6 +35,7 @@ use crate::repository::DirRepository;
 use crate::samples;
 use crate::signals::Stop;
 use crate::tempdir::DataDir;
+use crate::url::BaseUrl;
 use faults::Faults;
 use state::{Attributes, Bundle, Cluster};
 
@@ -57,6 +61,9 @@ pub struct Options {
     pub bundles: Vec<String>,
     /// Faults in force from the start.
     pub faults: Faults,
+    /// The lockstep service the deployments endpoints are forwarded to; without one they are
+    /// not found (404).
+    pub deployments: Option<BaseUrl>,
 }
 
 impl Default for Options {
@@ -71,6 +78,7 @@ impl Default for Options {
             demo: false,
             bundles: vec![samples::DEMO_NAME.to_owned()],
             faults: Faults::default(),
+            deployments: None,
         }
     }
 }
@@ -95,6 +103,8 @@ pub struct Sandbox {
     /// Its data directory; a temporary one is removed when this is dropped, so keep it as long
     /// as the sandbox runs.
     data_dir: DataDir,
+    /// Its state, shared with its server.
+    shared: Rc<Shared>,
 }
 
 impl Sandbox {
@@ -112,6 +122,17 @@ impl Sandbox {
     pub fn repository_url(&self) -> String {
         format!("http://{}/repository", self.addr)
     }
+
+    /// Where the deployments endpoints are forwarded from now on (`None`: nowhere, 404): a
+    /// service started after the sandbox, on a port chosen then (`lockstep demo`'s).
+    pub fn forward_deployments(&self, service: Option<BaseUrl>) {
+        *self.shared.deployments.borrow_mut() = service.map(Rc::new);
+    }
+
+    /// Where the deployments endpoints are forwarded, if anywhere.
+    pub fn deployments(&self) -> Option<BaseUrl> {
+        self.shared.deployments.borrow().as_deref().cloned()
+    }
 }
 
 /// The shared state of the handlers.
@@ -123,6 +144,8 @@ struct Shared {
     wake: async_channel::Sender<()>,
     /// The requests held now (`hold`, `holdAfterBytes`), oldest first.
     held: RefCell<Vec<HeldRequest>>,
+    /// The lockstep service the deployments endpoints are forwarded to.
+    deployments: RefCell<Option<Rc<BaseUrl>>>,
 }
 
 /// A request whose answer a fault holds back, until its client closes the connection.
@@ -161,6 +184,7 @@ pub async fn start(executor: Rc<LocalExecutor<'static>>, options: Options) -> io
         data_dir: data_dir.path().to_path_buf(),
         wake,
         held: RefCell::new(Vec::new()),
+        deployments: RefCell::new(options.deployments.clone().map(Rc::new)),
     });
     let demo = if options.demo {
         Some(
@@ -222,11 +246,12 @@ pub async fn start(executor: Rc<LocalExecutor<'static>>, options: Options) -> io
         addr,
         demo,
         data_dir,
+        shared,
     })
 }
 
-/// `lockstep sandbox`: starts one, prints where it listens (and the demo's versions), and runs
-/// it until SIGTERM or SIGINT.
+/// `lockstep sandbox`: starts one, prints where it listens (then the demo's versions, then
+/// where the deployments endpoints are forwarded), and runs it until SIGTERM or SIGINT.
 pub fn run(options: Options, out: &mut dyn Write) -> io::Result<()> {
     let executor = Rc::new(LocalExecutor::new());
     let mut stop = Stop::catch();
@@ -237,6 +262,9 @@ pub fn run(options: Options, out: &mut dyn Write) -> io::Result<()> {
         for (name, version, role) in &demo.versions {
             let _ = writeln!(out, "version {name}:{version} {role}");
         }
+    }
+    if let Some(service) = started.deployments() {
+        let _ = writeln!(out, "deployments forwarded to {service}");
     }
     let _ = out.flush();
     block_on(executor.run(stop.signalled()));
