@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lockstep_core::signature::{Secret, lockstep_sign};
@@ -372,22 +372,30 @@ pub fn run_lockstep(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Ran {
     };
     let stdout = read(Box::new(child.stdout.take().expect("piped stdout")));
     let stderr = read(Box::new(child.stderr.take().expect("piped stderr")));
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("lockstep {args:?} did not exit within {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = exit_within(&mut child, WAIT, &format!("lockstep {args:?}"));
     Ran {
         code: status.code(),
         stdout: stdout.join().expect("stdout read"),
         stderr: stderr.join().expect("stderr read"),
+    }
+}
+
+/// The exit status of `child`, which must exit within `within`.
+///
+/// # Panics
+/// When it does not (it is killed first), naming it `what`.
+pub fn exit_within(child: &mut std::process::Child, within: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
