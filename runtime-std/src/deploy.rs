@@ -62,9 +62,15 @@ pub const REPOSITORY_ENV: &str = "LOCKSTEP_REPOSITORY";
 /// How many published versions an error lists, newest first.
 const LISTED: usize = 10;
 
-/// The longest wait for news before the deployment is read again anyway: covers a service
-/// whose event stream cannot be opened.
+/// How often the deployment is read while the event stream cannot be opened.
 const POLL: Duration = Duration::from_secs(2);
+
+/// How long an open event stream may stay silent (no event of the deployment, no heartbeat)
+/// before the deployment is read again anyway (and the stream reopened).
+const QUIET: Duration = Duration::from_secs(10);
+
+/// The least time between two reads of the deployment that heartbeats cause.
+const HEARTBEAT_READS: Duration = Duration::from_millis(500);
 
 /// The largest settings file read.
 const MAX_SETTINGS: u64 = 64 * 1024;
@@ -618,33 +624,35 @@ impl<'b> Stream<'b> {
         }
     }
 
-    /// Waits until the stream names `id` or sends a heartbeat; an error closes it.
-    async fn news(&mut self, id: &str, parser: &mut EventStream<'_>) {
+    /// Waits until the stream names `id`, or sends a heartbeat at least [`HEARTBEAT_READS`]
+    /// after `since` (a service that floods heartbeats is not re-read for each). An error or
+    /// the stream's end closes it, and then waits [`POLL`] before it returns, so that a stream
+    /// that fails at once cannot make the follower spin.
+    async fn news(&mut self, id: &str, parser: &mut EventStream<'_>, since: Instant) {
         let mut chunk = [0u8; 1024];
         loop {
             let n = match self.client.read(&mut chunk).await {
                 Ok(n) if n > 0 => n,
-                _ => {
-                    self.open = false;
-                    self.client.close();
-                    return;
-                }
+                _ => return self.failed().await,
             };
             let mut input = chunk.get(..n).unwrap_or_default();
             loop {
                 match parser.next(&mut input) {
-                    Ok(Some(Item::Heartbeat)) => return,
+                    Ok(Some(Item::Heartbeat)) if since.elapsed() >= HEARTBEAT_READS => return,
                     Ok(Some(Item::Event(event))) if event.data == id => return,
-                    Ok(Some(Item::Event(_))) => {}
+                    Ok(Some(_)) => {}
                     Ok(None) => break,
-                    Err(_) => {
-                        self.open = false;
-                        self.client.close();
-                        return;
-                    }
+                    Err(_) => return self.failed().await,
                 }
             }
         }
+    }
+
+    /// Closes the stream, and returns after [`POLL`].
+    async fn failed(&mut self) {
+        self.open = false;
+        self.client.close();
+        async_io::Timer::after(POLL).await;
     }
 }
 
@@ -696,7 +704,10 @@ impl Follower<'_, '_> {
         if !self.stream.open {
             self.stream.open(self.base).await;
         }
-        let until = self.deadline.min(now + POLL);
+        // An open stream wakes the follower itself (its heartbeats come every 2 s by
+        // default); the poll interval covers a stream that cannot be opened, or went quiet.
+        let poll = if self.stream.open { QUIET } else { POLL };
+        let until = self.deadline.min(now + poll);
         let timer = async {
             async_io::Timer::at(until).await;
             if until >= self.deadline {
@@ -709,7 +720,7 @@ impl Follower<'_, '_> {
             let id = self.id;
             let stream = &mut self.stream;
             async {
-                stream.news(id, parser).await;
+                stream.news(id, parser, now).await;
                 Wake::Read
             }
             .or(timer)
@@ -1067,5 +1078,124 @@ mod tests {
             "http://h/deployments/a/b/a refused the webhook: 403 signature mismatch (is the \
              secret the one the service has?)"
         );
+    }
+
+    /// A service that accepts the webhook and answers every request for the event stream
+    /// `stream` (then closes); the deployment succeeds once `ends_after` has passed. Answers
+    /// the number of times the deployment was read.
+    fn hostile_service(
+        stream: &'static [u8],
+        ends_after: Duration,
+    ) -> (BaseUrl, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::Read as _;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = BaseUrl::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let reads = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = reads.clone();
+        let start = Instant::now();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let counted = counted.clone();
+                std::thread::spawn(move || {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let Ok(n) = conn.read(&mut buf) else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                        let Some(end) = text.find("\r\n\r\n") else {
+                            continue;
+                        };
+                        let length = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+                        if request.len() < end + 4 + length {
+                            continue;
+                        }
+                        let head = text[..end].to_owned();
+                        request.drain(..end + 4 + length);
+                        let answer: Vec<u8> = if head.starts_with("post ") {
+                            b"HTTP/1.1 202 Accepted\r\nContent-Length: 36\r\n\r\n\
+                              6bce8947-c7f6-4159-870f-f5be93001013"
+                                .to_vec()
+                        } else if head.starts_with("get /deployments/events ") {
+                            let mut a = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                                          Connection: close\r\n\r\n"
+                                .to_vec();
+                            a.extend_from_slice(stream);
+                            let _ = conn.write_all(&a);
+                            return;
+                        } else {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            let body = if start.elapsed() >= ends_after {
+                                r#"[{"eventType":"deploymentSuccess","deploymentSequence":1}]"#
+                            } else {
+                                "[]"
+                            };
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                                 Content-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
+                            .into_bytes()
+                        };
+                        if conn.write_all(&answer).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (base, reads)
+    }
+
+    /// A repository directory with one version of `web`.
+    fn one_version() -> crate::tempdir::TempDir {
+        let dir = temp_dir();
+        let package = dir.path().join("typesafe/bundle/typesafe/web");
+        std::fs::create_dir_all(&package).unwrap();
+        std::fs::write(
+            package.join("versions.json"),
+            format!(
+                r#"[{{"version":"1.0-{}","published":"2026-12-01T10:00:00Z"}}]"#,
+                "ab".repeat(32)
+            ),
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn test_follow_a_stream_that_fails_at_once_or_floods_heartbeats_does_not_spin() {
+        let repository = one_version();
+        for stream in [
+            // Closed at once.
+            &b""[..],
+            // A line longer than the parser's buffer.
+            &[b'x'; 8192][..],
+            // Heartbeats, as fast as the connection carries them.
+            &b":\n\n:\n\n:\n\n:\n\n:\n\n:\n\n:\n\n:\n\n:\n\n:\n\n:\n\n:\n\n:\n\n:\n\n"[..],
+        ] {
+            let (url, reads) = hostile_service(stream, Duration::from_millis(1500));
+            let mut options = Options::new("web");
+            options.url = url;
+            options.repository = Some(repository.path().display().to_string());
+            let context = Context {
+                secret_env: Some("s3cret".into()),
+                ..Context::default()
+            };
+            let mut out = Vec::new();
+            run(&options, &context, &mut io::empty(), &mut out).unwrap();
+            // Read once at once, then every poll interval (2 s): a few reads, not thousands.
+            let reads = reads.load(std::sync::atomic::Ordering::SeqCst);
+            assert!((2..=6).contains(&reads), "{reads} reads");
+            assert!(String::from_utf8(out).unwrap().ends_with("] Success\n"));
+        }
     }
 }
