@@ -53,14 +53,17 @@ pids+=($!)
 proxy="http://127.0.0.1:$port"
 wait_for "HAProxy to listen" curl -sf "$proxy/deployments"
 
-# Through HAProxy: the listing, then the README's webhook (the demo's printed command, pointed at
-# the proxy), followed to its end; /v2 too; anything else is not routed to lockstep.
+# Through HAProxy: the listing, then the demo's printed `lockstep deploy` (pointed at the proxy),
+# followed to its end; /v2 too; anything else is not routed to lockstep.
 curl -sf "$proxy/deployments" | grep -q '"state":"succeeded"'
-grep -A3 '# visualizer 1.2.0' "$work/demo.out" | tail -n 3 | sed -e 's/^ *//' -e "s|http://$lockstep|$proxy|" > "$work/notify.sh"
-answer=$(sh -e "$work/notify.sh")
-grep -q '^HTTP/1.1 202' <<<"$answer" || { echo "FAIL: the webhook through HAProxy: $answer" >&2; exit 1; }
-id=$(tail -n 1 <<<"$answer" | tr -d '\r')
-wait_for "the deployment to succeed through HAProxy" sh -c "curl -sf '$proxy/v2/deployments/$id' | grep -q deploymentSuccess"
+grep -A2 '# visualizer 1.2.0' "$work/demo.out" | tail -n 2 | sed -e 's/^ *//' -e "s|http://$lockstep|$proxy|" > "$work/deploy.sh"
+grep -q -- "--url $proxy " "$work/deploy.sh" || { echo "FAIL: the demo's deploy command names no --url: $(cat "$work/deploy.sh")" >&2; exit 1; }
+# `lockstep deploy` through the proxy: the webhook, then the deployment followed over the event
+# stream and its reads, all through HAProxy, to its success.
+answer=$(sh -e "$work/deploy.sh") || { echo "FAIL: lockstep deploy through HAProxy: $answer" >&2; exit 1; }
+grep -q '\] Success$' <<<"$answer" || { echo "FAIL: lockstep deploy through HAProxy did not succeed: $answer" >&2; exit 1; }
+id=$(sed -n 's/^Deployment id: //p' <<<"$answer")
+wait_for "the deployment to be listed as succeeded through HAProxy" sh -c "curl -sf '$proxy/v2/deployments/$id' | grep -q deploymentSuccess"
 events=$(curl -sN --max-time 5 "$proxy/deployments/events" || true)
 grep -qx ':' <<<"$events" || { echo "FAIL: no heartbeat through HAProxy: $events" >&2; exit 1; }
 status=$(curl -s -o /dev/null -w '%{http_code}' "$proxy/healthz")
