@@ -60,7 +60,7 @@ pub const SETTINGS_ENV: &str = "CONDUCTR_CUSTOM_SETTINGS_FILE";
 pub const REPOSITORY_ENV: &str = "LOCKSTEP_REPOSITORY";
 
 /// How many published versions an error lists, newest first.
-const LISTED: usize = 10;
+pub const LISTED: usize = 10;
 
 /// How often the deployment is read while the event stream cannot be opened.
 const POLL: Duration = Duration::from_secs(2);
@@ -200,7 +200,7 @@ pub enum Error {
         package: String,
         /// How many a prefix matched, when several did.
         ambiguous: Option<usize>,
-        /// The published versions, newest first (at most [`LISTED`]), and how many there are.
+        /// The published versions, newest first (at most [`LISTED`]).
         versions: Vec<PublishedVersion>,
         /// How many versions are published in all.
         total: usize,
