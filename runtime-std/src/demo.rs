@@ -217,7 +217,7 @@ fn run_in(
     // The service reads it from the file, as an operator's would; the demo signs with it.
     let signing = write_secret(&secret_file, &client_settings)?;
     let executor = Rc::new(LocalExecutor::new());
-    let sandbox = futures_lite::future::block_on(executor.run(sandbox::start(
+    let sandbox = async_io::block_on(executor.run(sandbox::start(
         executor.clone(),
         sandbox::Options {
             listen: options.sandbox,
@@ -243,7 +243,7 @@ fn run_in(
     log::init(config.log_format, log::LogLevel::Warn);
     let env = std::collections::BTreeMap::new();
     let serve_options = config.options(&env)?;
-    let addr = futures_lite::future::block_on(executor.run(serve::start(&executor, serve_options)))
+    let addr = async_io::block_on(executor.run(serve::start(&executor, serve_options)))
         .map_err(Error::Service)?
         .addr();
     // The sandbox's control API forwards the deployments endpoints to the service, as
@@ -342,8 +342,7 @@ fn run_in(
         stop.signalled().await;
         None
     };
-    match futures_lite::future::block_on(deployed.run(async { Some(deployment.await) }.or(stopped)))
-    {
+    match async_io::block_on(deployed.run(async { Some(deployment.await) }.or(stopped))) {
         Some(result) => result?,
         None => return Ok(()),
     }
@@ -415,7 +414,7 @@ fn run_in(
     );
     let _ = writeln!(out, "\nCtrl-C to stop.");
     let _ = out.flush();
-    futures_lite::future::block_on(executor.run(stop.signalled()));
+    async_io::block_on(executor.run(stop.signalled()));
     Ok(())
 }
 

@@ -517,14 +517,13 @@ pub fn run(options: Options, out: &mut dyn Write) -> std::io::Result<()> {
         let _ = out.flush();
         told.set(true);
     };
-    let service =
-        futures_lite::future::block_on(executor.run(start_telling(&executor, options, &mut tell)))?;
+    let service = async_io::block_on(executor.run(start_telling(&executor, options, &mut tell)))?;
     let drained = service.drain_on_signals(&executor);
     if !told.get() {
         tell(service.addr());
     }
     log::info(&format!("ready in {}ms", started.elapsed().as_millis()));
-    futures_lite::future::block_on(executor.run(drained));
+    async_io::block_on(executor.run(drained));
     // Drained and committed: a standby may take over now.
     service.state.deployments.leave_cluster();
     // Releases the data directory's lock.

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use async_executor::LocalExecutor;
 use async_io::Timer;
+use async_io::block_on;
 use futures_lite::FutureExt;
-use futures_lite::future::block_on;
 use lockstep_core::archive::{self, Inflater};
 use lockstep_core::bundle::BundleId;
 
