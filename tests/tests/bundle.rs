@@ -6,9 +6,10 @@
 //! is compared with the very file that ran, which a concurrent build may replace at its shared
 //! path.
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lockstep_core::archive::{self, Inflater};
 use lockstep_core::conductr::multipart::{Boundary, FileName, Multipart, Part};
@@ -53,6 +54,9 @@ impl Ran {
     }
 }
 
+/// How long a freshly copied binary may stay busy (see [`bundle`]).
+const EXEC_BUSY_DEADLINE: Duration = Duration::from_secs(5);
+
 /// A copy of the lockstep binary in `dir`.
 fn own_binary(dir: &TempDir) -> PathBuf {
     let copy = dir.path().join("lockstep");
@@ -61,14 +65,27 @@ fn own_binary(dir: &TempDir) -> PathBuf {
 }
 
 /// Runs `lockstep bundle <args>` from `program` in `cwd`.
+///
+/// `program` is a copy written by this process a moment ago: a child that another test's thread
+/// forked while the copy was still open for writing holds that descriptor until it execs, and
+/// meanwhile executing the copy fails with ETXTBSY. That passes within milliseconds: try again
+/// until [`EXEC_BUSY_DEADLINE`].
 fn bundle(program: &Path, cwd: &Path, args: &[&str]) -> Ran {
-    let output = Command::new(program)
-        .arg("bundle")
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("BINTRAY_WEBHOOK_SECRET")
-        .output()
-        .expect("run lockstep bundle");
+    let deadline = Instant::now() + EXEC_BUSY_DEADLINE;
+    let output = loop {
+        match Command::new(program)
+            .arg("bundle")
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("BINTRAY_WEBHOOK_SECRET")
+            .output()
+        {
+            Err(e) if e.kind() == ErrorKind::ExecutableFileBusy && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => break other.expect("run lockstep bundle"),
+        }
+    };
     let ran = Ran {
         code: output.status.code(),
         stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
