@@ -468,35 +468,6 @@ async fn fetch_log(addr: SocketAddr, id: DeploymentId) -> Result<Vec<String>, Er
     let events: serde_json::Value = serde_json::from_str(body).map_err(Error::BadEvents)?;
     Ok(events
         .as_array()
-        .map(|events| {
-            events
-                .iter()
-                .map(|e| match e["eventType"].as_str().unwrap_or("") {
-                    "deploymentStarted" => "Deployment started".to_owned(),
-                    "bundleDownload" => "Downloading bundle".to_owned(),
-                    "configDownload" => format!(
-                        "Downloading config from bundle {}",
-                        e["compatibleBundleId"]
-                            .as_str()
-                            .and_then(|id| lockstep_core::bundle::BundleId::parse(id).ok())
-                            .map(|id| id.short().to_string())
-                            .unwrap_or_default()
-                    ),
-                    "load" if e.get("configFileName").is_some() => {
-                        "Loading bundle with config".to_owned()
-                    }
-                    "load" => "Loading bundle".to_owned(),
-                    "deploy" => format!(
-                        "Deploying - {} old instance vs {} new instance",
-                        e["bundleOld"]["scale"], e["bundleNew"]["scale"]
-                    ),
-                    "deploymentSuccess" => "Success".to_owned(),
-                    "deploymentFailure" => {
-                        format!("Failure: {}", e["failure"].as_str().unwrap_or(""))
-                    }
-                    other => format!("Unknown deployment state {other}"),
-                })
-                .collect()
-        })
+        .map(|events| events.iter().map(crate::deploy::describe).collect())
         .unwrap_or_default())
 }

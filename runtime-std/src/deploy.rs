@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt as _;
 use lockstep_core::agent::http::{Client, HttpError, Method};
-use lockstep_core::bundle::{Shorthand, ShorthandError};
+use lockstep_core::bundle::{BundleId, Shorthand, ShorthandError};
 use lockstep_core::conductr::sse::{EventStream, Item};
 use lockstep_core::hocon::Document;
 use lockstep_core::signature::Secret;
@@ -807,7 +807,8 @@ fn scales(event: &Value) -> Option<(u64, u64)> {
     Some((scale("bundleOld")?, scale("bundleNew")?))
 }
 
-/// An event as the official client words it (`bundle_deploy_v2.py`).
+/// An event as the official client words it (`bundle_deploy_v2.py`): what `lockstep deploy`
+/// and `lockstep demo` print.
 pub fn describe(event: &Value) -> String {
     match event_type(event) {
         "deploymentStarted" => "Deployment started".to_owned(),
@@ -817,8 +818,10 @@ pub fn describe(event: &Value) -> String {
                 .get("compatibleBundleId")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let short: Vec<&str> = id.split('-').map(|p| p.get(..7).unwrap_or(p)).collect();
-            format!("Downloading config from bundle {}", short.join("-"))
+            // The short id (docs/PROTOCOL.md §3), as the official client shows it.
+            let shown =
+                BundleId::parse(id).map_or_else(|_| id.to_owned(), |b| b.short().to_string());
+            format!("Downloading config from bundle {shown}")
         }
         "load" if event.get("configFileName").is_some() => "Loading bundle with config".to_owned(),
         "load" => "Loading bundle".to_owned(),
