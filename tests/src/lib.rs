@@ -119,6 +119,25 @@ pub fn binary_with_feature(package: &str, bin: &str, feature: Option<&str>) -> P
     if test_profile_is_release() {
         command.arg("--release");
     }
+    // What cargo set for this test's own crate (CARGO_MANIFEST_DIR, CARGO_PKG_NAME...) is not
+    // the build's business: build scripts that watch those variables (ring's does) would
+    // otherwise be run again, and their crates rebuilt, on every test run.
+    for (name, _) in std::env::vars_os() {
+        let name_text = name.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_",
+        ]
+        .iter()
+        .any(|prefix| name_text.starts_with(prefix))
+            || name_text == "OUT_DIR"
+        {
+            command.env_remove(&name);
+        }
+    }
     if let Some(feature) = feature {
         let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
             || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
