@@ -62,3 +62,8 @@ fn test_seeds_record() {
 fn test_seeds_journal() {
     replay("journal", lockstep_core::fuzz::journal);
 }
+
+#[test]
+fn test_seeds_download() {
+    replay("download", lockstep_core::fuzz::download);
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use lockstep::deployments::RepositoryOption;
 use lockstep::units::{parse_address, parse_duration, parse_size};
 use lockstep::url::BaseUrl;
+use lockstep_core::agent::http::Scheme;
 use lockstep_core::signature::Secret;
 use lockstep_core::webhook::BodyLimit;
 
@@ -24,14 +25,16 @@ pub(crate) const REPLAY_CACHE: usize = 1024;
 pub(crate) const USAGE: &str = "\
 lockstep-minimal — lockstep's minimal runtime: the webhook service of `lockstep serve` on
 picoserve, single-threaded, with fixed buffers. There is no configuration file (to keep it
-small): every setting is a flag, or the environment variable LOCKSTEP_<NAME>.
+small): every setting is a flag, or the environment variable LOCKSTEP_<NAME>. It speaks
+plain http:// only (TLS would double its size): for an https:// repository or control API,
+use `lockstep serve`, or a TLS proxy in front.
 
 Usage: lockstep-minimal --repository URL|DIR [options]
 
 Options (flag, then its default):
       --listen IP:PORT        127.0.0.1:9010 (below LOCKSTEP_LISTEN: DEPLOYMENTS_BIND_IP
                               and DEPLOYMENTS_BIND_PORT)
-      --conductr URL          http://127.0.0.1:9005   the ConductR control API
+      --conductr URL          http://127.0.0.1:9005   the ConductR control API (http:// only)
       --repository URL|DIR    (required) where bundles are published: http:// or a directory
       --data-dir DIR          $XDG_STATE_HOME/lockstep-minimal, else
                               ~/.local/state/lockstep-minimal: the journal and downloads
@@ -46,6 +49,18 @@ Options (flag, then its default):
   -h, --help                  Print this help
   -V, --version               Print the version
 ";
+
+/// `url` if it is `http://`: the minimal runtime has no TLS.
+fn http_only(origin: &str, url: BaseUrl) -> Result<BaseUrl, Failure> {
+    if url.url().scheme() == Scheme::Http {
+        Ok(url)
+    } else {
+        Err(Failure::usage(format!(
+            "{origin}: `{url}`: lockstep-minimal speaks http:// only; use `lockstep serve` for \
+             https://, or a TLS proxy in front"
+        )))
+    }
+}
 
 /// A failure with its exit code: 2 for usage and configuration, 1 at run time.
 #[derive(Debug)]
@@ -176,11 +191,14 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Parsed, Failure> {
         None => bind_env()?,
     };
     let conductr = match get("conductr") {
-        Some((origin, v)) => BaseUrl::parse(&v).map_err(|e| bad(&origin, &e))?,
+        Some((origin, v)) => http_only(&origin, BaseUrl::parse(&v).map_err(|e| bad(&origin, &e))?)?,
         None => BaseUrl::parse("http://127.0.0.1:9005").map_err(|e| bad("--conductr", &e))?,
     };
     let repository = match get("repository") {
-        Some((origin, v)) => RepositoryOption::parse(&v).map_err(|e| bad(&origin, &e))?,
+        Some((origin, v)) => match RepositoryOption::parse(&v).map_err(|e| bad(&origin, &e))? {
+            RepositoryOption::Http(url) => RepositoryOption::Http(http_only(&origin, url)?),
+            dir @ RepositoryOption::Dir(_) => dir,
+        },
         None => {
             return Err(Failure::usage(
                 "--repository is required: the http:// base URL or the directory bundles are \

@@ -11,7 +11,8 @@ use std::time::Duration as StdDuration;
 
 use futures_lite::FutureExt as _;
 use lockstep::platform::StdTime;
-use lockstep_core::agent::{ConnectError, Connector, Time};
+use lockstep_core::agent::http::{Origin, Scheme};
+use lockstep_core::agent::{ConnectError, Connector, Time, TlsError};
 use lockstep_core::time::{Instant, Now};
 
 use crate::rt::{Io, Runtime, Sleep};
@@ -241,14 +242,19 @@ impl RtConnector {
 impl Connector for RtConnector {
     type Connection = RtConnection;
 
-    async fn connect(&self, host: &str, port: u16) -> Result<RtConnection, ConnectError> {
-        let host = lockstep::platform::unbracketed(host);
+    /// Plain TCP only: `https://` is [`TlsError::Unsupported`] (the minimal runtime's size
+    /// budget has no room for TLS; its configuration refuses https:// URLs up front).
+    async fn connect(&self, origin: Origin<'_>) -> Result<RtConnection, ConnectError> {
+        if origin.scheme != Scheme::Http {
+            return Err(ConnectError::Tls(TlsError::Unsupported));
+        }
+        let (host, port) = (lockstep::platform::unbracketed(origin.host), origin.port);
         let connect = async { self.connect_any(host, port).await.ok() };
         let timeout = async {
             Sleep::after(self.rt, self.timeout).await;
             None
         };
-        let stream = connect.or(timeout).await.ok_or(ConnectError)?;
+        let stream = connect.or(timeout).await.ok_or(ConnectError::Failed)?;
         // A request written in pieces (a head, then a body) would otherwise wait for the
         // peer's delayed ACK. Failing to set it costs latency only.
         let _ = stream.get_ref().set_nodelay(true);
@@ -447,7 +453,10 @@ mod tests {
         for host in ["127.0.0.1", "localhost"] {
             let echoed = rt.block_on(async {
                 use embedded_io_async::{Read as _, Write as _};
-                let mut c = connector.connect(host, port).await.expect(host);
+                let mut c = connector
+                    .connect(Origin::http(host, port))
+                    .await
+                    .expect(host);
                 c.write_all(b"ping").await.unwrap();
                 let mut buf = [0u8; 4];
                 c.read_exact(&mut buf).await.unwrap();
@@ -467,9 +476,12 @@ mod tests {
             .unwrap()
             .port();
         let connector = RtConnector::new(rt, StdDuration::from_secs(10));
-        assert!(rt.block_on(connector.connect("127.0.0.1", port)).is_err());
         assert!(
-            rt.block_on(connector.connect("no-such-host.invalid", port))
+            rt.block_on(connector.connect(Origin::http("127.0.0.1", port)))
+                .is_err()
+        );
+        assert!(
+            rt.block_on(connector.connect(Origin::http("no-such-host.invalid", port)))
                 .is_err()
         );
     }
@@ -490,7 +502,7 @@ mod tests {
         let connector = RtConnector::new(rt, StdDuration::from_millis(300));
         let start = std::time::Instant::now();
         assert!(
-            rt.block_on(connector.connect("127.0.0.1", addr.port()))
+            rt.block_on(connector.connect(Origin::http("127.0.0.1", addr.port())))
                 .is_err()
         );
         let took = start.elapsed();

@@ -3,25 +3,28 @@
 //! agent does (the same framing, limits and time-outs), and the signed webhook both commands
 //! send.
 //!
-//! [`exchange`] is one blocking request with its whole answer, under a time-out per wait and a
-//! limit on the body; [`Session`] keeps the connector, clock and buffer for a command that
-//! makes several requests from async code (the deployment follower).
+//! [`Session`] keeps the connector (and its trust for `https://`), clock and time-out of a
+//! command: [`Session::exchange`] is one blocking request with its whole answer, under a
+//! time-out per wait and a limit on the body; [`Session::download`] follows redirects;
+//! [`Session::client`] serves a command that makes several requests from async code (the
+//! deployment follower).
 
 use std::fmt;
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
-use lockstep_core::agent::http::{Client, HttpError, Method};
+use lockstep_core::agent::http::{Client, HttpError, Method, get_following};
 use lockstep_core::bundle::{Segment, Version};
 use lockstep_core::signature::{self, Secret};
 
 use crate::platform::{StdTime, TcpConnector, from_std_duration};
 use crate::time::rfc3339;
+use crate::tls::Trust;
 use crate::url::BaseUrl;
 
 /// Bytes of buffer a response head must fit in (and a request head: ours are small).
 pub const BUFFER: usize = 16 * 1024;
 
-/// The most bytes of a body an [`exchange`] reads: a deployment's events, a `versions.json`.
+/// The most bytes of a body an [`Session::exchange`] reads: a deployment's events, a `versions.json`.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// The `User-Agent` of every request.
@@ -95,13 +98,76 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session whose every connect, read and write may take `timeout`.
+    /// A session whose every connect, read and write may take `timeout`, trusting the system's
+    /// CAs for `https://`.
     pub fn new(timeout: StdDuration) -> Self {
         Self {
             connector: TcpConnector::new(timeout),
             time: StdTime::new(),
             timeout,
         }
+    }
+
+    /// This session, trusting `trust` for `https://`.
+    #[must_use]
+    pub fn with_trust(mut self, trust: Trust) -> Self {
+        self.connector = self.connector.with_trust(trust);
+        self
+    }
+
+    /// One blocking request: [`request`] on a client of its own.
+    pub fn exchange(
+        &self,
+        method: Method,
+        base: &BaseUrl,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Answer, ClientError> {
+        let mut buf = vec![0u8; BUFFER];
+        let mut client = self.client(&mut buf);
+        async_io::block_on(request(
+            &mut client,
+            method,
+            base,
+            target,
+            headers,
+            body,
+            MAX_BODY,
+        ))
+    }
+
+    /// A blocking download of `base` + `target` (at most [`MAX_BODY`] bytes), following
+    /// redirects as the agent does ([`get_following`]: at most 5, never from https to http);
+    /// `authorization` goes to `base`'s origin only.
+    pub fn download(
+        &self,
+        base: &BaseUrl,
+        target: &str,
+        authorization: Option<&str>,
+    ) -> Result<Answer, ClientError> {
+        let (path, url) = target_of(base, target);
+        let http = |error| ClientError::Http {
+            url: url.clone(),
+            error,
+        };
+        let mut buf = vec![0u8; BUFFER];
+        let mut scratch = vec![0u8; BUFFER];
+        let mut client = self.client(&mut buf);
+        async_io::block_on(async {
+            let origin = base.url().origin();
+            let head = get_following(&mut client, origin, &path, authorization, &mut scratch)
+                .await
+                .map_err(http)?;
+            read_answer(
+                &mut client,
+                head.status,
+                head.content_type.as_str(),
+                &url,
+                MAX_BODY,
+            )
+            .await
+        })
     }
 
     /// A client of this session over `buf`.
@@ -138,23 +204,36 @@ pub async fn request(
         url: url.clone(),
         error,
     };
-    let host = base.url().host();
-    let port = base.url().port();
     let mut all = vec![("User-Agent", USER_AGENT)];
     all.extend_from_slice(headers);
     let length = (method == Method::Post || method == Method::Put || !body.is_empty())
         .then(|| u64::try_from(body.len()).unwrap_or(u64::MAX));
     client
-        .begin(method, host, port, &path, &all, length)
+        .begin(method, base.url().origin(), &path, &all, length)
         .await
         .map_err(http)?;
     if !body.is_empty() {
         client.write(body).await.map_err(http)?;
     }
     let head = client.response().await.map_err(http)?;
+    read_answer(client, head.status, head.content_type.as_str(), &url, limit).await
+}
+
+/// The body of the answer whose head was read: at most `limit` bytes.
+async fn read_answer(
+    client: &mut Client<'_, TcpConnector, StdTime>,
+    status: u16,
+    content_type: &str,
+    url: &str,
+    limit: usize,
+) -> Result<Answer, ClientError> {
+    let http = |error| ClientError::Http {
+        url: url.to_owned(),
+        error,
+    };
     let mut answer = Answer {
-        status: head.status,
-        content_type: head.content_type.as_str().to_owned(),
+        status,
+        content_type: content_type.to_owned(),
         body: Vec::new(),
     };
     let mut chunk = [0u8; 8192];
@@ -165,35 +244,15 @@ pub async fn request(
         }
         if answer.body.len().saturating_add(n) > limit {
             client.close();
-            return Err(ClientError::TooLarge { url, limit });
+            return Err(ClientError::TooLarge {
+                url: url.to_owned(),
+                limit,
+            });
         }
         answer
             .body
             .extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
-}
-
-/// One blocking request: [`request`] on a session of its own.
-pub fn exchange(
-    method: Method,
-    base: &BaseUrl,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    timeout: StdDuration,
-) -> Result<Answer, ClientError> {
-    let session = Session::new(timeout);
-    let mut buf = vec![0u8; BUFFER];
-    let mut client = session.client(&mut buf);
-    async_io::block_on(request(
-        &mut client,
-        method,
-        base,
-        target,
-        headers,
-        body,
-        MAX_BODY,
-    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,25 +309,24 @@ pub fn webhook_signature(
 /// Sends the signed webhook for `version` of `package` to `base` + `target` (the webhook's
 /// path and query) and answers what the service said.
 pub fn send_webhook(
+    session: &Session,
     base: &BaseUrl,
     target: &str,
     package: Segment<'_>,
     version: &Version<'_>,
     scheme: Scheme,
     secret: &Secret,
-    timeout: StdDuration,
 ) -> Result<Answer, ClientError> {
     let now = SystemTime::now();
     let body = webhook_body(package, version, now);
     let t = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (name, value) = webhook_signature(scheme, secret, package, &body, t);
-    exchange(
+    session.exchange(
         Method::Post,
         base,
         target,
         &[("Content-Type", "application/json"), (name, &value)],
         &body,
-        timeout,
     )
 }
 
@@ -337,13 +395,13 @@ mod tests {
         let secret = Secret::new(b"s3cret").unwrap();
         let package = Segment::parse("visualizer").unwrap();
         let answer = send_webhook(
+            &Session::new(StdDuration::from_secs(5)),
             &base,
             "/deployments/typesafe/bundle/typesafe?tag=web",
             package,
             &version(),
             Scheme::Lockstep,
             &secret,
-            StdDuration::from_secs(5),
         )
         .unwrap();
         assert_eq!((answer.status, answer.line()), (202, "id-42".to_owned()));
@@ -388,15 +446,9 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = BaseUrl::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
         drop(listener);
-        let got = exchange(
-            Method::Get,
-            &base,
-            "/v",
-            &[],
-            &[],
-            StdDuration::from_secs(5),
-        )
-        .unwrap_err();
+        let got = Session::new(StdDuration::from_secs(5))
+            .exchange(Method::Get, &base, "/v", &[], &[])
+            .unwrap_err();
         assert!(
             got.to_string()
                 .starts_with(&format!("{}/v: ", base.as_str())),

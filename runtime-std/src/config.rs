@@ -13,17 +13,20 @@ use std::time::Duration;
 
 use lockstep_core::access::{Credential, CredentialError};
 use lockstep_core::agent;
+use lockstep_core::agent::http::Scheme;
 use lockstep_core::deployer::{NothingRunning, Policy, RollbackPolicy};
 use lockstep_core::service::{self, Allowed, MAX_ALLOWED};
 use lockstep_core::signature::Schemes;
 use lockstep_core::webhook::{BodyLimit, BodyLimitError, MAX_BODY_LIMIT};
 
 use crate::cluster::ClusterOptions;
+use crate::credentials::{Credentials, CredentialsError};
 use crate::deployments::{self, RepositoryError, RepositoryOption, create_private_dir};
 use crate::http;
 use crate::log::{LogFormat, LogLevel};
 use crate::secret::{self, SecretError};
 use crate::serve::{MAX_REPLAY_CACHE, Options};
+use crate::tls::{CaFileError, Trust};
 use crate::units::{ValueError, parse_address, parse_duration, parse_size};
 use crate::url::{BadUrl, BaseUrl};
 
@@ -39,6 +42,8 @@ pub struct Config {
     pub advertise: Option<SocketAddr>,
     pub secret_file: Option<PathBuf>,
     pub read_credential_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub repository_credentials: Option<PathBuf>,
     pub max_head: usize,
     pub max_body: usize,
     pub read_timeout: Duration,
@@ -104,6 +109,8 @@ pub enum SettingError {
     },
     /// An `--allow` entry that is not `org/repo/package`.
     NotAllowed(String),
+    /// An `https://` URL where only `http://` is spoken.
+    HttpOnly(String),
     /// More `--allow` entries than [`MAX_ALLOWED`].
     TooManyAllowed,
     /// `--max-event-streams` not below `--max-connections`: streams could hold every
@@ -121,6 +128,7 @@ impl fmt::Display for SettingError {
         match self {
             Self::Value(e) => e.fmt(f),
             Self::Url(e) => e.fmt(f),
+            Self::HttpOnly(url) => write!(f, "`{url}`: only http:// is supported here"),
             Self::Repository(e) => e.fmt(f),
             Self::NotADirectory(dir) => write!(f, "`{}` is not a directory", dir.display()),
             Self::NotWholeNumber(text) => write!(f, "`{text}` is not a whole number"),
@@ -235,6 +243,10 @@ pub enum Error {
         /// Why.
         error: std::io::Error,
     },
+    /// `--ca-file` cannot be used.
+    CaFile(CaFileError),
+    /// `--repository-credentials` cannot be used.
+    RepositoryCredentials(CredentialsError),
     /// `--read-credential-file` could not be read.
     ReadCredentialFile {
         /// The file.
@@ -260,6 +272,8 @@ impl fmt::Display for Error {
                  published to (or LOCKSTEP_REPOSITORY)",
             ),
             Self::Secret(e) => e.fmt(f),
+            Self::CaFile(e) => e.fmt(f),
+            Self::RepositoryCredentials(e) => e.fmt(f),
             Self::NoAdvertise => f.write_str(
                 "--advertise is required with --etcd when --listen is 0.0.0.0 or [::]: the \
                  other instances relay to the active one at that address",
@@ -380,10 +394,31 @@ pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "repository",
         default: "(required)",
-        help: "Where bundles are published: an http:// base URL, or a directory in the same \
-               layout",
+        help: "Where bundles are published: an http:// or https:// base URL, or a directory in \
+               the same layout",
         apply: |c, v| {
             c.repository = Some(RepositoryOption::parse(v)?);
+            Ok(())
+        },
+    },
+    Setting {
+        name: "ca-file",
+        default: "(the system's CAs only)",
+        help: "A PEM file of CA certificates trusted for https:// (--repository, --conductr) \
+               beside the system's: a private CA. Verification cannot be turned off",
+        apply: |c, v| {
+            c.ca_file = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    Setting {
+        name: "repository-credentials",
+        default: "(none)",
+        help: "A file holding the repository's credentials, one line: user:password (HTTP \
+               Basic) or Bearer <token>. Sent to the repository's host only, never to a host \
+               a download is redirected to",
+        apply: |c, v| {
+            c.repository_credentials = Some(PathBuf::from(v));
             Ok(())
         },
     },
@@ -417,6 +452,9 @@ pub static SETTINGS: &[Setting] = &[
             let urls = urls?;
             if urls.is_empty() {
                 return Err(SettingError::AtLeast("one URL"));
+            }
+            if let Some(url) = urls.iter().find(|u| u.url().scheme() != Scheme::Http) {
+                return Err(SettingError::HttpOnly(url.as_str().to_owned()));
             }
             c.etcd = urls;
             Ok(())
@@ -758,6 +796,8 @@ impl Default for Config {
             advertise: None,
             secret_file: None,
             read_credential_file: None,
+            ca_file: None,
+            repository_credentials: None,
             max_head: 0,
             max_body: 0,
             read_timeout: Duration::ZERO,
@@ -880,6 +920,11 @@ impl Config {
             Some(file) => Some(read_credential(file)?),
             None => None,
         };
+        let trust = Trust::from_option(self.ca_file.as_deref()).map_err(Error::CaFile)?;
+        let repository_credentials = match &self.repository_credentials {
+            Some(file) => Some(Credentials::read(file).map_err(Error::RepositoryCredentials)?),
+            None => None,
+        };
         if !self.etcd.is_empty() && self.advertise.is_none() && self.listen.ip().is_unspecified() {
             return Err(Error::NoAdvertise);
         }
@@ -938,6 +983,8 @@ impl Config {
             heartbeat: self.heartbeat,
             drain_deadline: self.drain_deadline,
             read_credential,
+            trust,
+            repository_credentials,
             cluster: (!self.etcd.is_empty()).then(|| ClusterOptions {
                 endpoints: self.etcd.clone(),
                 lease_ttl: self.lease_ttl,

@@ -35,9 +35,11 @@ use lockstep_core::signature::Secret;
 use serde_json::Value;
 
 use crate::client::{self, Answer, ClientError, Scheme, Session};
+use crate::credentials::Credentials;
 use crate::platform::{StdTime, TcpConnector};
 use crate::repository::{self, DirRepository, PublishedVersion, RepoError};
 use crate::secret::{self, SecretError};
+use crate::tls::Trust;
 use crate::url::BaseUrl;
 
 /// The service's default address: HAProxy in front of a ConductR cluster.
@@ -98,6 +100,10 @@ pub struct Options {
     pub wait_timeout: Duration,
     /// How long each connect, read and write may take.
     pub timeout: Duration,
+    /// `--ca-file`: CAs trusted for `https://` beside the system's.
+    pub ca_file: Option<PathBuf>,
+    /// `--repository-credentials`: sent to an `https://`/`http://` repository.
+    pub repository_credentials: Option<PathBuf>,
 }
 
 impl Options {
@@ -114,6 +120,8 @@ impl Options {
             no_wait: false,
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
+            ca_file: None,
+            repository_credentials: None,
         }
     }
 }
@@ -188,6 +196,8 @@ pub enum Error {
         /// Why.
         error: ShorthandError,
     },
+    /// `--ca-file` or `--repository-credentials` cannot be used.
+    File(String),
     /// Neither `--repository` nor `LOCKSTEP_REPOSITORY`.
     NoRepository,
     /// The repository's index cannot be read.
@@ -263,7 +273,7 @@ impl fmt::Display for Error {
                 "no repository to resolve the bundle in: pass --repository DIR|URL or set \
                  {REPOSITORY_ENV} (the one the service reads)"
             ),
-            Self::Repository(e) => f.write_str(e),
+            Self::Repository(e) | Self::File(e) => f.write_str(e),
             Self::NoMatch {
                 asked,
                 package,
@@ -340,7 +350,14 @@ pub fn run(
         .clone()
         .or_else(|| context.repository_env.clone())
         .ok_or(Error::NoRepository)?;
-    let versions = published(&repository, &shorthand, options.timeout)?;
+    let trust =
+        Trust::from_option(options.ca_file.as_deref()).map_err(|e| Error::File(e.to_string()))?;
+    let credentials = match &options.repository_credentials {
+        Some(file) => Some(Credentials::read(file).map_err(|e| Error::File(e.to_string()))?),
+        None => None,
+    };
+    let session = Session::new(options.timeout).with_trust(trust);
+    let versions = published(&repository, &shorthand, &session, credentials.as_ref())?;
     let chosen = repository::select(&versions, &shorthand.version).map_err(|e| {
         let ambiguous = match e {
             RepoError::Ambiguous { count } => Some(count),
@@ -365,7 +382,6 @@ pub fn run(
         return Err(Error::Declined);
     }
 
-    let session = Session::new(options.timeout);
     let mut stream_buf = vec![0u8; client::BUFFER];
     let mut stream = Stream::new(session.client(&mut stream_buf));
     if !options.no_wait {
@@ -376,13 +392,13 @@ pub fn run(
     let target = webhook_target(&shorthand, &options.target_tags);
     let sent = Instant::now();
     let answer = client::send_webhook(
+        &session,
         &options.url,
         &target,
         shorthand.package,
         &version,
         options.scheme,
         &secret,
-        options.timeout,
     )
     .map_err(Error::Send)?;
     let (_, url) = client::target_of(&options.url, &target);
@@ -479,11 +495,13 @@ pub fn settings_secret(file: &Path) -> Result<Option<Secret>, Error> {
 // ---------------------------------------------------------------------------------------------
 
 /// The published versions of the shorthand's package, oldest first: from `versions.json` in a
-/// directory or at an `http://` base URL (none when there is no index).
+/// directory or at an `http[s]://` base URL (none when there is no index), downloaded with
+/// `credentials` as the agent downloads bundles (redirects followed).
 fn published(
     repository: &str,
     shorthand: &Shorthand<'_>,
-    timeout: Duration,
+    session: &Session,
+    credentials: Option<&Credentials>,
 ) -> Result<Vec<PublishedVersion>, Error> {
     let (org, repo, package) = (
         shorthand.org.as_str(),
@@ -498,7 +516,8 @@ fn published(
     let base =
         BaseUrl::parse(repository).map_err(|e| Error::Repository(format!("--repository {e}")))?;
     let target = format!("/{org}/{repo}/{org}/{package}/{}", repository::INDEX_FILE);
-    let answer = client::exchange(Method::Get, &base, &target, &[], &[], timeout)
+    let answer = session
+        .download(&base, &target, credentials.map(Credentials::authorization))
         .map_err(|e| Error::Repository(format!("the repository: {e}")))?;
     let url = client::target_of(&base, &target).1;
     match answer.status {
@@ -598,13 +617,11 @@ impl<'b> Stream<'b> {
     /// Opens the stream; stays closed when the service does not serve it.
     async fn open(&mut self, base: &BaseUrl) {
         let (path, _) = client::target_of(base, "/deployments/events");
-        let url = base.url();
         let begun = self
             .client
             .begin(
                 Method::Get,
-                url.host(),
-                url.port(),
+                base.url().origin(),
                 &path,
                 &[
                     ("Accept", "text/event-stream"),

@@ -35,11 +35,13 @@ use lockstep_core::ledger::{self, Ledger, Retained};
 use lockstep_core::signature::Stamp;
 
 use crate::cluster::Member;
+use crate::credentials::Credentials;
 use crate::journal::{self, FileJournal, Restored};
 use crate::log;
 use crate::metrics::{self, Metrics};
 use crate::platform::{DirStore, LocalRepository, StdTime, TcpConnector};
 use crate::repository::DirRepository;
+use crate::tls::Trust;
 use crate::url::{BadUrl, BaseUrl};
 
 /// The most deployments in flight (the deployer's table).
@@ -59,7 +61,7 @@ pub enum RepositoryOption {
 }
 
 impl RepositoryOption {
-    /// `<scheme>://...` is a URL, which must be `http://` (the scheme in any case); anything
+    /// `<scheme>://...` is a URL, which must be `http://` or `https://` (the scheme in any case); anything
     /// else a directory, which must exist now: a mistake is found at start-up, not when the
     /// first webhook arrives.
     pub fn parse(text: &str) -> Result<Self, RepositoryError> {
@@ -80,7 +82,7 @@ impl RepositoryOption {
 /// Why a text is not a repository.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RepositoryError {
-    /// Not a valid `http://` base URL.
+    /// Not a valid `http[s]://` base URL.
     Url(BadUrl),
     /// A URL of a scheme lockstep does not download from.
     Scheme(String),
@@ -95,7 +97,7 @@ impl fmt::Display for RepositoryError {
             Self::Scheme(scheme) => write!(
                 f,
                 "`{scheme}://` is not a scheme lockstep downloads from: the repository is an \
-                 http:// base URL or a directory"
+                 http:// or https:// base URL, or a directory"
             ),
             Self::NotADirectory(dir) => write!(f, "`{}` is not a directory", dir.display()),
         }
@@ -130,6 +132,10 @@ pub struct Options {
     pub retention: usize,
     /// Cluster mode: this instance, active; the journal is in etcd.
     pub member: Option<Arc<Member>>,
+    /// The CAs trusted for `https://`.
+    pub trust: Trust,
+    /// Sent to an HTTP repository's origin as `Authorization`.
+    pub repository_credentials: Option<Credentials>,
 }
 
 /// The retained deployments, on the heap: grown as deployments end, up to the retention.
@@ -287,7 +293,11 @@ impl Deployments {
         let stamps = restore(&agent, &time, &store, restored)?;
         // A failure is logged, and leaves the journal broken until repaired.
         let _ = agent.rewrite(stamps.iter().copied());
-        let connector = Rc::new(TcpConnector::for_agent(&options.agent));
+        let connector = Rc::new(
+            TcpConnector::for_agent(&options.agent)
+                .with_trust(options.trust.clone().logging_refusals()),
+        );
+        let credentials = Rc::new(options.repository_credentials.clone());
         let conductr = options.conductr.parsed();
         let repository = Rc::new(options.repository.clone());
         let workers = options.workers.clamp(1, agent::MAX_WORKERS);
@@ -299,17 +309,21 @@ impl Deployments {
                 store.clone(),
             );
             let repository = repository.clone();
+            let credentials = credentials.clone();
             let config = options.agent;
             executor
                 .spawn(async move {
                     let mut buffers = Box::new(Buffers::new());
                     let source = match &*repository {
-                        RepositoryOption::Http(base) => Source::Http(HttpRepository::new(
-                            base.url(),
-                            &*connector,
-                            &*time,
-                            config.io_timeout,
-                        )),
+                        RepositoryOption::Http(base) => Source::Http(
+                            HttpRepository::new(base.url(), &*connector, &*time, config.io_timeout)
+                                .with_authorization(
+                                    credentials
+                                        .as_ref()
+                                        .as_ref()
+                                        .map(Credentials::authorization),
+                                ),
+                        ),
                         RepositoryOption::Dir(dir) => {
                             Source::Local(LocalRepository::new(DirRepository::new(dir.clone())))
                         }

@@ -1,4 +1,4 @@
-//! The agent's platform on std: the clock and timers ([`StdTime`]), TCP connections
+//! The agent's platform on std: the clock and timers ([`StdTime`]), TCP and TLS connections
 //! ([`TcpConnector`]), a deployment's files in a directory ([`DirStore`]) and bundles from a
 //! repository on the local disk ([`LocalRepository`]).
 //!
@@ -20,6 +20,8 @@ use std::time::{Duration as StdDuration, Instant as StdInstant, SystemTime, UNIX
 use async_io::Timer;
 use async_net::TcpStream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use futures_rustls::client::TlsStream;
+use lockstep_core::agent::http::{Origin, Scheme};
 use lockstep_core::agent::{
     self, ConnectError, Connector, FetchError, FileKey, FileKind, Location, Repository, Store,
     StoreError, Time,
@@ -30,6 +32,7 @@ use lockstep_core::deployer::DeploymentId;
 use lockstep_core::time::{Duration, Instant, Now, UnixTime};
 
 use crate::repository::DirRepository;
+use crate::tls::Trust;
 
 // ---------------------------------------------------------------------------------------------
 // Time
@@ -117,25 +120,37 @@ fn saturating_millis(d: StdDuration) -> u64 {
 // ---------------------------------------------------------------------------------------------
 
 /// Opens TCP connections with async-net, `TCP_NODELAY` set, giving up after a time-out of its
-/// own (name resolution and every address tried included).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// own (name resolution, every address tried and the TLS handshake included); TLS over them
+/// for `https://`, trusting what its [`Trust`] says.
+#[derive(Clone, Debug)]
 pub struct TcpConnector {
     timeout: StdDuration,
+    trust: Trust,
 }
 
 impl TcpConnector {
     /// The time-out of [`TcpConnector::default`].
     pub const DEFAULT_TIMEOUT: StdDuration = StdDuration::from_secs(10);
 
-    /// A connector that gives up on a connection after `timeout`.
-    pub const fn new(timeout: StdDuration) -> Self {
-        Self { timeout }
+    /// A connector that gives up on a connection after `timeout`, trusting the system's CAs.
+    pub fn new(timeout: StdDuration) -> Self {
+        Self {
+            timeout,
+            trust: Trust::system(),
+        }
     }
 
     /// The connector of an agent configured with `config`: a connection may take its
     /// `io_timeout` (`--io-timeout`), as every read and write does, not a time-out of its own.
-    pub const fn for_agent(config: &agent::Config) -> Self {
+    pub fn for_agent(config: &agent::Config) -> Self {
         Self::new(to_std_duration(config.io_timeout))
+    }
+
+    /// This connector, trusting `trust` for `https://`.
+    #[must_use]
+    pub fn with_trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
+        self
     }
 
     /// How long a connection may take.
@@ -153,18 +168,28 @@ impl Default for TcpConnector {
 impl Connector for TcpConnector {
     type Connection = TcpConnection;
 
-    async fn connect(&self, host: &str, port: u16) -> Result<TcpConnection, ConnectError> {
-        let host = unbracketed(host);
-        let connect = async { TcpStream::connect((host, port)).await.ok() };
+    async fn connect(&self, origin: Origin<'_>) -> Result<TcpConnection, ConnectError> {
+        let host = unbracketed(origin.host);
+        let port = origin.port;
+        let connect = async {
+            let Ok(stream) = TcpStream::connect((host, port)).await else {
+                return Err(ConnectError::Failed);
+            };
+            // A request written in pieces (a head, then a body) would otherwise wait for the
+            // peer's delayed ACK. Failing to set it costs latency only.
+            let _ = stream.set_nodelay(true);
+            match origin.scheme {
+                Scheme::Http => Ok(TcpConnection::Plain(stream)),
+                Scheme::Https => Ok(TcpConnection::Tls(Box::new(
+                    self.trust.connect(stream, host, port).await?,
+                ))),
+            }
+        };
         let timeout = async {
             Timer::after(self.timeout).await;
-            None
+            Err(ConnectError::Failed)
         };
-        let stream = connect.or(timeout).await.ok_or(ConnectError)?;
-        // A request written in pieces (a head, then a body) would otherwise wait for the
-        // peer's delayed ACK. Failing to set it costs latency only.
-        let _ = stream.set_nodelay(true);
-        Ok(TcpConnection(stream))
+        connect.or(timeout).await
     }
 }
 
@@ -175,10 +200,17 @@ pub fn unbracketed(host: &str) -> &str {
         .unwrap_or(host)
 }
 
-/// A TCP connection as an `embedded_io_async` stream. Reads and writes are cancel-safe
-/// (async-io's are): a dropped read has read nothing, a dropped write has written nothing.
+/// A TCP connection, or TLS over one, as an `embedded_io_async` stream. Plain reads and writes
+/// are cancel-safe (async-io's are): a dropped read has read nothing, a dropped write has
+/// written nothing. A dropped TLS read or write may leave the session unusable: the client
+/// drops the connection after any abandoned call, so it is never reused.
 #[derive(Debug)]
-pub struct TcpConnection(pub TcpStream);
+pub enum TcpConnection {
+    /// `http://`.
+    Plain(TcpStream),
+    /// `https://`.
+    Tls(Box<TlsStream<TcpStream>>),
+}
 
 impl embedded_io_async::ErrorType for TcpConnection {
     type Error = io::Error;
@@ -186,17 +218,27 @@ impl embedded_io_async::ErrorType for TcpConnection {
 
 impl embedded_io_async::Read for TcpConnection {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, io::Error> {
-        AsyncReadExt::read(&mut self.0, buf).await
+        match self {
+            Self::Plain(s) => AsyncReadExt::read(s, buf).await,
+            Self::Tls(s) => AsyncReadExt::read(s, buf).await,
+        }
     }
 }
 
 impl embedded_io_async::Write for TcpConnection {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, io::Error> {
-        nonzero_write(buf, AsyncWriteExt::write(&mut self.0, buf).await)
+        let written = match self {
+            Self::Plain(s) => AsyncWriteExt::write(s, buf).await,
+            Self::Tls(s) => AsyncWriteExt::write(s, buf).await,
+        };
+        nonzero_write(buf, written)
     }
 
     async fn flush(&mut self) -> Result<(), io::Error> {
-        AsyncWriteExt::flush(&mut self.0).await
+        match self {
+            Self::Plain(s) => AsyncWriteExt::flush(s).await,
+            Self::Tls(s) => AsyncWriteExt::flush(s).await,
+        }
     }
 }
 
@@ -543,8 +585,14 @@ mod tests {
         let connector = TcpConnector::default();
         assert_eq!(connector.timeout(), StdDuration::from_secs(10));
         block_on(async {
-            let mut conn = connector.connect("127.0.0.1", port).await.unwrap();
-            assert!(conn.0.nodelay().unwrap());
+            let mut conn = connector
+                .connect(Origin::http("127.0.0.1", port))
+                .await
+                .unwrap();
+            let TcpConnection::Plain(stream) = &conn else {
+                panic!("plain TCP for http://")
+            };
+            assert!(stream.nodelay().unwrap());
             conn.write_all(b"hello, ").await.unwrap();
             conn.write_all(b"lockstep").await.unwrap();
             conn.flush().await.unwrap();
@@ -561,13 +609,19 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let connector = TcpConnector::new(StdDuration::from_secs(5));
         block_on(async {
-            connector.connect("localhost", port).await.unwrap();
+            connector
+                .connect(Origin::http("localhost", port))
+                .await
+                .unwrap();
         });
         if let Ok(v6) = TcpListener::bind("[::1]:0") {
             let port = v6.local_addr().unwrap().port();
             block_on(async {
-                connector.connect("[::1]", port).await.unwrap();
-                connector.connect("::1", port).await.unwrap();
+                connector
+                    .connect(Origin::http("[::1]", port))
+                    .await
+                    .unwrap();
+                connector.connect(Origin::http("::1", port)).await.unwrap();
             });
         }
     }
@@ -602,9 +656,9 @@ mod tests {
         };
         let connector = TcpConnector::for_agent(&config);
         let started = StdInstant::now();
-        let connected = block_on(connector.connect("127.0.0.1", port));
+        let connected = block_on(connector.connect(Origin::http("127.0.0.1", port)));
         let took = started.elapsed();
-        assert_eq!(connected.err(), Some(ConnectError));
+        assert_eq!(connected.err(), Some(ConnectError::Failed));
         // At its deadline, not before; and long before the connector's default of 10 s.
         assert!(took >= StdDuration::from_millis(300), "{took:?}");
         assert!(took < TcpConnector::DEFAULT_TIMEOUT / 2, "{took:?}");
@@ -618,8 +672,8 @@ mod tests {
         };
         let connector = TcpConnector::default();
         assert_eq!(
-            block_on(connector.connect("127.0.0.1", port)).err(),
-            Some(ConnectError)
+            block_on(connector.connect(Origin::http("127.0.0.1", port))).err(),
+            Some(ConnectError::Failed)
         );
     }
 

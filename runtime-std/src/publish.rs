@@ -28,9 +28,10 @@ use lockstep_core::hocon::{self, Document, HoconError, Value};
 use lockstep_core::signature::Secret;
 use lockstep_core::webhook::{Target, TargetError};
 
-use crate::client::{self, ClientError, Scheme};
+use crate::client::{self, ClientError, Scheme, Session};
 use crate::repository::{DirRepository, Publication, Release, RepoError};
 use crate::secret::{self, SecretError};
+use crate::tls::{CaFileError, Trust};
 use crate::url::BaseUrl;
 
 /// How long the webhook's connect, and each of its reads and writes, may take by default.
@@ -62,6 +63,8 @@ pub struct Options {
     pub bintray: bool,
     /// The webhook's time-out per wait.
     pub timeout: Duration,
+    /// `--ca-file`: CAs trusted for an `https://` `--notify` beside the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Options {
@@ -78,6 +81,7 @@ impl Options {
             secret_file: None,
             bintray: false,
             timeout: DEFAULT_TIMEOUT,
+            ca_file: None,
         }
     }
 }
@@ -229,6 +233,8 @@ pub enum Error {
     },
     /// `--notify` without a usable secret.
     Secret(SecretError),
+    /// `--ca-file` cannot be used.
+    CaFile(CaFileError),
     /// A zip cannot be read from disk.
     Read {
         /// The file.
@@ -268,7 +274,11 @@ impl Error {
     /// publication or notification that failed.
     pub const fn exit_code(&self) -> i32 {
         match self {
-            Self::Missing(_) | Self::Segment { .. } | Self::NotifyUrl { .. } | Self::Secret(_) => 2,
+            Self::Missing(_)
+            | Self::Segment { .. }
+            | Self::NotifyUrl { .. }
+            | Self::Secret(_)
+            | Self::CaFile(_) => 2,
             _ => 1,
         }
     }
@@ -281,6 +291,7 @@ impl fmt::Display for Error {
             Self::Segment { option, error } => write!(f, "{option} {error}"),
             Self::NotifyUrl { url, error } => write!(f, "--notify `{url}`: {error}"),
             Self::Secret(e) => write!(f, "--notify: {e}"),
+            Self::CaFile(e) => e.fmt(f),
             Self::Read { file, error } => write!(f, "{}: {error}", file.display()),
             Self::Bundle { file, error } => {
                 write!(f, "{}: not a bundle: {error}", file.display())
@@ -522,10 +533,10 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<(), Error> {
     report(package, &publication, out);
 
     // 4. The webhook.
-    let Some((url, secret)) = notify else {
+    let Some((url, secret, session)) = notify else {
         return Ok(());
     };
-    notify_service(options, package, &publication, &url, &secret, out)
+    notify_service(options, package, &publication, &url, &secret, &session, out)
 }
 
 /// The `--notify` URL and the secret to sign with, checked before anything is published.
@@ -534,7 +545,7 @@ fn notification(
     text: &str,
     org: Segment<'_>,
     repo: Segment<'_>,
-) -> Result<(NotifyUrl, Secret), Error> {
+) -> Result<(NotifyUrl, Secret, Session), Error> {
     let url = NotifyUrl::parse(text, org, repo).map_err(|error| Error::NotifyUrl {
         url: text.to_owned(),
         error,
@@ -542,7 +553,8 @@ fn notification(
     let env = std::env::var(secret::ENV).ok();
     let secret =
         secret::read(options.secret_file.as_deref(), env.as_deref()).map_err(Error::Secret)?;
-    Ok((url, secret))
+    let trust = Trust::from_option(options.ca_file.as_deref()).map_err(Error::CaFile)?;
+    Ok((url, secret, Session::new(options.timeout).with_trust(trust)))
 }
 
 /// The lines of what the publication did.
@@ -580,6 +592,7 @@ fn notify_service(
     publication: &Publication,
     url: &NotifyUrl,
     secret: &Secret,
+    session: &Session,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let version: Version<'_> = publication.entry.version();
@@ -594,13 +607,13 @@ fn notify_service(
         failure,
     };
     let answer = client::send_webhook(
+        session,
         &url.base,
         &url.target,
         package,
         &version,
         scheme,
         secret,
-        options.timeout,
     )
     .map_err(|e| failed(NotifyFailure::NoAnswer(e)))?;
     if !answer.is_success() {
@@ -785,8 +798,8 @@ mod tests {
     fn test_reject_notify_urls() {
         let parse = |s| NotifyUrl::parse(s, seg("typesafe"), seg("bundle")).unwrap_err();
         assert_eq!(
-            parse("https://h/deployments/typesafe/bundle/typesafe"),
-            NotifyUrlError::Url(UrlError::Https)
+            parse("ftp://h/deployments/typesafe/bundle/typesafe"),
+            NotifyUrlError::Url(UrlError::Scheme)
         );
         assert_eq!(parse("h:9000"), NotifyUrlError::Url(UrlError::Scheme));
         assert_eq!(parse("http://h:9000"), NotifyUrlError::NoPath);

@@ -24,6 +24,7 @@ use lockstep_core::service::{self, Endpoint, Reason, Refusal, Webhook, Webhooks}
 use lockstep_core::signature::{Headers, Secret};
 
 use crate::cluster::{ClusterOptions, ETCD_TIMEOUT, Member};
+use crate::credentials::Credentials;
 use crate::deployments::{self, Deployments, RepositoryOption};
 use crate::etcd::Etcd;
 use crate::http::{self, Connection, Request, Response, TurnedAway, refusal};
@@ -31,6 +32,7 @@ use crate::log;
 use crate::metrics::{JournalStats, Metrics};
 use crate::relay::{Leader, relay_until_won};
 use crate::signals::Stop;
+use crate::tls::Trust;
 use crate::url::BaseUrl;
 
 /// The most lockstep signatures the replay cache can be configured to hold.
@@ -70,6 +72,10 @@ pub struct Options {
     pub drain_deadline: Duration,
     /// What a read must present; none: reads are open.
     pub read_credential: Option<Credential>,
+    /// The CAs trusted for `https://` (the system's, and `--ca-file`'s).
+    pub trust: Trust,
+    /// `--repository-credentials`: sent to the repository's origin only.
+    pub repository_credentials: Option<Credentials>,
     /// Cluster mode (`--etcd`): the journal in etcd, one active instance.
     pub cluster: Option<ClusterOptions>,
 }
@@ -122,6 +128,8 @@ pub async fn start_telling(
             agent: options.agent,
             retention: options.retention,
             member,
+            trust: options.trust.clone(),
+            repository_credentials: options.repository_credentials.clone(),
         },
     )?;
     let mut webhooks =

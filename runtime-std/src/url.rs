@@ -1,4 +1,4 @@
-//! The base URLs lockstep is configured with (`--conductr`, an `http://` `--repository`):
+//! The base URLs lockstep is configured with (`--conductr`, an `http[s]://` `--repository`):
 //! parsed once, when the configuration is read, into core's owned [`UrlBuf`], then lent as a
 //! [`Url`] without being parsed again, so that no later use can fail.
 
@@ -6,7 +6,7 @@ use std::fmt;
 
 use lockstep_core::agent::http::{Url, UrlBuf, UrlError};
 
-/// A valid `http://host[:port][/path]` base URL, and the text it was written as.
+/// A valid `http[s]://host[:port][/path]` base URL, and the text it was written as.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BaseUrl {
     text: String,
@@ -93,7 +93,7 @@ mod tests {
     #[test]
     fn test_reject_what_core_rejects_naming_the_text() {
         for (text, error) in [
-            ("https://conductr.example", UrlError::Https),
+            ("ftp://conductr.example", UrlError::Scheme),
             ("conductr.example:9005", UrlError::Scheme),
             ("http://conductr.example:0", UrlError::Port),
         ] {

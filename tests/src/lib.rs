@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod prometheus;
 pub mod raw;
 pub mod stack;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -82,6 +82,8 @@ fn options(sandbox: &Sandbox, data: &Path, config: agent::Config) -> Options {
         agent: config,
         retention: 100,
         member: None,
+        trust: lockstep::tls::Trust::system(),
+        repository_credentials: None,
     }
 }
 

@@ -105,10 +105,17 @@ fn test_version_prints_the_package_version() {
 /// TOML key and default, in the order of `--help`. Written out, not computed: this is the
 /// interface `--help` and the README promise.
 #[rustfmt::skip]
-const SETTING_SPELLINGS: [(&str, &str, &str, &str); 34] = [
+const SETTING_SPELLINGS: [(&str, &str, &str, &str); 36] = [
     ("listen", "LOCKSTEP_LISTEN", "listen", "127.0.0.1:9010"),
     ("conductr", "LOCKSTEP_CONDUCTR", "conductr", "http://127.0.0.1:9005"),
     ("repository", "LOCKSTEP_REPOSITORY", "repository", "(required)"),
+    ("ca-file", "LOCKSTEP_CA_FILE", "ca_file", "(the system's CAs only)"),
+    (
+        "repository-credentials",
+        "LOCKSTEP_REPOSITORY_CREDENTIALS",
+        "repository_credentials",
+        "(none)",
+    ),
     ("data-dir", "LOCKSTEP_DATA_DIR", "data_dir", "($XDG_STATE_HOME/lockstep, else ~/.local/state/lockstep)"),
     ("etcd", "LOCKSTEP_ETCD", "etcd", "(none: the journal in --data-dir)"),
     ("lease-ttl", "LOCKSTEP_LEASE_TTL", "lease_ttl", "10s"),

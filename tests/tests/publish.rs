@@ -467,9 +467,9 @@ fn test_publish_bad_notify_or_secret_writes_nothing() {
     let secret = [("BINTRAY_WEBHOOK_SECRET", SECRET)];
     let cases = [
         (
-            "https://127.0.0.1:9/deployments/typesafe/bundle/typesafe",
+            "ftp://127.0.0.1:9/deployments/typesafe/bundle/typesafe",
             &secret[..],
-            "https URLs are not supported",
+            "a URL must start with http:// or https://",
         ),
         ("http://127.0.0.1:9", &secret[..], "no webhook path"),
         (
@@ -496,6 +496,27 @@ fn test_publish_bad_notify_or_secret_writes_nothing() {
         assert!(line.contains(why), "{url}: {line}");
         repository.assert_empty(url);
     }
+    // A --ca-file that cannot be used, for an https:// --notify: refused before anything is
+    // written.
+    let missing = files.path().join("no-such-ca.pem");
+    let missing = missing.to_str().expect("UTF-8");
+    let line = refused(
+        &publish(
+            &[
+                &zip,
+                "--repository",
+                &root,
+                "--notify",
+                "https://127.0.0.1:9/deployments/typesafe/bundle/typesafe",
+                "--ca-file",
+                missing,
+            ],
+            &secret,
+        ),
+        2,
+    );
+    assert!(line.contains(&format!("--ca-file {missing}: ")), "{line}");
+    repository.assert_empty("--ca-file");
     // Bad arguments.
     let (zip, root) = (zip.as_str(), root.as_str());
     for (args, why) in [

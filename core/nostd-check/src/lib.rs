@@ -117,8 +117,11 @@ mod platform {
 
     impl Connector for Nothing {
         type Connection = Nothing;
-        async fn connect(&self, _: &str, _: u16) -> Result<Nothing, ConnectError> {
-            Err(ConnectError)
+        async fn connect(
+            &self,
+            _: lockstep_core::agent::http::Origin<'_>,
+        ) -> Result<Nothing, ConnectError> {
+            Err(ConnectError::Failed)
         }
     }
 
@@ -162,7 +165,8 @@ mod platform {
 }
 
 fn agent_checks() -> u32 {
-    use lockstep_core::agent::{Agent, Buffers, Config, Worker, http::Url};
+    use lockstep_core::agent::http::{HttpRepository, Url};
+    use lockstep_core::agent::{Agent, Buffers, Config, Location, Repository, Worker};
     use platform::Nothing;
 
     let ledger = Ledger::new(heapless::Vec::<Retained, 2>::new(), 2);
@@ -189,7 +193,29 @@ fn agent_checks() -> u32 {
     let mut events = [0u8; 1024];
     let timeout = lockstep_core::time::Duration::from_secs(1);
     let follow = agent.run_events(url, &Nothing, &Nothing, timeout, timeout, &mut events);
-    ok + u32::from(pin!(follow).poll(&mut cx).is_pending())
+    ok += u32::from(pin!(follow).poll(&mut cx).is_pending());
+    // Downloads over HTTP(S), following redirects, with credentials.
+    let Ok(base) = Url::parse("https://repo.example/r") else {
+        return ok;
+    };
+    let repository = HttpRepository::new(base, &Nothing, &Nothing, timeout)
+        .with_authorization(Some("Bearer t0ken"));
+    let (Ok(segment), Ok(digest)) = (
+        Segment::parse("a"),
+        Digest::parse("0000000000000000000000000000000000000000000000000000000000000000"),
+    ) else {
+        return ok;
+    };
+    let location = Location {
+        org: segment,
+        repo: segment,
+        package: segment,
+        tag: segment,
+        digest,
+    };
+    let (mut buf, mut out) = ([0u8; 2048], Nothing);
+    let fetch = repository.fetch(&location, &mut out, &mut buf);
+    ok + u32::from(pin!(fetch).poll(&mut cx).is_ready())
 }
 
 fn conductr_checks(input: &[u8]) -> u32 {

@@ -95,7 +95,7 @@ use crate::signature::Stamp;
 use crate::time::{Duration, Instant, Now};
 
 pub use store::{FetchError, FileKey, FileKind, Location, Repository, Store, StoreError};
-pub use time::{ConnectError, Connector, Time, TimedOut, with_deadline};
+pub use time::{ConnectError, Connector, Time, TimedOut, TlsError, with_deadline};
 pub use worker::{Buffers, Config, MAX_OBSERVED, Worker};
 
 /// The most workers an agent serves.
@@ -443,8 +443,7 @@ impl<const N: usize, S: Sink, H: Shelf, J: Journal> Agent<N, S, H, J> {
             let target = worker::path(conductr.path(), crate::conductr::BUNDLE_EVENTS_PATH);
             let head = client
                 .get(
-                    conductr.host(),
-                    conductr.port(),
+                    conductr.origin(),
                     target,
                     &[("Accept", crate::conductr::ACCEPT_EVENT_STREAM)],
                 )

@@ -4,6 +4,7 @@ use core::fmt;
 
 use embedded_io_async::Write;
 
+use super::TlsError;
 use crate::archive::RandomAccess;
 use crate::bundle::{Digest, Segment};
 use crate::deployer::DeploymentId;
@@ -95,6 +96,12 @@ pub enum FetchError {
     Protocol,
     /// Writing the file failed (the writer's error: the size cap, the store).
     Write,
+    /// The TLS handshake with the repository (or a host it redirected to) failed.
+    Tls(TlsError),
+    /// More redirects than [`MAX_REDIRECTS`](super::http::MAX_REDIRECTS).
+    TooManyRedirects,
+    /// A redirect from `https://` to `http://`, refused.
+    InsecureRedirect,
 }
 
 impl fmt::Display for FetchError {
@@ -105,6 +112,11 @@ impl fmt::Display for FetchError {
             Self::Status(code) => write!(f, "the repository answered status {code}"),
             Self::Protocol => f.write_str("the repository's answer could not be read"),
             Self::Write => f.write_str("writing the bundle failed"),
+            Self::Tls(e) => write!(f, "the repository: {e}"),
+            Self::TooManyRedirects => f.write_str("the repository redirected too many times"),
+            Self::InsecureRedirect => {
+                f.write_str("the repository redirected from https to http (refused)")
+            }
         }
     }
 }

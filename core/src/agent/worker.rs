@@ -139,6 +139,9 @@ impl From<HttpError> for Attempt {
         let error = match e {
             HttpError::Connect | HttpError::Io => CommandError::Unreachable,
             HttpError::TimedOut => CommandError::TimedOut,
+            HttpError::Tls(tls) => CommandError::Tls(tls),
+            HttpError::TooManyRedirects => CommandError::TooManyRedirects,
+            HttpError::InsecureRedirect => CommandError::InsecureRedirect,
             _ => CommandError::Protocol,
         };
         if e.retryable() {
@@ -169,6 +172,9 @@ fn download_failed(e: FetchError, too_large: bool) -> Attempt {
         FetchError::Protocol => Attempt::Fatal(CommandError::Protocol),
         FetchError::Write if too_large => Attempt::Fatal(CommandError::TooLarge),
         FetchError::Write => Attempt::Fatal(CommandError::Storage),
+        FetchError::Tls(tls) => Attempt::Fatal(CommandError::Tls(tls)),
+        FetchError::TooManyRedirects => Attempt::Fatal(CommandError::TooManyRedirects),
+        FetchError::InsecureRedirect => Attempt::Fatal(CommandError::InsecureRedirect),
     }
 }
 
@@ -476,12 +482,10 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         looking: Looking<'_>,
         spans: &mut heapless::Vec<(usize, usize), MAX_OBSERVED>,
     ) -> Result<(), Attempt> {
-        let (host, port) = (self.conductr.host(), self.conductr.port());
         let head = self
             .client
             .get(
-                host,
-                port,
+                self.conductr.origin(),
                 Path(self.conductr.path(), BUNDLES_PATH),
                 &[("Accept", "application/json")],
             )
@@ -546,12 +550,10 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         deployment: DeploymentId,
         bundle: BundleId,
     ) -> Result<Digest, Attempt> {
-        let (host, port) = (self.conductr.host(), self.conductr.port());
         let head = self
             .client
             .get(
-                host,
-                port,
+                self.conductr.origin(),
                 Path(self.conductr.path(), BundlePath(bundle)),
                 &[("Accept", ACCEPT_MULTIPART)],
             )
@@ -710,12 +712,10 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         let form = Multipart::new(boundary, &parts).map_err(|_| protocol())?;
         let mut content_type = heapless::String::<128>::new();
         write!(content_type, "{}", form.content_type()).map_err(|_| protocol())?;
-        let (host, port) = (self.conductr.host(), self.conductr.port());
         self.client
             .begin(
                 Method::Post,
-                host,
-                port,
+                self.conductr.origin(),
                 Path(self.conductr.path(), BUNDLES_PATH),
                 &[("Content-Type", content_type.as_str())],
                 Some(form.content_length()),
@@ -815,12 +815,10 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
             scale,
             affinity: None,
         };
-        let (host, port) = (self.conductr.host(), self.conductr.port());
         self.client
             .begin(
                 Method::Put,
-                host,
-                port,
+                self.conductr.origin(),
                 Path(self.conductr.path(), target),
                 &[],
                 Some(0),
@@ -957,8 +955,8 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
-    use crate::agent::StoreError;
     use crate::agent::http::testing::{FakeTime, Script, Scripted, block_on};
+    use crate::agent::{StoreError, TlsError};
     use crate::archive::OutOfBounds;
     use crate::conductr::bundles::tests::{
         BUNDLE_DIGEST, minimal, nested_unknown_fields, protocol_example,
@@ -1233,6 +1231,24 @@ mod tests {
             (FetchError::Protocol, false, false, E::Protocol),
             (FetchError::Write, true, false, E::TooLarge),
             (FetchError::Write, false, false, E::Storage),
+            (
+                FetchError::Tls(TlsError::Expired),
+                false,
+                false,
+                E::Tls(TlsError::Expired),
+            ),
+            (
+                FetchError::TooManyRedirects,
+                false,
+                false,
+                E::TooManyRedirects,
+            ),
+            (
+                FetchError::InsecureRedirect,
+                false,
+                false,
+                E::InsecureRedirect,
+            ),
         ] {
             let decided = match download_failed(error, too_large) {
                 Retry(e) => (true, e),

@@ -26,6 +26,7 @@ use super::record::{
     Cause, CommandError, DeploymentId, Doing, End, Failure, Fault, Moved, Name, Outcome, Phase,
     Plan, Record, Request, Rollback, SEVERAL_SHOWN, Seen, Side, Step, Swap, Tags,
 };
+use crate::agent::TlsError;
 use crate::bundle::{BundleId, Digest, MAX_SEGMENT_LEN, Segment};
 use crate::limits::MAX_TAGS;
 use crate::time::UnixTime;
@@ -378,7 +379,8 @@ impl Persist for Request {
 // ---------------------------------------------------------------------------------------------
 
 /// Tags: Unreachable 0, TimedOut 1, Status 2, NotFound 3, DigestMismatch 4, TooLarge 5,
-/// BadArchive 6, BadBundleConf 7, Protocol 8, Storage 9.
+/// BadArchive 6, BadBundleConf 7, Protocol 8, Storage 9, Tls 10 (then the [`TlsError`]'s tag),
+/// TooManyRedirects 11, InsecureRedirect 12.
 impl Persist for CommandError {
     fn put(&self, w: &mut Writer<'_>) -> Result<(), BufferTooSmall> {
         match self {
@@ -395,6 +397,12 @@ impl Persist for CommandError {
             Self::BadBundleConf => w.u8(7),
             Self::Protocol => w.u8(8),
             Self::Storage => w.u8(9),
+            Self::Tls(e) => {
+                w.u8(10)?;
+                e.put(w)
+            }
+            Self::TooManyRedirects => w.u8(11),
+            Self::InsecureRedirect => w.u8(12),
         }
     }
 
@@ -410,6 +418,38 @@ impl Persist for CommandError {
             7 => Self::BadBundleConf,
             8 => Self::Protocol,
             9 => Self::Storage,
+            10 => Self::Tls(TlsError::get(r)?),
+            11 => Self::TooManyRedirects,
+            12 => Self::InsecureRedirect,
+            _ => return Err(DecodeError::Invalid),
+        })
+    }
+}
+
+/// Tags: UnknownIssuer 0, NameMismatch 1, Expired 2, NotYetValid 3, BadCertificate 4,
+/// Handshake 5, Unsupported 6.
+impl Persist for TlsError {
+    fn put(&self, w: &mut Writer<'_>) -> Result<(), BufferTooSmall> {
+        w.u8(match self {
+            Self::UnknownIssuer => 0,
+            Self::NameMismatch => 1,
+            Self::Expired => 2,
+            Self::NotYetValid => 3,
+            Self::BadCertificate => 4,
+            Self::Handshake => 5,
+            Self::Unsupported => 6,
+        })
+    }
+
+    fn get(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(match r.u8()? {
+            0 => Self::UnknownIssuer,
+            1 => Self::NameMismatch,
+            2 => Self::Expired,
+            3 => Self::NotYetValid,
+            4 => Self::BadCertificate,
+            5 => Self::Handshake,
+            6 => Self::Unsupported,
             _ => return Err(DecodeError::Invalid),
         })
     }

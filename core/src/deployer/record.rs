@@ -9,6 +9,7 @@
 
 use core::fmt::{self, Write as _};
 
+use crate::agent::TlsError;
 use crate::bundle::{BundleId, Digest, MAX_SEGMENT_LEN, Segment};
 use crate::hex;
 use crate::limits::MAX_TAGS;
@@ -458,6 +459,13 @@ pub enum CommandError {
     Protocol,
     /// The local bundle store failed.
     Storage,
+    /// The TLS handshake refused the server.
+    Tls(TlsError),
+    /// The repository redirected more than [`MAX_REDIRECTS`](crate::agent::http::MAX_REDIRECTS)
+    /// times.
+    TooManyRedirects,
+    /// The repository redirected from `https://` to `http://`.
+    InsecureRedirect,
 }
 
 impl fmt::Display for CommandError {
@@ -465,6 +473,12 @@ impl fmt::Display for CommandError {
         match self {
             Self::Unreachable => f.write_str("unreachable"),
             Self::TimedOut => f.write_str("timed out"),
+            Self::Status(code @ (401 | 403)) => {
+                write!(
+                    f,
+                    "answered {code}: the credentials were refused or are missing"
+                )
+            }
             Self::Status(code) => write!(f, "answered {code}"),
             Self::NotFound => f.write_str("no such version in the repository"),
             Self::DigestMismatch => f.write_str("the download does not match the notified digest"),
@@ -475,6 +489,9 @@ impl fmt::Display for CommandError {
             }
             Self::Protocol => f.write_str("the answer could not be read"),
             Self::Storage => f.write_str("the local bundle store failed"),
+            Self::Tls(e) => write!(f, "failed {e}"),
+            Self::TooManyRedirects => f.write_str("redirected too many times"),
+            Self::InsecureRedirect => f.write_str("redirected from https to http (refused)"),
         }
     }
 }

@@ -5,6 +5,7 @@
 mod archive;
 mod conductr;
 mod deployer;
+mod download;
 mod hocon;
 mod journal;
 mod record;
@@ -15,6 +16,7 @@ mod webhook;
 pub use archive::archive;
 pub use conductr::conductr;
 pub use deployer::deployer;
+pub use download::download;
 pub use hocon::hocon;
 pub use journal::journal;
 pub use record::record;

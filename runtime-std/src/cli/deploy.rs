@@ -33,10 +33,14 @@ On a terminal it asks `Deploy <package>:<tag>-<digest>? [Y/n]` (unless -y) and d
 lock-step as two bars; piped, it prints one line per event with the seconds since the webhook.
 
 Options:
-  --url URL            The lockstep service (HAProxy's port on a ConductR cluster)
-                                                            [default: http://127.0.0.1:9000]
-  --repository DIR|URL The repository to resolve <bundle> in: a directory or an http:// base URL
-                                                   [default: $LOCKSTEP_REPOSITORY, as the service]
+  --url URL            The lockstep service (HAProxy's port on a ConductR cluster), http:// or
+                       https://                             [default: http://127.0.0.1:9000]
+  --repository DIR|URL The repository to resolve <bundle> in: a directory or an http:// or
+                       https:// base URL       [default: $LOCKSTEP_REPOSITORY, as the service]
+  --repository-credentials FILE
+                       A file holding the repository's credentials, one line: user:password
+                       or Bearer <token>; sent to the repository's host only
+  --ca-file FILE       A PEM file of CA certificates trusted for https:// beside the system's
   --secret-file FILE   A file holding the webhook secret
   --bintray            Sign with X-Bintray-Hook-Hmac instead of X-Lockstep-Signature
   --target-tag TAG     Replace only a running bundle carrying TAG (?tag=); repeatable, up to 8
@@ -76,6 +80,13 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, Error> {
             }
             Long("secret-file") => {
                 options.secret_file = Some(option_value(&mut parser, "--secret-file")?.into());
+            }
+            Long("ca-file") => {
+                options.ca_file = Some(option_value(&mut parser, "--ca-file")?.into());
+            }
+            Long("repository-credentials") => {
+                options.repository_credentials =
+                    Some(option_value(&mut parser, "--repository-credentials")?.into());
             }
             Long("bintray") => options.scheme = Scheme::Bintray,
             Long("target-tag") => {
@@ -140,6 +151,8 @@ pub fn run(options: &Options, out: &mut dyn std::io::Write) -> Result<(), deploy
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn args(list: &[&str]) -> Vec<String> {
@@ -166,6 +179,10 @@ mod tests {
             "30",
             "--timeout",
             "2s",
+            "--ca-file",
+            "/ca.pem",
+            "--repository-credentials",
+            "/creds",
             "web:1.0",
         ]))
         .unwrap()
@@ -176,12 +193,17 @@ mod tests {
         assert_eq!(options.wait_timeout, Duration::from_secs(30));
         assert_eq!(options.timeout, Duration::from_secs(2));
         assert_eq!(options.repository.as_deref(), Some("/r"));
+        assert_eq!(options.ca_file.as_deref(), Some(Path::new("/ca.pem")));
+        assert_eq!(
+            options.repository_credentials.as_deref(),
+            Some(Path::new("/creds"))
+        );
     }
 
     #[test]
     fn test_parse_refuses_what_it_cannot_send() {
         for (list, expected) in [
-            (&["--url", "https://h", "x"][..], "--url"),
+            (&["--url", "ftp://h", "x"][..], "--url"),
             (&["--target-tag", "a/b", "x"][..], "--target-tag"),
             (&[][..], "<bundle>"),
             (&["x", "y"][..], "deploy --help"),

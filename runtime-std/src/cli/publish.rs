@@ -43,6 +43,8 @@ Options:
   --secret-file FILE    The webhook secret, for --notify (a trailing newline is not part of
                         it)                    [default: the environment's BINTRAY_WEBHOOK_SECRET]
   --bintray             Sign with X-Bintray-Hook-Hmac instead of X-Lockstep-Signature
+  --ca-file FILE        A PEM file of CA certificates trusted for an https:// --notify URL
+                        beside the system's
   --timeout DURATION    The webhook's time-out for its connect and each read    [default: 10s]
   -h, --help            Print this help
 
@@ -85,6 +87,9 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, Error> {
                 options.secret_file = Some(file.into());
             }
             Long("bintray") => options.bintray = true,
+            Long("ca-file") => {
+                options.ca_file = Some(option_value(&mut parser, "--ca-file")?.into());
+            }
             Long("timeout") => {
                 options.timeout = parsed_value(&mut parser, "--timeout", parse_duration)?;
             }

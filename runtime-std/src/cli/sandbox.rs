@@ -5,6 +5,7 @@ use crate::config::{self, Origin, SettingError};
 use crate::sandbox::{self, faults::Faults};
 use crate::units::{parse_address, parse_duration, parse_size};
 use crate::url::BaseUrl;
+use lockstep_core::agent::http::Scheme;
 
 /// What `lockstep sandbox --help` prints.
 pub const USAGE: &str = "\
@@ -86,12 +87,18 @@ pub fn parse(args: &[String]) -> Result<Option<sandbox::Options>, Error> {
             }
             Long("deployments") => {
                 let text = option_value(&mut parser, "--deployments")?;
-                let service = BaseUrl::parse(&text).map_err(|bad| {
+                let setting = |error| {
                     Error::Config(config::Error::Setting {
                         origin: Origin::Flag("deployments"),
-                        error: SettingError::Url(bad),
+                        error,
                     })
-                })?;
+                };
+                let service =
+                    BaseUrl::parse(&text).map_err(|bad| setting(SettingError::Url(bad)))?;
+                // lockstep serves its deployments over plain HTTP.
+                if service.url().scheme() != Scheme::Http {
+                    return Err(setting(SettingError::HttpOnly(text)));
+                }
                 options.deployments = Some(service);
             }
             Long("demo") => options.demo = true,
@@ -139,7 +146,7 @@ mod tests {
     #[test]
     fn test_reject_deployments_that_is_no_http_url() {
         for (text, says) in [
-            ("https://127.0.0.1:9010", "https URLs are not supported"),
+            ("https://127.0.0.1:9010", "only http:// is supported here"),
             ("127.0.0.1:9010", "a URL must start with http://"),
             ("http://127.0.0.1:0", "port"),
         ] {

@@ -71,7 +71,8 @@ pub(super) fn unanswered(service: &BaseUrl) -> Response {
 pub(super) async fn forward(service: &BaseUrl, request: &Request) -> Response {
     let url = service.url();
     let connector = TcpConnector::new(CONNECT_TIMEOUT);
-    let Ok(TcpConnection(mut upstream)) = connector.connect(url.host(), url.port()).await else {
+    // lockstep serves its deployments over plain HTTP: an https:// service is not answered.
+    let Ok(TcpConnection::Plain(mut upstream)) = connector.connect(url.origin()).await else {
         return unanswered(service);
     };
     let deadline = Instant::now() + ANSWER_TIMEOUT;
@@ -127,7 +128,7 @@ fn request_head(service: Url<'_>, request: &Request) -> Vec<u8> {
     } else {
         service.host().to_owned()
     };
-    let authority = if service.port() == Url::DEFAULT_PORT {
+    let authority = if service.port() == service.scheme().default_port() {
         host
     } else {
         format!("{host}:{}", service.port())

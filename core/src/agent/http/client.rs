@@ -7,7 +7,7 @@ use embedded_io_async::{Read, Write};
 use super::chunked::Chunked;
 use super::{
     DEFAULT_IDLE_LIMIT, DISCARD_LIMIT, HttpError, MAX_CONTENT_TYPE_LEN, MAX_HEADERS, MAX_HOST_LEN,
-    MAX_INTERIM_RESPONSES, Method, is_host,
+    MAX_INTERIM_RESPONSES, Method, Origin, Scheme, is_host,
 };
 use crate::agent::{Connector, Time, TimedOut, with_deadline};
 use crate::text::{Cursor, InlineStr, is_tchar, len_u64, min_len};
@@ -78,6 +78,7 @@ pub struct Client<'b, C: Connector, T: Time> {
 /// The open connection, and whom it goes to.
 struct Kept<S> {
     stream: S,
+    scheme: Scheme,
     host: InlineStr<MAX_HOST_LEN>,
     port: u16,
     /// When its last exchange ended (or it was opened).
@@ -216,6 +217,8 @@ impl<'b> Buffer<'b> {
 /// A response head, parsed.
 struct Parsed {
     status: u16,
+    /// How many bytes of the `Location` of a `3xx` were copied out (0: none).
+    location_len: usize,
     content_type: InlineStr<MAX_CONTENT_TYPE_LEN>,
     content_length: Option<u64>,
     chunked: bool,
@@ -276,12 +279,13 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
         self.conn.is_some()
     }
 
-    /// Starts a request: connects to `host:port` (a name, an IPv4 address, or an IPv6 address
-    /// with or without brackets) or reuses the kept connection, and writes the request head:
+    /// Starts a request: connects to `origin` (its host a name, an IPv4 address, or an IPv6
+    /// address with or without brackets; TLS for `https`) or reuses the kept connection to the
+    /// same origin, and writes the request head:
     ///
     /// ```text
     /// {method} {target} HTTP/1.1
-    /// Host: {host}[:{port} unless 80]
+    /// Host: {host}[:{port} unless the scheme's default]
     /// Connection: keep-alive
     /// {name}: {value}            for each of `headers`
     /// Content-Length: {n}        when `content_length` is given
@@ -295,13 +299,12 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
     pub async fn begin(
         &mut self,
         method: Method,
-        host: &str,
-        port: u16,
+        origin: Origin<'_>,
         target: impl fmt::Display,
         headers: &[(&str, &str)],
         content_length: Option<u64>,
     ) -> Result<(), HttpError> {
-        self.begin_dyn(method, host, port, &target, headers, content_length)
+        self.begin_dyn(method, origin, &target, headers, content_length)
             .await
     }
 
@@ -309,8 +312,7 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
     async fn begin_dyn(
         &mut self,
         method: Method,
-        host: &str,
-        port: u16,
+        origin: Origin<'_>,
         target: &dyn fmt::Display,
         headers: &[(&str, &str)],
         content_length: Option<u64>,
@@ -321,6 +323,7 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
             self.state = State::Idle;
         }
         self.buffer.clear();
+        let Origin { scheme, host, port } = origin;
         let host = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
@@ -332,8 +335,7 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
         let head = write_head(
             self.buffer.scratch(),
             method,
-            host,
-            port,
+            Origin { scheme, host, port },
             target,
             headers,
             content_length,
@@ -342,17 +344,20 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
         self.state = State::Failed;
         let now = self.time.now().instant;
         let reuse = self.conn.as_ref().is_some_and(|kept| {
-            kept.host == key
+            kept.host.as_str().eq_ignore_ascii_case(host)
                 && kept.port == port
+                && kept.scheme == scheme
                 && now.saturating_duration_since(kept.idle_since) <= self.idle_limit
         });
         if !reuse {
             self.conn = None;
             let deadline = now.saturating_add(self.timeout);
+            let origin = Origin { scheme, host, port };
             let stream =
-                with_deadline(self.time, deadline, self.connector.connect(host, port)).await??;
+                with_deadline(self.time, deadline, self.connector.connect(origin)).await??;
             self.conn = Some(Kept {
                 stream,
+                scheme,
                 host: key,
                 port,
                 idle_since: now,
@@ -403,6 +408,23 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
     /// end (which is then not reused); a response to `HEAD`, a 204 and a 304 have none. Asking
     /// before the declared request body was all written is [`HttpError::BodyTooShort`].
     pub async fn response(&mut self) -> Result<ResponseHead, HttpError> {
+        Ok(self.response_dyn(None).await?.0)
+    }
+
+    /// [`response`](Self::response), also copying the `Location` of a `3xx` answer into
+    /// `location`: answers how many bytes it holds (0 when there is none, or the status is not
+    /// `3xx`). A `Location` longer than `location` is [`HttpError::HeadTooLarge`].
+    pub async fn response_with_location(
+        &mut self,
+        location: &mut [u8],
+    ) -> Result<(ResponseHead, usize), HttpError> {
+        self.response_dyn(Some(location)).await
+    }
+
+    async fn response_dyn(
+        &mut self,
+        location: Option<&mut [u8]>,
+    ) -> Result<(ResponseHead, usize), HttpError> {
         let State::Sending { left, head_request } = self.state else {
             return Err(HttpError::Sequence);
         };
@@ -411,7 +433,7 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
             return Err(HttpError::BodyTooShort);
         }
         self.state = State::Failed;
-        match self.receive_head(head_request).await {
+        match self.receive_head(head_request, location).await {
             Ok(head) => Ok(head),
             Err(e) => {
                 self.fail();
@@ -500,12 +522,11 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
     /// [`response`](Self::response).
     pub async fn get(
         &mut self,
-        host: &str,
-        port: u16,
+        origin: Origin<'_>,
         target: impl fmt::Display,
         headers: &[(&str, &str)],
     ) -> Result<ResponseHead, HttpError> {
-        self.begin(Method::Get, host, port, target, headers, None)
+        self.begin(Method::Get, origin, target, headers, None)
             .await?;
         self.response().await
     }
@@ -555,7 +576,11 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
     }
 
     /// Flushes the request, reads response heads until a final one, and sets up its body.
-    async fn receive_head(&mut self, head_request: bool) -> Result<ResponseHead, HttpError> {
+    async fn receive_head(
+        &mut self,
+        head_request: bool,
+        mut location: Option<&mut [u8]>,
+    ) -> Result<(ResponseHead, usize), HttpError> {
         let Some(kept) = self.conn.as_mut() else {
             return Err(HttpError::Sequence);
         };
@@ -567,7 +592,9 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
             // httparse starts over on every attempt: attempt only when a line may have ended.
             let mut attempt = true;
             let (len, parsed) = loop {
-                if attempt && let Some(done) = parse_head(self.buffer.unread())? {
+                if attempt
+                    && let Some(done) = parse_head(self.buffer.unread(), location.as_deref_mut())?
+                {
                     break done;
                 }
                 let new = self.fill().await?;
@@ -578,7 +605,7 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
             };
             self.buffer.consume(len)?;
             if parsed.status >= 200 {
-                return Ok(self.start_body(&parsed, head_request));
+                return Ok((self.start_body(&parsed, head_request), parsed.location_len));
             }
             // 101 would switch protocols, which was never asked for.
             interim = interim.saturating_add(1);
@@ -713,13 +740,13 @@ impl<'b, C: Connector, T: Time> Client<'b, C, T> {
 fn write_head<'h>(
     buf: &'h mut [u8],
     method: Method,
-    host: &str,
-    port: u16,
+    origin: Origin<'_>,
     target: &dyn fmt::Display,
     headers: &[(&str, &str)],
     content_length: Option<u64>,
 ) -> Result<&'h [u8], HttpError> {
     const FRAMING: [&str; 4] = ["host", "connection", "content-length", "transfer-encoding"];
+    let Origin { scheme, host, port } = origin;
     let mut out = Cursor::new(buf);
     let full = |_| HttpError::HeadTooLarge;
     write!(out, "{method} ").map_err(full)?;
@@ -737,7 +764,7 @@ fn write_head<'h>(
     } else {
         write!(out, " HTTP/1.1\r\nHost: {host}").map_err(full)?;
     }
-    if port != 80 {
+    if port != scheme.default_port() {
         write!(out, ":{port}").map_err(full)?;
     }
     out.write_str("\r\nConnection: keep-alive\r\n")
@@ -775,7 +802,10 @@ impl fmt::Write for Target<'_, '_> {
 
 /// Parses a response head at the start of `bytes`: `None` while it is incomplete, else its
 /// length and what the client needs of it.
-fn parse_head(bytes: &[u8]) -> Result<Option<(usize, Parsed)>, HttpError> {
+fn parse_head(
+    bytes: &[u8],
+    mut location: Option<&mut [u8]>,
+) -> Result<Option<(usize, Parsed)>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let len = match response.parse(bytes) {
@@ -788,8 +818,12 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(usize, Parsed)>, HttpError> {
         .code
         .filter(|code| (100..=599).contains(code))
         .ok_or(HttpError::Malformed)?;
+    if !(300..=399).contains(&status) {
+        location = None;
+    }
     let mut parsed = Parsed {
         status,
+        location_len: 0,
         content_type: InlineStr::EMPTY,
         content_length: None,
         chunked: false,
@@ -826,6 +860,13 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(usize, Parsed)>, HttpError> {
             let text = core::str::from_utf8(value).map_err(|_| HttpError::Malformed)?;
             parsed.content_type =
                 InlineStr::new(text).map_err(|_| HttpError::ContentTypeTooLong)?;
+        } else if name.eq_ignore_ascii_case("location")
+            && parsed.location_len == 0
+            && let Some(out) = location.as_deref_mut()
+        {
+            let dst = out.get_mut(..value.len()).ok_or(HttpError::HeadTooLarge)?;
+            dst.copy_from_slice(value);
+            parsed.location_len = value.len();
         }
     }
     if transfer_encoding && (!parsed.chunked || parsed.content_length.is_some()) {
@@ -940,7 +981,9 @@ mod tests {
     /// GETs `/v2/bundles` from a connection answering `response`: the head and the body.
     fn get_one(response: &[u8]) -> Result<(ResponseHead, Vec<u8>), HttpError> {
         Fixture::new([Script::new().bytes(response)]).run(async |client| {
-            let head = client.get(HOST, PORT, "/v2/bundles", &[]).await?;
+            let head = client
+                .get(Origin::http(HOST, PORT), "/v2/bundles", &[])
+                .await?;
             Ok((head, body(client, 64).await?))
         })
     }
@@ -958,7 +1001,13 @@ mod tests {
                 ("X-A", "1\t2"),
             ];
             client
-                .begin(Method::Post, HOST, PORT, "/v2/bundles", &headers, Some(7))
+                .begin(
+                    Method::Post,
+                    Origin::http(HOST, PORT),
+                    "/v2/bundles",
+                    &headers,
+                    Some(7),
+                )
                 .await
                 .unwrap();
             client.write(b"abc").await.unwrap();
@@ -984,9 +1033,15 @@ mod tests {
             Script::new().bytes(ok),
         ]);
         fixture.run(async |client| {
-            client.get("::1", 80, "/", &[]).await.unwrap();
-            client.get("[fe80::1]", 8080, "/", &[]).await.unwrap();
-            client.get("repo.example", 80, "*", &[]).await.unwrap();
+            client.get(Origin::http("::1", 80), "/", &[]).await.unwrap();
+            client
+                .get(Origin::http("[fe80::1]", 8080), "/", &[])
+                .await
+                .unwrap();
+            client
+                .get(Origin::http("repo.example", 80), "*", &[])
+                .await
+                .unwrap();
         });
         let connector = &fixture.connector;
         assert!(connector.written(0).contains("\r\nHost: [::1]\r\n"));
@@ -1017,15 +1072,15 @@ mod tests {
         ];
         fixture.run(async |client| {
             for headers in bad_headers {
-                let result = client.get(HOST, PORT, "/", headers).await;
+                let result = client.get(Origin::http(HOST, PORT), "/", headers).await;
                 assert_eq!(result, Err(HttpError::InvalidRequest), "{headers:?}");
             }
             for target in ["", "/a b", "/a\r\n"] {
-                let result = client.get(HOST, PORT, target, &[]).await;
+                let result = client.get(Origin::http(HOST, PORT), target, &[]).await;
                 assert_eq!(result, Err(HttpError::InvalidRequest), "{target:?}");
             }
             for host in ["", "a/b", "u@h", "a b"] {
-                let result = client.get(host, PORT, "/", &[]).await;
+                let result = client.get(Origin::http(host, PORT), "/", &[]).await;
                 assert_eq!(result, Err(HttpError::InvalidRequest), "{host:?}");
             }
         });
@@ -1036,7 +1091,8 @@ mod tests {
     fn test_reject_request_head_over_buffer() {
         let fixture = Fixture::new([Script::new()]).buffer(64);
         let target = format!("/{}", "x".repeat(64));
-        let result = fixture.run(async |client| client.get(HOST, PORT, &target, &[]).await);
+        let result =
+            fixture.run(async |client| client.get(Origin::http(HOST, PORT), &target, &[]).await);
         assert_eq!(result, Err(HttpError::HeadTooLarge));
         assert_eq!(fixture.connector.connects(), 0);
     }
@@ -1046,7 +1102,7 @@ mod tests {
         let fixture = Fixture::new([Script::new()]);
         fixture.run(async |client| {
             client
-                .begin(Method::Put, HOST, PORT, "/x", &[], Some(3))
+                .begin(Method::Put, Origin::http(HOST, PORT), "/x", &[], Some(3))
                 .await
                 .unwrap();
             client.write(b"ab").await.unwrap();
@@ -1063,7 +1119,7 @@ mod tests {
     fn test_reject_response_before_whole_body() {
         Fixture::new([Script::new(), Script::new()]).run(async |client| {
             client
-                .begin(Method::Post, HOST, PORT, "/x", &[], Some(3))
+                .begin(Method::Post, Origin::http(HOST, PORT), "/x", &[], Some(3))
                 .await
                 .unwrap();
             client.write(b"ab").await.unwrap();
@@ -1071,7 +1127,7 @@ mod tests {
             assert!(!client.is_connected());
             // Without a body at all, too.
             client
-                .begin(Method::Post, HOST, PORT, "/x", &[], Some(1))
+                .begin(Method::Post, Origin::http(HOST, PORT), "/x", &[], Some(1))
                 .await
                 .unwrap();
             assert_eq!(client.response().await, Err(HttpError::BodyTooShort));
@@ -1085,7 +1141,10 @@ mod tests {
             assert_eq!(client.response().await, Err(HttpError::Sequence));
             // No exchange: no body.
             assert_eq!(client.read(&mut [0u8; 4]).await, Ok(0));
-            assert_eq!(client.get(HOST, PORT, "/", &[]).await, Err(HttpError::Io));
+            assert_eq!(
+                client.get(Origin::http(HOST, PORT), "/", &[]).await,
+                Err(HttpError::Io)
+            );
             // After an error, reading is refused rather than taken for the body's end.
             assert_eq!(client.read(&mut [0u8; 4]).await, Err(HttpError::Sequence));
             assert_eq!(client.discard().await, Ok(()));
@@ -1096,11 +1155,14 @@ mod tests {
     #[test]
     fn test_connect_refused_and_broken_pipe() {
         Fixture::new([Script::new().broken()]).run(async |client| {
-            assert_eq!(client.get(HOST, PORT, "/", &[]).await, Err(HttpError::Io));
+            assert_eq!(
+                client.get(Origin::http(HOST, PORT), "/", &[]).await,
+                Err(HttpError::Io)
+            );
             assert!(!client.is_connected());
             // No script left: the connector refuses.
             assert_eq!(
-                client.get(HOST, PORT, "/", &[]).await,
+                client.get(Origin::http(HOST, PORT), "/", &[]).await,
                 Err(HttpError::Connect)
             );
         });
@@ -1142,7 +1204,10 @@ mod tests {
             .bytes(b"HTTP/1.1 200 OK\r\n\r\nall ")
             .bytes(b"until the end")]);
         fixture.run(async |client| {
-            let head = client.get(HOST, PORT, "/", &[]).await.unwrap();
+            let head = client
+                .get(Origin::http(HOST, PORT), "/", &[])
+                .await
+                .unwrap();
             assert!(!head.keep_alive);
             assert_eq!(head.content_length, None);
             assert_eq!(body(client, 5).await.unwrap(), b"all until the end");
@@ -1165,11 +1230,17 @@ mod tests {
                     .max_read(max_read)])
                 .buffer(128);
                 fixture.run(async |client| {
-                    let head = client.get(HOST, PORT, "/", &[]).await.unwrap();
+                    let head = client
+                        .get(Origin::http(HOST, PORT), "/", &[])
+                        .await
+                        .unwrap();
                     assert_eq!(head.content_type.as_str(), "text/plain");
                     assert_eq!(body(client, step).await.unwrap(), b"abcde");
                     assert!(client.is_connected());
-                    client.get(HOST, PORT, "/", &[]).await.unwrap();
+                    client
+                        .get(Origin::http(HOST, PORT), "/", &[])
+                        .await
+                        .unwrap();
                     assert_eq!(body(client, step).await.unwrap(), b"fghi");
                     assert!(client.is_connected());
                 });
@@ -1208,14 +1279,17 @@ mod tests {
             .bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")]);
         fixture.run(async |client| {
             client
-                .begin(Method::Head, HOST, PORT, "/big", &[], None)
+                .begin(Method::Head, Origin::http(HOST, PORT), "/big", &[], None)
                 .await
                 .unwrap();
             let head = client.response().await.unwrap();
             assert_eq!(head.content_length, Some(10));
             assert_eq!(client.read(&mut [0u8; 16]).await, Ok(0));
             for status in [204, 304, 200] {
-                let head = client.get(HOST, PORT, "/", &[]).await.unwrap();
+                let head = client
+                    .get(Origin::http(HOST, PORT), "/", &[])
+                    .await
+                    .unwrap();
                 assert_eq!(head.status, status);
                 assert_eq!(client.read(&mut [0u8; 16]).await, Ok(0));
             }
@@ -1241,11 +1315,17 @@ mod tests {
         ]);
         fixture.run(async |client| {
             for _ in 0..3 {
-                client.get(HOST, PORT, "/", &[]).await.unwrap();
+                client
+                    .get(Origin::http(HOST, PORT), "/", &[])
+                    .await
+                    .unwrap();
                 assert_eq!(body(client, 64).await, Err(HttpError::Io));
                 assert!(!client.is_connected());
             }
-            assert_eq!(client.get(HOST, PORT, "/", &[]).await, Err(HttpError::Io));
+            assert_eq!(
+                client.get(Origin::http(HOST, PORT), "/", &[]).await,
+                Err(HttpError::Io)
+            );
         });
     }
 
@@ -1260,14 +1340,23 @@ mod tests {
             .bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
             .bytes(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n!")]);
         fixture.run(async |client| {
-            client.get(HOST, PORT, "/v2/bundles", &[]).await.unwrap();
+            client
+                .get(Origin::http(HOST, PORT), "/v2/bundles", &[])
+                .await
+                .unwrap();
             assert_eq!(body(client, 64).await.unwrap(), b"ok");
             // Reading exactly the body (not asking for the end) gives the connection back too.
-            client.get(HOST, PORT, "/v2/bundles", &[]).await.unwrap();
+            client
+                .get(Origin::http(HOST, PORT), "/v2/bundles", &[])
+                .await
+                .unwrap();
             let mut two = [0u8; 2];
             assert_eq!(client.read(&mut two).await, Ok(2));
             assert!(client.is_connected());
-            let head = client.get(HOST, PORT, "/v2/bundles", &[]).await.unwrap();
+            let head = client
+                .get(Origin::http(HOST, PORT), "/v2/bundles", &[])
+                .await
+                .unwrap();
             assert!(head.keep_alive);
             assert_eq!(body(client, 64).await.unwrap(), b"!");
         });
@@ -1284,12 +1373,25 @@ mod tests {
             .bytes(b"0\r\n\r\n")
             .bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")]);
         fixture.run(async |client| {
-            assert_eq!(client.get(HOST, PORT, "/", &[]).await.unwrap().status, 404);
+            assert_eq!(
+                client
+                    .get(Origin::http(HOST, PORT), "/", &[])
+                    .await
+                    .unwrap()
+                    .status,
+                404
+            );
             client.discard().await.unwrap();
-            client.get(HOST, PORT, "/", &[]).await.unwrap();
+            client
+                .get(Origin::http(HOST, PORT), "/", &[])
+                .await
+                .unwrap();
             client.discard().await.unwrap();
             assert!(client.is_connected());
-            client.get(HOST, PORT, "/", &[]).await.unwrap();
+            client
+                .get(Origin::http(HOST, PORT), "/", &[])
+                .await
+                .unwrap();
             assert_eq!(body(client, 64).await.unwrap(), b"ok");
         });
         assert_eq!(fixture.connector.connects(), 1);
@@ -1308,11 +1410,17 @@ mod tests {
         ]);
         fixture.run(async |client| {
             for _ in 0..2 {
-                client.get(HOST, PORT, "/", &[]).await.unwrap();
+                client
+                    .get(Origin::http(HOST, PORT), "/", &[])
+                    .await
+                    .unwrap();
                 client.discard().await.unwrap();
                 assert!(!client.is_connected());
             }
-            client.get(HOST, PORT, "/", &[]).await.unwrap();
+            client
+                .get(Origin::http(HOST, PORT), "/", &[])
+                .await
+                .unwrap();
         });
         assert_eq!(fixture.connector.connects(), 3);
     }
@@ -1327,7 +1435,10 @@ mod tests {
         ]);
         fixture.run(async |client| {
             for expected in [b"a", b"b", b"c"] {
-                let head = client.get(HOST, PORT, "/v2/bundles", &[]).await.unwrap();
+                let head = client
+                    .get(Origin::http(HOST, PORT), "/v2/bundles", &[])
+                    .await
+                    .unwrap();
                 assert_eq!(head.keep_alive, expected == b"c");
                 assert_eq!(body(client, 64).await.unwrap(), expected);
             }
@@ -1349,20 +1460,35 @@ mod tests {
         ]);
         let time = &fixture.time;
         fixture.run(async |client| {
-            client.get(HOST, PORT, "/", &[]).await.unwrap();
+            client
+                .get(Origin::http(HOST, PORT), "/", &[])
+                .await
+                .unwrap();
             body(client, 64).await.unwrap();
             // Another port.
-            client.get(HOST, 9006, "/", &[]).await.unwrap();
+            client
+                .get(Origin::http(HOST, 9006), "/", &[])
+                .await
+                .unwrap();
             // Its body left unread.
-            client.get(HOST, 9006, "/", &[]).await.unwrap();
+            client
+                .get(Origin::http(HOST, 9006), "/", &[])
+                .await
+                .unwrap();
             body(client, 64).await.unwrap();
             // Idle for exactly the limit: reused.
             time.advance(DEFAULT_IDLE_LIMIT.as_millis());
-            client.get(HOST, 9006, "/", &[]).await.unwrap();
+            client
+                .get(Origin::http(HOST, 9006), "/", &[])
+                .await
+                .unwrap();
             body(client, 64).await.unwrap();
             // Idle for longer: a new one.
             time.advance(DEFAULT_IDLE_LIMIT.as_millis() + 1);
-            client.get(HOST, 9006, "/", &[]).await.unwrap();
+            client
+                .get(Origin::http(HOST, 9006), "/", &[])
+                .await
+                .unwrap();
             body(client, 64).await.unwrap();
         });
         assert_eq!(fixture.connector.connects(), 4);
@@ -1376,10 +1502,16 @@ mod tests {
             Script::new().bytes(b"HTTP/1.1 204 No Content\r\n\r\n"),
         ]);
         fixture.run(async |client| {
-            client.get(HOST, PORT, "/", &[]).await.unwrap();
+            client
+                .get(Origin::http(HOST, PORT), "/", &[])
+                .await
+                .unwrap();
             assert_eq!(body(client, 64).await.unwrap(), b"ok");
             assert!(!client.is_connected());
-            client.get(HOST, PORT, "/", &[]).await.unwrap();
+            client
+                .get(Origin::http(HOST, PORT), "/", &[])
+                .await
+                .unwrap();
         });
         assert_eq!(fixture.connector.connects(), 2);
     }
@@ -1399,12 +1531,15 @@ mod tests {
         .timeout(Duration::ZERO);
         fixture.run(async |client| {
             assert_eq!(
-                client.get(HOST, PORT, "/", &[]).await,
+                client.get(Origin::http(HOST, PORT), "/", &[]).await,
                 Err(HttpError::TimedOut)
             );
             assert!(!client.is_connected());
             // What is ready completes even with a zero time-out; what is not, times out.
-            client.get(HOST, PORT, "/", &[]).await.unwrap();
+            client
+                .get(Origin::http(HOST, PORT), "/", &[])
+                .await
+                .unwrap();
             let mut out = [0u8; 8];
             assert_eq!(client.read(&mut out).await, Ok(2));
             assert_eq!(client.read(&mut out).await, Err(HttpError::TimedOut));
@@ -1418,12 +1553,12 @@ mod tests {
         let connector = &fixture.connector;
         fixture.run(async |client| {
             assert_eq!(
-                client.get(HOST, PORT, "/", &[]).await,
+                client.get(Origin::http(HOST, PORT), "/", &[]).await,
                 Err(HttpError::TimedOut)
             );
             connector.stall();
             assert_eq!(
-                client.get(HOST, PORT, "/", &[]).await,
+                client.get(Origin::http(HOST, PORT), "/", &[]).await,
                 Err(HttpError::TimedOut)
             );
         });
@@ -1438,7 +1573,7 @@ mod tests {
         let (result, connected) = Fixture::new([Script::new().bytes(&response)])
             .buffer(128)
             .run(async |client| {
-                let result = client.get(HOST, PORT, "/", &[]).await;
+                let result = client.get(Origin::http(HOST, PORT), "/", &[]).await;
                 (result, client.is_connected())
             });
         assert_eq!(result, Err(HttpError::HeadTooLarge));
@@ -1451,7 +1586,7 @@ mod tests {
         many.push_str("\r\n");
         let result = Fixture::new([Script::new().bytes(many.as_bytes())])
             .buffer(1024)
-            .run(async |client| client.get(HOST, PORT, "/", &[]).await);
+            .run(async |client| client.get(Origin::http(HOST, PORT), "/", &[]).await);
         assert_eq!(result, Err(HttpError::HeadTooLarge));
     }
 
@@ -1557,16 +1692,21 @@ mod tests {
     #[test]
     fn test_parse_head_incomplete_and_lengths() {
         assert!(
-            parse_head(b"HTTP/1.1 200 OK\r\nContent-Le")
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Le", None)
                 .unwrap()
                 .is_none()
         );
-        let (len, parsed) = parse_head(b"HTTP/1.1 200 OK\r\n\r\nbody").unwrap().unwrap();
-        assert_eq!(len, 19);
-        assert!(parsed.keep_alive);
-        let (_, parsed) = parse_head(b"HTTP/1.1 200 OK\r\nConnection: Upgrade, CLOSE\r\n\r\n")
+        let (len, parsed) = parse_head(b"HTTP/1.1 200 OK\r\n\r\nbody", None)
             .unwrap()
             .unwrap();
+        assert_eq!(len, 19);
+        assert!(parsed.keep_alive);
+        let (_, parsed) = parse_head(
+            b"HTTP/1.1 200 OK\r\nConnection: Upgrade, CLOSE\r\n\r\n",
+            None,
+        )
+        .unwrap()
+        .unwrap();
         assert!(!parsed.keep_alive);
         assert_eq!(parse_decimal(b"18446744073709551615"), Some(u64::MAX));
         assert_eq!(parse_decimal(b"18446744073709551616"), None);

@@ -1,14 +1,14 @@
 //! The agent's HTTP/1.1 client, and the HTTP bundle repository built on it.
 //!
-//! - [`Url`]: an `http://host[:port][/path]` base URL, parsed once (the ConductR control API,
-//!   `http://127.0.0.1:9005`; a repository, `http://127.0.0.1:9005/repository`).
+//! - [`Url`]: an `http[s]://host[:port][/path]` base URL, parsed once (the ConductR control
+//!   API, `http://127.0.0.1:9005`; a repository, `https://repo.example/bundles`).
 //! - [`Client`]: requests streamed out and responses streamed in through one caller buffer,
 //!   over at most one kept-alive connection; every connect, read and write under a time-out.
 //! - [`HttpRepository`]: the agent's [`Repository`](super::Repository) over HTTP (docs/PROTOCOL.md
 //!   §4 layout).
 //!
-//! Plain HTTP only: ConductR's control API and the repositories lockstep talks to are on the
-//! cluster's own network; a TLS proxy is the platform's business.
+//! TLS is the [`Connector`](super::Connector)'s business: the client asks it for an
+//! [`Origin`] with [`Scheme::Https`], and gets a verified connection or a [`TlsError`].
 //!
 //! Bounds, so that no server can make the client hold more or loop longer than it says:
 //! a response head fits the caller's buffer and has at most [`MAX_HEADERS`] header lines; at
@@ -20,19 +20,21 @@
 
 use core::fmt;
 
-use super::{ConnectError, TimedOut};
+use super::{ConnectError, TimedOut, TlsError};
 use crate::time::Duration;
 
 mod chunked;
 mod client;
+mod follow;
 mod repository;
 #[cfg(test)]
 pub(super) mod testing;
 mod url;
 
 pub use client::{Client, ResponseHead};
+pub use follow::{MAX_REDIRECTS, get_following};
 pub use repository::{HttpRepository, REPOSITORY_HEAD_LEN};
-pub use url::{MAX_PATH_LEN, Url, UrlBuf, UrlError};
+pub use url::{MAX_PATH_LEN, Origin, Scheme, Url, UrlBuf, UrlError, redirect_target};
 
 /// The longest host name or address (DNS's limit), without the brackets of an IPv6 literal.
 pub const MAX_HOST_LEN: usize = 253;
@@ -110,6 +112,8 @@ pub enum HttpError {
     InvalidRequest,
     /// The connection could not be made.
     Connect,
+    /// The TLS handshake refused the server (or this platform has no TLS).
+    Tls(TlsError),
     /// The connection failed: reset, broken, or closed before the response ended.
     Io,
     /// A connect, read or write did not complete within the time-out.
@@ -131,6 +135,10 @@ pub enum HttpError {
     /// The call does not fit the exchange's state: `write` or `response` without `begin`,
     /// `read` after an error (each exchange starts with `begin`).
     Sequence,
+    /// More redirects than [`MAX_REDIRECTS`] ([`get_following`]).
+    TooManyRedirects,
+    /// A redirect from `https://` to `http://` ([`get_following`]), refused.
+    InsecureRedirect,
 }
 
 impl HttpError {
@@ -147,6 +155,7 @@ impl fmt::Display for HttpError {
         match self {
             Self::InvalidRequest => f.write_str("the request cannot be written as HTTP"),
             Self::Connect => f.write_str("could not connect"),
+            Self::Tls(e) => e.fmt(f),
             Self::Io => f.write_str("the connection failed"),
             Self::TimedOut => f.write_str("timed out"),
             Self::Malformed => f.write_str("the response is not valid HTTP/1.1"),
@@ -158,6 +167,8 @@ impl fmt::Display for HttpError {
             Self::BodyTooLong => f.write_str("more request body than its Content-Length"),
             Self::BodyTooShort => f.write_str("less request body than its Content-Length"),
             Self::Sequence => f.write_str("HTTP client calls out of order"),
+            Self::TooManyRedirects => write!(f, "more than {MAX_REDIRECTS} redirects"),
+            Self::InsecureRedirect => f.write_str("a redirect from https to http (refused)"),
         }
     }
 }
@@ -165,8 +176,11 @@ impl fmt::Display for HttpError {
 impl core::error::Error for HttpError {}
 
 impl From<ConnectError> for HttpError {
-    fn from(_: ConnectError) -> Self {
-        Self::Connect
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Failed => Self::Connect,
+            ConnectError::Tls(tls) => Self::Tls(tls),
+        }
     }
 }
 
@@ -203,6 +217,7 @@ mod tests {
         assert!(!HttpError::HeadTooLarge.retryable());
         assert!(!HttpError::BodyTooLong.retryable());
         assert!(!HttpError::InvalidRequest.retryable());
+        assert!(!HttpError::Tls(TlsError::UnknownIssuer).retryable());
     }
 
     // Errors compose: each is a core::error::Error with a one-line message, and the agent's
@@ -217,7 +232,8 @@ mod tests {
             e.to_string()
         }
         for text in [
-            message(&ConnectError),
+            message(&ConnectError::Failed),
+            message(&ConnectError::Tls(TlsError::Expired)),
             message(&TimedOut),
             message(&StoreError),
             message(&FetchError::Status(503)),
@@ -225,7 +241,15 @@ mod tests {
         ] {
             assert!(!text.is_empty() && !text.contains('\n'), "{text:?}");
         }
-        assert_eq!(HttpError::from(ConnectError), HttpError::Connect);
+        assert_eq!(HttpError::from(ConnectError::Failed), HttpError::Connect);
+        assert_eq!(
+            HttpError::from(ConnectError::Tls(TlsError::NameMismatch)),
+            HttpError::Tls(TlsError::NameMismatch)
+        );
+        assert_eq!(
+            FetchError::from(HttpError::Tls(TlsError::Expired)),
+            FetchError::Tls(TlsError::Expired)
+        );
         assert_eq!(HttpError::from(TimedOut), HttpError::TimedOut);
         assert_eq!(FetchError::from(HttpError::Io), FetchError::Unreachable);
         assert_eq!(FetchError::from(HttpError::Malformed), FetchError::Protocol);

@@ -4,7 +4,7 @@ use core::fmt;
 
 use embedded_io_async::Write;
 
-use super::{Client, HttpError, Url};
+use super::{Client, HttpError, Url, get_following};
 use crate::agent::{Connector, FetchError, Location, Repository, Time};
 use crate::text::len_u64;
 use crate::time::Duration;
@@ -19,9 +19,13 @@ pub const REPOSITORY_HEAD_LEN: usize = 2048;
 /// (docs/PROTOCOL.md §4; the digest in lowercase hex), as `lockstep sandbox`, a static file server
 /// over a `lockstep publish` directory, or Bintray's download area serve it.
 ///
+/// Redirects are followed as [`get_following`] does (at most
+/// [`MAX_REDIRECTS`](super::MAX_REDIRECTS), never from https to http); the credentials
+/// ([`with_authorization`](Self::with_authorization)) go to the base URL's origin only.
+///
 /// Each [`fetch`](Repository::fetch) splits its `buf`: the first half, but at most
-/// [`REPOSITORY_HEAD_LEN`] bytes, holds the heads; the rest carries the body to `out`, one
-/// read at a time. A fetch opens its own connection and closes it when done: the buffer is
+/// [`REPOSITORY_HEAD_LEN`] bytes, holds the heads; the rest carries a redirect's `Location`
+/// (up to half of it), then the body to `out`, one read at a time. A fetch opens its own connection and closes it when done: the buffer is
 /// the fetch's, so no client (and so no connection) outlives it, which costs one connect per
 /// bundle.
 pub struct HttpRepository<'c, C: Connector, T: Time> {
@@ -29,13 +33,16 @@ pub struct HttpRepository<'c, C: Connector, T: Time> {
     connector: &'c C,
     time: &'c T,
     timeout: Duration,
+    authorization: Option<&'c str>,
 }
 
+/// The credentials are a secret: Debug says only whether there are some.
 impl<C: Connector, T: Time> fmt::Debug for HttpRepository<'_, C, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpRepository")
             .field("base", &self.base)
             .field("timeout", &self.timeout)
+            .field("authorization", &self.authorization.map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -56,7 +63,16 @@ impl<'c, C: Connector, T: Time> HttpRepository<'c, C, T> {
             connector,
             time,
             timeout,
+            authorization: None,
         }
+    }
+
+    /// Sends `value` as the `Authorization` header (`Basic ...`, `Bearer ...`) to the base
+    /// URL's origin (scheme, host and port), and to no other.
+    #[must_use]
+    pub const fn with_authorization(mut self, value: Option<&'c str>) -> Self {
+        self.authorization = value;
+        self
     }
 
     /// The base URL.
@@ -84,9 +100,14 @@ impl<C: Connector, T: Time> Repository for HttpRepository<'_, C, T> {
             base: self.base.path(),
             location,
         };
-        let head = client
-            .get(self.base.host(), self.base.port(), target, &[])
-            .await?;
+        let head = get_following(
+            &mut client,
+            self.base.origin(),
+            &target,
+            self.authorization,
+            transfer,
+        )
+        .await?;
         match head.status {
             404 => return Err(FetchError::NotFound),
             status if status >= 300 => return Err(FetchError::Status(status)),
@@ -120,10 +141,12 @@ async fn write_all<W: Write>(out: &mut W, mut bytes: &[u8]) -> Result<(), FetchE
 /// A transfer that failed can be tried again; an answer that could not be read is refused.
 impl From<HttpError> for FetchError {
     fn from(e: HttpError) -> Self {
-        if e.retryable() {
-            Self::Unreachable
-        } else {
-            Self::Protocol
+        match e {
+            HttpError::Tls(tls) => Self::Tls(tls),
+            HttpError::TooManyRedirects => Self::TooManyRedirects,
+            HttpError::InsecureRedirect => Self::InsecureRedirect,
+            e if e.retryable() => Self::Unreachable,
+            _ => Self::Protocol,
         }
     }
 }
@@ -158,6 +181,7 @@ mod tests {
 
     use super::super::testing::{FakeTime, Out, Script, Scripted, block_on};
     use super::*;
+    use crate::agent::TlsError;
     use crate::bundle::{Digest, Segment};
 
     const HEX: &str = "6a1e3b5c9d0f4e2a8b7c6d5e4f3a2b1c0f1e2d3c4b5a69788796a5b4c3d2e1f0";
@@ -269,6 +293,59 @@ mod tests {
         let repository = HttpRepository::new(base, &connector, &time, Duration::from_secs(5));
         let result = block_on(repository.fetch(&location(), &mut Out::default(), &mut [0u8; 1024]));
         assert_eq!(result, Err(FetchError::Unreachable));
+    }
+
+    #[test]
+    fn test_fetch_follows_a_redirect_without_the_credentials() {
+        let connector = Scripted::new([
+            Script::new().bytes(
+                b"HTTP/1.1 307 Temporary Redirect\r\nLocation: https://cdn.example/o?sig=1\r\n\
+                  Content-Length: 0\r\n\r\n",
+            ),
+            Script::new().bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nPK\x03\x04"),
+        ]);
+        let time = FakeTime::default();
+        let base = Url::parse("https://repo.example/r").unwrap();
+        let repository = HttpRepository::new(base, &connector, &time, Duration::from_secs(5))
+            .with_authorization(Some("Bearer s3cr3t"));
+        assert!(!format!("{repository:?}").contains("s3cr3t"));
+        let mut out = Out::default();
+        let result = block_on(repository.fetch(&location(), &mut out, &mut [0u8; 2048]));
+        assert_eq!(result, Ok(4));
+        assert_eq!(out.bytes, b"PK\x03\x04");
+        assert!(
+            connector
+                .written(0)
+                .contains("\r\nAuthorization: Bearer s3cr3t\r\n")
+        );
+        assert_eq!(
+            connector.written(1),
+            "GET /o?sig=1 HTTP/1.1\r\nHost: cdn.example\r\nConnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn test_fetch_tls_and_redirect_failures_are_their_own() {
+        let time = FakeTime::default();
+        let base = Url::parse("https://repo.example/r").unwrap();
+        let insecure = b"HTTP/1.1 302 Found\r\nLocation: http://repo.example/x\r\n\r\n";
+        for (script, error) in [
+            (
+                Script::new().tls_refused(TlsError::UnknownIssuer),
+                FetchError::Tls(TlsError::UnknownIssuer),
+            ),
+            (Script::new().bytes(insecure), FetchError::InsecureRedirect),
+        ] {
+            let connector = Scripted::new([script]);
+            let repository = HttpRepository::new(base, &connector, &time, Duration::from_secs(5));
+            let result =
+                block_on(repository.fetch(&location(), &mut Out::default(), &mut [0u8; 1024]));
+            assert_eq!(result, Err(error));
+        }
+        assert_eq!(
+            FetchError::from(HttpError::TooManyRedirects),
+            FetchError::TooManyRedirects
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::vec::Vec;
 
 use embedded_io::ErrorKind;
 
-use super::Client;
-use crate::agent::{ConnectError, Connector, Time};
+use super::{Client, Origin, Scheme};
+use crate::agent::{ConnectError, Connector, Time, TlsError};
 use crate::time::{Duration, Instant, Now, UnixTime};
 
 /// What a client test sets up: scripted connections, a clock, and a client buffer (512 bytes
@@ -127,6 +127,8 @@ pub(in crate::agent) struct Script {
     broken: bool,
     /// Writes never complete.
     stuck: bool,
+    /// The connect fails this TLS verification.
+    tls: Option<TlsError>,
 }
 
 impl Script {
@@ -163,10 +165,16 @@ impl Script {
         self.stuck = true;
         self
     }
+
+    /// The connect fails as a TLS handshake that refused the server.
+    pub(in crate::agent) fn tls_refused(mut self, e: TlsError) -> Self {
+        self.tls = Some(e);
+        self
+    }
 }
 
 /// Where a connection went, and what was written to it.
-type Opened = (String, u16, Rc<RefCell<Vec<u8>>>);
+type Opened = (String, u16, Scheme, Rc<RefCell<Vec<u8>>>);
 
 /// Hands out connections that follow the scripts, in order; refuses to connect when none is
 /// left. Records where each went and what was written to it.
@@ -203,24 +211,39 @@ impl Scripted {
         (opened[i].0.clone(), opened[i].1)
     }
 
+    /// Whether connection `i` was asked for TLS.
+    pub(in crate::agent) fn scheme(&self, i: usize) -> Scheme {
+        self.opened.borrow()[i].2
+    }
+
     /// What was written to connection `i` (text: every request these tests write is).
     pub(in crate::agent) fn written(&self, i: usize) -> String {
-        String::from_utf8(self.opened.borrow()[i].2.borrow().clone()).expect("text written")
+        String::from_utf8(self.opened.borrow()[i].3.borrow().clone()).expect("text written")
     }
 }
 
 impl Connector for Scripted {
     type Connection = Connection;
 
-    async fn connect(&self, host: &str, port: u16) -> Result<Connection, ConnectError> {
+    async fn connect(&self, origin: Origin<'_>) -> Result<Connection, ConnectError> {
         if self.stalls.get() {
             return poll_fn(|_| Poll::Pending).await;
         }
-        let script = self.scripts.borrow_mut().pop_front().ok_or(ConnectError)?;
-        let written = Rc::new(RefCell::new(Vec::new()));
-        self.opened
+        let script = self
+            .scripts
             .borrow_mut()
-            .push((String::from(host), port, Rc::clone(&written)));
+            .pop_front()
+            .ok_or(ConnectError::Failed)?;
+        if let Some(tls) = script.tls {
+            return Err(ConnectError::Tls(tls));
+        }
+        let written = Rc::new(RefCell::new(Vec::new()));
+        self.opened.borrow_mut().push((
+            String::from(origin.host),
+            origin.port,
+            origin.scheme,
+            Rc::clone(&written),
+        ));
         Ok(Connection {
             steps: script.steps.into(),
             max_read: script.max_read,

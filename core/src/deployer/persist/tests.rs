@@ -128,6 +128,10 @@ fn test_round_trip_every_phase_and_outcome() {
     let failures = [
         Cause::Superseded { by: id(2) },
         Cause::Resolve(CommandError::Status(503)),
+        Cause::Resolve(CommandError::Tls(TlsError::UnknownIssuer)),
+        Cause::Resolve(CommandError::Tls(TlsError::Unsupported)),
+        Cause::Resolve(CommandError::TooManyRedirects),
+        Cause::Resolve(CommandError::InsecureRedirect),
         Cause::ResolveDeadline,
         Cause::NameMismatch {
             found: Name::truncated("other \u{e9}"),
