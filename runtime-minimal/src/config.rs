@@ -293,6 +293,29 @@ mod tests {
     }
 
     #[test]
+    fn test_https_is_refused_at_start_up() {
+        assert!(USAGE.contains("It speaks\nplain http:// only"));
+        for (flag, url) in [
+            ("--repository", "https://repo.example/bundles"),
+            ("--conductr", "https://127.0.0.1:9005"),
+        ] {
+            let mut args = vec![flag.into(), url.into()];
+            if flag != "--repository" {
+                args.extend(["--repository".into(), "http://repo.example".into()]);
+            }
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.code, 2);
+            assert_eq!(
+                e.message,
+                format!(
+                    "{flag}: `{url}`: lockstep-minimal speaks http:// only; use `lockstep \
+                     serve` for https://, or a TLS proxy in front"
+                )
+            );
+        }
+    }
+
+    #[test]
     fn test_env_names() {
         assert_eq!(env_name("poll-interval"), "LOCKSTEP_POLL_INTERVAL");
     }

@@ -1091,6 +1091,37 @@ mod tests {
     }
 
     #[test]
+    fn test_https_where_it_is_spoken_and_refused_where_it_is_not() {
+        let c = Config::from_sources(&sources(
+            &[
+                ("conductr", "https://conductr.example"),
+                ("ca-file", "/etc/ca.pem"),
+                ("repository-credentials", "/etc/creds"),
+            ],
+            &[],
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(c.conductr.url().port(), 443);
+        assert_eq!(c.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(
+            c.repository_credentials.as_deref(),
+            Some(Path::new("/etc/creds"))
+        );
+        // etcd's gateway is spoken over plain http:// only.
+        let e = Config::from_sources(&sources(
+            &[("etcd", "http://a:2379,https://b:2379")],
+            &[],
+            &[],
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--etcd: `https://b:2379`: only http:// is supported here"
+        );
+    }
+
+    #[test]
     fn test_precedence() {
         let all = sources(
             &[("step-deadline", "1s")],
