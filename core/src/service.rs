@@ -4,11 +4,11 @@
 //! with [`Reason`]s from here), and writes what it is told; the deployments' events and the
 //! listing are the [`ledger`](crate::ledger)'s to write.
 
-use core::fmt;
+use core::fmt::{self, Write as _};
 
 use crate::access::{self, Credential};
 use crate::bundle::Segment;
-use crate::deployer::{Admitted, Busy, DeploymentId, Name, Request, Tags};
+use crate::deployer::{Aborted, Admitted, Busy, DeploymentId, Name, NotHere, Request, Tags};
 use crate::signature::{
     self, Headers, Presented, ReplayCache, Schemes, Secret, SignatureError, Stamp,
 };
@@ -76,6 +76,13 @@ pub enum Endpoint {
         /// The prefix used.
         prefix: Prefix,
     },
+    /// `POST {prefix}/{id}/abort`: an operator aborts a deployment.
+    Abort {
+        /// The prefix used.
+        prefix: Prefix,
+        /// The deployment.
+        id: DeploymentId,
+    },
     /// `GET /healthz`.
     Health,
     /// `GET /metrics`.
@@ -90,6 +97,7 @@ impl Endpoint {
             Self::Deployment { .. } => "deployment",
             Self::Deployments { .. } => "deployments",
             Self::Events { .. } => "events",
+            Self::Abort { .. } => "abort",
             Self::Health => "healthz",
             Self::Metrics => "metrics",
         }
@@ -159,6 +167,16 @@ pub fn route(method: &str, target: &str) -> Result<Endpoint, Refusal> {
                 DeploymentId::parse(rest).map_err(|_| Refusal::new(Reason::NoSuchDeployment))?;
             Ok(Endpoint::Deployment { prefix, id })
         }
+        2 if rest.ends_with("/abort") => {
+            if method != "POST" {
+                return Err(Refusal::with_allow(Reason::MethodNotAllowed, "POST"));
+            }
+            let id = rest
+                .strip_suffix("/abort")
+                .and_then(|id| DeploymentId::parse(id).ok());
+            let id = id.ok_or(Refusal::new(Reason::NoSuchDeployment))?;
+            Ok(Endpoint::Abort { prefix, id })
+        }
         3 => {
             if method != "POST" {
                 return Err(Refusal::with_allow(Reason::MethodNotAllowed, "POST"));
@@ -219,6 +237,9 @@ pub enum Reason {
     /// Every connection slot works or streams: the connection is refused before its request
     /// is read (503; [`crate::budget`]).
     ConnectionsFull,
+    /// An abort whose body is not a JSON object whose first member is
+    /// `"deploymentId":"<the id in the path>"` (400).
+    AbortBody,
 }
 
 impl Reason {
@@ -231,7 +252,7 @@ impl Reason {
             Self::LengthRequired => Status::LengthRequired,
             Self::BodyTooLarge => Status::PayloadTooLarge,
             Self::HeadTooLarge => Status::RequestHeaderFieldsTooLarge,
-            Self::MalformedHead => Status::BadRequest,
+            Self::MalformedHead | Self::AbortBody => Status::BadRequest,
             Self::MediaType => Status::UnsupportedMediaType,
             Self::Target(e) => e.status(),
             Self::Body(e) => e.status(),
@@ -270,6 +291,7 @@ impl Reason {
             Self::StreamsFull => "streams_full",
             Self::ConnectionsFull => "connections_full",
             Self::Unrecorded => "unrecorded",
+            Self::AbortBody => "bad_abort_body",
         }
     }
 
@@ -329,6 +351,9 @@ impl fmt::Display for Reason {
             Self::Unrecorded => {
                 f.write_str("the deployment cannot be recorded (the data directory); retry later")
             }
+            Self::AbortBody => f.write_str(
+                "the body of an abort must be {\"deploymentId\":\"<the id in the path>\", ...}",
+            ),
         }
     }
 }
@@ -506,6 +531,30 @@ pub struct Webhook<'a> {
     pub body: &'a [u8],
 }
 
+/// An abort as the runtime read it: the headers that matter and the raw body.
+#[derive(Clone, Copy, Debug)]
+pub struct AbortRequest<'a> {
+    /// The deployment the path names.
+    pub id: DeploymentId,
+    /// `Content-Type`, if given.
+    pub content_type: Option<&'a [u8]>,
+    /// The signature headers (only `X-Lockstep-Signature` is read).
+    pub signatures: Headers<'a>,
+    /// The raw body.
+    pub body: &'a [u8],
+}
+
+/// An abort that passed the checks and was carried out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct AbortAccepted {
+    /// What it did.
+    pub aborted: Aborted,
+    /// The replay-cache entry of its signature: a runtime that persists the cache records it
+    /// before it answers.
+    pub stamp: Stamp,
+}
+
 /// A webhook that passed the checks and was admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -595,6 +644,59 @@ impl<const R: usize> Webhooks<R> {
         self.replay.live(now.unix, self.config.window)
     }
 
+    /// Checks an abort (docs/PROTOCOL.md §7) and, when it passes, carries it out through
+    /// `abort` (the agent's [`abort`](crate::agent::Agent::abort)). The answer is 200 with what
+    /// it did, one line.
+    ///
+    /// Media type (415); `X-Lockstep-Signature` over the raw body, whatever `schemes` says (the
+    /// Bintray scheme signs no body, so it cannot authenticate one): missing 401, malformed
+    /// 401, rejected, stale or replayed 403; the body must be a JSON object whose first member
+    /// is `"deploymentId":"<id>"`, the path's id (400), so that a signature for one deployment
+    /// aborts no other; 503 when shutting down or not recording; 404 when no such deployment is known.
+    /// The signature enters the replay cache once the abort is carried out.
+    pub fn abort(
+        &mut self,
+        now: Now,
+        request: &AbortRequest<'_>,
+        abort: impl FnOnce(DeploymentId) -> Result<Aborted, NotHere>,
+    ) -> Result<AbortAccepted, Refusal> {
+        if request.content_type.is_some_and(|t| !is_json(t)) {
+            return Err(Reason::MediaType.into());
+        }
+        let presented =
+            signature::select(Schemes::LOCKSTEP_ONLY, request.signatures).map_err(|e| match e {
+                SignatureError::Missing => Reason::Unsigned(Schemes::LOCKSTEP_ONLY),
+                e => Reason::Signature(e),
+            })?;
+        let Presented::Lockstep(sig) = presented else {
+            return Err(Reason::Unsigned(Schemes::LOCKSTEP_ONLY).into());
+        };
+        let fresh = sig.verify(
+            &self.secret,
+            request.body,
+            now.unix,
+            self.config.window,
+            &self.replay,
+        )?;
+        if !names_deployment(request.body, request.id) {
+            return Err(Reason::AbortBody.into());
+        }
+        if self.shutting_down {
+            return Err(Reason::ShuttingDown.into());
+        }
+        if !self.recording {
+            return Err(Reason::Unrecorded.into());
+        }
+        if !self.replay.has_room(now.unix, self.config.window) {
+            return Err(SignatureError::ReplayCacheFull.into());
+        }
+        let aborted = abort(request.id).map_err(|NotHere| Reason::NoSuchDeployment)?;
+        let stamp = fresh.stamp();
+        // Room was checked above, and nothing ran in between.
+        let _ = self.replay.insert(fresh, now.unix, self.config.window);
+        Ok(AbortAccepted { aborted, stamp })
+    }
+
     /// Checks a webhook in docs/PROTOCOL.md §7's order and, when it passes, admits it through
     /// `admit` (the deployer's [`handle_notification`](crate::deployer::Deployer::handle_notification)),
     /// giving a new deployment the id `id`. The answer is 202 with the id, `Location:
@@ -675,6 +777,26 @@ impl<const R: usize> Webhooks<R> {
         });
         Ok(Accepted { admitted, stamp })
     }
+}
+
+/// Whether `body` is a JSON object whose first member is `"deploymentId":"<id>"` (ASCII
+/// whitespace aside; other members, such as when it was requested, are not read).
+fn names_deployment(body: &[u8], id: DeploymentId) -> bool {
+    if !matches!(
+        crate::json::validate(body, crate::json::MAX_DEPTH),
+        Ok(crate::json::Kind::Object)
+    ) {
+        return false;
+    }
+    let mut expected = heapless::String::<64>::new();
+    if write!(expected, "{{\"deploymentId\":\"{id}\"").is_err() {
+        return false;
+    }
+    let mut got = body.iter().filter(|b| !b.is_ascii_whitespace());
+    expected
+        .bytes()
+        .all(|want| got.next().is_some_and(|b| b.eq_ignore_ascii_case(&want)))
+        && matches!(got.next(), Some(b'}' | b','))
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //!
 //! A [`World`] is a [`Deployer`], a [`Cluster`] that executes its commands, the agent's
 //! commands in flight, and a virtual clock. It moves by [`Step`]s: an answer to a command, a
-//! refusal, an instance starting, stopping or crashing, a deadline firing, a restart. Who picks
+//! refusal, an instance starting, stopping or crashing, a deadline firing, an operator's
+//! abort, a restart. Who picks
 //! the steps decides what is explored: the seeded random driver ([`World::drive_bounded`]), the
 //! exhaustive check (every enabled step of every state), the fuzz target (the input bytes).
 //! After every step the [`check`] oracle holds the deployer to its promises.
@@ -246,6 +247,12 @@ pub enum Step {
         /// Whether the requests in flight took effect.
         late: bool,
     },
+    /// Fault: an operator aborts the first deployment that has not ended. With `late`, the
+    /// scale requests in flight reach the cluster first.
+    Abort {
+        /// Whether the requests in flight took effect.
+        late: bool,
+    },
     /// lockstep restarts: the deployments resume from their records. With `late`, the scale
     /// requests in flight took effect before.
     Restart {
@@ -259,7 +266,7 @@ impl Step {
     pub const fn is_fault(&self) -> bool {
         matches!(
             self,
-            Self::Refuse(_) | Self::Crash(_) | Self::Deadline { .. }
+            Self::Refuse(_) | Self::Crash(_) | Self::Deadline { .. } | Self::Abort { .. }
         )
     }
 }
@@ -388,6 +395,12 @@ impl<const D: usize> World<D> {
                 let _ = steps.push(Step::Crash(i));
             }
         }
+        if with_faults && self.deployer.records().any(|r| !r.has_ended()) {
+            let _ = steps.push(Step::Abort { late: false });
+            if self.scale_in_flight() {
+                let _ = steps.push(Step::Abort { late: true });
+            }
+        }
         if self.deployer.poll_timeout().is_some() {
             let stuck = steps.is_empty();
             if with_faults || stuck {
@@ -444,6 +457,20 @@ impl<const D: usize> World<D> {
                 }
                 let _ = self.deployer.handle_timeout(self.now);
                 self.drain();
+            }
+            Step::Abort { late } => {
+                if late {
+                    self.apply_scales_in_flight();
+                }
+                let live = self
+                    .deployer
+                    .records()
+                    .find(|r| !r.has_ended())
+                    .map(Record::id);
+                if let Some(id) = live {
+                    let _ = self.deployer.handle_abort(self.now, id);
+                    self.drain();
+                }
             }
             Step::Restart { late } => self.restart(late),
         }

@@ -1,5 +1,5 @@
 //! The exhaustive check: for an old bundle at scale N = 1..=5 and at most two faults per path
-//! (refusals, crashes, deadlines firing early) and one restart of lockstep (resuming from the
+//! (refusals, crashes, deadlines firing early, an operator's abort) and one restart of lockstep (resuming from the
 //! record, the scale request in flight lost or applied), every interleaving of the fake
 //! cluster's events, explored breadth-first with a visited set. Time is abstracted to "a
 //! deadline fires".

@@ -10,7 +10,9 @@ use lockstep_core::agent::{Agent, Link, Sink, Time, with_deadline};
 use lockstep_core::deployer::{DeploymentId, SSE_HEARTBEAT, write_sse};
 use lockstep_core::journal::Journal;
 use lockstep_core::ledger::Shelf;
-use lockstep_core::service::{self, Destination, Endpoint, Reason, Refusal, Webhook, Webhooks};
+use lockstep_core::service::{
+    self, AbortRequest, Destination, Endpoint, Reason, Refusal, Webhook, Webhooks,
+};
 use lockstep_core::signature::Headers;
 use lockstep_core::time::{Duration, Instant};
 use picoserve::io::{Read, Write};
@@ -218,8 +220,8 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
         } else {
             Err(Refusal::new(Reason::HeadTooLarge))
         };
-        // A webhook works once its body is read; anything else once its head is.
-        if !matches!(routed, Ok(Endpoint::Webhook(_))) {
+        // A webhook or an abort works once its body is read; anything else once its head is.
+        if !matches!(routed, Ok(Endpoint::Webhook(_) | Endpoint::Abort { .. })) {
             admission.request_read();
         }
         let mut line = heapless::String::<LINE>::new();
@@ -230,14 +232,14 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
             Ok(endpoint) => match framing(method, &parts) {
                 Err(reason) => refuse(&mut line, Refusal::new(reason)),
                 Ok(length) => match endpoint {
-                    Endpoint::Webhook(destination) => {
+                    with_body @ (Endpoint::Webhook(_) | Endpoint::Abort { .. }) => {
                         if length > self.settings.max_body {
                             refuse(&mut line, Refusal::new(Reason::BodyTooLarge))
                         } else {
                             let read = body_connection.body().read_all().await;
                             admission.request_read();
-                            match read {
-                                Ok(body) => self.webhook(
+                            match (read, with_body) {
+                                (Ok(body), Endpoint::Webhook(destination)) => self.webhook(
                                     &parts,
                                     &destination,
                                     body,
@@ -245,10 +247,19 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
                                     &mut id_text,
                                     &mut location,
                                 ),
-                                Err(picoserve::request::ReadAllBodyError::IO(
-                                    picoserve::io::ErrorKind::TimedOut,
-                                )) => refuse(&mut line, Refusal::new(Reason::Timeout)),
-                                Err(_) => refuse(&mut line, Refusal::new(Reason::MalformedHead)),
+                                (Ok(body), Endpoint::Abort { id, .. }) => {
+                                    self.abort(&parts, id, body, &mut line)
+                                }
+                                (
+                                    Err(picoserve::request::ReadAllBodyError::IO(
+                                        picoserve::io::ErrorKind::TimedOut,
+                                    )),
+                                    _,
+                                ) => refuse(&mut line, Refusal::new(Reason::Timeout)),
+                                // Only the two above read a body.
+                                (Ok(_), _) | (Err(_), _) => {
+                                    refuse(&mut line, Refusal::new(Reason::MalformedHead))
+                                }
                             }
                         }
                     }
@@ -349,6 +360,43 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
                     location: Some(location.as_str()),
                     refusal: None,
                 }
+            }
+            Err(refusal) => refuse(line, refusal),
+        }
+    }
+
+    /// `POST {prefix}/{id}/abort`: core checks it and the agent carries it out; answered once
+    /// what it changed is recorded.
+    fn abort<'b>(
+        &self,
+        parts: &RequestParts<'_>,
+        id: DeploymentId,
+        body: &[u8],
+        line: &'b mut heapless::String<LINE>,
+    ) -> Answer<'b> {
+        let header = |name: &str| parts.headers().get(name).map(|v| v.as_raw());
+        let request = AbortRequest {
+            id,
+            content_type: header("content-type"),
+            signatures: Headers {
+                bintray: None,
+                lockstep: header("x-lockstep-signature"),
+            },
+            body,
+        };
+        let now = self.time.now();
+        let done = self
+            .webhooks
+            .borrow_mut()
+            .abort(now, &request, |id| self.agent.abort(now, id));
+        match done {
+            Ok(done) => {
+                if self.agent.record_stamp(done.stamp).is_err() || self.agent.commit().is_err() {
+                    self.webhooks.borrow_mut().set_recording(false);
+                    return refuse(line, Refusal::new(Reason::Unrecorded));
+                }
+                let _ = writeln!(line, "{}", done.aborted);
+                ok(200, TEXT, line.as_bytes())
             }
             Err(refusal) => refuse(line, refusal),
         }

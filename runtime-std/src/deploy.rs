@@ -228,6 +228,15 @@ pub enum Error {
         /// The answer's line.
         line: String,
     },
+    /// The service refused an abort.
+    AbortRefused {
+        /// The abort's URL.
+        url: String,
+        /// The status.
+        status: u16,
+        /// The answer's line.
+        line: String,
+    },
     /// The service accepted the webhook but did not say which deployment it is.
     NoId {
         /// The webhook's URL.
@@ -307,6 +316,13 @@ impl fmt::Display for Error {
             Self::Send(e) => write!(f, "the webhook got no answer: {e}"),
             Self::Refused { url, status, line } => {
                 write!(f, "{url} refused the webhook: {status} {line}")?;
+                if *status == 401 || *status == 403 {
+                    f.write_str(" (is the secret the one the service has?)")?;
+                }
+                Ok(())
+            }
+            Self::AbortRefused { url, status, line } => {
+                write!(f, "{url} refused the abort: {status} {line}")?;
                 if *status == 401 || *status == 403 {
                     f.write_str(" (is the secret the one the service has?)")?;
                 }
@@ -439,12 +455,14 @@ pub fn run(
 
 /// The secret: `--secret-file`, else `BINTRAY_WEBHOOK_SECRET`, else the settings file.
 fn find_secret(options: &Options, context: &Context) -> Result<Secret, Error> {
-    if options.secret_file.is_some() || context.secret_env.is_some() {
-        return secret::read(
-            options.secret_file.as_deref(),
-            context.secret_env.as_deref(),
-        )
-        .map_err(Error::Secret);
+    find_secret_in(options.secret_file.as_deref(), context)
+}
+
+/// The secret of `--secret-file` (`secret_file`), else the environment's, else the official
+/// client's settings file (`lockstep deploy` and `lockstep abort` look alike).
+pub fn find_secret_in(secret_file: Option<&Path>, context: &Context) -> Result<Secret, Error> {
+    if secret_file.is_some() || context.secret_env.is_some() {
+        return secret::read(secret_file, context.secret_env.as_deref()).map_err(Error::Secret);
     }
     let file = context.settings_file();
     settings_secret(&file)?.ok_or(Error::NoSecret { settings: file })

@@ -28,7 +28,7 @@ use lockstep_core::agent::{
 };
 use lockstep_core::agent::{FileKey, FileKind};
 use lockstep_core::deployer::{
-    Admitted, Busy, Command, Deployer, DeploymentId, Event, Policy, Record,
+    Aborted, Admitted, Busy, Command, Deployer, DeploymentId, Event, NotHere, Policy, Record,
 };
 use lockstep_core::journal::Unrecorded;
 use lockstep_core::ledger::{self, Ledger, Retained};
@@ -436,6 +436,11 @@ impl Deployments {
     /// check, then the in-flight limit, then the table).
     pub fn notify(&self, request: lockstep_core::deployer::Request) -> Result<Admitted, Busy> {
         self.agent.notify(self.time.now(), request)
+    }
+
+    /// An operator's abort (core decides: [`Agent::abort`]); commit before answering.
+    pub fn abort(&self, id: DeploymentId) -> Result<Aborted, NotHere> {
+        self.agent.abort(self.time.now(), id)
     }
 
     /// The clocks.

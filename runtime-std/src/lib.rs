@@ -5,6 +5,7 @@
 
 use std::io::Write;
 
+pub mod abort;
 pub mod cli;
 pub mod client;
 pub mod cluster;
@@ -51,6 +52,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Some("serve") => ("lockstep serve", serve(rest, out)),
         Some("demo") => ("lockstep demo", demo(rest, out)),
         Some("deploy") => ("lockstep deploy", deploy(rest, out)),
+        Some("abort") => ("lockstep abort", abort(rest, out)),
         Some("sign") => ("lockstep sign", sign(rest, out)),
         Some("bundle") => ("lockstep bundle", bundle(rest, out)),
         Some("sandbox") => ("lockstep sandbox", sandbox(rest, out)),
@@ -94,6 +96,13 @@ fn deploy(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {
         return print(out, cli::deploy::USAGE);
     };
     cli::deploy::run(&options, out).map_err(cli::Error::Deploy)
+}
+
+fn abort(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {
+    let Some(options) = cli::abort::parse(args)? else {
+        return print(out, cli::abort::USAGE);
+    };
+    cli::abort::run(&options, out).map_err(cli::Error::Deploy)
 }
 
 fn bundle(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {

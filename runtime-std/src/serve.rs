@@ -20,7 +20,7 @@ use futures_lite::FutureExt;
 use lockstep_core::access::Credential;
 use lockstep_core::agent::{self, Link, Time};
 use lockstep_core::deployer::{DeploymentId, Policy, SSE_HEARTBEAT, write_sse};
-use lockstep_core::service::{self, Endpoint, Reason, Refusal, Webhook, Webhooks};
+use lockstep_core::service::{self, AbortRequest, Endpoint, Reason, Refusal, Webhook, Webhooks};
 use lockstep_core::signature::{Headers, Secret};
 
 use crate::cluster::{ClusterOptions, ETCD_TIMEOUT, Member};
@@ -249,6 +249,7 @@ fn handle(
     }
     match endpoint {
         Endpoint::Webhook(target) => webhook(state, request, &target),
+        Endpoint::Abort { id, .. } => abort(state, request, id),
         Endpoint::Deployment { id, .. } => {
             let mut body = String::new();
             match state.deployments.write_events(id, &mut body) {
@@ -341,6 +342,43 @@ fn webhook(state: &State, request: &Request, target: &service::Destination) -> R
             let location = format!("{}/{}", target.prefix.as_str(), id);
             Response::new(202, "text/plain; charset=utf-8", id.to_string())
                 .with_header("Location", location)
+        }
+        Err(r) => {
+            if let Some(label) = r.reason.signature_refusal() {
+                state.metrics.borrow_mut().signature_refusal(label);
+            }
+            refusal(r)
+        }
+    }
+}
+
+/// `POST /deployments/{id}/abort`: core checks it and the agent carries it out; the answer is
+/// sent once what it changed is recorded.
+fn abort(state: &State, request: &Request, id: DeploymentId) -> Response {
+    let abort = AbortRequest {
+        id,
+        content_type: request.header("content-type"),
+        signatures: Headers {
+            bintray: None,
+            lockstep: request.header("x-lockstep-signature"),
+        },
+        body: &request.body,
+    };
+    let now = state.deployments.time().now();
+    let done = state
+        .webhooks
+        .borrow_mut()
+        .abort(now, &abort, |id| state.deployments.abort(id));
+    match done {
+        Ok(done) => {
+            if state.deployments.record_stamp(done.stamp).is_err()
+                || state.deployments.commit().is_err()
+            {
+                state.webhooks.borrow_mut().set_recording(false);
+                return refusal(Refusal::new(Reason::Unrecorded));
+            }
+            log::info(&format!("deployment {id}: {}", done.aborted));
+            Response::text(200, &done.aborted.to_string())
         }
         Err(r) => {
             if let Some(label) = r.reason.signature_refusal() {

@@ -283,6 +283,7 @@ fn deployer_checks(input: &[u8]) -> u32 {
     }
     ok += u32::from(persist::decode(input).is_ok());
     ok += u32::from(machine.handle_timeout(now) > 0);
+    ok += u32::from(machine.handle_abort(now, request.id).is_ok());
     drain(&mut machine, &mut ledger);
     let mut json = [0u8; 512];
     if let Some(log) = ledger.events(request.id) {

@@ -86,8 +86,8 @@ use core::future::poll_fn;
 use core::task::{Poll, Waker};
 
 use crate::deployer::{
-    Admitted, Busy, Command, CommandError, Deployer, DeploymentId, Event, NotResumed, Output,
-    Record, Reply, Request,
+    Aborted, Admitted, Busy, Command, CommandError, Deployer, DeploymentId, Event, NotHere,
+    NotResumed, Output, Record, Reply, Request,
 };
 use crate::journal::{Entry, Journal, Unrecorded};
 use crate::ledger::{Ledger, Shelf};
@@ -267,6 +267,19 @@ impl<const N: usize, S: Sink, H: Shelf, J: Journal> Agent<N, S, H, J> {
     /// busy ([`Deployer::handle_notification`]).
     pub fn notify(&self, now: Now, request: Request) -> Result<Admitted, Busy> {
         self.input(|deployer| deployer.handle_notification(now, request))
+    }
+
+    /// An operator's abort of deployment `id` ([`Deployer::handle_abort`]). One that ended and
+    /// is retained answers [`Aborted::AlreadyEnded`]; one never seen (or past retention),
+    /// [`NotHere`]. The journal holds what the abort changed once [`commit`](Self::commit)
+    /// succeeds: commit before answering.
+    pub fn abort(&self, now: Now, id: DeploymentId) -> Result<Aborted, NotHere> {
+        match self.input(|deployer| deployer.handle_abort(now, id)) {
+            Err(NotHere) if self.read(|_, ledger| ledger.ended(id).is_some()) => {
+                Ok(Aborted::AlreadyEnded)
+            }
+            answer => answer,
+        }
     }
 
     /// A record read back after a restart ([`Deployer::handle_resume`]).

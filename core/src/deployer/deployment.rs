@@ -9,7 +9,9 @@ use super::record::{
     Cause, CommandError, Doing, End, Failure, Fault, Key, Moved, Name, Outcome, Phase, Plan,
     Record, Rollback, SEVERAL_SHOWN, Seen, Step, Swap,
 };
-use super::{Command, CommandKind, Ignored, NothingRunning, Output, Policy, Reply, RollbackPolicy};
+use super::{
+    Aborted, Command, CommandKind, Ignored, NothingRunning, Output, Policy, Reply, RollbackPolicy,
+};
 use crate::bundle::{BundleId, Digest};
 use crate::time::{Instant, Now};
 
@@ -433,6 +435,39 @@ impl Deployment {
                 Effect::None
             }
         }
+    }
+
+    /// An operator aborts it (rule 10): before its lock-step it ends failed, `aborted`; in the
+    /// lock-step it fails its step as a fault would, so it is rolled back (or, with rollback
+    /// off, stopped where it stands); a rollback under way goes on; an ended one is left as
+    /// it is. A command in flight is not waited for: its answer, when it comes, is ignored.
+    pub(super) fn abort(&mut self, ctx: Ctx) -> (Effect, Aborted) {
+        let doing = match self.record.phase {
+            Phase::Resolving | Phase::Queued => {
+                return (self.fail(ctx, Cause::Aborted), Aborted::Ended);
+            }
+            Phase::Targeting => Doing::Targeting,
+            Phase::FetchingConfig { .. } => Doing::FetchingConfig,
+            Phase::Loading(_) => Doing::Loading,
+            Phase::Observing(_) => Doing::Observing,
+            Phase::LockStep { step, .. } => step.doing(),
+            Phase::RollingBack { .. } => return (Effect::None, Aborted::AlreadyRollingBack),
+            Phase::Ended(_) => return (Effect::None, Aborted::AlreadyEnded),
+        };
+        let effect = self.fault(ctx, doing, Fault::Aborted);
+        let what = match self.record.phase {
+            Phase::RollingBack { .. } => Aborted::RollingBack,
+            Phase::Ended(End {
+                outcome:
+                    Outcome::Failed(Failure {
+                        rollback: Rollback::Off { .. },
+                        ..
+                    }),
+                ..
+            }) => Aborted::Stopped,
+            _ => Aborted::Ended,
+        };
+        (effect, what)
     }
 
     // ---- steps ----------------------------------------------------------------------------------

@@ -33,6 +33,9 @@
 //! 9. A deployment resumes from its [`Record`] ([`Deployer::handle_resume`]): the step it stood
 //!    at is requested again (absolute scales make that idempotent) and the next observation
 //!    decides.
+//! 10. An operator may abort a deployment ([`Deployer::handle_abort`]): before its lock-step it
+//!     ends failed, `aborted`; in the lock-step it is rolled back as after a failure (rollback
+//!     off: stopped where it stands); a rollback under way goes on; an ended one is untouched.
 //!
 //! Nothing is ever unloaded: there is no command for it.
 
@@ -206,6 +209,48 @@ impl fmt::Display for Ignored {
 }
 
 impl core::error::Error for Ignored {}
+
+/// What [`Deployer::handle_abort`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Aborted {
+    /// It ended, failed `aborted`, before its lock-step changed anything.
+    Ended,
+    /// Its lock-step is being rolled back, as after a failure.
+    RollingBack,
+    /// Its lock-step stopped where it stood (rollback off): it ended.
+    Stopped,
+    /// It was rolling back already: the rollback goes on.
+    AlreadyRollingBack,
+    /// It had ended already.
+    AlreadyEnded,
+}
+
+impl fmt::Display for Aborted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ended => "aborted: it had changed nothing in the cluster",
+            Self::RollingBack => "aborted: its lock-step is being rolled back",
+            Self::Stopped => "aborted: its lock-step stopped where it stood (rollback is off)",
+            Self::AlreadyRollingBack => "it is rolling back already: the rollback goes on",
+            Self::AlreadyEnded => "it has ended already: nothing changed",
+        })
+    }
+}
+
+/// No deployment of that id is in the table (it may have ended and been retained: ask the
+/// ledger).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct NotHere;
+
+impl fmt::Display for NotHere {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no such deployment in the table")
+    }
+}
+
+impl core::error::Error for NotHere {}
 
 /// Why a record was not resumed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -521,15 +566,7 @@ impl<const N: usize> Deployer<N> {
         reply: Reply<'_>,
     ) -> Result<(), Ignored> {
         let ctx = self.ctx(now);
-        let (index, d) = self
-            .slots
-            .iter_mut()
-            .enumerate()
-            .find_map(|(i, slot)| {
-                let d = slot.as_mut()?;
-                (d.record().id() == command.deployment).then_some((i, d))
-            })
-            .ok_or(Ignored::Unknown)?;
+        let (index, d) = self.slot_of(command.deployment).ok_or(Ignored::Unknown)?;
         let effect = d.reply(ctx, command, reply)?;
         self.settle(ctx, index, effect);
         Ok(())
@@ -554,6 +591,16 @@ impl<const N: usize> Deployer<N> {
             }
         }
         fired
+    }
+
+    /// An operator aborts deployment `id` (rule 10; [`Aborted`] says what it did). Aborting
+    /// again changes nothing more: it is idempotent. Then drain [`poll`](Self::poll).
+    pub fn handle_abort(&mut self, now: Now, id: DeploymentId) -> Result<Aborted, NotHere> {
+        let ctx = self.ctx(now);
+        let (index, d) = self.slot_of(id).ok_or(NotHere)?;
+        let (effect, what) = d.abort(ctx);
+        self.settle(ctx, index, effect);
+        Ok(what)
     }
 
     /// A deployment read back from its persisted [`Record`] after a restart (rule 9). Resume
@@ -588,6 +635,14 @@ impl<const N: usize> Deployer<N> {
             self.schedule(ctx, index, &key);
         }
         Ok(())
+    }
+
+    /// The slot of deployment `id`, and the deployment in it.
+    fn slot_of(&mut self, id: DeploymentId) -> Option<(usize, &mut Deployment)> {
+        self.slots.iter_mut().enumerate().find_map(|(i, slot)| {
+            let d = slot.as_mut()?;
+            (d.record().id() == id).then_some((i, d))
+        })
     }
 
     // ---- the schedule -----------------------------------------------------------------------

@@ -515,6 +515,7 @@ impl Persist for Fault {
             }
             Self::InstanceError => w.u8(2),
             Self::Vanished => w.u8(3),
+            Self::Aborted => w.u8(4),
         }
     }
 
@@ -524,13 +525,14 @@ impl Persist for Fault {
             1 => Self::Command(CommandError::get(r)?),
             2 => Self::InstanceError,
             3 => Self::Vanished,
+            4 => Self::Aborted,
             _ => return Err(DecodeError::Invalid),
         })
     }
 }
 
 /// Tags: Superseded 0, Resolve 1, ResolveDeadline 2, NameMismatch 3, NoRunning 4, Several 5,
-/// AlreadyBeside 6, ConfigMismatch 7, LoadedIdMismatch 8, Step 9.
+/// AlreadyBeside 6, ConfigMismatch 7, LoadedIdMismatch 8, Step 9, Aborted 10.
 impl Persist for Cause {
     fn put(&self, w: &mut Writer<'_>) -> Result<(), BufferTooSmall> {
         match self {
@@ -568,6 +570,7 @@ impl Persist for Cause {
                 old.put(w)
             }
             Self::ConfigMismatch => w.u8(7),
+            Self::Aborted => w.u8(10),
             Self::LoadedIdMismatch { id } => {
                 w.u8(8)?;
                 id.put(w)
@@ -607,6 +610,7 @@ impl Persist for Cause {
                 old: BundleId::get(r)?,
             },
             7 => Self::ConfigMismatch,
+            10 => Self::Aborted,
             8 => Self::LoadedIdMismatch {
                 id: BundleId::get(r)?,
             },

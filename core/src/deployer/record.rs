@@ -549,6 +549,8 @@ pub enum Fault {
     InstanceError,
     /// The bundle is no longer loaded.
     Vanished,
+    /// An operator aborted the deployment.
+    Aborted,
 }
 
 impl fmt::Display for Fault {
@@ -558,6 +560,7 @@ impl fmt::Display for Fault {
             Self::Command(e) => write!(f, "the control API {e}"),
             Self::InstanceError => f.write_str("the bundle reports an error"),
             Self::Vanished => f.write_str("the bundle is no longer loaded"),
+            Self::Aborted => f.write_str("aborted"),
         }
     }
 }
@@ -613,6 +616,8 @@ pub enum Cause {
         /// The id it reported.
         id: BundleId,
     },
+    /// An operator aborted it before it changed anything in the cluster.
+    Aborted,
     /// A step of the deployment failed.
     Step {
         /// What was being done.
@@ -628,6 +633,7 @@ impl fmt::Display for Cause {
             Self::Superseded { by } => write!(f, "superseded by {by}"),
             Self::Resolve(e) => write!(f, "the bundle could not be resolved: {e}"),
             Self::ResolveDeadline => f.write_str("resolving the bundle took too long"),
+            Self::Aborted => f.write_str("aborted"),
             Self::NameMismatch { found } => {
                 write!(
                     f,

@@ -1516,3 +1516,109 @@ fn test_size_of_deployer_as_documented() {
     assert!(doc.contains("`size_of::<Deployer<64>>()` 110,128"));
     assert!(size_of::<Record>() <= 1_536);
 }
+
+// ---- abort (rule 10) -------------------------------------------------------------------------
+
+impl Harness {
+    fn abort(&mut self, deployment: DeploymentId) -> Result<Aborted, NotHere> {
+        let aborted = self.d.handle_abort(self.now, deployment);
+        self.drain();
+        aborted
+    }
+}
+
+#[test]
+fn test_abort_resolving_ends_aborted_and_ignores_the_download() {
+    let mut h = Harness::new(Policy::default());
+    h.notify(request(1, 0xB0)).unwrap();
+    let download = h.commands[0];
+    assert_eq!(h.abort(id(1)), Ok(Aborted::Ended));
+    assert_eq!(h.failure(id(1)).cause, Cause::Aborted);
+    assert_eq!(h.failure(id(1)).to_string(), "aborted");
+    // The download's answer, when it comes, changes nothing.
+    assert!(h.answer(&download, resolved("1")).is_err());
+    assert!(h.commands.is_empty());
+    assert_eq!(
+        h.abort(id(1)),
+        Err(NotHere),
+        "retained now, not in the table"
+    );
+}
+
+#[test]
+fn test_abort_queued_ends_it_and_leaves_the_active_one_alone() {
+    let (mut h, first) = two_of_a_key();
+    assert_eq!(h.abort(id(2)), Ok(Aborted::Ended));
+    assert_eq!(h.failure(id(2)).cause, Cause::Aborted);
+    assert_eq!(h.d.record(id(1)).unwrap().state(), State::Deploying);
+    // The active one goes on; when it ends, nothing is promoted.
+    h.answer(&first, Reply::Failed(CommandError::Unreachable))
+        .unwrap();
+    assert!(h.commands.is_empty());
+}
+
+#[test]
+fn test_abort_in_the_lockstep_rolls_back_while_a_step_is_pending() {
+    let (mut h, mut cluster) = waiting_for_first_instance(Policy::default(), 3);
+    let pending = h.take();
+    assert_eq!(h.abort(id(1)), Ok(Aborted::RollingBack));
+    assert_eq!(h.d.record(id(1)).unwrap().state(), State::RollingBack);
+    // Idempotent: the rollback goes on, nothing else is asked.
+    assert_eq!(h.abort(id(1)), Ok(Aborted::AlreadyRollingBack));
+    // The pending step's answer is stale.
+    {
+        let views = cluster.views();
+        assert!(
+            h.answer(&pending, Reply::Observed { bundles: &views })
+                .is_err()
+        );
+    }
+    cluster.frozen = false;
+    h.run(&mut cluster);
+    let f = h.failure(id(1));
+    assert_eq!(
+        f.cause,
+        Cause::Step {
+            doing: Doing::Scaling {
+                side: Side::New,
+                to: 1
+            },
+            fault: Fault::Aborted
+        }
+    );
+    assert_eq!(f.rollback, Rollback::Completed { old: 3 });
+    assert_eq!(cluster.get(old_id()).unwrap().scale, Some(3));
+    assert_eq!(h.abort(id(1)), Err(NotHere));
+}
+
+#[test]
+fn test_abort_in_the_lockstep_with_rollback_off_stops_where_it_stands() {
+    let policy = Policy {
+        rollback: RollbackPolicy::Off,
+        ..Policy::default()
+    };
+    let (mut h, _cluster) = waiting_for_first_instance(policy, 2);
+    assert_eq!(h.abort(id(1)), Ok(Aborted::Stopped));
+    let f = h.failure(id(1));
+    assert!(matches!(f.rollback, Rollback::Off { .. }), "{f:?}");
+    assert!(
+        h.commands.is_empty(),
+        "nothing more is asked of the cluster"
+    );
+}
+
+#[test]
+fn test_abort_before_the_lockstep_asks_nothing_of_the_cluster() {
+    let mut h = targeting(Policy::default());
+    let listing = h.take();
+    assert!(matches!(listing.kind, CommandKind::Observe { .. }));
+    assert_eq!(h.abort(id(1)), Ok(Aborted::Ended));
+    assert_eq!(
+        h.failure(id(1)).cause,
+        Cause::Step {
+            doing: Doing::Targeting,
+            fault: Fault::Aborted
+        }
+    );
+    assert!(h.commands.is_empty());
+}

@@ -419,6 +419,7 @@ fn test_every_reason_has_one_line_and_its_status() {
         (Reason::Signature(SignatureError::Mismatch), 403),
         (Reason::Signature(SignatureError::Stale), 403),
         (Reason::Signature(SignatureError::Replayed), 403),
+        (Reason::AbortBody, 400),
     ];
     for (reason, code) in reasons {
         assert_eq!(reason.status().code(), code, "{reason:?}");
@@ -599,4 +600,129 @@ fn test_webhook_unrecorded_is_503_after_the_other_checks_and_admits_nothing() {
         f.send(TARGET, None, signed(&lockstep(&body, T)), &body, 1)
             .is_ok()
     );
+}
+
+// ---- aborts ----------------------------------------------------------------------------------
+
+fn abort_body(deployment: DeploymentId) -> String {
+    format!(r#"{{"deploymentId":"{deployment}"}}"#)
+}
+
+/// Routes `POST {target}` as an abort and runs it through the checks against the fixture's
+/// deployer.
+fn abort(
+    f: &mut Fixture,
+    target: &str,
+    signatures: Headers<'_>,
+    body: &str,
+) -> Result<AbortAccepted, Refusal> {
+    let Endpoint::Abort { id, .. } = route("POST", target)? else {
+        panic!("not an abort: {target}");
+    };
+    let request = AbortRequest {
+        id,
+        content_type: Some(b"application/json"),
+        signatures,
+        body: body.as_bytes(),
+    };
+    let deployer = &mut f.deployer;
+    let result = f
+        .hooks
+        .abort(now(), &request, |id| deployer.handle_abort(now(), id));
+    while deployer.poll().is_some() {}
+    result
+}
+
+#[test]
+fn test_route_abort_under_both_prefixes_post_only() {
+    for (prefix, p) in [
+        ("/deployments", Prefix::V1),
+        ("/v2/deployments", Prefix::V2),
+    ] {
+        let target = format!("{prefix}/{}/abort", id(7));
+        assert_eq!(
+            route("POST", &target),
+            Ok(Endpoint::Abort {
+                prefix: p,
+                id: id(7)
+            })
+        );
+        let r = route("GET", &target).unwrap_err();
+        assert_eq!(
+            (r.status(), r.allow),
+            (Status::MethodNotAllowed, Some("POST"))
+        );
+        assert_eq!(
+            route("POST", &format!("{prefix}/not-a-uuid/abort"))
+                .unwrap_err()
+                .reason,
+            Reason::NoSuchDeployment
+        );
+    }
+    assert_eq!(
+        route("POST", "/deployments/x/aborts").unwrap_err().status(),
+        Status::NotFound
+    );
+}
+
+#[test]
+fn test_abort_signed_for_its_deployment_only_and_once() {
+    let mut f = Fixture::new(Config::default());
+    f.send(TARGET, None, signed(&lockstep(&body(), T)), &body(), 1)
+        .unwrap();
+    let target = format!("/deployments/{}/abort", id(1));
+    // Another deployment's body, however well signed: 400, nothing aborted.
+    let other = abort_body(id(2));
+    let r = abort(&mut f, &target, signed(&lockstep(&other, T)), &other).unwrap_err();
+    assert_eq!(r.reason, Reason::AbortBody);
+    assert!(f.deployer.record(id(1)).is_some_and(|r| !r.has_ended()));
+    // Unsigned, Bintray-signed, badly signed: 401, 401, 403.
+    let mine = abort_body(id(1));
+    let r = abort(&mut f, &target, Headers::default(), &mine).unwrap_err();
+    assert_eq!(r.reason, Reason::Unsigned(Schemes::LOCKSTEP_ONLY));
+    let r = abort(&mut f, &target, bintray_signed(&bintray()), &mine).unwrap_err();
+    assert_eq!(r.status(), Status::Unauthorized);
+    let wrong = lockstep(&abort_body(id(3)), T);
+    let r = abort(&mut f, &target, signed(&wrong), &mine).unwrap_err();
+    assert_eq!(r.status(), Status::Forbidden);
+    assert!(f.deployer.record(id(1)).is_some_and(|r| !r.has_ended()));
+    // Not an object, or the id not first: 400.
+    for bad in [
+        format!("[{mine}]"),
+        format!(r#"{{"requested":1,"deploymentId":"{}"}}"#, id(1)),
+        format!(r#"{{"deploymentId":"{}x"}}"#, id(1)),
+    ] {
+        let r = abort(&mut f, &target, signed(&lockstep(&bad, T)), &bad).unwrap_err();
+        assert_eq!(r.reason, Reason::AbortBody, "{bad}");
+    }
+    // Right: aborted (it was resolving: nothing changed in the cluster). Other members and
+    // whitespace are allowed: a client makes each abort's body its own.
+    let own = format!(
+        "{{ \"deploymentId\" : \"{}\",\n \"requested\": \"2026-12-02T04:00:00.000Z\" }}",
+        id(1)
+    );
+    let header = lockstep(&own, T);
+    let done = abort(&mut f, &target, signed(&header), &own).unwrap();
+    assert_eq!(done.aborted, Aborted::Ended);
+    // The same signature again: replayed.
+    let r = abort(&mut f, &target, signed(&header), &own).unwrap_err();
+    assert_eq!(r.reason, Reason::Signature(SignatureError::Replayed));
+    // Unknown: 404 (a fixture of its own: this one's replay cache of 2 is full).
+    let mut f = Fixture::new(Config::default());
+    let target = format!("/deployments/{}/abort", id(9));
+    let nine = abort_body(id(9));
+    let r = abort(&mut f, &target, signed(&lockstep(&nine, T)), &nine).unwrap_err();
+    assert_eq!(r.reason, Reason::NoSuchDeployment);
+}
+
+#[test]
+fn test_abort_while_shutting_down_is_503() {
+    let mut f = Fixture::new(Config::default());
+    f.send(TARGET, None, signed(&lockstep(&body(), T)), &body(), 1)
+        .unwrap();
+    f.hooks.shut_down();
+    let mine = abort_body(id(1));
+    let target = format!("/deployments/{}/abort", id(1));
+    let r = abort(&mut f, &target, signed(&lockstep(&mine, T)), &mine).unwrap_err();
+    assert_eq!(r.reason, Reason::ShuttingDown);
 }

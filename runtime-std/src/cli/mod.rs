@@ -1,6 +1,7 @@
 //! `lockstep`'s command lines: each submodule reads one command's arguments into its options
 //! (`None` for `--help`) and holds its usage text; [`crate::run`] dispatches to the commands.
 
+pub mod abort;
 pub mod bundle;
 pub mod demo;
 pub mod deploy;
@@ -27,6 +28,7 @@ A registry's webhook in, a lock-step deployment out: lockstep replaces a running
 its new compatible version, one new instance up, then one old instance down.
 
 Commands:
+  abort            Abort a deployment: roll back its lock-step (`lockstep abort --help`)
   bundle           Write lockstep as a ConductR bundle, or a configuration (`lockstep bundle --help`)
   demo             A sandbox and lockstep in one process: watch a deployment (`lockstep demo --help`)
   deploy           Deploy a published version now and follow it, as `conduct deploy` (`lockstep deploy --help`)
@@ -118,7 +120,8 @@ pub enum Error {
         /// Why.
         why: String,
     },
-    /// `lockstep deploy` did not deploy, or the deployment failed.
+    /// `lockstep deploy` did not deploy, the deployment failed, or `lockstep abort` was
+    /// refused.
     Deploy(crate::deploy::Error),
     /// `lockstep publish` failed; its own exit code.
     Publish(crate::publish::Error),
