@@ -5,7 +5,7 @@
 use lockstep_tests::stack::{
     SECRET, Sandbox, Serve, accepted, assert_cluster_replaced_at_scale_3,
     assert_history_within_2_to_4, bundles, ended, events, failure, lockstep_header, mark, notify,
-    now_secs, post, run_lockstep, sandbox, serve, serve_runtime, the_running_bundle,
+    now_secs, post, run_lockstep, sandbox, serve, serve_on, serve_runtime, the_running_bundle,
 };
 use lockstep_tests::{Response, eventually};
 use serde_json::Value;
@@ -242,4 +242,41 @@ fn test_lockstep_abort_command_and_an_ended_deployment() {
         ran.stderr.contains("403") && ran.stderr.contains("secret"),
         "{ran:#?}"
     );
+}
+
+#[test]
+fn test_an_abort_answered_survives_a_kill_and_the_rollback_finishes_after_the_restart() {
+    let s = sandbox(&[]);
+    let v = serve(&s, &[]);
+    let old = the_running_bundle(&s);
+    let new = s.compatible(0);
+    s.never_start(&new);
+    let mark = mark(&s);
+    let id = accepted(&v, &notify(&v, &new), "/deployments");
+    events_until(&v, &id, "the first lock-step step", |e| {
+        deploy_events(e) >= 1
+    });
+    // Every scale request from now on is held: the rollback cannot move before the kill.
+    s.add_faults(r#"{"requests":[{"method":"PUT","path":"/v2/bundles/","hold":true}]}"#);
+    assert_eq!(
+        abort(&v, &id).text(),
+        "aborted: its lock-step is being rolled back\n"
+    );
+    // Answered means recorded: SIGKILL now, no drain.
+    let Serve {
+        mut process, dir, ..
+    } = v;
+    process.signal("KILL");
+    assert_eq!(process.wait(WAIT), None, "killed by a signal");
+    let cleared = s.client.request("DELETE", "/sandbox/faults", &[], b"");
+    assert_eq!(cleared.status, 200);
+    let v = serve_on(&s, dir, &[], &[("BINTRAY_WEBHOOK_SECRET", SECRET)]);
+    assert_eq!(state(&v, &id), "rollingBack", "resumed where it stood");
+    let f = failure(&ended(&v, &id));
+    assert_eq!(
+        f,
+        "scaling the new bundle to 1: aborted; rolled back: the old bundle runs at 3 again"
+    );
+    assert_rolled_back(&s, &old.id);
+    assert_history_within_2_to_4(&s, mark);
 }
