@@ -160,7 +160,13 @@ impl Trust {
                 if let ConnectError::Tls(tls) = error
                     && self.log
                 {
-                    crate::log::warn(&format!("{}: {tls}{}", origin(host, port), self.hint(tls)));
+                    // rustls's own words too: they tell a CA certificate used as the server's
+                    // (a self-signed one, which --ca-file cannot make trusted) from the rest.
+                    crate::log::warn(&format!(
+                        "{}: {tls} (rustls: {e}){}",
+                        origin(host, port),
+                        self.hint(tls)
+                    ));
                 }
                 Err(error)
             }
@@ -175,6 +181,10 @@ impl Trust {
             }
             (TlsError::UnknownIssuer, Some(_)) => {
                 "; neither the system's CAs nor --ca-file signed it"
+            }
+            (TlsError::BadCertificate, _) => {
+                "; a self-signed server certificate cannot be trusted as such: --ca-file takes \
+                 the CA that signed the server's certificate"
             }
             _ => "",
         }
