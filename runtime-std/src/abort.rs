@@ -61,7 +61,7 @@ pub fn run(options: &Options, context: &Context, out: &mut dyn Write) -> Result<
             ],
             body.as_bytes(),
         )
-        .map_err(Error::Send)?;
+        .map_err(Error::AbortUnanswered)?;
     if !answer.is_success() {
         return Err(Error::AbortRefused {
             url: client::target_of(&options.url, &target).1,

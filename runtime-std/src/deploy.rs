@@ -228,6 +228,8 @@ pub enum Error {
         /// The answer's line.
         line: String,
     },
+    /// An abort got no answer.
+    AbortUnanswered(ClientError),
     /// The service refused an abort.
     AbortRefused {
         /// The abort's URL.
@@ -321,6 +323,7 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            Self::AbortUnanswered(e) => write!(f, "the abort got no answer: {e}"),
             Self::AbortRefused { url, status, line } => {
                 write!(f, "{url} refused the abort: {status} {line}")?;
                 if *status == 401 || *status == 403 {

@@ -232,6 +232,18 @@ fn test_lockstep_abort_command_and_an_ended_deployment() {
     let ran = run_lockstep(&["abort", "--url", &url, unknown], &env, b"");
     assert_eq!(ran.code, Some(1), "{ran:#?}");
     assert!(ran.stderr.contains("refused the abort: 404"), "{ran:#?}");
+    // Nobody listening: exit 1, saying so.
+    let nobody = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        format!("http://{}", listener.local_addr().expect("its address"))
+    };
+    let ran = run_lockstep(&["abort", "--url", &nobody, &id], &env, b"");
+    assert_eq!(ran.code, Some(1), "{ran:#?}");
+    assert!(
+        ran.stderr
+            .starts_with("lockstep abort: the abort got no answer: "),
+        "{ran:#?}"
+    );
     let wrong = [
         ("HOME", home.as_str()),
         ("BINTRAY_WEBHOOK_SECRET", "not-it"),
