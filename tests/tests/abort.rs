@@ -3,7 +3,7 @@
 //! sandbox's history within N−1..N+1 throughout. Each test starts its own processes.
 
 use lockstep_tests::stack::{
-    SECRET, Sandbox, Serve, accepted, assert_cluster_replaced_at_scale_3,
+    Bundle, Mark, SECRET, Sandbox, Serve, accepted, assert_cluster_replaced_at_scale_3,
     assert_history_within_2_to_4, bundles, ended, events, failure, lockstep_header, mark, notify,
     now_secs, post, run_lockstep, sandbox, serve, serve_on, serve_runtime, the_running_bundle,
 };
@@ -50,6 +50,36 @@ fn state(v: &Serve, id: &str) -> String {
         .and_then(|d| d["state"].as_str())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// A deployment of the demo's first compatible version, whose instances never start: it
+/// stands in the first step of its lock-step (new to 1), waiting.
+struct Stuck {
+    s: Sandbox,
+    v: Serve,
+    old: Bundle,
+    mark: Mark,
+    id: String,
+}
+
+fn stuck_in_the_first_step(flags: &[&str]) -> Stuck {
+    let s = sandbox(&[]);
+    let v = serve(&s, flags);
+    let old = the_running_bundle(&s);
+    let new = s.compatible(0);
+    s.never_start(&new);
+    let mark = mark(&s);
+    let id = accepted(&v, &notify(&v, &new), "/deployments");
+    events_until(&v, &id, "the first lock-step step", |e| {
+        deploy_events(e) >= 1
+    });
+    Stuck {
+        s,
+        v,
+        old,
+        mark,
+        id,
+    }
 }
 
 /// The old bundle back at 3 started instances, the new one at 0.
@@ -107,16 +137,13 @@ lockstep_tests::on_both_runtimes! {
 
 #[test]
 fn test_abort_queued_ends_it_and_leaves_the_active_one_to_its_abort() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let old = the_running_bundle(&s);
-    let first = s.compatible(0);
-    s.never_start(&first);
-    let mark = mark(&s);
-    let active = accepted(&v, &notify(&v, &first), "/deployments");
-    events_until(&v, &active, "the first lock-step step", |e| {
-        deploy_events(e) >= 1
-    });
+    let Stuck {
+        s,
+        v,
+        old,
+        mark,
+        id: active,
+    } = stuck_in_the_first_step(&[]);
     let queued = accepted(&v, &notify(&v, &s.compatible(1)), "/deployments");
     eventually("the second to be queued", WAIT, || {
         (state(&v, &queued) == "queued").then_some(())
@@ -167,16 +194,13 @@ fn test_abort_in_each_step_of_the_lockstep_rolls_back_within_bounds() {
 
 #[test]
 fn test_abort_while_rolling_back_lets_the_rollback_finish() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &["--io-timeout", "1s"]);
-    let old = the_running_bundle(&s);
-    let new = s.compatible(0);
-    s.never_start(&new);
-    let mark = mark(&s);
-    let id = accepted(&v, &notify(&v, &new), "/deployments");
-    events_until(&v, &id, "the first lock-step step", |e| {
-        deploy_events(e) >= 1
-    });
+    let Stuck {
+        s,
+        v,
+        old,
+        mark,
+        id,
+    } = stuck_in_the_first_step(&["--io-timeout", "1s"]);
     // The rollback's first scale request is held (carried out, never answered): it stands
     // rolling back until the agent's time-out retries it.
     s.add_faults(r#"{"requests":[{"method":"PUT","path":"/v2/bundles/","hold":true,"times":1}]}"#);
@@ -258,16 +282,13 @@ fn test_lockstep_abort_command_and_an_ended_deployment() {
 
 #[test]
 fn test_an_abort_answered_survives_a_kill_and_the_rollback_finishes_after_the_restart() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &[]);
-    let old = the_running_bundle(&s);
-    let new = s.compatible(0);
-    s.never_start(&new);
-    let mark = mark(&s);
-    let id = accepted(&v, &notify(&v, &new), "/deployments");
-    events_until(&v, &id, "the first lock-step step", |e| {
-        deploy_events(e) >= 1
-    });
+    let Stuck {
+        s,
+        v,
+        old,
+        mark,
+        id,
+    } = stuck_in_the_first_step(&[]);
     // Every scale request from now on is held: the rollback cannot move before the kill.
     s.add_faults(r#"{"requests":[{"method":"PUT","path":"/v2/bundles/","hold":true}]}"#);
     assert_eq!(
