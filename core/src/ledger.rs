@@ -11,8 +11,26 @@
 
 use core::fmt::{self, Write as _};
 
-use crate::deployer::{DeploymentId, Event, EventLog, Outcome, Record};
+use crate::bundle::Digest;
+use crate::deployer::{DeploymentId, Event, EventLog, Failure, Name, Outcome, Record};
 use crate::text::{JsonEscaped, JsonStr};
+use crate::time::UnixTime;
+
+/// A version whose newest retained deployment failed, and failed for itself
+/// ([`Failure::holds_version`]): a webhook does not deploy it again without `retry`
+/// (docs/DESIGN.md rule 11; [`Ledger::failed_version`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct FailedBefore {
+    /// The deployment that failed.
+    pub id: DeploymentId,
+    /// The version's tag.
+    pub tag: Name,
+    /// When it ended (wall clock).
+    pub at: UnixTime,
+    /// Why.
+    pub failure: Failure,
+}
 
 /// An ended deployment, retained for reading.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,6 +179,28 @@ impl<const N: usize, S: Shelf> Ledger<N, S> {
             .iter()
             .find(|log| log.deployment() == id)
             .or_else(|| self.find(id).map(|r| &r.log))
+    }
+
+    /// Whether the version of `digest` failed the last time it was deployed: the newest
+    /// notified retained deployment of that digest failed, for a reason that
+    /// [holds the version](Failure::holds_version). A version is remembered as long as its
+    /// deployment is retained.
+    pub fn failed_version(&self, digest: &Digest) -> Option<FailedBefore> {
+        let newest = self
+            .shelved()
+            .rev()
+            .map(|r| &r.record)
+            .find(|r| r.request.digest == *digest)?;
+        let end = newest.end()?;
+        match end.outcome {
+            Outcome::Failed(failure) if failure.holds_version() => Some(FailedBefore {
+                id: newest.id(),
+                tag: newest.request.tag,
+                at: end.at,
+                failure,
+            }),
+            _ => None,
+        }
     }
 
     /// The record of a retained deployment.

@@ -4,11 +4,20 @@
 //! with [`Reason`]s from here), and writes what it is told; the deployments' events and the
 //! listing are the [`ledger`](crate::ledger)'s to write.
 
+// A 409 names why the version failed (`Reason::FailedVersion` holds its `Failure`, about 250
+// bytes): a `Refusal` is a plain value returned by value, as core has no `Box`. It lives on
+// the stack of one request, never in a table (clippy.toml's `large-error-threshold`).
+#![allow(
+    clippy::large_enum_variant,
+    reason = "a refusal carries a 409's failure; no Box without alloc, and it is never stored"
+)]
+
 use core::fmt::{self, Write as _};
 
 use crate::access::{self, Credential};
 use crate::bundle::Segment;
 use crate::deployer::{Aborted, Admitted, Busy, DeploymentId, Name, NotHere, Request, Tags};
+use crate::ledger::FailedBefore;
 use crate::signature::{
     self, Headers, Presented, ReplayCache, Schemes, Secret, SignatureError, Stamp,
 };
@@ -240,6 +249,14 @@ pub enum Reason {
     /// An abort whose body is not a JSON object whose first member is
     /// `"deploymentId":"<the id in the path>"` (400).
     AbortBody,
+    /// The version's last deployment failed, and the webhook did not ask to retry it under
+    /// lockstep's signature (409; docs/DESIGN.md rule 11).
+    FailedVersion {
+        /// That deployment.
+        failed: FailedBefore,
+        /// How long ago it ended.
+        ago: Duration,
+    },
 }
 
 impl Reason {
@@ -249,6 +266,7 @@ impl Reason {
             Self::NotFound | Self::NoSuchDeployment => Status::NotFound,
             Self::MethodNotAllowed => Status::MethodNotAllowed,
             Self::Timeout => Status::RequestTimeout,
+            Self::FailedVersion { .. } => Status::Conflict,
             Self::LengthRequired => Status::LengthRequired,
             Self::BodyTooLarge => Status::PayloadTooLarge,
             Self::HeadTooLarge => Status::RequestHeaderFieldsTooLarge,
@@ -292,6 +310,7 @@ impl Reason {
             Self::ConnectionsFull => "connections_full",
             Self::Unrecorded => "unrecorded",
             Self::AbortBody => "bad_abort_body",
+            Self::FailedVersion { .. } => "failed_version",
         }
     }
 
@@ -354,6 +373,15 @@ impl fmt::Display for Reason {
             Self::AbortBody => f.write_str(
                 "the body of an abort must be {\"deploymentId\":\"<the id in the path>\", ...}",
             ),
+            Self::FailedVersion { failed, ago } => write!(
+                f,
+                "version {} failed {}s ago (deployment {}): {}; `lockstep deploy --retry` \
+                 deploys it again",
+                failed.tag,
+                ago.as_secs(),
+                failed.id,
+                failed.failure
+            ),
         }
     }
 }
@@ -379,6 +407,31 @@ impl From<SignatureError> for Reason {
 }
 
 impl From<Busy> for Reason {
+    fn from(e: Busy) -> Self {
+        Self::Busy(e)
+    }
+}
+
+/// What a webhook asks beyond its version, honoured only under lockstep's signature (which
+/// covers the body; the Bintray one covers only the package).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Asks {
+    /// `"retry": true`: deploy the version even though its last deployment failed.
+    pub retry: bool,
+}
+
+/// Why [`Webhooks::accept`]'s `admit` did not admit a notification; nothing was created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum NotAdmitted {
+    /// The deployer is full (503).
+    Busy(Busy),
+    /// The version's last deployment failed, and the webhook did not ask to retry it (409).
+    Failed(FailedBefore),
+}
+
+impl From<Busy> for NotAdmitted {
     fn from(e: Busy) -> Self {
         Self::Busy(e)
     }
@@ -698,22 +751,24 @@ impl<const R: usize> Webhooks<R> {
     }
 
     /// Checks a webhook in docs/PROTOCOL.md §7's order and, when it passes, admits it through
-    /// `admit` (the deployer's [`handle_notification`](crate::deployer::Deployer::handle_notification)),
-    /// giving a new deployment the id `id`. The answer is 202 with the id, `Location:
-    /// {prefix}/{id}`.
+    /// `admit` (the agent's [`notify`](crate::agent::Agent::notify): the deployer's
+    /// [`handle_notification`](crate::deployer::Deployer::handle_notification) after the
+    /// failed-version check), giving a new deployment the id `id`, with what the webhook
+    /// [`Asks`]. The answer is 202 with the id, `Location: {prefix}/{id}`.
     ///
     /// Media type (415); with `X-Lockstep-Signature`: the signature over the raw body (401,
     /// 403), then the body (400, 422); with the Bintray scheme: the body first, then the
     /// signature over its package; then the allow-list (403); then admission (503 when the
     /// service is shutting down, or the table or the replay cache is full, or the in-flight
-    /// limit reached). A lockstep signature enters the replay cache only when its request is
+    /// limit reached; 409 when the version's last deployment failed and the webhook did not
+    /// ask to retry it). A lockstep signature enters the replay cache only when its request is
     /// admitted.
     pub fn accept(
         &mut self,
         now: Now,
         hook: &Webhook<'_>,
         id: DeploymentId,
-        admit: impl FnOnce(Request) -> Result<Admitted, Busy>,
+        admit: impl FnOnce(Request, Asks) -> Result<Admitted, NotAdmitted>,
     ) -> Result<Accepted, Refusal> {
         if hook.content_type.is_some_and(|t| !is_json(t)) {
             return Err(Reason::MediaType.into());
@@ -768,7 +823,18 @@ impl<const R: usize> Webhooks<R> {
             tags: target.tags,
             at: now.unix,
         };
-        let admitted = admit(request)?;
+        let asks = Asks {
+            retry: notification.retry && fresh.is_some(),
+        };
+        let admitted = admit(request, asks).map_err(|e| match e {
+            NotAdmitted::Busy(busy) => Reason::Busy(busy),
+            NotAdmitted::Failed(failed) => Reason::FailedVersion {
+                failed,
+                ago: Duration::from_millis(
+                    now.unix.as_millis().saturating_sub(failed.at.as_millis()),
+                ),
+            },
+        })?;
         let stamp = fresh.map(|fresh| {
             let stamp = fresh.stamp();
             // Room was checked above, and nothing ran in between.

@@ -24,6 +24,8 @@ pub enum Status {
     MethodNotAllowed,
     /// 408: the request was not read in time.
     RequestTimeout,
+    /// 409: a webhook for a version whose last deployment failed, without `retry`.
+    Conflict,
     /// 411: no Content-Length, or a chunked request body.
     LengthRequired,
     /// 413: body over the limit.
@@ -50,6 +52,7 @@ impl Status {
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
+            Self::Conflict => 409,
             Self::LengthRequired => 411,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
@@ -70,6 +73,7 @@ impl Status {
             Self::NotFound => "Not Found",
             Self::MethodNotAllowed => "Method Not Allowed",
             Self::RequestTimeout => "Request Timeout",
+            Self::Conflict => "Conflict",
             Self::LengthRequired => "Length Required",
             Self::PayloadTooLarge => "Payload Too Large",
             Self::UnsupportedMediaType => "Unsupported Media Type",

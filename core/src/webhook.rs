@@ -251,9 +251,12 @@ pub enum Field {
     Released,
     /// `release_notes`
     ReleaseNotes,
+    /// `retry` (a boolean)
+    Retry,
 }
 
 impl Field {
+    /// The string fields, in [`RawBody`]'s order.
     const ALL: [Self; 4] = [
         Self::Package,
         Self::Version,
@@ -268,6 +271,7 @@ impl Field {
             Self::Version => "version",
             Self::Released => "released",
             Self::ReleaseNotes => "release_notes",
+            Self::Retry => "retry",
         }
     }
 }
@@ -289,6 +293,8 @@ pub enum BodyError {
     Missing(Field),
     /// A field holds something other than a string (`null` is accepted for the optional ones).
     NotAString(Field),
+    /// `retry` holds something other than `true`, `false` or `null`.
+    NotABoolean(Field),
     /// `package` is not a valid segment.
     Package(SegmentError),
     /// `version` is not `<tag>-<64 hex digest>`.
@@ -306,7 +312,8 @@ impl BodyError {
             | Self::NotAnObject
             | Self::Duplicate(_)
             | Self::Missing(_)
-            | Self::NotAString(_) => Status::BadRequest,
+            | Self::NotAString(_)
+            | Self::NotABoolean(_) => Status::BadRequest,
             Self::Package(_) | Self::Version(_) | Self::ReleasedTooLong => {
                 Status::UnprocessableEntity
             }
@@ -323,6 +330,9 @@ impl fmt::Display for BodyError {
             Self::Duplicate(field) => write!(f, "duplicate field `{}`", field.name()),
             Self::Missing(field) => write!(f, "missing field `{}`", field.name()),
             Self::NotAString(field) => write!(f, "field `{}` must be a string", field.name()),
+            Self::NotABoolean(field) => {
+                write!(f, "field `{}` must be true or false", field.name())
+            }
             Self::Package(e) => write!(f, "package {e}"),
             Self::Version(e) => e.fmt(f),
             Self::ReleasedTooLong => {
@@ -357,6 +367,10 @@ pub struct Notification<'a> {
     pub released: Option<heapless::String<RELEASED_CAPACITY>>,
     /// The release notes, unescaped.
     pub release_notes: Option<heapless::String<RELEASE_NOTES_CAPACITY>>,
+    /// `"retry": true`: deploy this version even though its last deployment failed (lockstep's
+    /// own member, sent by `lockstep deploy --retry`; the service honours it only under
+    /// lockstep's signature, which covers the body).
+    pub retry: bool,
 }
 
 /// Parses a webhook body within `limit`.
@@ -369,8 +383,12 @@ pub fn parse_body(body: &[u8], limit: BodyLimit) -> Result<Notification<'_>, Bod
     }
     // The scan accepted the body, so serde-json-core cannot fail on syntax; the visitor records
     // the first problem with the fields instead of failing, to say which field it was.
-    let (raw, _) = serde_json_core::from_slice::<RawBody<'_>>(body)
-        .map_err(|_| BodyError::Json(ScanError::Syntax { at: 0 }))?;
+    // `retry` is the one member read as something else than a string: a value of another
+    // type there is the only way the typed read can fail on a body the scan accepted.
+    let (raw, _) = serde_json_core::from_slice::<RawBody<'_>>(body).map_err(|e| match e {
+        serde_json_core::de::Error::InvalidType => BodyError::NotABoolean(Field::Retry),
+        _ => BodyError::Json(ScanError::Syntax { at: 0 }),
+    })?;
     if let Some(problem) = raw.problem {
         return Err(problem);
     }
@@ -401,6 +419,7 @@ pub fn parse_body(body: &[u8], limit: BodyLimit) -> Result<Notification<'_>, Bod
         version,
         released,
         release_notes,
+        retry: raw.retry.unwrap_or(false),
     })
 }
 
@@ -408,6 +427,8 @@ pub fn parse_body(body: &[u8], limit: BodyLimit) -> Result<Notification<'_>, Bod
 /// [`Field::ALL`] order; `None` when absent or `null`.
 struct RawBody<'a> {
     fields: [Option<&'a str>; 4],
+    /// `retry`, when present and not `null`.
+    retry: Option<bool>,
     problem: Option<BodyError>,
 }
 
@@ -425,10 +446,23 @@ impl<'de> Deserialize<'de> for RawBody<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut body = RawBody {
                     fields: [None; 4],
+                    retry: None,
                     problem: None,
                 };
                 let mut seen = [false; 4];
+                let mut seen_retry = false;
                 while let Some(RawStr(key)) = map.next_key::<RawStr<'de>>()? {
+                    if json::unescaped_eq(key, Field::Retry.name()) {
+                        // A value other than a boolean or `null` fails the read:
+                        // `NotABoolean` (see `parse_body`).
+                        let value = map.next_value::<Option<bool>>()?;
+                        if seen_retry && body.problem.is_none() {
+                            body.problem = Some(BodyError::Duplicate(Field::Retry));
+                        }
+                        seen_retry = true;
+                        body.retry = value;
+                        continue;
+                    }
                     let known = Field::ALL
                         .iter()
                         .zip(body.fields.iter_mut().zip(seen.iter_mut()))
@@ -925,5 +959,40 @@ mod tests {
             ),
             "in a version, a digest must be 64 hexadecimal characters"
         );
+    }
+
+    #[test]
+    fn test_retry_is_a_boolean_member_false_when_absent() {
+        let with =
+            |value: &str| format!(r#"{{"package":"a","version":"v1-{DIGEST}","retry":{value}}}"#);
+        assert!(!parse(&body(&format!("v1-{DIGEST}"))).unwrap().retry);
+        assert!(parse(&with("true")).unwrap().retry);
+        assert!(!parse(&with("false")).unwrap().retry);
+        assert!(!parse(&with("null")).unwrap().retry);
+        assert!(parse(&with(" true ")).unwrap().retry);
+        for bad in [r#""true""#, "1", "[true]", r#"{"a":true}"#, "0"] {
+            assert_eq!(
+                parse(&with(bad)),
+                Err(BodyError::NotABoolean(Field::Retry)),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            format!("{}", BodyError::NotABoolean(Field::Retry)),
+            "field `retry` must be true or false"
+        );
+        assert_eq!(
+            BodyError::NotABoolean(Field::Retry).status(),
+            Status::BadRequest
+        );
+        // Anywhere in the object, and never twice.
+        let first = format!(r#"{{"retry":true,"package":"a","version":"v1-{DIGEST}"}}"#);
+        assert!(parse(&first).unwrap().retry);
+        let twice =
+            format!(r#"{{"package":"a","version":"v1-{DIGEST}","retry":true,"retry":false}}"#);
+        assert_eq!(parse(&twice), Err(BodyError::Duplicate(Field::Retry)));
+        // An escaped key is the same member.
+        let escaped = format!(r#"{{"package":"a","version":"v1-{DIGEST}","r\u0065try":true}}"#);
+        assert!(parse(&escaped).unwrap().retry);
     }
 }

@@ -339,7 +339,9 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
         let accepted = self
             .webhooks
             .borrow_mut()
-            .accept(now, &hook, id, |request| self.agent.notify(now, request));
+            .accept(now, &hook, id, |request, asks| {
+                self.agent.notify(now, request, asks)
+            });
         match accepted {
             Ok(accepted) => {
                 // Nothing is answered 202 that is not recorded: the deployment's record, its

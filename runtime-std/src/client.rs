@@ -14,6 +14,7 @@ use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use lockstep_core::agent::http::{Client, HttpError, Method, get_following};
 use lockstep_core::bundle::{Segment, Version};
+use lockstep_core::service::Asks;
 use lockstep_core::signature::{self, Secret};
 
 use crate::platform::{StdTime, TcpConnector, from_std_duration};
@@ -269,15 +270,33 @@ pub enum Scheme {
     Bintray,
 }
 
+/// What a webhook notifies: a version of a package, and what it asks beyond it.
+#[derive(Clone, Copy, Debug)]
+pub struct Notice<'a> {
+    /// The bundle name.
+    pub package: Segment<'a>,
+    /// The version.
+    pub version: &'a Version<'a>,
+    /// `"retry": true`, when asked.
+    pub asks: Asks,
+}
+
 /// The body of a webhook for `version` of `package`: the official client's two fields, and
-/// `released`, the time it is sent (RFC 3339, milliseconds), as Bintray's webhook had one.
+/// `released`, the time it is sent (RFC 3339, milliseconds), as Bintray's webhook had one;
+/// and `"retry": true` when `asks` it (lockstep's own member, docs/PROTOCOL.md §1).
 /// The service does not interpret `released`; it makes each notification's body, and so its
 /// `X-Lockstep-Signature`, its own, so that a second notification of a version (a `lockstep
 /// deploy` right after `lockstep publish --notify`) is never taken for a replay of the first.
-pub fn webhook_body(package: Segment<'_>, version: &Version<'_>, sent: SystemTime) -> Vec<u8> {
-    let mut body = serde_json::json!({"package": package.as_str(), "version": version.to_string()});
+pub fn webhook_body(notice: &Notice<'_>, sent: SystemTime) -> Vec<u8> {
+    let mut body = serde_json::json!({
+        "package": notice.package.as_str(),
+        "version": notice.version.to_string(),
+    });
     if let Ok(released) = rfc3339(sent) {
         body["released"] = released.into();
+    }
+    if notice.asks.retry {
+        body["retry"] = true.into();
     }
     body.to_string().into_bytes()
 }
@@ -312,15 +331,14 @@ pub fn send_webhook(
     session: &Session,
     base: &BaseUrl,
     target: &str,
-    package: Segment<'_>,
-    version: &Version<'_>,
+    notice: &Notice<'_>,
     scheme: Scheme,
     secret: &Secret,
 ) -> Result<Answer, ClientError> {
     let now = SystemTime::now();
-    let body = webhook_body(package, version, now);
+    let body = webhook_body(notice, now);
     let t = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (name, value) = webhook_signature(scheme, secret, package, &body, t);
+    let (name, value) = webhook_signature(scheme, secret, notice.package, &body, t);
     session.exchange(
         Method::Post,
         base,
@@ -379,14 +397,33 @@ mod tests {
     fn test_webhook_body_is_the_official_clients_and_when_it_was_sent() {
         let package = Segment::parse("visualizer").unwrap();
         let at = UNIX_EPOCH + StdDuration::from_millis(1_764_633_600_123);
-        let body = webhook_body(package, &version(), at);
+        let version = version();
+        let notice = Notice {
+            package,
+            version: &version,
+            asks: Asks::default(),
+        };
+        let body = webhook_body(&notice, at);
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["package"], "visualizer");
         assert_eq!(json["version"], format!("1.1.0-{}", "ab".repeat(32)));
         assert_eq!(json["released"], "2025-12-02T00:00:00.123Z");
+        assert_eq!(json.get("retry"), None);
         // A millisecond later, another body: another signature, never a replay.
-        let later = webhook_body(package, &version(), at + StdDuration::from_millis(1));
+        let later = webhook_body(&notice, at + StdDuration::from_millis(1));
         assert_ne!(body, later);
+        // Asked to retry, it says so; core's parser reads it back.
+        let retry = webhook_body(
+            &Notice {
+                asks: Asks { retry: true },
+                ..notice
+            },
+            at,
+        );
+        let json: serde_json::Value = serde_json::from_slice(&retry).unwrap();
+        assert_eq!(json["retry"], true);
+        let parsed = lockstep_core::webhook::parse_body(&retry, Default::default()).unwrap();
+        assert!(parsed.retry);
     }
 
     #[test]
@@ -398,8 +435,11 @@ mod tests {
             &Session::new(StdDuration::from_secs(5)),
             &base,
             "/deployments/typesafe/bundle/typesafe?tag=web",
-            package,
-            &version(),
+            &Notice {
+                package,
+                version: &version(),
+                asks: Asks::default(),
+            },
             Scheme::Lockstep,
             &secret,
         )

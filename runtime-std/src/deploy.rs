@@ -31,6 +31,7 @@ use lockstep_core::agent::http::{Client, HttpError, Method};
 use lockstep_core::bundle::{BundleId, Shorthand, ShorthandError};
 use lockstep_core::conductr::sse::{EventStream, Item};
 use lockstep_core::hocon::Document;
+use lockstep_core::service::Asks;
 use lockstep_core::signature::Secret;
 use serde_json::Value;
 
@@ -104,6 +105,8 @@ pub struct Options {
     pub ca_file: Option<PathBuf>,
     /// `--repository-credentials`: sent to an `https://`/`http://` repository.
     pub repository_credentials: Option<PathBuf>,
+    /// `--retry`: deploy the version even though its last deployment failed.
+    pub retry: bool,
 }
 
 impl Options {
@@ -122,6 +125,7 @@ impl Options {
             timeout: DEFAULT_TIMEOUT,
             ca_file: None,
             repository_credentials: None,
+            retry: false,
         }
     }
 }
@@ -414,8 +418,13 @@ pub fn run(
         &session,
         &options.url,
         &target,
-        shorthand.package,
-        &version,
+        &client::Notice {
+            package: shorthand.package,
+            version: &version,
+            asks: Asks {
+                retry: options.retry,
+            },
+        },
         options.scheme,
         &secret,
     )

@@ -28,10 +28,11 @@ use lockstep_core::agent::{
 };
 use lockstep_core::agent::{FileKey, FileKind};
 use lockstep_core::deployer::{
-    Aborted, Admitted, Busy, Command, Deployer, DeploymentId, Event, NotHere, Policy, Record,
+    Aborted, Admitted, Command, Deployer, DeploymentId, Event, NotHere, Policy, Record,
 };
 use lockstep_core::journal::Unrecorded;
 use lockstep_core::ledger::{self, Ledger, Retained};
+use lockstep_core::service::{Asks, NotAdmitted};
 use lockstep_core::signature::Stamp;
 
 use crate::cluster::Member;
@@ -432,10 +433,14 @@ impl Deployments {
         let _ = self.rewrite.recv().await;
     }
 
-    /// A verified notification: admitted, or refused as busy (core decides: the redelivery
-    /// check, then the in-flight limit, then the table).
-    pub fn notify(&self, request: lockstep_core::deployer::Request) -> Result<Admitted, Busy> {
-        self.agent.notify(self.time.now(), request)
+    /// A verified notification: admitted, or refused (core decides: the redelivery check,
+    /// the failed-version check, then the in-flight limit, then the table).
+    pub fn notify(
+        &self,
+        request: lockstep_core::deployer::Request,
+        asks: Asks,
+    ) -> Result<Admitted, NotAdmitted> {
+        self.agent.notify(self.time.now(), request, asks)
     }
 
     /// An operator's abort (core decides: [`Agent::abort`]); commit before answering.

@@ -25,6 +25,7 @@ use lockstep_core::agent::http::UrlError;
 use lockstep_core::archive::{self, Archive, ArchiveError, Inflater, OutOfBounds};
 use lockstep_core::bundle::{self, Segment, SegmentError, Version};
 use lockstep_core::hocon::{self, Document, HoconError, Value};
+use lockstep_core::service::Asks;
 use lockstep_core::signature::Secret;
 use lockstep_core::webhook::{Target, TargetError};
 
@@ -610,8 +611,11 @@ fn notify_service(
         session,
         &url.base,
         &url.target,
-        package,
-        &version,
+        &client::Notice {
+            package,
+            version: &version,
+            asks: Asks::default(),
+        },
         scheme,
         secret,
     )

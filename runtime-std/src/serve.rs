@@ -326,8 +326,8 @@ fn webhook(state: &State, request: &Request, target: &service::Destination) -> R
     let accepted = state
         .webhooks
         .borrow_mut()
-        .accept(now, &hook, new_id(), |request| {
-            state.deployments.notify(request)
+        .accept(now, &hook, new_id(), |request, asks| {
+            state.deployments.notify(request, asks)
         });
     match accepted {
         Ok(accepted) => {

@@ -61,6 +61,18 @@ impl Version {
             self.full()
         )
     }
+
+    /// The webhook body naming it and asking `"retry": true` (honoured under lockstep's
+    /// signature): for a test that notifies a version failing at once (the incompatible one)
+    /// again and again, which a plain body would find refused 409 after its first failure
+    /// (docs/DESIGN.md rule 11).
+    pub fn retry_body(&self) -> String {
+        format!(
+            r#"{{"package":"{}","version":"{}","retry":true}}"#,
+            self.name,
+            self.full()
+        )
+    }
 }
 
 /// A running `lockstep sandbox --demo`.

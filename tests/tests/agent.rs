@@ -10,8 +10,9 @@ use lockstep::url::BaseUrl;
 use lockstep_core::agent;
 use lockstep_core::bundle::{BundleId, Digest};
 use lockstep_core::deployer::{
-    Admitted, Busy, DeploymentId, Event, EventKind, Name, Policy, Request, Rollback, Tags,
+    Admitted, DeploymentId, Event, EventKind, Name, Policy, Request, Rollback, Tags,
 };
+use lockstep_core::service::{Asks, NotAdmitted};
 use lockstep_core::time::Duration as CoreDuration;
 use lockstep_tests::stack::{self, LOCK_STEP_3, Sandbox};
 use lockstep_tests::{TempDir, prometheus};
@@ -56,7 +57,7 @@ fn request_faults(s: &Sandbox) -> Vec<Value> {
 }
 
 /// What a notification is answered.
-type Admission = Result<Admitted, Busy>;
+type Admission = Result<Admitted, NotAdmitted>;
 
 /// lockstep's deployments on a thread of their own: notifications in, events and the metrics
 /// exposition out.
@@ -118,7 +119,7 @@ fn lockstep(sandbox: &Sandbox, config: agent::Config) -> Lockstep {
                     }
                 }
                 while let Ok((request, answer)) = notifications.try_recv() {
-                    let _ = answer.send(deployments.notify(request));
+                    let _ = answer.send(deployments.notify(request, Asks::default()));
                 }
                 while let Ok(answer) = metrics_requests.try_recv() {
                     // No replay cache or connections here: those are the HTTP front's.

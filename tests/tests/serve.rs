@@ -282,7 +282,8 @@ lockstep_tests::on_both_runtimes! {
     fn test_serve_signature_window_edges_are_accepted(runtime: Runtime) {
         let s = sandbox(&[]);
         let v = serve_runtime(runtime, &s, &[]);
-        let body = s.incompatible().body();
+        // The version fails at once: the second asks to retry it.
+        let body = s.incompatible().retry_body();
         // |now - t| <= 300 s; a second of slack for the clock to tick between signing and checking.
         for t in [now_secs() - 299, now_secs() + 299] {
             let r = post_signed(&v, HOOK, body.as_bytes(), t);
@@ -806,7 +807,8 @@ lockstep_tests::on_both_runtimes! {
         let v = serve_runtime(runtime, &s, &[]);
         let before = bundles(&s);
         let version = s.incompatible();
-        let body = version.body();
+        // It fails at once: each accepted one below asks to retry it.
+        let body = version.retry_body();
         let header = lockstep_header(body.as_bytes(), now_secs());
         let r = v.client.request(
             "POST",
@@ -845,7 +847,7 @@ lockstep_tests::on_both_runtimes! {
         // Parameters and the case of the media type are ignored, and a missing one is accepted;
         // so is a digest in upper case, normalised (a version that changes nothing).
         let upper = format!(
-            r#"{{"package":"visualizer","version":"{}-{}"}}"#,
+            r#"{{"package":"visualizer","version":"{}-{}","retry":true}}"#,
             version.tag,
             version.digest.to_ascii_uppercase()
         );
@@ -949,17 +951,18 @@ fn test_serve_503_when_the_replay_cache_is_full() {
     let listed = listing(&v, "/deployments");
     assert_eq!(listed.len(), 1, "{listed:#?}");
     assert_eq!(bundles(&s), before);
-    // The Bintray scheme has no replay cache.
+    // The Bintray scheme has no replay cache: not 503, but 409, as the version failed (and
+    // a Bintray-signed body cannot ask to retry it).
     let bintray = bintray_sign(&secret(), "visualizer");
     let r = post(
         &v,
         HOOK,
         &[("X-Bintray-Hook-Hmac", bintray.as_str())],
-        version.body().as_bytes(),
+        version.retry_body().as_bytes(),
     );
-    let second = accepted(&v, &r, "/deployments");
-    failure(&ended(&v, &second));
+    assert_refused(&r, 409, "the version failed, Bintray");
     // Once the first signature's window has passed, its slot is free again.
+    let body = version.retry_body();
     let third = eventually("the replay cache to have room", WAIT, || {
         let r = post_signed(&v, HOOK, body.as_bytes(), now_secs());
         if r.status == 202 {
@@ -981,8 +984,8 @@ fn test_serve_retention_forgets_the_oldest_ended_deployment() {
     let first = accepted(&v, &r, "/deployments");
     failure(&ended(&v, &first));
     assert_eq!(events(&v, "/deployments", &first).len(), 3);
-    // The same version again, signed afresh: a new deployment, since the first ended.
-    let r = post_signed(&v, HOOK, body.as_bytes(), t - 1);
+    // The same version again, signed afresh and asking to retry it: a new deployment.
+    let r = post_signed(&v, HOOK, s.incompatible().retry_body().as_bytes(), t - 1);
     let second = accepted(&v, &r, "/deployments");
     assert_ne!(first, second);
     failure(&ended(&v, &second));
@@ -1177,8 +1180,9 @@ lockstep_tests::on_both_runtimes! {
         );
         assert_refused(&same("/deployments/x/y"), 404, "unknown path");
         // The webhook is the same under both prefixes: a redelivery under /deployments of what
-        // /v2 notified would land on it while in flight; here it ended, so it is a new one.
-        let r = post_signed(&v, HOOK, body.as_bytes(), t - 1);
+        // /v2 notified would land on it while in flight; here it ended (failed), so asked to
+        // retry it, it is a new one.
+        let r = post_signed(&v, HOOK, version.retry_body().as_bytes(), t - 1);
         let again = accepted(&v, &r, "/deployments");
         failure(&ended(&v, &again));
         assert_eq!(
@@ -1455,6 +1459,8 @@ fn test_serve_secret_file_with_a_trailing_newline() {
     );
     let id = accepted(&v, &notify(&v, &version), "/deployments");
     failure(&ended(&v, &id));
+    // The Bintray MAC verifies with the file's secret too: past the signature, the 409 of a
+    // version that failed.
     let bintray = bintray_sign(&secret(), "visualizer");
     let r = post(
         &v,
@@ -1462,7 +1468,7 @@ fn test_serve_secret_file_with_a_trailing_newline() {
         &[("X-Bintray-Hook-Hmac", bintray.as_str())],
         body.as_bytes(),
     );
-    accepted(&v, &r, "/deployments");
+    assert_refused(&r, 409, "past the Bintray signature");
 }
 
 // ---- lockstep-minimal: where it answers otherwise (README, "The minimal runtime") -----------

@@ -86,11 +86,12 @@ use core::future::poll_fn;
 use core::task::{Poll, Waker};
 
 use crate::deployer::{
-    Aborted, Admitted, Busy, Command, CommandError, Deployer, DeploymentId, Event, NotHere,
-    NotResumed, Output, Record, Reply, Request,
+    Aborted, Admitted, Command, CommandError, Deployer, DeploymentId, Event, NotHere, NotResumed,
+    Output, Record, Reply, Request,
 };
 use crate::journal::{Entry, Journal, Unrecorded};
 use crate::ledger::{Ledger, Shelf};
+use crate::service::{Asks, NotAdmitted};
 use crate::signature::Stamp;
 use crate::time::{Duration, Instant, Now};
 
@@ -264,9 +265,22 @@ impl<const N: usize, S: Sink, H: Shelf, J: Journal> Agent<N, S, H, J> {
     }
 
     /// A verified notification: admitted (a new deployment, or a redelivery), or refused as
-    /// busy ([`Deployer::handle_notification`]).
-    pub fn notify(&self, now: Now, request: Request) -> Result<Admitted, Busy> {
+    /// busy ([`Deployer::handle_notification`]); or refused because the version's last
+    /// deployment failed ([`Ledger::failed_version`], docs/DESIGN.md rule 11), unless a
+    /// deployment of it is in flight (a redelivery is answered its id) or the webhook
+    /// [`Asks`] to retry it.
+    pub fn notify(&self, now: Now, request: Request, asks: Asks) -> Result<Admitted, NotAdmitted> {
+        let digest = request.digest;
+        let failed = self.read(|deployer, ledger| {
+            (!asks.retry && deployer.in_flight_of(&digest).is_none())
+                .then(|| ledger.failed_version(&digest))
+                .flatten()
+        });
+        if let Some(failed) = failed {
+            return Err(NotAdmitted::Failed(failed));
+        }
         self.input(|deployer| deployer.handle_notification(now, request))
+            .map_err(NotAdmitted::Busy)
     }
 
     /// An operator's abort of deployment `id` ([`Deployer::handle_abort`]). One that ended and

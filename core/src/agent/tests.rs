@@ -111,7 +111,7 @@ fn finish<J: Journal>(agent: &Agent<4, Quiet, Shelf, J>, job: Option<Job>, reply
 #[test]
 fn test_a_notification_is_written_ahead_of_its_first_command() {
     let (agent, journal) = agent(4);
-    let admitted = agent.notify(now(0), request(1)).unwrap();
+    let admitted = agent.notify(now(0), request(1), Asks::default()).unwrap();
     {
         let log = journal.0.borrow();
         // The record as admitted, then its first event; nothing durable yet.
@@ -132,7 +132,12 @@ fn test_a_notification_is_written_ahead_of_its_first_command() {
     agent.commit().unwrap();
     assert_eq!(journal.0.borrow().committed, 3);
     // A redelivery changes nothing, writes nothing.
-    assert!(agent.notify(now(0), request(1)).unwrap().redelivery);
+    assert!(
+        agent
+            .notify(now(0), request(1), Asks::default())
+            .unwrap()
+            .redelivery
+    );
     assert_eq!(journal.0.borrow().appended.len(), 3);
     // The command is handed out once everything before it is durable.
     let job = take(&agent);
@@ -174,7 +179,7 @@ fn test_a_notification_is_written_ahead_of_its_first_command() {
 fn test_a_broken_journal_holds_every_job_until_a_rewrite_repairs_it() {
     let (agent, journal) = agent(4);
     journal.0.borrow_mut().failing = true;
-    agent.notify(now(0), request(1)).unwrap();
+    agent.notify(now(0), request(1), Asks::default()).unwrap();
     assert_eq!(agent.commit(), Err(Unrecorded));
     assert_eq!(take(&agent), None);
     assert_eq!(take(&agent), None);
@@ -204,7 +209,7 @@ fn test_a_broken_journal_holds_every_job_until_a_rewrite_repairs_it() {
 fn test_what_falls_out_of_retention_is_forgotten_and_restore_brings_back_the_rest() {
     let (agent, journal) = agent(1);
     for id in [1, 2] {
-        agent.notify(now(0), request(id)).unwrap();
+        agent.notify(now(0), request(id), Asks::default()).unwrap();
         let job = take(&agent);
         // A bundle of another name: the deployment fails, and ends.
         finish(
@@ -259,7 +264,9 @@ fn test_what_falls_out_of_retention_is_forgotten_and_restore_brings_back_the_res
             events
         );
     });
-    restored.notify(now(0), request(3)).unwrap();
+    restored
+        .notify(now(0), request(3), Asks::default())
+        .unwrap();
     restored.read(|deployer, _| {
         let order = deployer.record(request(3).id).unwrap().order;
         assert!(order > ended.order);
@@ -273,7 +280,7 @@ fn agent_with_retention_of(retention: usize) -> (Agent<4, Quiet, Shelf, Recorder
 #[test]
 fn test_restore_resumes_a_deployment_in_flight_and_requests_its_step_again() {
     let (agent, journal) = agent(4);
-    agent.notify(now(0), request(1)).unwrap();
+    agent.notify(now(0), request(1), Asks::default()).unwrap();
     let record = *agent
         .read(|deployer, _| deployer.record(request(1).id).copied())
         .as_ref()
@@ -307,4 +314,45 @@ fn test_restore_resumes_a_deployment_in_flight_and_requests_its_step_again() {
         restored.restore(now(5), record, []),
         Err(NotResumed::AlreadyHere)
     );
+}
+
+#[test]
+fn test_a_failed_version_is_refused_until_a_webhook_asks_to_retry_it() {
+    let (agent, _) = agent(4);
+    let first = agent.notify(now(0), request(1), Asks::default()).unwrap();
+    let job = take(&agent);
+    finish(&agent, job, Reply::Failed(CommandError::DigestMismatch));
+    assert!(agent.read(|d, _| d.is_empty()));
+    // The same version again, under a new id: refused, naming the failed deployment.
+    let again = crate::sim::fixture::request(2, 1);
+    let Err(NotAdmitted::Failed(failed)) = agent.notify(now(2), again, Asks::default()) else {
+        panic!("refused as failed")
+    };
+    assert_eq!(failed.id, first.id);
+    assert_eq!(failed.tag, again.tag);
+    assert_eq!(
+        failed.failure.cause,
+        crate::deployer::Cause::Resolve(CommandError::DigestMismatch)
+    );
+    assert!(agent.read(|d, _| d.is_empty()));
+    // Another version is not concerned.
+    assert!(agent.notify(now(2), request(3), Asks::default()).is_ok());
+    // Asked to retry: a new deployment, and while it runs a redelivery without `retry` is
+    // answered its id.
+    let retried = agent.notify(now(3), again, Asks { retry: true }).unwrap();
+    assert_eq!((retried.id, retried.redelivery), (again.id, false));
+    let redelivered = crate::sim::fixture::request(4, 1);
+    let answer = agent.notify(now(3), redelivered, Asks::default()).unwrap();
+    assert_eq!((answer.id, answer.redelivery), (again.id, true));
+}
+
+#[test]
+fn test_an_aborted_version_is_not_held() {
+    let (agent, _) = agent(4);
+    let first = agent.notify(now(0), request(1), Asks::default()).unwrap();
+    agent.abort(now(1), first.id).unwrap();
+    assert!(agent.read(|_, l| l.ended(first.id).is_some()));
+    let again = crate::sim::fixture::request(2, 1);
+    let admitted = agent.notify(now(2), again, Asks::default()).unwrap();
+    assert!(!admitted.redelivery);
 }

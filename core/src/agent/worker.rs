@@ -1412,7 +1412,9 @@ mod tests {
             tags: Tags::NONE,
             at: UnixTime::EPOCH,
         };
-        agent.notify(now, request).unwrap();
+        agent
+            .notify(now, request, crate::service::Asks::default())
+            .unwrap();
         let Some(Job::Command(command)) = agent.inner.borrow_mut().take_job(0) else {
             panic!("the download is queued");
         };

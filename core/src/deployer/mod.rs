@@ -475,6 +475,14 @@ impl<const N: usize> Deployer<N> {
         self.deployments().map(Deployment::record)
     }
 
+    /// The deployment of `digest` that has not ended, if there is one: a notification of
+    /// that digest is its redelivery (rule 1).
+    pub fn in_flight_of(&self, digest: &Digest) -> Option<DeploymentId> {
+        self.deployments()
+            .find(|d| d.is_live() && d.record().request.digest == *digest)
+            .map(|d| d.record().id())
+    }
+
     fn deployments(&self) -> impl Iterator<Item = &Deployment> {
         self.slots.iter().flatten()
     }
@@ -527,12 +535,9 @@ impl<const N: usize> Deployer<N> {
     /// deployment or as a redelivery of one in flight, or refused as busy with nothing
     /// created (rule 1). Then drain [`poll`](Self::poll).
     pub fn handle_notification(&mut self, now: Now, request: Request) -> Result<Admitted, Busy> {
-        if let Some(d) = self
-            .deployments()
-            .find(|d| d.is_live() && d.record().request.digest == request.digest)
-        {
+        if let Some(id) = self.in_flight_of(&request.digest) {
             return Ok(Admitted {
-                id: d.record().id(),
+                id,
                 redelivery: true,
             });
         }

@@ -727,6 +727,23 @@ pub struct Failure {
     pub rollback: Rollback,
 }
 
+impl Failure {
+    /// Whether the version itself failed, so that a webhook may not deploy it again without
+    /// `retry` (docs/DESIGN.md rule 11): every failure but being superseded or aborted, which
+    /// say nothing about the version.
+    pub const fn holds_version(&self) -> bool {
+        !matches!(
+            self.cause,
+            Cause::Superseded { .. }
+                | Cause::Aborted
+                | Cause::Step {
+                    fault: Fault::Aborted,
+                    ..
+                }
+        )
+    }
+}
+
 impl fmt::Display for Failure {
     /// The one line `deploymentFailure` carries (docs/PROTOCOL.md §2).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -190,3 +190,81 @@ fn test_listing_shape_of_an_ended_deployment() {
     );
     assert!(crate::json::validate(out.as_bytes(), 16).is_ok());
 }
+
+// ---- failed versions ---------------------------------------------------------------------------
+
+fn ended_with(n: u8, outcome: Outcome) -> Record {
+    let mut record = ended(n);
+    if let Phase::Ended(end) = &mut record.phase {
+        end.outcome = outcome;
+    }
+    record
+}
+
+fn failed(cause: Cause) -> Outcome {
+    Outcome::Failed(Failure {
+        cause,
+        rollback: Rollback::NotNeeded,
+    })
+}
+
+#[test]
+fn test_a_version_is_held_by_its_newest_deployment_failing_for_itself() {
+    let digest = Digest::parse(DIGEST).unwrap();
+    let held = failed(Cause::ResolveDeadline);
+    let step_aborted = failed(Cause::Step {
+        doing: crate::deployer::Doing::Scaling {
+            side: crate::deployer::Side::New,
+            to: 1,
+        },
+        fault: crate::deployer::Fault::Aborted,
+    });
+    let cases = [
+        (held, true),
+        (failed(Cause::Superseded { by: id(9) }), false),
+        (failed(Cause::Aborted), false),
+        (step_aborted, false),
+        (
+            Outcome::Succeeded {
+                nothing_to_do: false,
+            },
+            false,
+        ),
+    ];
+    for (outcome, holds) in cases {
+        let mut ledger = Small::new(heapless::Vec::new(), 3);
+        assert_eq!(ledger.failed_version(&digest), None);
+        ledger.retire(ended_with(1, outcome));
+        let found = ledger.failed_version(&digest);
+        assert_eq!(found.is_some(), holds, "{outcome:?}");
+        if let Some(found) = found {
+            assert_eq!(found.id, id(1));
+            assert_eq!(found.tag.as_str(), "v2");
+            assert_eq!(found.at, UnixTime::from_millis(1_700_000_001_000));
+        }
+    }
+    // The newest notified decides: a failure retried with success is no longer held...
+    let mut ledger = Small::new(heapless::Vec::new(), 3);
+    ledger.retire(ended_with(1, held));
+    ledger.retire(ended_with(
+        2,
+        Outcome::Succeeded {
+            nothing_to_do: true,
+        },
+    ));
+    assert_eq!(ledger.failed_version(&digest), None);
+    // ...and one that fails again is, under its newest id.
+    ledger.retire(ended_with(3, held));
+    assert_eq!(ledger.failed_version(&digest).map(|f| f.id), Some(id(3)));
+    // Another digest is not concerned.
+    let other = Digest::parse(&DIGEST.replace('6', "7")).unwrap();
+    assert_eq!(ledger.failed_version(&other), None);
+    // Past the retention it is forgotten.
+    for n in 4..=6 {
+        let mut record = ended(n);
+        record.request.digest = other;
+        ledger.retire(record);
+        let forgotten = n == 6;
+        assert_eq!(ledger.failed_version(&digest).is_none(), forgotten, "{n}");
+    }
+}

@@ -4,7 +4,7 @@ use std::format;
 use std::string::{String, ToString};
 
 use super::*;
-use crate::deployer::{Admitted, Busy, Deployer, Policy};
+use crate::deployer::{Admitted, Busy, Cause, Deployer, Failure, Policy, Rollback};
 use crate::signature::{bintray_sign, lockstep_sign};
 use crate::time::{Instant, UnixTime};
 
@@ -31,6 +31,10 @@ fn id(byte: u8) -> DeploymentId {
 struct Fixture {
     hooks: Webhooks<2>,
     deployer: Deployer<2>,
+    /// What the last admitted or refused webhook asked.
+    asked: Option<Asks>,
+    /// A version that failed: a webhook that does not ask to retry it is refused.
+    failed: Option<FailedBefore>,
 }
 
 impl Fixture {
@@ -38,6 +42,8 @@ impl Fixture {
         Self {
             hooks: Webhooks::new(secret(), config),
             deployer: Deployer::new(Policy::default()),
+            asked: None,
+            failed: None,
         }
     }
 
@@ -59,8 +65,13 @@ impl Fixture {
             body: body.as_bytes(),
         };
         let deployer = &mut self.deployer;
-        let result = self.hooks.accept(now(), &hook, id(new), |request| {
-            deployer.handle_notification(now(), request)
+        let (asked, failed) = (&mut self.asked, self.failed);
+        let result = self.hooks.accept(now(), &hook, id(new), |request, asks| {
+            *asked = Some(asks);
+            match failed {
+                Some(failed) if !asks.retry => Err(NotAdmitted::Failed(failed)),
+                _ => Ok(deployer.handle_notification(now(), request)?),
+            }
         });
         while deployer.poll().is_some() {}
         result.map(|accepted| accepted.admitted)
@@ -386,6 +397,52 @@ fn test_webhook_shutting_down_is_503_after_the_other_checks() {
     assert!(!first.redelivery);
 }
 
+fn failed_before() -> FailedBefore {
+    FailedBefore {
+        id: id(9),
+        tag: Name::new("v2").unwrap(),
+        at: UnixTime::from_secs(T - 42),
+        failure: Failure {
+            cause: Cause::ResolveDeadline,
+            rollback: Rollback::NotNeeded,
+        },
+    }
+}
+
+#[test]
+fn test_webhook_of_a_failed_version_is_409_unless_a_lockstep_signature_asks_to_retry() {
+    let retry = format!(r#"{{"package":"visualizer","version":"v2-{DIGEST}","retry":true}}"#);
+    // Without `retry`, under either scheme: 409, saying when and why, and nothing admitted.
+    let mut f = Fixture::new(Config::default());
+    f.failed = Some(failed_before());
+    let sig = lockstep(&body(), T);
+    let refused = f.send(TARGET, None, signed(&sig), &body(), 1).unwrap_err();
+    assert_eq!(refused.status(), Status::Conflict);
+    assert_eq!(f.asked, Some(Asks { retry: false }));
+    assert_eq!(
+        refused.reason.to_string(),
+        format!(
+            "version v2 failed 42s ago (deployment {}): resolving the bundle took too long; \
+             `lockstep deploy --retry` deploys it again",
+            id(9)
+        )
+    );
+    assert_eq!(refused.reason.label(), "failed_version");
+    assert_eq!(f.deployer.len(), 0);
+    // The refused signature did not enter the replay cache: the same request may come again.
+    assert_eq!(f.hooks.replay_fill(now()), 0);
+    // The Bintray scheme signs no body: its `retry` is not honoured.
+    let refused = f.send(TARGET, None, bintray_signed(&bintray()), &retry, 2);
+    assert_eq!(reason(refused).status(), Status::Conflict);
+    assert_eq!(f.asked, Some(Asks { retry: false }));
+    // Lockstep's signature covers `retry`: admitted.
+    let sig = lockstep(&retry, T);
+    let admitted = f.send(TARGET, None, signed(&sig), &retry, 3).unwrap();
+    assert_eq!(f.asked, Some(Asks { retry: true }));
+    assert_eq!(admitted.id, id(3));
+    assert_eq!(f.hooks.replay_fill(now()), 1);
+}
+
 #[test]
 fn test_is_json() {
     assert!(is_json(b"application/json"));
@@ -420,6 +477,13 @@ fn test_every_reason_has_one_line_and_its_status() {
         (Reason::Signature(SignatureError::Stale), 403),
         (Reason::Signature(SignatureError::Replayed), 403),
         (Reason::AbortBody, 400),
+        (
+            Reason::FailedVersion {
+                failed: failed_before(),
+                ago: Duration::from_secs(42),
+            },
+            409,
+        ),
     ];
     for (reason, code) in reasons {
         assert_eq!(reason.status().code(), code, "{reason:?}");
@@ -536,8 +600,8 @@ fn test_webhook_accepted_hands_its_stamp_and_a_restored_one_refuses_the_replay()
     let deployer = &mut f.deployer;
     let accepted = f
         .hooks
-        .accept(now(), &hook, id(1), |r| {
-            deployer.handle_notification(now(), r)
+        .accept(now(), &hook, id(1), |r, _| {
+            Ok(deployer.handle_notification(now(), r)?)
         })
         .unwrap();
     let stamp = accepted.stamp.expect("a lockstep signature has a stamp");
@@ -568,8 +632,8 @@ fn test_webhook_accepted_hands_its_stamp_and_a_restored_one_refuses_the_replay()
     let deployer = &mut b.deployer;
     let accepted = b
         .hooks
-        .accept(now(), &hook, id(1), |r| {
-            deployer.handle_notification(now(), r)
+        .accept(now(), &hook, id(1), |r, _| {
+            Ok(deployer.handle_notification(now(), r)?)
         })
         .unwrap();
     assert_eq!(accepted.stamp, None);

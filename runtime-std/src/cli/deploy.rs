@@ -44,6 +44,8 @@ Options:
   --secret-file FILE   A file holding the webhook secret
   --bintray            Sign with X-Bintray-Hook-Hmac instead of X-Lockstep-Signature
   --target-tag TAG     Replace only a running bundle carrying TAG (?tag=); repeatable, up to 8
+  --retry              Deploy the version even though its last deployment failed (the service
+                       refuses it otherwise, 409); needs lockstep's signature, not --bintray
   -y, --yes            Do not ask before deploying
   --no-wait            Print the deployment id and exit without following it
   --wait-timeout DUR   How long to follow the deployment (180, 180s, 3m)     [default: 180s]
@@ -105,6 +107,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, Error> {
                 }
                 options.target_tags.push(tag);
             }
+            Long("retry") => options.retry = true,
             Short('y') | Long("yes") => options.yes = true,
             Long("no-wait") => options.no_wait = true,
             Long("wait-timeout") => {
@@ -125,6 +128,14 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, Error> {
                 });
             }
         }
+    }
+    if options.retry && options.scheme == Scheme::Bintray {
+        return Err(Error::Invalid {
+            option: "--retry",
+            why: "needs lockstep's signature: the Bintray one does not cover the body, so the \
+                  service would not honour it (drop --bintray)"
+                .to_owned(),
+        });
     }
     options.bundle = bundle.ok_or(Error::Invalid {
         option: "<bundle>",
@@ -201,6 +212,12 @@ mod tests {
     }
 
     #[test]
+    fn test_parse_retry() {
+        assert!(!parse(&args(&["x"])).unwrap().unwrap().retry);
+        assert!(parse(&args(&["--retry", "x"])).unwrap().unwrap().retry);
+    }
+
+    #[test]
     fn test_parse_refuses_what_it_cannot_send() {
         for (list, expected) in [
             (&["--url", "ftp://h", "x"][..], "--url"),
@@ -208,6 +225,7 @@ mod tests {
             (&[][..], "<bundle>"),
             (&["x", "y"][..], "deploy --help"),
             (&["--wait-timeout", "soon", "x"][..], "--wait-timeout"),
+            (&["--retry", "--bintray", "x"][..], "drop --bintray"),
         ] {
             let e = parse(&args(list)).unwrap_err();
             assert_eq!(e.exit_code(), 2);
