@@ -13,14 +13,15 @@ use std::time::Instant;
 use lockstep_core::deployer::{Outcome, Policy, Rollback};
 use lockstep_core::sim::fixture::{NEW, cluster, request};
 use lockstep_core::sim::{Step, World};
+use lockstep_core::time::Duration;
 
 const MAX_FAULTS: u8 = 2;
 const MAX_RESTARTS: u8 = 1;
 /// No path may be longer: every deployment ends within this many steps.
 const MAX_DEPTH: u32 = 200;
 
-fn world(n: u32) -> World<1> {
-    let mut world = World::new(Policy::default(), cluster(n, true));
+fn world(n: u32, policy: Policy) -> World<1> {
+    let mut world = World::new(policy, cluster(n, true));
     world.notify(request(1, NEW)).unwrap();
     world
 }
@@ -37,7 +38,7 @@ struct Explored {
 }
 
 /// Breadth-first over every interleaving; panics with the path to the first broken promise.
-fn explore(n: u32) -> Explored {
+fn explore(n: u32, policy: Policy) -> Explored {
     let hashers = (RandomState::new(), RandomState::new());
     let key = |w: &World<1>, budget: (u8, u8)| -> Key {
         (
@@ -45,7 +46,7 @@ fn explore(n: u32) -> Explored {
             hashers.1.hash_one((w, budget)),
         )
     };
-    let start = world(n);
+    let start = world(n, policy);
     let start_key = key(&start, (0, 0));
     // Each visited state's parent and the step that reached it, to print a counterexample.
     let mut parent: HashMap<Key, Option<(Key, Step)>> = HashMap::new();
@@ -136,11 +137,26 @@ fn explore(n: u32) -> Explored {
 
 #[test]
 fn test_exhaustive_lockstep_n_1_to_5() {
+    run(Policy::default(), "");
+}
+
+/// With a settle time, each step that starts a new instance is watched until its end (a
+/// deadline): a crash meanwhile is a lost instance, and the step fails.
+#[test]
+fn test_exhaustive_lockstep_with_a_settle_time_n_1_to_5() {
+    let policy = Policy {
+        settle: Duration::from_secs(5),
+        ..Policy::default()
+    };
+    run(policy, " (settle 5s)");
+}
+
+fn run(policy: Policy, what: &str) {
     for n in 1..=5 {
         let started = Instant::now();
-        let e = explore(n);
+        let e = explore(n, policy);
         println!(
-            "N = {n}: {} states explored, {} ends ({} successes, {} rolled back, {} other \
+            "N = {n}{what}: {} states explored, {} ends ({} successes, {} rolled back, {} other \
              failures), longest path {} steps, {:.1?}",
             e.states,
             e.ends,

@@ -54,6 +54,7 @@ pub struct Config {
     pub replay_cache: usize,
     pub retention: usize,
     pub step_deadline: Duration,
+    pub settle: Duration,
     pub resolve_deadline: Duration,
     pub rollback: RollbackPolicy,
     pub nothing_running: NothingRunning,
@@ -98,6 +99,8 @@ pub enum SettingError {
     Zero,
     /// Below the setting's minimum, as text (`256 bytes`).
     AtLeast(&'static str),
+    /// Above the setting's maximum, as text (`1h`).
+    AtMost(&'static str),
     /// A webhook body limit core does not take.
     BodyLimit(BodyLimitError),
     /// None of the setting's words.
@@ -135,6 +138,7 @@ impl fmt::Display for SettingError {
             Self::OutOfRange { n, max } => write!(f, "{n} is not between 1 and {max}"),
             Self::Zero => f.write_str("must be more than 0"),
             Self::AtLeast(min) => write!(f, "must be at least {min}"),
+            Self::AtMost(max) => write!(f, "must be at most {max}"),
             Self::BodyLimit(e) => e.fmt(f),
             Self::NotOneOf { text, choices } => write!(f, "`{text}` is not {choices}"),
             Self::NotAllowed(item) => {
@@ -366,6 +370,9 @@ fn positive(text: &str) -> Result<Duration, SettingError> {
     }
     Ok(d)
 }
+
+/// The longest `--settle`: a watch longer than this is a step that never ends.
+const MAX_SETTLE: Duration = Duration::from_secs(3600);
 
 /// Where ConductR's control API is unless configured: its own default.
 const DEFAULT_CONDUCTR: &str = "http://127.0.0.1:9005";
@@ -606,6 +613,21 @@ pub static SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "settle",
+        default: "0s",
+        help: "How long the new bundle's instances are watched after each step that starts \
+               one, before the old bundle goes down: an instance lost meanwhile fails the step \
+               (rolled back); at most 1h",
+        apply: |c, v| {
+            let d = parse_duration(v)?;
+            if d > MAX_SETTLE {
+                return Err(SettingError::AtMost("1h"));
+            }
+            c.settle = d;
+            Ok(())
+        },
+    },
+    Setting {
         name: "resolve-deadline",
         default: "10m",
         help: "How long downloading and checking a bundle may take",
@@ -808,6 +830,7 @@ impl Default for Config {
             replay_cache: 0,
             retention: 0,
             step_deadline: Duration::ZERO,
+            settle: Duration::ZERO,
             resolve_deadline: Duration::ZERO,
             rollback: RollbackPolicy::On,
             nothing_running: NothingRunning::Fail,
@@ -972,6 +995,7 @@ impl Config {
                 step_deadline: core(self.step_deadline),
                 resolve_deadline: core(self.resolve_deadline),
                 max_in_flight: self.max_in_flight,
+                settle: core(self.settle),
             },
             agent: agent::Config {
                 io_timeout: core(self.io_timeout),
@@ -1088,6 +1112,19 @@ mod tests {
         assert_eq!(c.step_deadline, Duration::from_secs(120));
         assert_eq!(c.replay_cache, 1024);
         assert_eq!(c.workers, 4);
+    }
+
+    #[test]
+    fn test_settle_is_0_by_default_and_at_most_an_hour() {
+        assert_eq!(Config::default().settle, Duration::ZERO);
+        let settle = |v: &str| Config::from_sources(&sources(&[("settle", v)], &[], &[]));
+        assert_eq!(settle("1h").unwrap().settle, Duration::from_secs(3600));
+        assert_eq!(settle("0s").unwrap().settle, Duration::ZERO);
+        assert_eq!(
+            settle("3601s").unwrap_err().to_string(),
+            "--settle: must be at most 1h"
+        );
+        assert!(settle("soon").is_err());
     }
 
     #[test]

@@ -742,6 +742,20 @@ pub fn assert_cluster_replaced_at_scale_3(s: &Sandbox, new: &Version, old: &Bund
     );
 }
 
+/// A rollback of the demo completed: the old bundle back at 3 started instances, every other
+/// bundle at 0.
+pub fn assert_rolled_back(s: &Sandbox, old_id: &str) {
+    let all = bundles(s);
+    let old = all.iter().find(|b| b.id == old_id).expect("the old bundle");
+    assert_eq!((old.scale, old.started), (Some(3), 3), "{all:#?}");
+    let others: usize = all
+        .iter()
+        .filter(|b| b.id != old_id)
+        .map(|b| b.started)
+        .sum();
+    assert_eq!(others, 0, "{all:#?}");
+}
+
 /// Where the sandbox's history stands: how many changes it holds, and the started instances
 /// of each bundle then.
 #[derive(Debug)]

@@ -4,8 +4,9 @@
 
 use lockstep_tests::stack::{
     Bundle, Mark, SECRET, Sandbox, Serve, accepted, assert_cluster_replaced_at_scale_3,
-    assert_history_within_2_to_4, bundles, ended, events, failure, lockstep_header, mark, notify,
-    now_secs, post, run_lockstep, sandbox, serve, serve_on, serve_runtime, the_running_bundle,
+    assert_history_within_2_to_4, assert_rolled_back, bundles, ended, events, failure,
+    lockstep_header, mark, notify, now_secs, post, run_lockstep, sandbox, serve, serve_on,
+    serve_runtime, the_running_bundle,
 };
 use lockstep_tests::{Response, eventually};
 use serde_json::Value;
@@ -80,19 +81,6 @@ fn stuck_in_the_first_step(flags: &[&str]) -> Stuck {
         mark,
         id,
     }
-}
-
-/// The old bundle back at 3 started instances, the new one at 0.
-fn assert_rolled_back(s: &Sandbox, old_id: &str) {
-    let all = bundles(s);
-    let old = all.iter().find(|b| b.id == old_id).expect("the old bundle");
-    assert_eq!((old.scale, old.started), (Some(3), 3), "{all:#?}");
-    let others: usize = all
-        .iter()
-        .filter(|b| b.id != old_id)
-        .map(|b| b.started)
-        .sum();
-    assert_eq!(others, 0, "{all:#?}");
 }
 
 lockstep_tests::on_both_runtimes! {

@@ -13,7 +13,7 @@ use super::{
     Aborted, Command, CommandKind, Ignored, NothingRunning, Output, Policy, Reply, RollbackPolicy,
 };
 use crate::bundle::{BundleId, Digest};
-use crate::time::{Instant, Now};
+use crate::time::{Duration, Instant, Now};
 
 /// Events waiting to be polled out of one deployment.
 const PENDING_EVENTS: usize = 8;
@@ -69,6 +69,11 @@ enum Run {
         command: bool,
         /// When the current step times out.
         deadline: Option<Instant>,
+        /// The lock-step's step started the new bundle's instances, which are watched until
+        /// the deadline, the end of the settle time ([`Policy::settle`]). Not in the record:
+        /// a resumed deployment requests its step again, and settles again once it is
+        /// reached.
+        settling: bool,
     },
     /// Ended: its last event, until polled out; then the record leaves the table.
     Ended {
@@ -136,6 +141,7 @@ impl Deployment {
                 token: 0,
                 command: false,
                 deadline: None,
+                settling: false,
             },
         }
     }
@@ -175,6 +181,17 @@ impl Deployment {
         match self.run {
             Run::Live { deadline, .. } => deadline,
             Run::Ended { .. } => None,
+        }
+    }
+
+    /// Whether the new bundle's instances are being watched for the settle time.
+    const fn settling(&self) -> bool {
+        matches!(self.run, Run::Live { settling: true, .. })
+    }
+
+    fn set_settling(&mut self, to: bool) {
+        if let Run::Live { settling, .. } = &mut self.run {
+            *settling = to;
         }
     }
 
@@ -294,6 +311,7 @@ impl Deployment {
             token,
             command,
             deadline: at,
+            ..
         } = &mut self.run
         {
             *token = token.wrapping_add(1);
@@ -321,6 +339,7 @@ impl Deployment {
     /// Moves to `phase` and issues its command, with a step deadline.
     fn enter(&mut self, ctx: Ctx, phase: Phase) {
         self.record.phase = phase;
+        self.set_settling(false);
         self.issue(Some(ctx.step_deadline()));
     }
 
@@ -419,8 +438,12 @@ impl Deployment {
         self.issue(self.deadline());
     }
 
-    /// Its deadline passed (the table checked): the step fails.
+    /// Its deadline passed (the table checked): the step fails; or, settling, the new
+    /// instances held for the settle time and the lock-step goes on.
     pub(super) fn timed_out(&mut self, ctx: Ctx) -> Effect {
+        if let (true, Phase::LockStep { swap, step, seen }) = (self.settling(), self.record.phase) {
+            return self.forward(ctx, swap, step.old, step.new, seen);
+        }
         match self.record.phase {
             Phase::Resolving => self.fail(ctx, Cause::ResolveDeadline),
             Phase::Targeting => self.fault(ctx, Doing::Targeting, Fault::Deadline),
@@ -716,6 +739,14 @@ impl Deployment {
             return self.fault(ctx, step.doing(), Fault::InstanceError);
         }
         let target = step.target();
+        if self.settling() {
+            if moved.started < target {
+                return self.fault(ctx, step.doing(), Fault::Lost);
+            }
+            // Held so far: watch on until the settle time is over (the deadline).
+            self.issue(self.deadline());
+            return Effect::None;
+        }
         let reached = if step.up {
             moved.started >= target
         } else {
@@ -730,6 +761,12 @@ impl Deployment {
             old: now_seen.old,
             new: now_seen.new,
         });
+        let forward = matches!(self.record.phase, Phase::LockStep { .. });
+        if forward && step.up && step.moved == Moved::New && ctx.policy.settle > Duration::ZERO {
+            self.set_settling(true);
+            self.issue(Some(ctx.now.instant.saturating_add(ctx.policy.settle)));
+            return Effect::None;
+        }
         match self.record.phase {
             Phase::RollingBack { cause, .. } => {
                 self.backward(ctx, swap, (step.old, step.new), cause, now_seen)

@@ -25,7 +25,8 @@
 //!    fails, or starts the new one at scale 1 (policy); several fail, naming them. The same
 //!    digest already running alone: success, nothing to do.
 //! 5. The old bundle's configuration is fetched and the new bundle loaded with it.
-//! 6. Lock-step with absolute scales from N: new up by one, wait until started; old down by one,
+//! 6. Lock-step with absolute scales from N: new up by one, wait until started (with a settle
+//!    time, then watched that long: an instance lost fails the step); old down by one,
 //!    wait until stopped; until new is at N and old at 0. Each step has a deadline.
 //! 7. A failure in the lock-step rolls it back (policy): old up by one, new down by one, until
 //!    old is at N and new at 0, within the same bounds; the failure says what the rollback did.
@@ -102,6 +103,10 @@ pub struct Policy {
     /// notification is refused ([`Busy::InFlightLimit`]), after the redelivery check, so that
     /// a redelivery is still answered. Default: no limit but the capacity.
     pub max_in_flight: usize,
+    /// How long the new bundle's instances are watched after each step that started one,
+    /// before the lock-step goes on (rule 6): an instance lost meanwhile fails the step
+    /// ([`Fault::Lost`]), which rule 7 rolls back. Default 0: no watch.
+    pub settle: Duration,
 }
 
 impl Default for Policy {
@@ -112,6 +117,7 @@ impl Default for Policy {
             step_deadline: Duration::from_secs(120),
             resolve_deadline: Duration::from_secs(600),
             max_in_flight: usize::MAX,
+            settle: Duration::ZERO,
         }
     }
 }
@@ -413,8 +419,8 @@ pub enum Output {
 ///
 /// # Size
 /// Each deployment takes a fixed slot (a [`Record`] with its pending outputs), so the size is
-/// linear in `N`: on 64-bit targets `size_of::<Deployer<8>>()` is 13,808 bytes and
-/// `size_of::<Deployer<64>>()` 110,128 (a test keeps these figures true). Most of a record is
+/// linear in `N`: on 64-bit targets `size_of::<Deployer<8>>()` is 13,816 bytes and
+/// `size_of::<Deployer<64>>()` 110,136 (a test keeps these figures true). Most of a record is
 /// inline names: package, tag, organisation, repository, compatibilityVersion and up to eight
 /// `?tag=` values of 64 bytes each.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -504,7 +504,7 @@ impl Persist for Doing {
     }
 }
 
-/// Tags: Deadline 0, Command 1, InstanceError 2, Vanished 3.
+/// Tags: Deadline 0, Command 1, InstanceError 2, Vanished 3, Aborted 4, Lost 5.
 impl Persist for Fault {
     fn put(&self, w: &mut Writer<'_>) -> Result<(), BufferTooSmall> {
         match self {
@@ -516,6 +516,7 @@ impl Persist for Fault {
             Self::InstanceError => w.u8(2),
             Self::Vanished => w.u8(3),
             Self::Aborted => w.u8(4),
+            Self::Lost => w.u8(5),
         }
     }
 
@@ -526,6 +527,7 @@ impl Persist for Fault {
             2 => Self::InstanceError,
             3 => Self::Vanished,
             4 => Self::Aborted,
+            5 => Self::Lost,
             _ => return Err(DecodeError::Invalid),
         })
     }

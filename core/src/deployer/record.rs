@@ -551,6 +551,9 @@ pub enum Fault {
     Vanished,
     /// An operator aborted the deployment.
     Aborted,
+    /// A started instance of the new bundle was lost while it settled
+    /// ([`Policy::settle`](super::Policy::settle)).
+    Lost,
 }
 
 impl fmt::Display for Fault {
@@ -561,6 +564,7 @@ impl fmt::Display for Fault {
             Self::InstanceError => f.write_str("the bundle reports an error"),
             Self::Vanished => f.write_str("the bundle is no longer loaded"),
             Self::Aborted => f.write_str("aborted"),
+            Self::Lost => f.write_str("an instance was lost while it settled"),
         }
     }
 }

@@ -1104,6 +1104,194 @@ fn test_lockstep_instance_error_rolls_back() {
     );
 }
 
+fn settling(settle: Duration) -> Policy {
+    Policy {
+        settle,
+        ..Policy::default()
+    }
+}
+
+/// Serves commands until the deployment ends; an observation that finds nothing new while
+/// the new instances settle lets the settle time pass (its deadline). Answers the time that
+/// passed.
+fn run_settling(h: &mut Harness, cluster: &mut Cluster) -> Duration {
+    let start = h.now.instant;
+    for _ in 0..1_000 {
+        let Some(c) = h.commands.pop() else {
+            return h.now.instant.saturating_duration_since(start);
+        };
+        let before = h.events.len();
+        h.serve(cluster, &c);
+        let quiet = h.events.len() == before
+            && matches!(c.kind, CommandKind::Observe { .. })
+            && h.commands
+                .iter()
+                .any(|c| matches!(c.kind, CommandKind::Observe { .. }));
+        if quiet {
+            assert_eq!(h.timeout(), 1);
+        }
+    }
+    panic!("no end after 1,000 commands");
+}
+
+#[test]
+fn test_lockstep_settle_watches_each_step_that_starts_an_instance() {
+    let settle = Duration::from_secs(30);
+    let mut cluster = Cluster::with(vec![Loaded::new(old_id(), "1", 3)]);
+    let mut h = lockstep(settling(settle), &mut cluster);
+    let elapsed = run_settling(&mut h, &mut cluster);
+    assert!(h.succeeded(id(1)));
+    // The same steps and events as without a settle time...
+    assert_eq!(
+        h.deploys(),
+        [(3, 0), (3, 1), (2, 1), (2, 2), (1, 2), (1, 3), (0, 3)]
+    );
+    // ...each of the three steps that started an instance watched for the settle time, and
+    // only those: the old bundle goes down without waiting.
+    assert_eq!(elapsed, settle.saturating_mul(3));
+}
+
+#[test]
+fn test_lockstep_settle_time_is_watched_before_the_old_goes_down() {
+    let settle = Duration::from_secs(30);
+    let (mut h, mut cluster) = waiting_for_first_instance(settling(settle), 2);
+    cluster.bundles[1].started = 1;
+    let observe = h.take();
+    h.serve(&mut cluster, &observe);
+    // Started and logged; the deployer watches it until the settle time is over.
+    assert_eq!(h.deploys(), [(2, 0), (2, 1)]);
+    assert_eq!(
+        h.d.poll_timeout(),
+        Some(h.now.instant.saturating_add(settle))
+    );
+    for _ in 0..3 {
+        let watch = h.take();
+        assert!(
+            matches!(watch.kind, CommandKind::Observe { .. }),
+            "{watch:?}"
+        );
+        h.serve(&mut cluster, &watch);
+    }
+    // An early time-out changes nothing; at the end of the settle time the old goes down.
+    h.advance(Duration::from_secs(29));
+    assert_eq!(h.timeout_now(), 0);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.timeout_now(), 1);
+    let scale = h.take();
+    assert_eq!(
+        scale.kind,
+        CommandKind::Scale {
+            bundle: old_id(),
+            scale: 1
+        }
+    );
+}
+
+#[test]
+fn test_lockstep_settle_lost_instance_fails_the_step_and_rolls_back() {
+    let (mut h, mut cluster) = waiting_for_first_instance(settling(Duration::from_secs(30)), 3);
+    cluster.bundles[1].started = 1;
+    let observe = h.take();
+    h.serve(&mut cluster, &observe);
+    // The new instance is lost within the settle time.
+    cluster.bundles[1].started = 0;
+    let watch = h.take();
+    h.serve(&mut cluster, &watch);
+    assert_eq!(h.d.record(id(1)).unwrap().state(), State::RollingBack);
+    cluster.frozen = false;
+    h.run(&mut cluster);
+    let failure = h.failure(id(1));
+    assert_eq!(
+        failure.cause,
+        Cause::Step {
+            doing: Doing::Scaling {
+                side: Side::New,
+                to: 1
+            },
+            fault: Fault::Lost
+        }
+    );
+    assert_eq!(
+        failure.to_string(),
+        "scaling the new bundle to 1: an instance was lost while it settled; rolled back: the \
+         old bundle runs at 3 again"
+    );
+    assert_eq!(cluster.get(old_id()).unwrap().started, 3);
+    assert_eq!(cluster.get(new_id()).unwrap().started, 0);
+}
+
+#[test]
+fn test_lockstep_settle_error_reported_meanwhile_fails_the_step() {
+    let (mut h, mut cluster) = waiting_for_first_instance(settling(Duration::from_secs(30)), 2);
+    cluster.bundles[1].started = 1;
+    let observe = h.take();
+    h.serve(&mut cluster, &observe);
+    cluster.bundles[1].has_error = true;
+    let watch = h.take();
+    h.serve(&mut cluster, &watch);
+    assert_eq!(h.d.record(id(1)).unwrap().state(), State::RollingBack);
+    cluster.frozen = false;
+    h.run(&mut cluster);
+    assert!(matches!(
+        h.failure(id(1)).cause,
+        Cause::Step {
+            fault: Fault::InstanceError,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn test_lockstep_settle_starts_again_after_a_resume() {
+    let settle = Duration::from_secs(30);
+    let (mut h, mut cluster) = waiting_for_first_instance(settling(settle), 2);
+    cluster.bundles[1].started = 1;
+    let observe = h.take();
+    h.serve(&mut cluster, &observe);
+    h.advance(Duration::from_secs(20));
+    // Restarted 20 s into the settle time: the step is requested again, and once its
+    // instance is seen started, the whole settle time is watched again.
+    let record = *h.d.record(id(1)).unwrap();
+    let mut resumed = Harness::new(settling(settle));
+    resumed.now = h.now;
+    resumed.resume(record).unwrap();
+    let scale = resumed.take();
+    assert_eq!(
+        scale.kind,
+        CommandKind::Scale {
+            bundle: new_id(),
+            scale: 1
+        }
+    );
+    resumed.serve(&mut cluster, &scale);
+    let observe = resumed.take();
+    resumed.serve(&mut cluster, &observe);
+    assert_eq!(
+        resumed.d.poll_timeout(),
+        Some(resumed.now.instant.saturating_add(settle))
+    );
+}
+
+#[test]
+fn test_lockstep_settle_abort_while_settling_rolls_back() {
+    let (mut h, mut cluster) = waiting_for_first_instance(settling(Duration::from_secs(30)), 2);
+    cluster.bundles[1].started = 1;
+    let observe = h.take();
+    h.serve(&mut cluster, &observe);
+    assert_eq!(h.d.handle_abort(h.now, id(1)), Ok(Aborted::RollingBack));
+    h.drain();
+    cluster.frozen = false;
+    h.run(&mut cluster);
+    assert!(matches!(
+        h.failure(id(1)).cause,
+        Cause::Step {
+            fault: Fault::Aborted,
+            ..
+        }
+    ));
+    assert_eq!(cluster.get(old_id()).unwrap().started, 2);
+}
+
 #[test]
 fn test_lockstep_vanished_bundle() {
     let mut cluster = Cluster::with(vec![Loaded::new(old_id(), "1", 2)]);
@@ -1502,8 +1690,8 @@ fn test_event_log_ignores_other_deployments() {
 
 // ---- size ------------------------------------------------------------------------------------
 
-const DEPLOYER_8: usize = 13_808;
-const DEPLOYER_64: usize = 110_128;
+const DEPLOYER_8: usize = 13_816;
+const DEPLOYER_64: usize = 110_136;
 
 #[test]
 #[cfg(target_pointer_width = "64")]
@@ -1512,8 +1700,8 @@ fn test_size_of_deployer_as_documented() {
     assert_eq!(size_of::<Deployer<8>>(), DEPLOYER_8);
     assert_eq!(size_of::<Deployer<64>>(), DEPLOYER_64);
     let doc = include_str!("mod.rs");
-    assert!(doc.contains("`size_of::<Deployer<8>>()` is 13,808 bytes"));
-    assert!(doc.contains("`size_of::<Deployer<64>>()` 110,128"));
+    assert!(doc.contains("`size_of::<Deployer<8>>()` is 13,816 bytes"));
+    assert!(doc.contains("`size_of::<Deployer<64>>()` 110,136"));
     assert!(size_of::<Record>() <= 1_536);
 }
 

@@ -151,6 +151,17 @@ fn test_round_trip_every_phase_and_outcome() {
             },
             fault: Fault::Command(CommandError::Unreachable),
         },
+        Cause::Step {
+            doing: Doing::Scaling {
+                side: Side::New,
+                to: 2,
+            },
+            fault: Fault::Lost,
+        },
+        Cause::Step {
+            doing: Doing::Targeting,
+            fault: Fault::Aborted,
+        },
     ];
     let rollbacks = [
         Rollback::NotNeeded,
