@@ -195,6 +195,13 @@ impl Sink for Logs {
         }
     }
 
+    /// Counted, as the outcomes of every retained deployment are.
+    fn restored(&mut self, record: &Record) {
+        if let Some(outcome) = record.outcome() {
+            self.metrics.borrow_mut().ended(outcome);
+        }
+    }
+
     fn link(&mut self, link: Link) {
         log::link(link);
     }
