@@ -14,7 +14,8 @@ use lockstep_tests::stack::{
     lockstep_header, now_secs, post_signed, python_hmac, run_to_exit, sandbox, serve, serve_on,
     the_running_bundle,
 };
-use lockstep_tests::{eventually, prometheus};
+use lockstep_tests::tls::{HttpsServer, Rules, TestCa};
+use lockstep_tests::{TempDir, eventually, prometheus};
 use serde_json::Value;
 
 // ---- a receiver ------------------------------------------------------------------------------
@@ -633,6 +634,53 @@ fn test_a_restart_abandons_what_is_pending_and_never_notifies_a_restored_deploym
         })
         .collect();
     assert_eq!(got, [(first, Answer::Hold), (second, Answer::Status(200))]);
+}
+
+/// An `https://` receiver is trusted through `--ca-file`, as the repository is; without it,
+/// the refused certificate gives the notification up at once (trying again cannot change a
+/// certificate).
+#[test]
+fn test_an_https_receiver_is_trusted_through_ca_file() {
+    let s = sandbox(&[]);
+    let dir = TempDir::new("lockstep-notify-pki");
+    let ca = TestCa::new(dir.path());
+    let receiver = Receiver::start(|_, _| Answer::Status(200));
+    let proxy = HttpsServer::start(
+        &ca.issue(&["127.0.0.1", "localhost"], false),
+        Rules {
+            upstream: receiver.origin(),
+            ..Rules::default()
+        },
+    );
+    let url = format!("https://localhost:{}/hooks/lockstep", proxy.port());
+    let pem = ca.pem_path().display().to_string();
+    let v = serve(&s, &["--notify", &url, "--ca-file", &pem]);
+    let id = deploy(&v, &s.incompatible());
+    settled(&v, "delivered", 1.0);
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "{received:#?}");
+    assert_eq!(received[0].target, "/hooks/lockstep");
+    assert_eq!(received[0].json()["deploymentId"], id.as_str());
+    assert_signed(&received[0]);
+
+    let untrusting = serve(&s, &["--notify", &url, "--notify-retry", "20ms"]);
+    deploy(&untrusting, &s.incompatible());
+    settled(&untrusting, "failed", 1.0);
+    assert_eq!(receiver.received().len(), 1);
+    assert!(proxy.handshakes_failed() >= 1);
+    let stderr = untrusting.process.stderr();
+    let attempts: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(" notification "))
+        .collect();
+    assert_eq!(attempts.len(), 1, "{stderr}");
+    assert!(
+        attempts[0].contains(&format!("receiver=https://localhost:{}", proxy.port()))
+            && attempts[0].contains("attempt=1 attempts=8")
+            && attempts[0].contains("outcome=gave_up"),
+        "{}",
+        attempts[0]
+    );
 }
 
 #[test]
