@@ -428,8 +428,8 @@ pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "ca-file",
         default: "(the system's CAs only)",
-        help: "A PEM file of CA certificates trusted for https:// (--repository, --conductr) \
-               beside the system's: a private CA. Verification cannot be turned off",
+        help: "A PEM file of CA certificates trusted for https:// (--repository, --conductr, \
+               --notify) beside the system's: a private CA. Verification cannot be turned off",
         apply: |c, v| {
             c.ca_file = Some(PathBuf::from(v));
             Ok(())
