@@ -254,6 +254,28 @@ fn settled(v: &Serve, outcome: &str, n: f64) {
     });
 }
 
+/// The service's log lines about notifications to `origin`, once there are `n` of them (its
+/// stderr is read by a thread of the test's: a line written may not be there at once).
+fn logged(v: &Serve, origin: &str, n: usize) -> Vec<String> {
+    let receiver = format!("receiver={origin}");
+    let lines = eventually(
+        &format!("{n} notification line(s) for {origin}"),
+        WAIT,
+        || {
+            let lines: Vec<String> = v
+                .process
+                .stderr()
+                .lines()
+                .filter(|l| l.contains(" notification ") && l.contains(&receiver))
+                .map(str::to_owned)
+                .collect();
+            (lines.len() >= n).then_some(lines)
+        },
+    );
+    assert_eq!(lines.len(), n, "{lines:#?}");
+    lines
+}
+
 /// The deployment as `GET /deployments` lists it.
 fn listed(v: &Serve, id: &str) -> Value {
     listing(v, "/deployments")
@@ -379,13 +401,7 @@ fn test_a_receiver_that_fails_twice_then_accepts_gets_one_delivery_per_deploymen
         );
     }
     // One line per attempt, naming the receiver by its origin.
-    let stderr = v.process.stderr();
-    let origin = format!("receiver={}", receiver.origin());
-    let lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains(" notification ") && l.contains(&origin))
-        .collect();
-    assert_eq!(lines.len(), 6, "{stderr}");
+    let lines = logged(&v, &receiver.origin(), 6);
     assert!(lines[0].contains("attempt=1") && lines[0].contains("status=500"));
     assert!(lines[0].contains("outcome=retrying") && lines[0].contains("retry_in_ms=50"));
     assert!(lines[1].contains("attempt=2") && lines[1].contains("retry_in_ms=100"));
@@ -518,13 +534,13 @@ fn test_a_receiver_that_never_answers_delays_nothing_and_its_queue_drops_the_old
     ids.push(deploy(&v, &version));
     assert_eq!(metric(&v, "lockstep_notifications_queued", &[]), 65.0);
     assert_eq!(notifications(&v, "dropped"), 1.0);
-    let stderr = v.process.stderr();
+    let dropped = logged(&v, &receiver.origin(), 1);
     assert!(
-        stderr.lines().any(|l| l.contains(" notification ")
-            && l.contains(&format!("deployment={}", ids[1]))
-            && l.contains("outcome=dropped")
-            && l.contains("waiting=64")),
-        "{stderr}"
+        dropped[0].contains(&format!("deployment={}", ids[1]))
+            && dropped[0].contains("outcome=dropped")
+            && dropped[0].contains("waiting=64"),
+        "{}",
+        dropped[0]
     );
     assert_eq!(receiver.held(), 1);
 
@@ -562,12 +578,7 @@ fn test_a_refused_connection_is_retried_then_given_up_and_a_4xx_given_up_at_once
     settled(&v, "failed", 2.0);
     assert_eq!(notifications(&v, "delivered"), 0.0);
     assert_eq!(not_found.received().len(), 1);
-    let stderr = v.process.stderr();
-    let attempts: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains(" notification ") && l.contains(&format!("receiver={refused}")))
-        .collect();
-    assert_eq!(attempts.len(), 8, "{stderr}");
+    let attempts = logged(&v, &refused, 8);
     for (i, line) in attempts.iter().enumerate() {
         assert!(line.contains(&format!("deployment={id}")), "{line}");
         assert!(
@@ -582,11 +593,7 @@ fn test_a_refused_connection_is_retried_then_given_up_and_a_4xx_given_up_at_once
             assert!(line.contains("outcome=gave_up"), "{line}");
         }
     }
-    let given_up = stderr
-        .lines()
-        .filter(|l| l.contains(&format!("receiver={}", not_found.origin())))
-        .collect::<Vec<_>>();
-    assert_eq!(given_up.len(), 1, "{stderr}");
+    let given_up = logged(&v, &not_found.origin(), 1);
     assert!(
         given_up[0].contains("status=404") && given_up[0].contains("outcome=gave_up"),
         "{}",
@@ -668,16 +675,13 @@ fn test_an_https_receiver_is_trusted_through_ca_file() {
     settled(&untrusting, "failed", 1.0);
     assert_eq!(receiver.received().len(), 1);
     assert!(proxy.handshakes_failed() >= 1);
-    let stderr = untrusting.process.stderr();
-    let attempts: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains(" notification "))
-        .collect();
-    assert_eq!(attempts.len(), 1, "{stderr}");
+    let attempts = logged(
+        &untrusting,
+        &format!("https://localhost:{}", proxy.port()),
+        1,
+    );
     assert!(
-        attempts[0].contains(&format!("receiver=https://localhost:{}", proxy.port()))
-            && attempts[0].contains("attempt=1 attempts=8")
-            && attempts[0].contains("outcome=gave_up"),
+        attempts[0].contains("attempt=1 attempts=8") && attempts[0].contains("outcome=gave_up"),
         "{}",
         attempts[0]
     );
