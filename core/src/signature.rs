@@ -59,6 +59,9 @@ const LOCKSTEP_HEADER_MAX: usize = 90;
 ///
 /// Never printed: `Debug` shows `Secret(..)` and there is no `Display`. Zeroized on drop (a
 /// move may still leave a copy on the stack: best effort, as everywhere without pinning).
+/// Cloned only where a second signer needs it (`lockstep serve` signs its outcome
+/// notifications with the webhook secret); every clone is zeroized on drop too.
+#[derive(Clone)]
 pub struct Secret {
     bytes: heapless::Vec<u8, MAX_SECRET_LEN>,
 }

@@ -46,6 +46,15 @@ impl<S> Hub<S> {
         }
     }
 
+    /// Counts the outcome of a deployment that ended (here, or before a restart).
+    fn count(&mut self, record: &Record) {
+        match record.outcome() {
+            Some(Outcome::Succeeded { .. }) => self.succeeded += 1,
+            Some(Outcome::Failed(_)) => self.failed += 1,
+            None => {}
+        }
+    }
+
     /// The platform's sink.
     pub const fn inner(&self) -> &S {
         &self.inner
@@ -109,12 +118,13 @@ impl<S: Sink> Sink for Hub<S> {
     }
 
     fn ended(&mut self, record: &Record) {
-        match record.outcome() {
-            Some(Outcome::Succeeded { .. }) => self.succeeded += 1,
-            Some(Outcome::Failed(_)) => self.failed += 1,
-            None => {}
-        }
+        self.count(record);
         self.inner.ended(record);
+    }
+
+    fn restored(&mut self, record: &Record) {
+        self.count(record);
+        self.inner.restored(record);
     }
 
     fn link(&mut self, link: Link) {

@@ -83,6 +83,8 @@ impl Sink for Logs {
 
     fn ended(&mut self, _record: &Record) {}
 
+    fn restored(&mut self, _record: &Record) {}
+
     fn link(&mut self, link: Link) {
         log::link(link);
     }

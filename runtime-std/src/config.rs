@@ -24,6 +24,7 @@ use crate::credentials::{Credentials, CredentialsError};
 use crate::deployments::{self, RepositoryError, RepositoryOption, create_private_dir};
 use crate::http;
 use crate::log::{LogFormat, LogLevel};
+use crate::notify::{self, MAX_RECEIVERS, NotifyUrl, NotifyUrlError};
 use crate::secret::{self, SecretError};
 use crate::serve::{MAX_REPLAY_CACHE, Options};
 use crate::tls::{CaFileError, Trust};
@@ -68,6 +69,10 @@ pub struct Config {
     pub max_bundle_size: u64,
     pub heartbeat: Duration,
     pub drain_deadline: Duration,
+    pub notify: Vec<NotifyUrl>,
+    pub notify_format: notify::Format,
+    pub notify_retry: Duration,
+    pub notify_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: LogLevel,
 }
@@ -116,6 +121,16 @@ pub enum SettingError {
     HttpOnly(String),
     /// More `--allow` entries than [`MAX_ALLOWED`].
     TooManyAllowed,
+    /// A `--notify` URL that is not one; `nth` (from 1) when there are several. The URL is
+    /// not quoted: its path may hold a token.
+    NotifyUrl {
+        /// Which of several (`None` when it is the only one).
+        nth: Option<usize>,
+        /// What is wrong with it.
+        error: NotifyUrlError,
+    },
+    /// More `--notify` URLs than [`MAX_RECEIVERS`].
+    TooManyReceivers,
     /// `--max-event-streams` not below `--max-connections`: streams could hold every
     /// connection.
     StreamsNotBelowConnections {
@@ -145,6 +160,12 @@ impl fmt::Display for SettingError {
                 write!(f, "`{item}` is not org/repo/package (each a name or *)")
             }
             Self::TooManyAllowed => write!(f, "at most {MAX_ALLOWED} entries"),
+            Self::NotifyUrl { nth: None, error } => error.fmt(f),
+            Self::NotifyUrl {
+                nth: Some(n),
+                error,
+            } => write!(f, "URL {n}: {error}"),
+            Self::TooManyReceivers => write!(f, "at most {MAX_RECEIVERS} URLs"),
             Self::StreamsNotBelowConnections {
                 streams,
                 connections,
@@ -374,6 +395,9 @@ fn positive(text: &str) -> Result<Duration, SettingError> {
 /// The longest `--settle`: a watch longer than this is a step that never ends.
 const MAX_SETTLE: Duration = Duration::from_secs(3600);
 
+/// The settings whose flag may be given several times, each adding to the list.
+const REPEATABLE: &[&str] = &["notify"];
+
 /// Where ConductR's control API is unless configured: its own default.
 const DEFAULT_CONDUCTR: &str = "http://127.0.0.1:9005";
 
@@ -411,8 +435,8 @@ pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "ca-file",
         default: "(the system's CAs only)",
-        help: "A PEM file of CA certificates trusted for https:// (--repository, --conductr) \
-               beside the system's: a private CA. Verification cannot be turned off",
+        help: "A PEM file of CA certificates trusted for https:// (--repository, --conductr, \
+               --notify) beside the system's: a private CA. Verification cannot be turned off",
         apply: |c, v| {
             c.ca_file = Some(PathBuf::from(v));
             Ok(())
@@ -774,6 +798,73 @@ pub static SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "notify",
+        default: "(none)",
+        help: "An http:// or https:// URL to POST each deployment's outcome to, as JSON signed \
+               with X-Lockstep-Signature (the webhook secret), once it ends; retried with \
+               backoff, never delaying a deployment. Repeatable (at most 8); comma-separated \
+               in LOCKSTEP_NOTIFY, a list in the file",
+        apply: |c, v| {
+            let texts: Vec<&str> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .collect();
+            if texts.len() > MAX_RECEIVERS {
+                return Err(SettingError::TooManyReceivers);
+            }
+            let several = texts.len() > 1;
+            c.notify = texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    NotifyUrl::parse(text).map_err(|error| SettingError::NotifyUrl {
+                        nth: several.then_some(i + 1),
+                        error,
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "notify-format",
+        default: "json",
+        help: "The notifications' body: json (the summary) or slack ({\"text\": \"<one line>\"}, \
+               for Slack's incoming webhooks and the like)",
+        apply: |c, v| {
+            c.notify_format = one_of(
+                v,
+                &[
+                    ("json", notify::Format::Json),
+                    ("slack", notify::Format::Slack),
+                ],
+                "json or slack",
+            )?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "notify-retry",
+        default: "1s",
+        help: "The pause after a notification's first failed attempt; doubled after each, up \
+               to 60s, 8 attempts in all",
+        apply: |c, v| {
+            c.notify_retry = positive(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "notify-timeout",
+        default: "10s",
+        help: "How long one attempt to deliver a notification may take, from connecting to \
+               the answer",
+        apply: |c, v| {
+            c.notify_timeout = positive(v)?;
+            Ok(())
+        },
+    },
+    Setting {
         name: "log-format",
         default: "human",
         help: "human or json (one object per line), on stderr",
@@ -844,6 +935,10 @@ impl Default for Config {
             max_bundle_size: 0,
             heartbeat: Duration::ZERO,
             drain_deadline: Duration::ZERO,
+            notify: Vec::new(),
+            notify_format: notify::Format::Json,
+            notify_retry: Duration::ZERO,
+            notify_timeout: Duration::ZERO,
             log_format: LogFormat::Human,
             log_level: LogLevel::Info,
         };
@@ -888,12 +983,20 @@ impl Config {
         }
         let mut origins: Vec<(&str, Origin)> = Vec::new();
         for setting in SETTINGS {
-            let flag = sources
+            let mut given = sources
                 .flags
                 .iter()
-                .rev()
-                .find(|(name, _)| name == setting.name)
-                .map(|(_, v)| (v.clone(), Origin::Flag(setting.name)));
+                .filter(|(name, _)| name == setting.name)
+                .map(|(_, v)| v.as_str());
+            // The last flag wins, but a repeatable one's values add up (a comma-separated
+            // list, as in its variable).
+            let flag = if REPEATABLE.contains(&setting.name) {
+                let all: Vec<&str> = given.collect();
+                (!all.is_empty()).then(|| all.join(","))
+            } else {
+                given.next_back().map(str::to_owned)
+            }
+            .map(|v| (v, Origin::Flag(setting.name)));
             let env = sources
                 .env
                 .get(&setting.env())
@@ -1014,6 +1117,12 @@ impl Config {
                 lease_ttl: self.lease_ttl,
                 advertise: self.advertise,
             }),
+            notify: notify::Options {
+                receivers: self.notify.clone(),
+                format: self.notify_format,
+                retry: self.notify_retry,
+                timeout: self.notify_timeout,
+            },
         })
     }
 }
@@ -1237,6 +1346,76 @@ mod tests {
         ] {
             let e = Config::from_sources(&s).unwrap_err().to_string();
             assert!(e.contains(message), "{e}");
+        }
+    }
+
+    #[test]
+    fn test_notify_is_repeatable_and_checked_without_quoting_it() {
+        let c = Config::default();
+        assert!(c.notify.is_empty());
+        assert_eq!(c.notify_format, notify::Format::Json);
+        assert_eq!(
+            (c.notify_retry, c.notify_timeout),
+            (Duration::from_secs(1), Duration::from_secs(10))
+        );
+        let origins = |c: &Config| c.notify.iter().map(NotifyUrl::origin).collect::<Vec<_>>();
+        // Flags add up; the variable and the file's list are comma-separated; flags win.
+        let flags = sources(
+            &[
+                ("notify", "http://a.example/hook"),
+                ("notify-format", "slack"),
+                ("notify", "https://b.example/services/T/B/x"),
+            ],
+            &[("LOCKSTEP_NOTIFY", "http://c.example")],
+            &[],
+        );
+        let c = Config::from_sources(&flags).unwrap();
+        assert_eq!(origins(&c), ["http://a.example", "https://b.example"]);
+        assert_eq!(c.notify_format, notify::Format::Slack);
+        let env = sources(
+            &[],
+            &[(
+                "LOCKSTEP_NOTIFY",
+                "http://c.example, http://d.example:8080/x",
+            )],
+            &[("notify", "http://e.example")],
+        );
+        assert_eq!(
+            origins(&Config::from_sources(&env).unwrap()),
+            ["http://c.example", "http://d.example:8080"]
+        );
+        for (s, message) in [
+            (
+                sources(&[("notify", "ftp://hooks.example/secret-token")], &[], &[]),
+                "--notify: a URL must start with http:// or https://",
+            ),
+            (
+                sources(
+                    &[
+                        ("notify", "http://a.example"),
+                        ("notify", "http://b.example/a b"),
+                    ],
+                    &[],
+                    &[],
+                ),
+                "--notify: URL 2: a URL's path and query may hold only visible ASCII",
+            ),
+            (
+                sources(&[], &[], &[("notify", &"http://a.example,".repeat(9))]),
+                "`notify` in the configuration file: at most 8 URLs",
+            ),
+            (
+                sources(&[("notify-format", "xml")], &[], &[]),
+                "--notify-format: `xml` is not json or slack",
+            ),
+            (
+                sources(&[("notify-retry", "0s")], &[], &[]),
+                "--notify-retry: must be more than 0",
+            ),
+        ] {
+            let e = Config::from_sources(&s).unwrap_err().to_string();
+            assert!(e.starts_with(message), "{e}");
+            assert!(!e.contains("secret-token") && !e.contains("a b"), "{e}");
         }
     }
 

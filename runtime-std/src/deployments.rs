@@ -33,13 +33,14 @@ use lockstep_core::deployer::{
 use lockstep_core::journal::Unrecorded;
 use lockstep_core::ledger::{self, Ledger, Retained};
 use lockstep_core::service::{Asks, NotAdmitted};
-use lockstep_core::signature::Stamp;
+use lockstep_core::signature::{Secret, Stamp};
 
 use crate::cluster::Member;
 use crate::credentials::Credentials;
 use crate::journal::{self, FileJournal, Restored};
 use crate::log;
 use crate::metrics::{self, Metrics};
+use crate::notify::{self, Notifier};
 use crate::platform::{DirStore, LocalRepository, StdTime, TcpConnector};
 use crate::repository::DirRepository;
 use crate::tls::Trust;
@@ -137,6 +138,9 @@ pub struct Options {
     pub trust: Trust,
     /// Sent to an HTTP repository's origin as `Authorization`.
     pub repository_credentials: Option<Credentials>,
+    /// Outcome notifications (`--notify`): where and how, and the secret that signs them
+    /// (the webhook secret). `None`: none are sent.
+    pub notify: Option<(notify::Options, Secret)>,
 }
 
 /// The retained deployments, on the heap: grown as deployments end, up to the retention.
@@ -165,13 +169,16 @@ impl ledger::Shelf for Shelf {
     }
 }
 
-/// The sink of the agent: the step and retry log lines, the metrics and the subscribers.
+/// The sink of the agent: the step and retry log lines, the metrics, the subscribers and the
+/// outcome notifications.
 #[derive(Debug, Default)]
 pub struct Logs {
     subscribers: Vec<async_channel::Sender<Event>>,
     metrics: Rc<RefCell<Metrics>>,
     /// When each deployment in flight logged its last event.
     last_step: HashMap<DeploymentId, std::time::Instant>,
+    /// Told of each deployment that ends in this process (`--notify`).
+    notifier: Option<Notifier>,
 }
 
 impl Sink for Logs {
@@ -191,6 +198,17 @@ impl Sink for Logs {
 
     fn ended(&mut self, record: &Record) {
         self.last_step.remove(&record.id());
+        if let Some(outcome) = record.outcome() {
+            self.metrics.borrow_mut().ended(outcome);
+        }
+        if let Some(notifier) = &self.notifier {
+            notifier.ended(record);
+        }
+    }
+
+    /// Counted, as the outcomes of every retained deployment are; never notified again (the
+    /// process that ended it did).
+    fn restored(&mut self, record: &Record) {
         if let Some(outcome) = record.outcome() {
             self.metrics.borrow_mut().ended(outcome);
         }
@@ -284,16 +302,35 @@ impl Deployments {
         journal.tell_when_due(due);
         let time = Rc::new(StdTime::new());
         let ledger = Ledger::new(Shelf::default(), options.retention);
+        let metrics = Rc::new(RefCell::new(Metrics::default()));
+        let notifier = options.notify.as_ref().and_then(|(notify, secret)| {
+            Notifier::new(
+                notify,
+                secret.clone(),
+                options.trust.clone(),
+                metrics.clone(),
+            )
+        });
+        let logs = Logs {
+            metrics,
+            notifier: notifier.clone(),
+            ..Logs::default()
+        };
         let agent = Rc::new(Agent::with_journal(
             Deployer::new(options.policy),
             ledger,
-            Logs::default(),
+            logs,
             journal,
         ));
         let store = Rc::new(DirStore::new(store_dir));
         let stamps = restore(&agent, &time, &store, restored)?;
         // A failure is logged, and leaves the journal broken until repaired.
         let _ = agent.rewrite(stamps.iter().copied());
+        if let Some(notifier) = &notifier {
+            // A notification leaves once its deployment's end is committed.
+            let committer = agent.clone();
+            notifier.spawn(executor, move || committer.commit().is_ok());
+        }
         let connector = Rc::new(
             TcpConnector::for_agent(&options.agent)
                 .with_trust(options.trust.clone().logging_refusals()),
@@ -457,6 +494,12 @@ impl Deployments {
     /// front counts its requests in the same place.
     pub fn metrics(&self) -> Rc<RefCell<Metrics>> {
         self.agent.with_sink(|logs| logs.metrics.clone())
+    }
+
+    /// How many outcome notifications are not delivered yet (0 without `--notify`).
+    pub fn notifications_pending(&self) -> usize {
+        self.agent
+            .with_sink(|logs| logs.notifier.as_ref().map_or(0, Notifier::pending))
     }
 
     /// Stops starting commands (shutting down); see [`Agent::drain`].

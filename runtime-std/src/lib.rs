@@ -19,6 +19,7 @@ pub mod http;
 pub mod journal;
 pub mod log;
 pub mod metrics;
+pub mod notify;
 pub mod pack;
 pub mod platform;
 pub mod publish;

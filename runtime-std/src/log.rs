@@ -2,14 +2,16 @@
 //!
 //! What is logged is chosen here, field by field: a request's method, path (without its query),
 //! status and duration — never a header value, never a body; a deployment's steps and the
-//! retries of its requests (the error's text, never a URL). The secret and a configuration's
-//! contents are never passed to these functions.
+//! retries of its requests (the error's text, never a URL); each attempt to deliver an outcome
+//! notification (the receiver's origin, never its path or query). The secret and a
+//! configuration's contents are never passed to these functions.
 
 use std::io::Write;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
+use lockstep_core::agent::http::HttpError;
 use lockstep_core::agent::{Link, Retry};
 use lockstep_core::deployer::{DeploymentId, Event, EventKind};
 use serde_json::{Map, Value, json};
@@ -305,6 +307,72 @@ pub fn retry(deployment: DeploymentId, command: &str, retry: &Retry) {
             ("attempt", json!(retry.attempt)),
             ("attempts", json!(retry.attempts)),
             ("error", json!(retry.error.to_string())),
+        ],
+    );
+}
+
+/// What comes after an attempt to deliver a notification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// It was delivered (a 2xx).
+    Delivered,
+    /// It is tried again after this pause.
+    Retrying(Duration),
+    /// It is given up: an answer not worth another attempt, or the last attempt failed.
+    GaveUp,
+}
+
+/// An attempt to deliver a deployment's outcome notification.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt<'a> {
+    /// Whose notification.
+    pub deployment: DeploymentId,
+    /// The receiver's origin (never its path or query: they may hold a token).
+    pub receiver: &'a str,
+    /// Which attempt, from 1.
+    pub attempt: u32,
+    /// The most attempts.
+    pub attempts: u32,
+    /// The answer's status, or why there was none.
+    pub result: Result<u16, HttpError>,
+}
+
+/// An attempt to deliver a notification, and what comes next: `info` when delivered, `warn`
+/// otherwise.
+pub fn notification(tried: &Attempt<'_>, next: Delivery) {
+    let mut fields = vec![
+        ("deployment", json!(tried.deployment.to_string())),
+        ("receiver", json!(tried.receiver)),
+        ("attempt", json!(tried.attempt)),
+        ("attempts", json!(tried.attempts)),
+    ];
+    match tried.result {
+        Ok(status) => fields.push(("status", json!(status))),
+        Err(e) => fields.push(("error", json!(e.to_string()))),
+    }
+    let (level, outcome) = match next {
+        Delivery::Delivered => (LogLevel::Info, "delivered"),
+        Delivery::Retrying(pause) => {
+            let ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
+            fields.push(("retry_in_ms", json!(ms)));
+            (LogLevel::Warn, "retrying")
+        }
+        Delivery::GaveUp => (LogLevel::Warn, "gave_up"),
+    };
+    fields.push(("outcome", json!(outcome)));
+    line(level, "notification", &fields);
+}
+
+/// A deployment's notification dropped, undelivered, from a receiver's full queue.
+pub fn notification_dropped(deployment: DeploymentId, receiver: &str, waiting: usize) {
+    line(
+        LogLevel::Warn,
+        "notification",
+        &[
+            ("deployment", json!(deployment.to_string())),
+            ("receiver", json!(receiver)),
+            ("outcome", json!("dropped")),
+            ("waiting", json!(waiting)),
         ],
     );
 }

@@ -22,6 +22,9 @@ pub struct Metrics {
     turned_away: BTreeMap<&'static str, u64>,
     deployments: BTreeMap<&'static str, u64>,
     retries: BTreeMap<&'static str, u64>,
+    notifications: BTreeMap<&'static str, u64>,
+    /// Outcome notifications not delivered yet; `None` without `--notify`.
+    notifications_queued: Option<usize>,
     step_buckets: [u64; STEP_BUCKETS.len()],
     step_count: u64,
     step_sum: f64,
@@ -91,6 +94,17 @@ impl Metrics {
     /// A request of a `command` (a [`command`] label) is tried again.
     pub fn retry(&mut self, command: &'static str) {
         *self.retries.entry(command).or_default() += 1;
+    }
+
+    /// An outcome notification was `delivered`, given up (`failed`) or `dropped` from a full
+    /// queue.
+    pub fn notification(&mut self, outcome: &'static str) {
+        *self.notifications.entry(outcome).or_default() += 1;
+    }
+
+    /// How many outcome notifications are not delivered yet (shown from the first call on).
+    pub const fn notifications_queued(&mut self, pending: usize) {
+        self.notifications_queued = Some(pending);
     }
 
     /// The journal's figures, shown from now on.
@@ -163,6 +177,28 @@ impl Metrics {
         );
         for (command, n) in &self.retries {
             let _ = writeln!(out, "lockstep_retries_total{{command=\"{command}\"}} {n}");
+        }
+        if let Some(queued) = self.notifications_queued {
+            header(
+                &mut out,
+                "lockstep_notifications_total",
+                "counter",
+                "Outcome notifications, by what became of each: delivered, failed (given up), \
+                 dropped (from a full queue).",
+            );
+            for (outcome, n) in &self.notifications {
+                let _ = writeln!(
+                    out,
+                    "lockstep_notifications_total{{outcome=\"{outcome}\"}} {n}"
+                );
+            }
+            header(
+                &mut out,
+                "lockstep_notifications_queued",
+                "gauge",
+                "Outcome notifications not delivered yet: waiting, or being delivered.",
+            );
+            let _ = writeln!(out, "lockstep_notifications_queued {queued}");
         }
         header(
             &mut out,
@@ -318,6 +354,22 @@ mod tests {
         assert!(text.contains("lockstep_step_duration_seconds_bucket{le=\"300\"} 2"));
         assert!(text.contains("lockstep_step_duration_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("lockstep_step_duration_seconds_count 3"));
+    }
+
+    #[test]
+    fn test_notifications_show_once_configured() {
+        let mut m = Metrics::default();
+        assert!(!m.render(0, 0, 1, Load::default()).contains("notifications"));
+        m.notifications_queued(2);
+        m.notification("delivered");
+        m.notification("dropped");
+        m.notification("delivered");
+        let text = m.render(0, 0, 1, Load::default());
+        assert!(text.contains("# TYPE lockstep_notifications_total counter\n"));
+        assert!(text.contains("lockstep_notifications_total{outcome=\"delivered\"} 2\n"));
+        assert!(text.contains("lockstep_notifications_total{outcome=\"dropped\"} 1\n"));
+        assert!(text.contains("# TYPE lockstep_notifications_queued gauge\n"));
+        assert!(text.contains("lockstep_notifications_queued 2\n"));
     }
 
     #[test]

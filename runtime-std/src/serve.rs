@@ -30,6 +30,7 @@ use crate::etcd::Etcd;
 use crate::http::{self, Connection, Request, Response, TurnedAway, refusal};
 use crate::log;
 use crate::metrics::{JournalStats, Metrics};
+use crate::notify;
 use crate::relay::{Leader, relay_until_won};
 use crate::signals::Stop;
 use crate::tls::Trust;
@@ -78,6 +79,8 @@ pub struct Options {
     pub repository_credentials: Option<Credentials>,
     /// Cluster mode (`--etcd`): the journal in etcd, one active instance.
     pub cluster: Option<ClusterOptions>,
+    /// Outcome notifications (`--notify`): none without receivers.
+    pub notify: notify::Options,
 }
 
 struct State {
@@ -130,6 +133,9 @@ pub async fn start_telling(
             member,
             trust: options.trust.clone(),
             repository_credentials: options.repository_credentials.clone(),
+            // Signed with the webhook secret.
+            notify: (!options.notify.receivers.is_empty())
+                .then(|| (options.notify.clone(), options.secret.clone())),
         },
     )?;
     let mut webhooks =
@@ -494,6 +500,13 @@ fn spawn_drain(
             log::info(&format!(
                 "drained; {left} deployment(s) left in flight, where their last step left them"
             ));
+            let pending = state.deployments.notifications_pending();
+            if pending > 0 {
+                log::warn(&format!(
+                    "{pending} outcome notification(s) not delivered are abandoned (they are \
+                     kept in memory only)"
+                ));
+            }
             drained.close();
         })
         .detach();

@@ -85,6 +85,7 @@ fn options(sandbox: &Sandbox, data: &Path, config: agent::Config) -> Options {
         member: None,
         trust: lockstep::tls::Trust::system(),
         repository_credentials: None,
+        notify: None,
     }
 }
 

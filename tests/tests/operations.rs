@@ -105,7 +105,7 @@ fn test_version_prints_the_package_version() {
 /// TOML key and default, in the order of `--help`. Written out, not computed: this is the
 /// interface `--help` and the README promise.
 #[rustfmt::skip]
-const SETTING_SPELLINGS: [(&str, &str, &str, &str); 36] = [
+const SETTING_SPELLINGS: [(&str, &str, &str, &str); 41] = [
     ("listen", "LOCKSTEP_LISTEN", "listen", "127.0.0.1:9010"),
     ("conductr", "LOCKSTEP_CONDUCTR", "conductr", "http://127.0.0.1:9005"),
     ("repository", "LOCKSTEP_REPOSITORY", "repository", "(required)"),
@@ -137,6 +137,7 @@ const SETTING_SPELLINGS: [(&str, &str, &str, &str); 36] = [
     ("replay-cache", "LOCKSTEP_REPLAY_CACHE", "replay_cache", "1024"),
     ("retention", "LOCKSTEP_RETENTION", "retention", "1000"),
     ("step-deadline", "LOCKSTEP_STEP_DEADLINE", "step_deadline", "2m"),
+    ("settle", "LOCKSTEP_SETTLE", "settle", "0s"),
     ("resolve-deadline", "LOCKSTEP_RESOLVE_DEADLINE", "resolve_deadline", "10m"),
     ("rollback", "LOCKSTEP_ROLLBACK", "rollback", "on"),
     ("nothing-running", "LOCKSTEP_NOTHING_RUNNING", "nothing_running", "fail"),
@@ -150,6 +151,10 @@ const SETTING_SPELLINGS: [(&str, &str, &str, &str); 36] = [
     ("max-bundle-size", "LOCKSTEP_MAX_BUNDLE_SIZE", "max_bundle_size", "512MiB"),
     ("heartbeat", "LOCKSTEP_HEARTBEAT", "heartbeat", "2s"),
     ("drain-deadline", "LOCKSTEP_DRAIN_DEADLINE", "drain_deadline", "30s"),
+    ("notify", "LOCKSTEP_NOTIFY", "notify", "(none)"),
+    ("notify-format", "LOCKSTEP_NOTIFY_FORMAT", "notify_format", "json"),
+    ("notify-retry", "LOCKSTEP_NOTIFY_RETRY", "notify_retry", "1s"),
+    ("notify-timeout", "LOCKSTEP_NOTIFY_TIMEOUT", "notify_timeout", "10s"),
     ("log-format", "LOCKSTEP_LOG_FORMAT", "log_format", "human"),
     ("log-level", "LOCKSTEP_LOG_LEVEL", "log_level", "info"),
 ];

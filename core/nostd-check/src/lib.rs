@@ -161,6 +161,7 @@ mod platform {
     impl Sink for Nothing {
         fn event(&mut self, _: &Event) {}
         fn ended(&mut self, _: &Record) {}
+        fn restored(&mut self, _: &Record) {}
     }
 }
 

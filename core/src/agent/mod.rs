@@ -44,6 +44,7 @@
 //! impl Sink for Log {
 //!     fn event(&mut self, _event: &Event) {}
 //!     fn ended(&mut self, _record: &Record) {}
+//!     fn restored(&mut self, _record: &Record) {}
 //! }
 //!
 //! type Shelf = heapless::Vec<Retained, 16>;
@@ -107,8 +108,16 @@ pub const MAX_WORKERS: usize = 16;
 pub trait Sink {
     /// An event of a deployment.
     fn event(&mut self, event: &Event);
-    /// A deployment ended (the ledger retains it); its files are removed from the store next.
+    /// A deployment ended, now, in this process (the ledger retains it); its files are removed
+    /// from the store next. Told once per deployment, and never for one [`restored`]: what
+    /// must happen once per deployment's end (an outcome notification) happens here.
+    ///
+    /// [`restored`]: Self::restored
     fn ended(&mut self, record: &Record);
+    /// A deployment that had ended before this process started, read back from a journal
+    /// ([`Agent::restore`]) and retained again: for counts that span restarts, never for what
+    /// must happen once per end (that happened in the process that ended it).
+    fn restored(&mut self, record: &Record);
     /// Whether the control API answers changed ([`Agent::link`]). Nothing, unless
     /// implemented.
     fn link(&mut self, _link: Link) {}
@@ -302,10 +311,11 @@ impl<const N: usize, S: Sink, H: Shelf, J: Journal> Agent<N, S, H, J> {
     }
 
     /// A deployment read back from a journal at start-up, its latest record and its events:
-    /// an ended one is retained again (the listing, its events; the sink hears it ended, for
-    /// its counts); one in flight gets its events back and resumes from its record
-    /// ([`Deployer::handle_resume`]: the step it stood at is requested again). Restore in the
-    /// records' `order`, oldest first.
+    /// an ended one is retained again (the listing, its events; the sink hears it was
+    /// [`restored`](Sink::restored), for its counts, never that it [`ended`](Sink::ended));
+    /// one in flight gets its events back and resumes from its record
+    /// ([`Deployer::handle_resume`]: the step it stood at is requested again), so the sink
+    /// hears of its end in this process. Restore in the records' `order`, oldest first.
     pub fn restore(
         &self,
         now: Now,
@@ -324,7 +334,7 @@ impl<const N: usize, S: Sink, H: Shelf, J: Journal> Agent<N, S, H, J> {
                 inner.deployer.order_past(record.order);
                 // What falls out of retention meanwhile is not rewritten.
                 let _ = inner.ledger.retire(record);
-                inner.sink.ended(&record);
+                inner.sink.restored(&record);
                 return Ok(());
             }
         }

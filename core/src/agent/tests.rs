@@ -61,11 +61,21 @@ impl Journal for Recorder {
     }
 }
 
-struct Quiet;
+/// Remembers which deployments it heard end, and which it heard restored.
+#[derive(Debug, Default)]
+struct Quiet {
+    ended: Vec<DeploymentId>,
+    restored: Vec<DeploymentId>,
+}
 
 impl Sink for Quiet {
     fn event(&mut self, _: &Event) {}
-    fn ended(&mut self, _: &Record) {}
+    fn ended(&mut self, record: &Record) {
+        self.ended.push(record.id());
+    }
+    fn restored(&mut self, record: &Record) {
+        self.restored.push(record.id());
+    }
 }
 
 type Shelf = heapless::Vec<Retained, 4>;
@@ -75,7 +85,7 @@ fn agent(retention: usize) -> (Agent<4, Quiet, Shelf, Recorder>, Recorder) {
     let agent = Agent::with_journal(
         Deployer::new(Policy::default()),
         Ledger::new(Shelf::new(), retention),
-        Quiet,
+        Quiet::default(),
         journal.clone(),
     );
     (agent, journal)
@@ -271,6 +281,15 @@ fn test_what_falls_out_of_retention_is_forgotten_and_restore_brings_back_the_res
         let order = deployer.record(request(3).id).unwrap().order;
         assert!(order > ended.order);
     });
+    // The sink heard each end once, where it happened; the restored one as restored only.
+    agent.with_sink(|sink| {
+        assert_eq!(sink.ended, [request(1).id, request(2).id]);
+        assert!(sink.restored.is_empty());
+    });
+    restored.with_sink(|sink| {
+        assert!(sink.ended.is_empty());
+        assert_eq!(sink.restored, [request(2).id]);
+    });
 }
 
 fn agent_with_retention_of(retention: usize) -> (Agent<4, Quiet, Shelf, Recorder>, Recorder) {
@@ -298,8 +317,9 @@ fn test_restore_resumes_a_deployment_in_flight_and_requests_its_step_again() {
         .collect();
     restored.restore(now(5), record, events).unwrap();
     // Its step is requested again, written ahead like any other.
+    let job = take(&restored);
     assert!(matches!(
-        take(&restored),
+        job,
         Some(Job::Command(Command {
             kind: CommandKind::Resolve { .. },
             ..
@@ -314,6 +334,19 @@ fn test_restore_resumes_a_deployment_in_flight_and_requests_its_step_again() {
         restored.restore(now(5), record, []),
         Err(NotResumed::AlreadyHere)
     );
+    // Resumed, it ends in this process: the sink hears it ended, not restored.
+    finish(
+        &restored,
+        job,
+        Reply::Resolved {
+            name: "other",
+            compatibility_version: "2",
+        },
+    );
+    restored.with_sink(|sink| {
+        assert_eq!(sink.ended, [request(1).id]);
+        assert!(sink.restored.is_empty());
+    });
 }
 
 #[test]

@@ -1387,6 +1387,8 @@ mod tests {
 
         fn ended(&mut self, _: &Record) {}
 
+        fn restored(&mut self, _: &Record) {}
+
         fn retrying(&mut self, command: &Command, retry: Retry) {
             self.retries.push((*command, retry));
         }
