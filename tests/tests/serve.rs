@@ -764,13 +764,14 @@ lockstep_tests::on_both_runtimes! {
         let header = lockstep_header(body.as_bytes(), now_secs());
 
         // A POST without Content-Length.
+        // Each request is written in one piece: the server closes after its refusal, and a
+        // piece arriving after that would be reset, failing the test's write, not the server.
         let mut stream = connect(addr);
-        write!(
-            stream,
+        let request = format!(
             "POST {HOOK} HTTP/1.1\r\nContent-Type: application/json\r\nX-Lockstep-Signature: \
              {header}\r\nConnection: close\r\n\r\n"
-        )
-        .expect("write");
+        );
+        stream.write_all(request.as_bytes()).expect("write");
         refused_then_closed(&mut stream, 411, "no Content-Length");
         assert_unchanged(&s, &v, &before, "no Content-Length");
 
@@ -778,14 +779,13 @@ lockstep_tests::on_both_runtimes! {
         // closes after the 411 or skips the body, the request inside the body is never answered.
         let inner = "GET /healthz HTTP/1.1\r\n\r\n";
         let mut stream = connect(addr);
-        write!(
-            stream,
+        let request = format!(
             "POST {HOOK} HTTP/1.1\r\nContent-Type: application/json\r\nX-Lockstep-Signature: \
              {header}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{inner}\r\n0\r\n\r\n\
              GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n",
             inner.len()
-        )
-        .expect("write");
+        );
+        stream.write_all(request.as_bytes()).expect("write");
         let raw = read_response(&mut stream).expect("a response");
         assert_refused(&raw.response(), 411, "chunked");
         let text = String::from_utf8_lossy(&read_until_closed(&mut stream)).into_owned();
