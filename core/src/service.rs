@@ -85,6 +85,12 @@ pub enum Endpoint {
         /// The prefix used.
         prefix: Prefix,
     },
+    /// `GET {prefix}/ui`: the page that shows the deployments (a runtime may lack it, and
+    /// answer 404).
+    Ui {
+        /// The prefix used.
+        prefix: Prefix,
+    },
     /// `POST {prefix}/{id}/abort`: an operator aborts a deployment.
     Abort {
         /// The prefix used.
@@ -106,14 +112,15 @@ impl Endpoint {
             Self::Deployment { .. } => "deployment",
             Self::Deployments { .. } => "deployments",
             Self::Events { .. } => "events",
+            Self::Ui { .. } => "ui",
             Self::Abort { .. } => "abort",
             Self::Health => "healthz",
             Self::Metrics => "metrics",
         }
     }
 
-    /// Whether it reads what lockstep knows of its deployments (their list, events, stream)
-    /// or counts (metrics): what a read credential guards. A webhook carries its own
+    /// Whether it reads what lockstep knows of its deployments (their list, events, stream,
+    /// the page showing them) or counts (metrics): what a read credential guards. A webhook carries its own
     /// credential, its signature; `/healthz` stays open for load balancers.
     pub const fn is_read(&self) -> bool {
         matches!(
@@ -121,6 +128,7 @@ impl Endpoint {
             Self::Deployment { .. }
                 | Self::Deployments { .. }
                 | Self::Events { .. }
+                | Self::Ui { .. }
                 | Self::Metrics
         )
     }
@@ -170,6 +178,8 @@ pub fn route(method: &str, target: &str) -> Result<Endpoint, Refusal> {
     match rest.split('/').count() {
         _ if rest.is_empty() => get().map(|()| Endpoint::Deployments { prefix }),
         1 if rest == "events" => get().map(|()| Endpoint::Events { prefix }),
+        // Not a UUID, so never a deployment's id.
+        1 if rest == "ui" => get().map(|()| Endpoint::Ui { prefix }),
         1 => {
             get()?;
             let id =

@@ -293,6 +293,8 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
                             )
                             .await;
                     }
+                    // No page here: its budget (README, "The minimal runtime").
+                    Endpoint::Ui { .. } => refuse(&mut line, Refusal::new(Reason::NotFound)),
                     Endpoint::Health => self.health(&mut line),
                     Endpoint::Metrics => self.metrics(&mut line),
                 },

@@ -273,6 +273,7 @@ fn run_in(
         out,
         "  lockstep          http://{addr}  (webhook {webhook})"
     );
+    let _ = writeln!(out, "  watch it          http://{addr}/deployments/ui");
     let _ = writeln!(
         out,
         "  running           visualizer {} at scale 3, with a configuration\n",

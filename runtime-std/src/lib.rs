@@ -34,6 +34,7 @@ pub mod signals;
 pub mod tempdir;
 pub mod time;
 pub mod tls;
+pub mod ui;
 pub mod units;
 pub mod url;
 pub mod zip;

@@ -34,6 +34,7 @@ use crate::notify;
 use crate::relay::{Leader, relay_until_won};
 use crate::signals::Stop;
 use crate::tls::Trust;
+use crate::ui;
 use crate::url::BaseUrl;
 
 /// The most lockstep signatures the replay cache can be configured to hold.
@@ -272,6 +273,7 @@ fn handle(
             }
         }
         Endpoint::Events { .. } => events(state, request.method == "HEAD", connection),
+        Endpoint::Ui { .. } => ui::page(),
         Endpoint::Health if state.draining.get() => refusal(Refusal::new(Reason::ShuttingDown)),
         Endpoint::Health if state.deployments.journal_broken() => Response::text(
             200,

@@ -12,6 +12,7 @@ pub mod prometheus;
 pub mod raw;
 pub mod stack;
 pub mod tls;
+pub mod webdriver;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -67,6 +67,8 @@ fn test_head_answers_as_get_without_the_body() {
         "/v2/deployments".to_owned(),
         format!("/deployments/{id}"),
         format!("/v2/deployments/{id}"),
+        "/deployments/ui".to_owned(),
+        "/v2/deployments/ui".to_owned(),
     ] {
         let get = exchange(
             &mut connect(addr),

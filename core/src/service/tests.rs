@@ -126,6 +126,10 @@ fn test_route_every_endpoint_under_both_prefixes() {
             Ok(Endpoint::Events { prefix: p })
         );
         assert_eq!(
+            route("GET", &format!("{prefix}/ui?x=1")),
+            Ok(Endpoint::Ui { prefix: p })
+        );
+        assert_eq!(
             route("GET", &format!("{prefix}/{uuid}")),
             Ok(Endpoint::Deployment {
                 prefix: p,
@@ -146,6 +150,7 @@ fn test_route_head_wherever_get() {
         for path in [
             prefix.to_string(),
             format!("{prefix}/events"),
+            format!("{prefix}/ui"),
             format!("{prefix}/{uuid}"),
         ] {
             assert_eq!(route("HEAD", &path), route("GET", &path), "{path}");
@@ -188,6 +193,8 @@ fn test_route_refusals() {
         "/deployments/a/b",
         "/deployments/a/b/c/d",
         "/v3/deployments",
+        "/deployments/ui/",
+        "/ui",
     ] {
         assert_eq!(
             route("GET", path).unwrap_err().status(),
@@ -195,9 +202,22 @@ fn test_route_refusals() {
             "{path}"
         );
     }
+    for path in [
+        "/deployments/not-a-uuid",
+        "/deployments/UI",
+        "/deployments/ui.js",
+    ] {
+        assert_eq!(
+            route("GET", path).unwrap_err().reason,
+            Reason::NoSuchDeployment,
+            "{path}"
+        );
+    }
+    // The page only reads.
+    let r = route("POST", "/deployments/ui").unwrap_err();
     assert_eq!(
-        route("GET", "/deployments/not-a-uuid").unwrap_err().reason,
-        Reason::NoSuchDeployment
+        (r.status(), r.allow),
+        (Status::MethodNotAllowed, Some("GET, HEAD"))
     );
     let r = route("POST", "/deployments/a%2e/b/a").unwrap_err();
     assert_eq!(r.status(), Status::BadRequest);
@@ -559,6 +579,8 @@ fn test_reads_open_without_a_credential_guarded_with_one() {
         ("/deployments".to_string(), true),
         (format!("/deployments/{id}"), true),
         ("/v2/deployments/events".to_string(), true),
+        ("/deployments/ui".to_string(), true),
+        ("/v2/deployments/ui".to_string(), true),
         ("/metrics".to_string(), true),
         ("/healthz".to_string(), false),
     ] {
