@@ -189,21 +189,24 @@ fn test_abort_while_rolling_back_lets_the_rollback_finish() {
         mark,
         id,
     } = stuck_in_the_first_step(&["--io-timeout", "1s"]);
-    // The rollback's first scale request is held (carried out, never answered): it stands
-    // rolling back until the agent's time-out retries it.
-    s.add_faults(r#"{"requests":[{"method":"PUT","path":"/v2/bundles/","hold":true,"times":1}]}"#);
+    // Every scale request is held (carried out, never answered) until the faults are
+    // cleared: the deployment stands rolling back, its agent retrying after each time-out.
+    s.add_faults(r#"{"requests":[{"method":"PUT","path":"/v2/bundles/","hold":true}]}"#);
     assert_eq!(
         abort(&v, &id).text(),
         "aborted: its lock-step is being rolled back\n"
     );
     let again = abort(&v, &id);
-    assert_eq!(again.status, 200);
-    assert!(
-        again.text() == "it is rolling back already: the rollback goes on\n"
-            || again.text() == "it has ended already: nothing changed\n",
-        "{}",
-        again.text()
+    assert_eq!(
+        (again.status, again.text()),
+        (
+            200,
+            "it is rolling back already: the rollback goes on\n".to_owned()
+        )
     );
+    assert_eq!(state(&v, &id), "rollingBack");
+    let cleared = s.client.request("DELETE", "/sandbox/faults", &[], b"");
+    assert_eq!(cleared.status, 200);
     let f = failure(&ended(&v, &id));
     assert!(
         f.ends_with("rolled back: the old bundle runs at 3 again"),
