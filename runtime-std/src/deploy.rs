@@ -232,17 +232,6 @@ pub enum Error {
         /// The answer's line.
         line: String,
     },
-    /// An abort got no answer.
-    AbortUnanswered(ClientError),
-    /// The service refused an abort.
-    AbortRefused {
-        /// The abort's URL.
-        url: String,
-        /// The status.
-        status: u16,
-        /// The answer's line.
-        line: String,
-    },
     /// The service accepted the webhook but did not say which deployment it is.
     NoId {
         /// The webhook's URL.
@@ -322,14 +311,6 @@ impl fmt::Display for Error {
             Self::Send(e) => write!(f, "the webhook got no answer: {e}"),
             Self::Refused { url, status, line } => {
                 write!(f, "{url} refused the webhook: {status} {line}")?;
-                if *status == 401 || *status == 403 {
-                    f.write_str(" (is the secret the one the service has?)")?;
-                }
-                Ok(())
-            }
-            Self::AbortUnanswered(e) => write!(f, "the abort got no answer: {e}"),
-            Self::AbortRefused { url, status, line } => {
-                write!(f, "{url} refused the abort: {status} {line}")?;
                 if *status == 401 || *status == 403 {
                     f.write_str(" (is the secret the one the service has?)")?;
                 }

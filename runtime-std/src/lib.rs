@@ -104,7 +104,7 @@ fn abort(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {
     let Some(options) = cli::abort::parse(args)? else {
         return print(out, cli::abort::USAGE);
     };
-    cli::abort::run(&options, out).map_err(cli::Error::Deploy)
+    cli::abort::run(&options, out).map_err(cli::Error::Abort)
 }
 
 fn bundle(args: &[String], out: &mut dyn Write) -> Result<(), cli::Error> {

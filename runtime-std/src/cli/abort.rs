@@ -88,7 +88,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, Error> {
 }
 
 /// Runs `lockstep abort` in this process.
-pub fn run(options: &Options, out: &mut dyn std::io::Write) -> Result<(), deploy::Error> {
+pub fn run(options: &Options, out: &mut dyn std::io::Write) -> Result<(), crate::abort::Error> {
     crate::abort::run(options, &deploy::Context::of_process(), out)
 }
 

@@ -120,9 +120,10 @@ pub enum Error {
         /// Why.
         why: String,
     },
-    /// `lockstep deploy` did not deploy, the deployment failed, or `lockstep abort` was
-    /// refused.
+    /// `lockstep deploy` did not deploy, or the deployment failed.
     Deploy(crate::deploy::Error),
+    /// `lockstep abort` did not abort.
+    Abort(crate::abort::Error),
     /// `lockstep publish` failed; its own exit code.
     Publish(crate::publish::Error),
 }
@@ -136,6 +137,7 @@ impl Error {
             | Self::Sandbox(_)
             | Self::Demo(_)
             | Self::Deploy(_)
+            | Self::Abort(_)
             | Self::Bundle(_) => 1,
             Self::Publish(e) => e.exit_code(),
             _ => 2,
@@ -169,6 +171,7 @@ impl fmt::Display for Error {
             Self::Url { option, error } => write!(f, "{option}: {error}"),
             Self::Invalid { option, why } => write!(f, "{option}: {why}"),
             Self::Deploy(e) => e.fmt(f),
+            Self::Abort(e) => e.fmt(f),
             Self::Publish(e) => e.fmt(f),
         }
     }
