@@ -61,11 +61,7 @@ impl fmt::Display for Error {
             Self::CaFile(e) => f.write_str(e),
             Self::Unanswered(e) => write!(f, "the abort got no answer: {e}"),
             Self::Refused { url, status, line } => {
-                write!(f, "{url} refused the abort: {status} {line}")?;
-                if *status == 401 || *status == 403 {
-                    f.write_str(" (is the secret the one the service has?)")?;
-                }
-                Ok(())
+                client::write_refusal(f, url, "abort", *status, line)
             }
             Self::Output(e) => write!(f, "writing the answer: {e}"),
         }

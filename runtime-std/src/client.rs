@@ -182,6 +182,22 @@ impl Session {
     }
 }
 
+/// `<url> refused the <what>: <status> <line>`, with a hint at the secret after a 401 or a
+/// 403 (what `lockstep deploy` and `lockstep abort` say of a refusal).
+pub fn write_refusal(
+    f: &mut fmt::Formatter<'_>,
+    url: &str,
+    what: &str,
+    status: u16,
+    line: &str,
+) -> fmt::Result {
+    write!(f, "{url} refused the {what}: {status} {line}")?;
+    if status == 401 || status == 403 {
+        f.write_str(" (is the secret the one the service has?)")?;
+    }
+    Ok(())
+}
+
 /// `base`'s path joined with `target` (which starts with `/` and may hold a query), and the
 /// whole URL, for messages.
 pub fn target_of(base: &BaseUrl, target: &str) -> (String, String) {

@@ -310,11 +310,7 @@ impl fmt::Display for Error {
             Self::Declined => f.write_str("Abort"),
             Self::Send(e) => write!(f, "the webhook got no answer: {e}"),
             Self::Refused { url, status, line } => {
-                write!(f, "{url} refused the webhook: {status} {line}")?;
-                if *status == 401 || *status == 403 {
-                    f.write_str(" (is the secret the one the service has?)")?;
-                }
-                Ok(())
+                client::write_refusal(f, url, "webhook", *status, line)
             }
             Self::NoId { url } => write!(f, "{url} accepted the webhook but named no deployment"),
             Self::Follow(e) => write!(f, "following the deployment: {e}"),

@@ -1134,6 +1134,16 @@ fn run_settling(h: &mut Harness, cluster: &mut Cluster) -> Duration {
     panic!("no end after 1,000 commands");
 }
 
+/// A scale-`n` deployment with a settle time whose first new instance started: logged, and
+/// watched until the settle time is over.
+fn watching_first_instance(settle: Duration, n: u32) -> (Harness, Cluster) {
+    let (mut h, mut cluster) = waiting_for_first_instance(settling(settle), n);
+    cluster.bundles[1].started = 1;
+    let observe = h.take();
+    h.serve(&mut cluster, &observe);
+    (h, cluster)
+}
+
 #[test]
 fn test_lockstep_settle_watches_each_step_that_starts_an_instance() {
     let settle = Duration::from_secs(30);
@@ -1154,10 +1164,7 @@ fn test_lockstep_settle_watches_each_step_that_starts_an_instance() {
 #[test]
 fn test_lockstep_settle_time_is_watched_before_the_old_goes_down() {
     let settle = Duration::from_secs(30);
-    let (mut h, mut cluster) = waiting_for_first_instance(settling(settle), 2);
-    cluster.bundles[1].started = 1;
-    let observe = h.take();
-    h.serve(&mut cluster, &observe);
+    let (mut h, mut cluster) = watching_first_instance(settle, 2);
     // Started and logged; the deployer watches it until the settle time is over.
     assert_eq!(h.deploys(), [(2, 0), (2, 1)]);
     assert_eq!(
@@ -1189,10 +1196,7 @@ fn test_lockstep_settle_time_is_watched_before_the_old_goes_down() {
 
 #[test]
 fn test_lockstep_settle_lost_instance_fails_the_step_and_rolls_back() {
-    let (mut h, mut cluster) = waiting_for_first_instance(settling(Duration::from_secs(30)), 3);
-    cluster.bundles[1].started = 1;
-    let observe = h.take();
-    h.serve(&mut cluster, &observe);
+    let (mut h, mut cluster) = watching_first_instance(Duration::from_secs(30), 3);
     // The new instance is lost within the settle time.
     cluster.bundles[1].started = 0;
     let watch = h.take();
@@ -1222,10 +1226,7 @@ fn test_lockstep_settle_lost_instance_fails_the_step_and_rolls_back() {
 
 #[test]
 fn test_lockstep_settle_error_reported_meanwhile_fails_the_step() {
-    let (mut h, mut cluster) = waiting_for_first_instance(settling(Duration::from_secs(30)), 2);
-    cluster.bundles[1].started = 1;
-    let observe = h.take();
-    h.serve(&mut cluster, &observe);
+    let (mut h, mut cluster) = watching_first_instance(Duration::from_secs(30), 2);
     cluster.bundles[1].has_error = true;
     let watch = h.take();
     h.serve(&mut cluster, &watch);
@@ -1244,10 +1245,7 @@ fn test_lockstep_settle_error_reported_meanwhile_fails_the_step() {
 #[test]
 fn test_lockstep_settle_starts_again_after_a_resume() {
     let settle = Duration::from_secs(30);
-    let (mut h, mut cluster) = waiting_for_first_instance(settling(settle), 2);
-    cluster.bundles[1].started = 1;
-    let observe = h.take();
-    h.serve(&mut cluster, &observe);
+    let (mut h, mut cluster) = watching_first_instance(settle, 2);
     h.advance(Duration::from_secs(20));
     // Restarted 20 s into the settle time: the step is requested again, and once its
     // instance is seen started, the whole settle time is watched again.
@@ -1274,10 +1272,7 @@ fn test_lockstep_settle_starts_again_after_a_resume() {
 
 #[test]
 fn test_lockstep_settle_abort_while_settling_rolls_back() {
-    let (mut h, mut cluster) = waiting_for_first_instance(settling(Duration::from_secs(30)), 2);
-    cluster.bundles[1].started = 1;
-    let observe = h.take();
-    h.serve(&mut cluster, &observe);
+    let (mut h, mut cluster) = watching_first_instance(Duration::from_secs(30), 2);
     assert_eq!(h.d.handle_abort(h.now, id(1)), Ok(Aborted::RollingBack));
     h.drain();
     cluster.frozen = false;
