@@ -18,6 +18,8 @@
 //! - [`bundle`]: digests, bundle ids, versions and the operator's bundle shorthand.
 //! - [`hocon`]: the bounded HOCON reader for bundle.conf and settings.conf.
 //! - [`archive`]: the bundle.conf inside a bundle zip, read through [`archive::RandomAccess`].
+//! - [`index`]: a package's `versions.json`, streamed: was a version published before
+//!   another?
 //! - [`conductr`]: the ConductR control API: the bundle list, the load and scale requests,
 //!   multipart bodies, the bundle event stream.
 //! - [`json`], [`text`], [`time`], [`status`], [`limits`]: the strict JSON scanner, inline
@@ -82,6 +84,7 @@ pub mod conductr;
 pub mod deployer;
 mod hex;
 pub mod hocon;
+pub mod index;
 pub mod journal;
 pub mod json;
 pub mod ledger;
