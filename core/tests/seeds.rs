@@ -67,3 +67,8 @@ fn test_seeds_journal() {
 fn test_seeds_download() {
     replay("download", lockstep_core::fuzz::download);
 }
+
+#[test]
+fn test_seeds_index() {
+    replay("index", lockstep_core::fuzz::index);
+}

@@ -46,16 +46,16 @@ pub fn conductr(data: &[u8]) {
     }
 }
 
-/// How a body is cut into chunks.
+/// How a body is cut into chunks (the `index` target cuts its bodies the same ways).
 #[derive(Clone, Copy)]
-enum Cut {
+pub(super) enum Cut {
     Whole,
     Fixed(usize),
     Random(u32),
 }
 
 impl Cut {
-    fn all(seed: u8, len: usize) -> [Self; 4] {
+    pub(super) fn all(seed: u8, len: usize) -> [Self; 4] {
         let state = u32::from(seed)
             .wrapping_mul(0x9E37_79B9)
             // Any bits of the length do: they only vary the seed.
@@ -85,7 +85,7 @@ impl Cut {
     }
 
     /// Calls `each` with successive chunks of `body`.
-    fn chunks<'a>(mut self, body: &'a [u8], mut each: impl FnMut(&'a [u8])) {
+    pub(super) fn chunks<'a>(mut self, body: &'a [u8], mut each: impl FnMut(&'a [u8])) {
         let mut rest = body;
         while !rest.is_empty() {
             let n = self.next_len(rest.len()).min(rest.len());
