@@ -23,8 +23,8 @@ use std::sync::Arc;
 use async_executor::LocalExecutor;
 use lockstep_core::agent::http::HttpRepository;
 use lockstep_core::agent::{
-    self, Agent, Buffers, Connector, FetchError, Link, Location, Repository, Retry, Sink, Time,
-    Worker,
+    self, Agent, Buffers, Connector, FetchError, IndexLocation, Link, Location, Repository, Retry,
+    Sink, Time, Worker,
 };
 use lockstep_core::agent::{FileKey, FileKind};
 use lockstep_core::deployer::{
@@ -264,6 +264,18 @@ impl<C: Connector, T: Time> Repository for Source<'_, C, T> {
         match self {
             Self::Http(r) => r.fetch(location, out, buf).await,
             Self::Local(r) => r.fetch(location, out, buf).await,
+        }
+    }
+
+    async fn fetch_index<W: embedded_io_async::Write>(
+        &self,
+        at: &IndexLocation<'_>,
+        out: &mut W,
+        buf: &mut [u8],
+    ) -> Result<u64, FetchError> {
+        match self {
+            Self::Http(r) => r.fetch_index(at, out, buf).await,
+            Self::Local(r) => r.fetch_index(at, out, buf).await,
         }
     }
 }

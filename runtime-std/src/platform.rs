@@ -23,8 +23,8 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use futures_rustls::client::TlsStream;
 use lockstep_core::agent::http::{Origin, Scheme};
 use lockstep_core::agent::{
-    self, ConnectError, Connector, FetchError, FileKey, FileKind, Location, Repository, Store,
-    StoreError, Time,
+    self, ConnectError, Connector, FetchError, FileKey, FileKind, IndexLocation, Location,
+    Repository, Store, StoreError, Time,
 };
 use lockstep_core::archive::RandomAccess;
 use lockstep_core::bundle::Version;
@@ -411,9 +411,6 @@ impl Repository for LocalRepository {
         out: &mut W,
         buf: &mut [u8],
     ) -> Result<u64, FetchError> {
-        if buf.is_empty() {
-            return Err(FetchError::Unreachable);
-        }
         let version = Version {
             tag: location.tag,
             digest: location.digest,
@@ -421,23 +418,48 @@ impl Repository for LocalRepository {
         let path = self
             .repo
             .path_of(location.org, location.repo, location.package, &version);
-        let mut file = File::open(path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => FetchError::NotFound,
-            _ => FetchError::Unreachable,
-        })?;
-        let mut total = 0u64;
-        loop {
-            let n = match file.read(buf) {
-                Ok(0) => return Ok(total),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return Err(FetchError::Unreachable),
-            };
-            out.write_all(&buf[..n])
-                .await
-                .map_err(|_| FetchError::Write)?;
-            total = total.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
-        }
+        copy_file(&path, out, buf).await
+    }
+
+    /// The package's `versions.json` where [`DirRepository::index_path`] keeps it; the errors
+    /// are [`fetch`](Repository::fetch)'s ([`FetchError::NotFound`]: no index).
+    async fn fetch_index<W: embedded_io_async::Write>(
+        &self,
+        at: &IndexLocation<'_>,
+        out: &mut W,
+        buf: &mut [u8],
+    ) -> Result<u64, FetchError> {
+        let path = self.repo.index_path(at.org, at.repo, at.package);
+        copy_file(&path, out, buf).await
+    }
+}
+
+/// Writes the file at `path` to `out` through `buf`: what both fetches of [`LocalRepository`]
+/// do.
+async fn copy_file<W: embedded_io_async::Write>(
+    path: &Path,
+    out: &mut W,
+    buf: &mut [u8],
+) -> Result<u64, FetchError> {
+    if buf.is_empty() {
+        return Err(FetchError::Unreachable);
+    }
+    let mut file = File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => FetchError::NotFound,
+        _ => FetchError::Unreachable,
+    })?;
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(FetchError::Unreachable),
+        };
+        out.write_all(&buf[..n])
+            .await
+            .map_err(|_| FetchError::Write)?;
+        total = total.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
     }
 }
 
@@ -875,5 +897,191 @@ mod tests {
                 );
             }
         });
+    }
+
+    #[test]
+    fn test_repository_fetch_index() {
+        let tmp = temp_dir();
+        let dir = DirRepository::new(tmp.path());
+        dir.publish(
+            "typesafe",
+            "bundle",
+            "visualizer",
+            "1.0.0",
+            b"one",
+            SystemTime::now(),
+        )
+        .unwrap();
+        dir.publish(
+            "typesafe",
+            "bundle",
+            "visualizer",
+            "1.1.0",
+            b"two",
+            SystemTime::now(),
+        )
+        .unwrap();
+        let text =
+            fs::read(dir.index_path(seg("typesafe"), seg("bundle"), seg("visualizer"))).unwrap();
+        let repo = LocalRepository::new(dir);
+        let at = IndexLocation {
+            org: seg("typesafe"),
+            repo: seg("bundle"),
+            package: seg("visualizer"),
+        };
+        block_on(async {
+            let mut out = Vec::new();
+            let fetched = repo.fetch_index(&at, &mut out, &mut [0u8; 7]).await;
+            assert_eq!(fetched, Ok(u64::try_from(text.len()).unwrap()));
+            assert_eq!(out, text);
+
+            // Another package, repository or organisation has none.
+            for at in [
+                IndexLocation {
+                    package: seg("other"),
+                    ..at
+                },
+                IndexLocation {
+                    repo: seg("other"),
+                    ..at
+                },
+                IndexLocation {
+                    org: seg("other"),
+                    ..at
+                },
+            ] {
+                assert_eq!(
+                    repo.fetch_index(&at, &mut Vec::new(), &mut [0u8; 64]).await,
+                    Err(FetchError::NotFound),
+                    "{at:?}"
+                );
+            }
+        });
+    }
+
+    // An HTTP repository over a real socket, a file server of a published directory: the
+    // index streamed, a redirect followed, 404 for a package without one.
+    #[test]
+    fn test_http_repository_fetch_index_over_loopback() {
+        use lockstep_core::agent::http::{HttpRepository, Url};
+        use lockstep_core::bundle::BundleId;
+        use lockstep_core::index::IndexScan;
+
+        let tmp = temp_dir();
+        let dir = DirRepository::new(tmp.path());
+        let old = dir
+            .publish(
+                "typesafe",
+                "bundle",
+                "visualizer",
+                "1.0.0",
+                b"one",
+                SystemTime::now(),
+            )
+            .unwrap();
+        let new = dir
+            .publish(
+                "typesafe",
+                "bundle",
+                "visualizer",
+                "1.1.0",
+                b"two",
+                SystemTime::now(),
+            )
+            .unwrap();
+        let root = tmp.path().to_path_buf();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            use std::io::{BufRead as _, BufReader, Write as _};
+
+            let mut targets = Vec::new();
+            for _ in 0..3 {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let target = line.split(' ').nth(1).unwrap().to_owned();
+                loop {
+                    let mut header = String::new();
+                    reader.read_line(&mut header).unwrap();
+                    if header == "\r\n" {
+                        break;
+                    }
+                }
+                let mut stream = stream;
+                let response = if let Some(path) = target.strip_prefix("/moved/") {
+                    format!("HTTP/1.1 301 Moved\r\nLocation: /repository/{path}\r\n\r\n")
+                        .into_bytes()
+                } else {
+                    let path = target.strip_prefix("/repository/").unwrap();
+                    match fs::read(root.join(path)) {
+                        Ok(body) => {
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                                body.len()
+                            );
+                            [head.into_bytes(), body].concat()
+                        }
+                        Err(_) => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+                    }
+                };
+                stream.write_all(&response).unwrap();
+                targets.push(target);
+            }
+            targets
+        });
+        let connector = TcpConnector::default();
+        let time = StdTime::new();
+        let at = IndexLocation {
+            org: seg("typesafe"),
+            repo: seg("bundle"),
+            package: seg("visualizer"),
+        };
+        block_on(async {
+            let base = format!("http://127.0.0.1:{port}/moved");
+            let repository = HttpRepository::new(
+                Url::parse(&base).unwrap(),
+                &connector,
+                &time,
+                Duration::from_secs(5),
+            );
+            let mut element = [0u8; 512];
+            let mut scan = IndexScan::new(
+                &mut element,
+                old.digest(),
+                BundleId::of(&new.digest(), None),
+            );
+            let mut buf = [0u8; 4096];
+            let fetched = repository.fetch_index(&at, &mut scan, &mut buf).await;
+            assert!(fetched.is_ok(), "{fetched:?}");
+            assert_eq!(scan.finish().unwrap().unwrap().as_str(), "1.1.0");
+
+            let base = format!("http://127.0.0.1:{port}/repository");
+            let repository = HttpRepository::new(
+                Url::parse(&base).unwrap(),
+                &connector,
+                &time,
+                Duration::from_secs(5),
+            );
+            let other = IndexLocation {
+                package: seg("other"),
+                ..at
+            };
+            assert_eq!(
+                repository
+                    .fetch_index(&other, &mut Vec::new(), &mut buf)
+                    .await,
+                Err(FetchError::NotFound)
+            );
+        });
+        assert_eq!(
+            server.join().unwrap(),
+            [
+                "/moved/typesafe/bundle/typesafe/visualizer/versions.json",
+                "/repository/typesafe/bundle/typesafe/visualizer/versions.json",
+                "/repository/typesafe/bundle/typesafe/other/versions.json",
+            ]
+        );
     }
 }

@@ -16,6 +16,7 @@ use lockstep_core::conductr::multipart::{
 use lockstep_core::conductr::sse::{EventStream as SseStream, Item};
 use lockstep_core::conductr::{BundlePath, ScaleTarget};
 use lockstep_core::hocon::Document;
+use lockstep_core::index::IndexScan;
 use lockstep_tests::{Client, EventStream, Process, TempDir, binary, eventually};
 use sha2::Digest as _;
 
@@ -251,6 +252,21 @@ fn test_sandbox_demo_prints_its_versions() {
             version.rsplit_once('-').unwrap().1
         );
     }
+    // The index beside them (docs/PROTOCOL.md §4), as the agent reads it: in the order printed.
+    let index = s
+        .client
+        .get("/repository/typesafe/bundle/typesafe/visualizer/versions.json");
+    assert_eq!(index.status, 200);
+    assert_eq!(index.header("content-type"), Some("application/json"));
+    let digest = |i: usize| Digest::parse(s.versions[i].0.rsplit_once('-').unwrap().1).unwrap();
+    let mut element = [0u8; 512];
+    let mut scan = IndexScan::new(&mut element, digest(0), BundleId::of(&digest(1), None));
+    scan.feed(&index.body).unwrap();
+    let tag = scan
+        .finish()
+        .unwrap()
+        .expect("the first version was published before the second");
+    assert_eq!(tag.as_str(), s.versions[1].0.rsplit_once('-').unwrap().0);
 }
 
 #[test]

@@ -89,7 +89,7 @@ fn budget_checks(input: &[u8]) -> u32 {
 /// A platform that does nothing, so that the agent's generic code is compiled and linked.
 mod platform {
     use lockstep_core::agent::{
-        ConnectError, Connector, FetchError, Location, Repository, Sink, Store, StoreError, Time,
+        ConnectError, Connector, FetchError, IndexLocation, Location, Repository, Sink, Store, StoreError, Time,
     };
     use lockstep_core::deployer::{DeploymentId, Event, Record};
     use lockstep_core::time::{Instant, Now};
@@ -156,6 +156,15 @@ mod platform {
         ) -> Result<u64, FetchError> {
             Err(FetchError::NotFound)
         }
+
+        async fn fetch_index<W: embedded_io_async::Write>(
+            &self,
+            _: &IndexLocation<'_>,
+            _: &mut W,
+            _: &mut [u8],
+        ) -> Result<u64, FetchError> {
+            Err(FetchError::NotFound)
+        }
     }
 
     impl Sink for Nothing {
@@ -167,7 +176,10 @@ mod platform {
 
 fn agent_checks() -> u32 {
     use lockstep_core::agent::http::{HttpRepository, Url};
-    use lockstep_core::agent::{Agent, Buffers, Config, Location, Repository, Worker};
+    use lockstep_core::agent::{
+        Agent, Buffers, Config, IndexLocation, Location, Repository, Worker,
+    };
+    use lockstep_core::index::IndexScan;
     use platform::Nothing;
 
     let ledger = Ledger::new(heapless::Vec::<Retained, 2>::new(), 2);
@@ -216,7 +228,18 @@ fn agent_checks() -> u32 {
     };
     let (mut buf, mut out) = ([0u8; 2048], Nothing);
     let fetch = repository.fetch(&location, &mut out, &mut buf);
-    ok + u32::from(pin!(fetch).poll(&mut cx).is_ready())
+    ok += u32::from(pin!(fetch).poll(&mut cx).is_ready());
+    // A package's index, streamed into the scan that reads it.
+    let at = IndexLocation {
+        org: segment,
+        repo: segment,
+        package: segment,
+    };
+    let mut element = [0u8; 256];
+    let mut scan = IndexScan::new(&mut element, digest, BundleId::of(&digest, None));
+    let fetch = repository.fetch_index(&at, &mut scan, &mut buf);
+    ok += u32::from(pin!(fetch).poll(&mut cx).is_ready());
+    ok + u32::from(scan.finish().is_err())
 }
 
 fn conductr_checks(input: &[u8]) -> u32 {

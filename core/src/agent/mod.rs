@@ -96,7 +96,9 @@ use crate::service::{Asks, NotAdmitted};
 use crate::signature::Stamp;
 use crate::time::{Duration, Instant, Now};
 
-pub use store::{FetchError, FileKey, FileKind, Location, Repository, Store, StoreError};
+pub use store::{
+    FetchError, FileKey, FileKind, IndexLocation, Location, Repository, Store, StoreError,
+};
 pub use time::{ConnectError, Connector, Time, TimedOut, TlsError, with_deadline};
 pub use worker::{Buffers, Config, MAX_OBSERVED, Worker};
 

@@ -81,12 +81,25 @@ pub struct Location<'a> {
     pub digest: Digest,
 }
 
+/// Where a package's index of versions lives: `{org}/{repo}/{org}/{package}/versions.json`
+/// (docs/PROTOCOL.md §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct IndexLocation<'a> {
+    /// The organisation.
+    pub org: Segment<'a>,
+    /// The repository.
+    pub repo: Segment<'a>,
+    /// The package.
+    pub package: Segment<'a>,
+}
+
 /// Why a bundle could not be fetched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum FetchError {
-    /// The repository has no such version.
+    /// The repository has no such version (or, for an index, no index of the package).
     NotFound,
     /// The repository could not be reached, or the transfer broke off.
     Unreachable,
@@ -134,6 +147,16 @@ pub trait Repository {
     async fn fetch<W: Write>(
         &self,
         location: &Location<'_>,
+        out: &mut W,
+        buf: &mut [u8],
+    ) -> Result<u64, FetchError>;
+
+    /// Writes the body of the package's `versions.json` at `at` to `out`, using `buf` for the
+    /// transfer; returns how many bytes were written. [`FetchError::NotFound`] when the package
+    /// has none (an absent index is an empty one).
+    async fn fetch_index<W: Write>(
+        &self,
+        at: &IndexLocation<'_>,
         out: &mut W,
         buf: &mut [u8],
     ) -> Result<u64, FetchError>;

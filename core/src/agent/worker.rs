@@ -956,7 +956,7 @@ mod tests {
 
     use super::*;
     use crate::agent::http::testing::{FakeTime, Script, Scripted, block_on};
-    use crate::agent::{StoreError, TlsError};
+    use crate::agent::{IndexLocation, StoreError, TlsError};
     use crate::archive::OutOfBounds;
     use crate::conductr::bundles::tests::{
         BUNDLE_DIGEST, minimal, nested_unknown_fields, protocol_example,
@@ -1031,6 +1031,23 @@ mod tests {
             _: &mut [u8],
         ) -> Result<u64, FetchError> {
             self.fetches.set(self.fetches.get() + 1);
+            self.answer(out).await
+        }
+
+        async fn fetch_index<W: Write>(
+            &self,
+            _: &IndexLocation<'_>,
+            out: &mut W,
+            _: &mut [u8],
+        ) -> Result<u64, FetchError> {
+            self.fetches.set(self.fetches.get() + 1);
+            self.answer(out).await
+        }
+    }
+
+    impl Answers {
+        /// Carries out the next scripted answer.
+        async fn answer<W: Write>(&self, out: &mut W) -> Result<u64, FetchError> {
             let answer = self.script.borrow_mut().pop_front();
             let (bytes, error) = match answer.expect("a scripted answer for every fetch") {
                 Answer::Zip => (ZIP, None),

@@ -5,7 +5,7 @@ use core::fmt;
 use embedded_io_async::Write;
 
 use super::{Client, HttpError, Url, get_following};
-use crate::agent::{Connector, FetchError, Location, Repository, Time};
+use crate::agent::{Connector, FetchError, IndexLocation, Location, Repository, Time};
 use crate::text::len_u64;
 use crate::time::Duration;
 
@@ -16,18 +16,20 @@ pub const REPOSITORY_HEAD_LEN: usize = 2048;
 
 /// A repository served over HTTP: a version's zip is at
 /// `{base}/{org}/{repo}/{org}/{package}/{tag}-{digest}/{package}-{tag}-{digest}.zip`
-/// (docs/PROTOCOL.md §4; the digest in lowercase hex), as `lockstep sandbox`, a static file server
-/// over a `lockstep publish` directory, or Bintray's download area serve it.
+/// (docs/PROTOCOL.md §4; the digest in lowercase hex), a package's index at
+/// `{base}/{org}/{repo}/{org}/{package}/versions.json`, as `lockstep sandbox`, a static file
+/// server over a `lockstep publish` directory, or Bintray's download area serve them.
 ///
 /// Redirects are followed as [`get_following`] does (at most
 /// [`MAX_REDIRECTS`](super::MAX_REDIRECTS), never from https to http); the credentials
 /// ([`with_authorization`](Self::with_authorization)) go to the base URL's origin only.
 ///
-/// Each [`fetch`](Repository::fetch) splits its `buf`: the first half, but at most
-/// [`REPOSITORY_HEAD_LEN`] bytes, holds the heads; the rest carries a redirect's `Location`
-/// (up to half of it), then the body to `out`, one read at a time. A fetch opens its own connection and closes it when done: the buffer is
-/// the fetch's, so no client (and so no connection) outlives it, which costs one connect per
-/// bundle.
+/// Each [`fetch`](Repository::fetch) (and [`fetch_index`](Repository::fetch_index)) splits
+/// its `buf`: the first half, but at most [`REPOSITORY_HEAD_LEN`] bytes, holds the heads; the
+/// rest carries a redirect's `Location` (up to half of it), then the body to `out`, one read
+/// at a time. A fetch opens its own
+/// connection and closes it when done: the buffer is the fetch's, so no client (and so no
+/// connection) outlives it, which costs one connect per bundle.
 pub struct HttpRepository<'c, C: Connector, T: Time> {
     base: Url<'c>,
     connector: &'c C,
@@ -81,29 +83,22 @@ impl<'c, C: Connector, T: Time> HttpRepository<'c, C, T> {
     }
 }
 
-impl<C: Connector, T: Time> Repository for HttpRepository<'_, C, T> {
-    /// `GET`s the version's zip and writes its body to `out`, then flushes `out`. 404 is
-    /// [`FetchError::NotFound`]; any other status from 300 is [`FetchError::Status`]; a
-    /// connection that fails, times out or ends early is [`FetchError::Unreachable`]; an answer
-    /// that is not HTTP (or a `buf` too small for the heads) is [`FetchError::Protocol`]; an
-    /// error of `out` is [`FetchError::Write`].
-    async fn fetch<W: Write>(
+impl<C: Connector, T: Time> HttpRepository<'_, C, T> {
+    /// `GET`s `target` (following redirects) and writes the body to `out`, then flushes `out`:
+    /// what [`fetch`](Repository::fetch) and [`fetch_index`](Repository::fetch_index) share.
+    async fn get<W: Write>(
         &self,
-        location: &Location<'_>,
+        target: &dyn fmt::Display,
         out: &mut W,
         buf: &mut [u8],
     ) -> Result<u64, FetchError> {
         let head_len = (buf.len() / 2).min(REPOSITORY_HEAD_LEN);
         let (heads, transfer) = buf.split_at_mut(head_len);
         let mut client = Client::new(self.connector, self.time, heads, self.timeout);
-        let target = ZipTarget {
-            base: self.base.path(),
-            location,
-        };
         let head = get_following(
             &mut client,
             self.base.origin(),
-            &target,
+            target,
             self.authorization,
             transfer,
         )
@@ -124,6 +119,42 @@ impl<C: Connector, T: Time> Repository for HttpRepository<'_, C, T> {
         }
         out.flush().await.map_err(|_| FetchError::Write)?;
         Ok(total)
+    }
+}
+
+impl<C: Connector, T: Time> Repository for HttpRepository<'_, C, T> {
+    /// `GET`s the version's zip and writes its body to `out`, then flushes `out`. 404 is
+    /// [`FetchError::NotFound`]; any other status from 300 is [`FetchError::Status`]; a
+    /// connection that fails, times out or ends early is [`FetchError::Unreachable`]; an answer
+    /// that is not HTTP (or a `buf` too small for the heads) is [`FetchError::Protocol`]; an
+    /// error of `out` is [`FetchError::Write`].
+    async fn fetch<W: Write>(
+        &self,
+        location: &Location<'_>,
+        out: &mut W,
+        buf: &mut [u8],
+    ) -> Result<u64, FetchError> {
+        let target = ZipTarget {
+            base: self.base.path(),
+            location,
+        };
+        self.get(&target, out, buf).await
+    }
+
+    /// `GET`s `{base path}/{org}/{repo}/{org}/{package}/versions.json`, as
+    /// [`fetch`](Repository::fetch) a zip: the same redirects, credentials and statuses (404 is
+    /// [`FetchError::NotFound`], an absent index).
+    async fn fetch_index<W: Write>(
+        &self,
+        at: &IndexLocation<'_>,
+        out: &mut W,
+        buf: &mut [u8],
+    ) -> Result<u64, FetchError> {
+        let target = IndexTarget {
+            base: self.base.path(),
+            at,
+        };
+        self.get(&target, out, buf).await
     }
 }
 
@@ -174,15 +205,34 @@ impl fmt::Display for ZipTarget<'_, '_> {
     }
 }
 
+/// The request target of a package's index, under the base path.
+struct IndexTarget<'a, 'l> {
+    base: &'a str,
+    at: &'l IndexLocation<'l>,
+}
+
+impl fmt::Display for IndexTarget<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let IndexLocation { org, repo, package } = self.at;
+        write!(
+            f,
+            "{}/{org}/{repo}/{org}/{package}/versions.json",
+            self.base
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::format;
+    use std::string::String;
     use std::vec::Vec;
 
     use super::super::testing::{FakeTime, Out, Script, Scripted, block_on};
     use super::*;
     use crate::agent::TlsError;
-    use crate::bundle::{Digest, Segment};
+    use crate::bundle::{BundleId, Digest, Segment};
+    use crate::index::IndexScan;
 
     const HEX: &str = "6a1e3b5c9d0f4e2a8b7c6d5e4f3a2b1c0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
@@ -375,5 +425,141 @@ mod tests {
                 .starts_with("GET /typesafe/bundle/typesafe/visualizer/v2-")
         );
         assert!(connector.written(0).contains("\r\nHost: [::1]\r\n"));
+    }
+
+    // ---- the index ---------------------------------------------------------------------------
+
+    fn index_location() -> IndexLocation<'static> {
+        IndexLocation {
+            org: Segment::parse("typesafe").unwrap(),
+            repo: Segment::parse("bundle").unwrap(),
+            package: Segment::parse("visualizer").unwrap(),
+        }
+    }
+
+    /// Fetches the index from a repository at `base` whose connections answer `responses`.
+    fn fetch_index(
+        base: &str,
+        responses: impl IntoIterator<Item = Script>,
+        out: &mut Out,
+    ) -> (Result<u64, FetchError>, Scripted) {
+        let connector = Scripted::new(responses);
+        let time = FakeTime::default();
+        let repository = HttpRepository::new(
+            Url::parse(base).unwrap(),
+            &connector,
+            &time,
+            Duration::from_secs(5),
+        )
+        .with_authorization(Some("Bearer s3cr3t"));
+        let result = block_on(repository.fetch_index(&index_location(), out, &mut [0u8; 1024]));
+        (result, connector)
+    }
+
+    // docs/PROTOCOL.md §4: {base}/{org}/{repo}/{org}/{package}/versions.json, the body streamed
+    // (chunked, in small reads) to the writer, with the credentials.
+    #[test]
+    fn test_fetch_index_streams_the_body() {
+        let body: String = (0..40)
+            .map(|i| format!("{{\"version\": \"{i}-{HEX}\"}},"))
+            .collect();
+        let body = format!("[{}]", body.trim_end_matches(','));
+        let mut response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for chunk in body.as_bytes().chunks(300) {
+            response.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            response.extend_from_slice(chunk);
+            response.extend_from_slice(b"\r\n");
+        }
+        response.extend_from_slice(b"0\r\n\r\n");
+        let mut out = Out::default();
+        let (result, connector) = fetch_index(
+            "http://127.0.0.1:9005/repository/",
+            [Script::new().bytes(&response).max_read(97)],
+            &mut out,
+        );
+        assert_eq!(result, Ok(len_u64(body.len())));
+        assert_eq!(out.bytes, body.as_bytes());
+        assert_eq!(
+            connector.written(0),
+            "GET /repository/typesafe/bundle/typesafe/visualizer/versions.json HTTP/1.1\r\n\
+             Host: 127.0.0.1:9005\r\nConnection: keep-alive\r\nAuthorization: Bearer s3cr3t\r\n\r\n"
+        );
+    }
+
+    // Straight into the scan that reads it, as the worker streams it.
+    #[test]
+    fn test_fetch_index_into_a_scan() {
+        let old = Digest::parse(&"0".repeat(64)).unwrap();
+        let body = format!(r#"[{{"version": "a-{HEX}"}}, {{"version": "b-{old}"}}]"#);
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let connector = Scripted::new([Script::new().bytes(response.as_bytes()).max_read(5)]);
+        let time = FakeTime::default();
+        let base = Url::parse("http://127.0.0.1:9005/repository").unwrap();
+        let repository = HttpRepository::new(base, &connector, &time, Duration::from_secs(5));
+        let mut element = [0u8; 256];
+        let mut scan = IndexScan::new(
+            &mut element,
+            Digest::parse(HEX).unwrap(),
+            BundleId::of(&old, None),
+        );
+        let result =
+            block_on(repository.fetch_index(&index_location(), &mut scan, &mut [0u8; 1024]));
+        assert_eq!(result, Ok(len_u64(body.len())));
+        assert_eq!(scan.finish().unwrap().unwrap().as_str(), "b");
+    }
+
+    #[test]
+    fn test_fetch_index_statuses() {
+        let mut out = Out::default();
+        let not_found =
+            Script::new().bytes(b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nno!");
+        let (result, _) = fetch_index("http://127.0.0.1:9005/r", [not_found], &mut out);
+        assert_eq!(result, Err(FetchError::NotFound));
+        let error = Script::new().bytes(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n");
+        let (result, _) = fetch_index("http://127.0.0.1:9005/r", [error], &mut out);
+        assert_eq!(result, Err(FetchError::Status(503)));
+        let denied = Script::new().bytes(b"HTTP/1.1 401 No\r\nContent-Length: 0\r\n\r\n");
+        let (result, _) = fetch_index("http://127.0.0.1:9005/r", [denied], &mut out);
+        assert_eq!(result, Err(FetchError::Status(401)));
+        assert!(out.bytes.is_empty());
+    }
+
+    // A redirect is followed as a zip's is: to another origin without the credentials; a 404
+    // there is an absent index too.
+    #[test]
+    fn test_fetch_index_follows_a_redirect() {
+        let redirect = Script::new().bytes(
+            b"HTTP/1.1 302 Found\r\nLocation: https://cdn.example/i/versions.json\r\n\
+              Content-Length: 0\r\n\r\n",
+        );
+        let index = Script::new().bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]");
+        let mut out = Out::default();
+        let (result, connector) =
+            fetch_index("https://repo.example/r", [redirect, index], &mut out);
+        assert_eq!(result, Ok(2));
+        assert_eq!(out.bytes, b"[]");
+        assert!(
+            connector.written(0).starts_with(
+                "GET /r/typesafe/bundle/typesafe/visualizer/versions.json HTTP/1.1\r\n"
+            )
+        );
+        assert!(
+            connector
+                .written(0)
+                .contains("\r\nAuthorization: Bearer s3cr3t\r\n")
+        );
+        assert_eq!(
+            connector.written(1),
+            "GET /i/versions.json HTTP/1.1\r\nHost: cdn.example\r\nConnection: keep-alive\r\n\r\n"
+        );
+
+        let redirect = Script::new()
+            .bytes(b"HTTP/1.1 301 Moved\r\nLocation: /elsewhere/versions.json\r\n\r\n");
+        let gone = Script::new().bytes(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        let (result, _) = fetch_index("https://repo.example/r", [redirect, gone], &mut out);
+        assert_eq!(result, Err(FetchError::NotFound));
     }
 }
