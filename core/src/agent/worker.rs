@@ -7,8 +7,8 @@ use sha2::Digest as _;
 
 use super::http::{Client, HttpError, Method, Url};
 use super::{
-    Agent, Connector, FetchError, FileKey, FileKind, Job, Location, Repository, Retry, Sink, Store,
-    Time, with_deadline,
+    Agent, Connector, FetchError, FileKey, FileKind, IndexLocation, Job, Location, Repository,
+    Retry, Sink, Store, Time, with_deadline,
 };
 use crate::archive::{self, Inflater, RandomAccess};
 use crate::bundle::{BundleId, Digest, Segment};
@@ -20,6 +20,7 @@ use crate::conductr::multipart::{
 use crate::conductr::{ACCEPT_MULTIPART, BUNDLES_PATH, BundlePath, ScaleTarget};
 use crate::deployer::{BundleView, Command, CommandError, CommandKind, DeploymentId, Name, Reply};
 use crate::hocon::Document;
+use crate::index::{IndexError, IndexScan};
 use crate::journal::Journal;
 use crate::ledger::Shelf;
 use crate::text::{self, Cursor, InlineStr, len_u64};
@@ -175,6 +176,19 @@ fn download_failed(e: FetchError, too_large: bool) -> Attempt {
         FetchError::Tls(tls) => Attempt::Fatal(CommandError::Tls(tls)),
         FetchError::TooManyRedirects => Attempt::Fatal(CommandError::TooManyRedirects),
         FetchError::InsecureRedirect => Attempt::Fatal(CommandError::InsecureRedirect),
+    }
+}
+
+/// A name of a command as a path segment; `None` (a protocol error) when it is not one.
+fn segment(name: &Name) -> Option<Segment<'_>> {
+    Segment::parse(name.as_str()).ok()
+}
+
+/// An index that could not be read: never tried again (the same bytes would come back).
+fn index_failed(e: IndexError) -> CommandError {
+    match e {
+        IndexError::TooLarge => CommandError::TooLarge,
+        _ => CommandError::Protocol,
     }
 }
 
@@ -391,9 +405,6 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         [org, repo, package, tag]: [Name; 4],
         digest: Digest,
     ) -> Result<(Name, Name), CommandError> {
-        fn segment(name: &Name) -> Option<Segment<'_>> {
-            Segment::parse(name.as_str()).ok()
-        }
         let (Some(org), Some(repo), Some(package), Some(tag)) = (
             segment(&org),
             segment(&repo),
@@ -459,6 +470,73 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
             return Err(Attempt::Fatal(CommandError::DigestMismatch));
         }
         Ok(())
+    }
+
+    // ---- published before ------------------------------------------------------------------
+
+    /// Whether the version `new` of the package was published BEFORE the running bundle
+    /// `old`, by the package's `versions.json` (docs/PROTOCOL.md §4; the rules are
+    /// [`crate::index`]'s): `Some(tag of the running version)` when it was, `None` when it was
+    /// not or the index cannot tell (an absent index is an empty one). Tried again as an
+    /// idempotent request, each try within `download_limit`; an index that cannot be read is
+    /// [`CommandError::Protocol`], one over [`MAX_INDEX_LEN`](crate::index::MAX_INDEX_LEN)
+    /// [`CommandError::TooLarge`], neither tried again.
+    #[allow(
+        dead_code,
+        reason = "the deployer's downgrade check wires a command to it, in its own change"
+    )]
+    pub(super) async fn published_before(
+        &mut self,
+        retrying: Retrying<'_>,
+        [org, repo, package]: [Name; 3],
+        new: Digest,
+        old: BundleId,
+    ) -> Result<Option<Name>, CommandError> {
+        let (Some(org), Some(repo), Some(package)) =
+            (segment(&org), segment(&repo), segment(&package))
+        else {
+            return Err(CommandError::Protocol);
+        };
+        let at = IndexLocation { org, repo, package };
+        with_retries!(
+            self,
+            retrying,
+            self.try_published_before(&at, new, old).await
+        )
+    }
+
+    /// One try: the index streamed through a fresh [`IndexScan`] over `work.element`.
+    async fn try_published_before(
+        &mut self,
+        at: &IndexLocation<'_>,
+        new: Digest,
+        old: BundleId,
+    ) -> Result<Option<Name>, Attempt> {
+        let mut scan = IndexScan::new(&mut self.work.element, new, old);
+        let deadline = self
+            .time
+            .now()
+            .instant
+            .saturating_add(self.config.download_limit);
+        let fetched = with_deadline(
+            self.time,
+            deadline,
+            self.repository
+                .fetch_index(at, &mut scan, &mut self.work.io),
+        )
+        .await;
+        match fetched {
+            Err(_) => Err(Attempt::Retry(CommandError::TimedOut)),
+            // An absent index is an empty one: it tells of no downgrade.
+            Ok(Err(FetchError::NotFound)) => Ok(None),
+            // The scan refused what it was written: its own error says why.
+            Ok(Err(FetchError::Write)) => Err(Attempt::Fatal(match scan.finish() {
+                Err(e) => index_failed(e),
+                Ok(_) => CommandError::Protocol,
+            })),
+            Ok(Err(e)) => Err(download_failed(e, false)),
+            Ok(Ok(_)) => scan.finish().map_err(|e| Attempt::Fatal(index_failed(e))),
+        }
     }
 
     // ---- list ------------------------------------------------------------------------------
@@ -956,7 +1034,7 @@ mod tests {
 
     use super::*;
     use crate::agent::http::testing::{FakeTime, Script, Scripted, block_on};
-    use crate::agent::{IndexLocation, StoreError, TlsError};
+    use crate::agent::{StoreError, TlsError};
     use crate::archive::OutOfBounds;
     use crate::conductr::bundles::tests::{
         BUNDLE_DIGEST, minimal, nested_unknown_fields, protocol_example,
@@ -1014,6 +1092,8 @@ mod tests {
         Fails(FetchError),
         /// Never completes.
         Stalls,
+        /// Writes these bytes, as a package's index.
+        Index(&'static str),
     }
 
     /// A repository that answers each fetch with the next scripted answer, and counts them.
@@ -1054,6 +1134,7 @@ mod tests {
                 Answer::BrokenAfter(n, e) => (&ZIP[..n], Some(e)),
                 Answer::Fails(e) => (&[][..], Some(e)),
                 Answer::Stalls => return poll_fn(|_| Poll::Pending).await,
+                Answer::Index(text) => (text.as_bytes(), None),
             };
             out.write_all(bytes).await.map_err(|_| FetchError::Write)?;
             match error {
@@ -1388,6 +1469,115 @@ mod tests {
         assert_eq!(scaled, Ok(()));
         assert_eq!(bench.connector.connects(), 2);
         assert_eq!(bench.told(), [retry(2, CommandError::Status(503))]);
+    }
+
+    // ---- published before ----------------------------------------------------------------
+
+    // docs/PROTOCOL.md §4's example index, two of its versions: 1.0.0, then 1.1.0.
+    const V100: &str = "9f8928a01e3c4fe0bd04e70cca3b1604ba013dbd494578572959ebfc9331e4c7";
+    const V110: &str = "31a429beecdb00b6d192a96bf9cf6b129abc96c1f0c763db8c36494d8e878d47";
+    const INDEX: &str = r#"[
+  {"version": "1.0.0-9f8928a01e3c4fe0bd04e70cca3b1604ba013dbd494578572959ebfc9331e4c7", "published": "2026-12-01T14:59:13.023Z"},
+  {"version": "1.1.0-31a429beecdb00b6d192a96bf9cf6b129abc96c1f0c763db8c36494d8e878d47", "published": "2026-12-01T14:59:13.023Z"}
+]"#;
+
+    impl Bench {
+        /// Asks whether `new` was published before the running bundle of digest `old`.
+        fn published_before(&mut self, new: &str, old: &str) -> Result<Option<Name>, CommandError> {
+            let names = ["typesafe", "bundle", "visualizer"].map(|n| Name::new(n).unwrap());
+            let new = Digest::parse(new).unwrap();
+            let old = BundleId::of(&Digest::parse(old).unwrap(), None);
+            self.with_worker(async |worker, retrying| {
+                worker.published_before(retrying, names, new, old).await
+            })
+        }
+    }
+
+    #[test]
+    fn test_published_before_older_names_the_running_tag() {
+        let mut bench = Bench::new([Answer::Index(INDEX)]);
+        assert_eq!(
+            bench.published_before(V100, V110),
+            Ok(Some(Name::new("1.1.0").unwrap()))
+        );
+        assert_eq!(bench.repository.fetches.get(), 1);
+    }
+
+    #[test]
+    fn test_published_before_newer_is_none() {
+        let mut bench = Bench::new([Answer::Index(INDEX)]);
+        assert_eq!(bench.published_before(V110, V100), Ok(None));
+    }
+
+    // An absent index is an empty one: nothing to tell, nothing tried again.
+    #[test]
+    fn test_published_before_absent_index_is_none() {
+        let mut bench = Bench::new([Answer::Fails(FetchError::NotFound)]);
+        assert_eq!(bench.published_before(V100, V110), Ok(None));
+        assert_eq!(bench.repository.fetches.get(), 1);
+        assert_eq!(bench.told(), []);
+    }
+
+    // What the scan refuses comes back the same next time: fatal.
+    #[test]
+    fn test_published_before_refusals_are_fatal() {
+        let once = |answer, expected| {
+            let mut bench = Bench::new([answer]);
+            assert_eq!(bench.published_before(V100, V110), Err(expected));
+            assert_eq!(bench.repository.fetches.get(), 1, "{expected:?}");
+            assert_eq!(bench.told(), [], "{expected:?}");
+        };
+        once(Answer::Index("{}"), CommandError::Protocol);
+        once(
+            Answer::Index(r#"[{"version": "1.0.0"}]"#),
+            CommandError::Protocol,
+        );
+        // The array cut short: the transfer ended, the index did not.
+        once(
+            Answer::Index(&INDEX[..INDEX.len() - 1]),
+            CommandError::Protocol,
+        );
+        // A zip where the index should be.
+        once(Answer::Zip, CommandError::Protocol);
+        let huge = std::format!("[{}]", " ".repeat(16 * 1024 * 1024));
+        once(Answer::Index(huge.leak()), CommandError::TooLarge);
+        once(
+            Answer::Fails(FetchError::Status(403)),
+            CommandError::Status(403),
+        );
+    }
+
+    #[test]
+    fn test_published_before_retries_5xx_and_time_outs() {
+        let mut bench = Bench::new([
+            Answer::Fails(FetchError::Status(503)),
+            Answer::Fails(FetchError::Unreachable),
+            Answer::Index(INDEX),
+        ]);
+        assert_eq!(
+            bench.published_before(V100, V110),
+            Ok(Some(Name::new("1.1.0").unwrap()))
+        );
+        assert_eq!(bench.repository.fetches.get(), 3);
+        assert_eq!(
+            bench.told(),
+            [
+                retry(2, CommandError::Status(503)),
+                retry(3, CommandError::Unreachable)
+            ]
+        );
+
+        let mut bench = Bench::new([Answer::Stalls, Answer::Index(INDEX)]);
+        bench.config.download_limit = Duration::ZERO;
+        assert_eq!(bench.published_before(V110, V100), Ok(None));
+        assert_eq!(bench.told(), [retry(2, CommandError::TimedOut)]);
+
+        let mut bench = Bench::new((0..4).map(|_| Answer::Fails(FetchError::Status(500))));
+        assert_eq!(
+            bench.published_before(V100, V110),
+            Err(CommandError::Status(500))
+        );
+        assert_eq!(bench.repository.fetches.get(), 4);
     }
 
     /// Remembers what the agent tells it.
