@@ -383,15 +383,23 @@ impl fmt::Display for Reason {
             Self::AbortBody => f.write_str(
                 "the body of an abort must be {\"deploymentId\":\"<the id in the path>\", ...}",
             ),
-            Self::FailedVersion { failed, ago } => write!(
-                f,
-                "version {} failed {}s ago (deployment {}): {}; `lockstep deploy --retry` \
-                 deploys it again",
-                failed.tag,
-                ago.as_secs(),
-                failed.id,
-                failed.failure
-            ),
+            Self::FailedVersion { failed, ago } => {
+                write!(
+                    f,
+                    "version {} failed {}s ago (deployment {}): {}",
+                    failed.tag,
+                    ago.as_secs(),
+                    failed.id,
+                    failed.failure
+                )?;
+                // A refused downgrade says itself what deploys it: a retry alone would be
+                // refused again.
+                if failed.failure.is_downgrade() {
+                    Ok(())
+                } else {
+                    f.write_str("; `lockstep deploy --retry` deploys it again")
+                }
+            }
         }
     }
 }
@@ -429,6 +437,9 @@ impl From<Busy> for Reason {
 pub struct Asks {
     /// `"retry": true`: deploy the version even though its last deployment failed.
     pub retry: bool,
+    /// `"allow_downgrade": true`: deploy the version even though the repository published it
+    /// before the running one (the admitted [`Request::allow_downgrade`] carries it on).
+    pub allow_downgrade: bool,
 }
 
 /// Why [`Webhooks::accept`]'s `admit` did not admit a notification; nothing was created.
@@ -823,6 +834,10 @@ impl<const R: usize> Webhooks<R> {
         if fresh.is_some() && !self.replay.has_room(now.unix, self.config.window) {
             return Err(SignatureError::ReplayCacheFull.into());
         }
+        let asks = Asks {
+            retry: notification.retry && fresh.is_some(),
+            allow_downgrade: notification.allow_downgrade && fresh.is_some(),
+        };
         let request = Request {
             id,
             org: target.org,
@@ -832,9 +847,7 @@ impl<const R: usize> Webhooks<R> {
             digest: notification.version.digest,
             tags: target.tags,
             at: now.unix,
-        };
-        let asks = Asks {
-            retry: notification.retry && fresh.is_some(),
+            allow_downgrade: asks.allow_downgrade,
         };
         let admitted = admit(request, asks).map_err(|e| match e {
             NotAdmitted::Busy(busy) => Reason::Busy(busy),

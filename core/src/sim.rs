@@ -124,6 +124,7 @@ pub struct Cluster {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Answer {
     Resolved(Published),
+    Ordered(Option<Name>),
     ConfigFetched(Digest),
     Loaded(BundleId),
     Scaled,
@@ -152,6 +153,21 @@ impl Cluster {
                 }
             }
             CommandKind::Observe { .. } => Answer::Observed,
+            CommandKind::Order { digest, old, .. } => {
+                // The repository's index lists `published` in order; version i has tag `v{i}`.
+                const TAGS: [&str; MAX_PUBLISHED] = ["v0", "v1", "v2", "v3", "v4", "v5"];
+                let new = self.published.iter().position(|p| p.digest == digest);
+                let running = self
+                    .published
+                    .iter()
+                    .position(|p| old.is_of_bundle(&p.digest));
+                Answer::Ordered(match (new, running) {
+                    (Some(new), Some(running)) if new < running => {
+                        TAGS.get(running).map(|tag| Name::truncated(tag))
+                    }
+                    _ => None,
+                })
+            }
             CommandKind::FetchConfig { bundle } => match self.get(bundle).and_then(|b| b.config) {
                 Some(config) => Answer::ConfigFetched(config),
                 None => Answer::Failed(CommandError::Status(404)),
@@ -529,6 +545,7 @@ impl<const D: usize> World<D> {
                     compatibility_version: p.compat.as_str(),
                 },
             ),
+            Answer::Ordered(before) => self.reply(&c, Reply::Ordered { before }),
             Answer::ConfigFetched(config) => self.reply(&c, Reply::ConfigFetched { config }),
             Answer::Loaded(id) => self.reply(&c, Reply::Loaded { id }),
             Answer::Scaled => self.reply(&c, Reply::Scaled),
@@ -786,6 +803,8 @@ pub mod fixture {
 
     /// The running version.
     pub const OLD: u8 = 0xA0;
+    /// A compatible version published before the running one: a downgrade.
+    pub const OLDER: u8 = 0xA1;
     /// A compatible newer version.
     pub const NEW: u8 = 0xB0;
     /// Another, newer.
@@ -819,6 +838,7 @@ pub mod fixture {
         let old = SimBundle::running(old_id(config), "visualizer", "1", configuration, scale);
         let _ = cluster.bundles.push(old);
         let versions = [
+            (OLDER, "1"),
             (OLD, "1"),
             (NEW, "1"),
             (NEWER, "1"),
@@ -846,6 +866,7 @@ pub mod fixture {
             digest: digest(version),
             tags: Tags::NONE,
             at: UnixTime::from_secs(1_700_000_000),
+            allow_downgrade: false,
         }
     }
 }

@@ -18,9 +18,12 @@
 //!
 //! [`Digest`]: crate::bundle::Digest
 
+use core::cell::Cell;
 use core::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 
 use crate::bundle::{Segment, SegmentError, Version, VersionError};
 use crate::json::{self, RawStr, ScanError};
@@ -253,9 +256,14 @@ pub enum Field {
     ReleaseNotes,
     /// `retry` (a boolean)
     Retry,
+    /// `allow_downgrade` (a boolean)
+    AllowDowngrade,
 }
 
 impl Field {
+    /// The boolean fields, in [`RawBody`]'s order.
+    const FLAGS: [Self; 2] = [Self::Retry, Self::AllowDowngrade];
+
     /// The string fields, in [`RawBody`]'s order.
     const ALL: [Self; 4] = [
         Self::Package,
@@ -272,6 +280,7 @@ impl Field {
             Self::Released => "released",
             Self::ReleaseNotes => "release_notes",
             Self::Retry => "retry",
+            Self::AllowDowngrade => "allow_downgrade",
         }
     }
 }
@@ -293,7 +302,7 @@ pub enum BodyError {
     Missing(Field),
     /// A field holds something other than a string (`null` is accepted for the optional ones).
     NotAString(Field),
-    /// `retry` holds something other than `true`, `false` or `null`.
+    /// `retry` or `allow_downgrade` holds something other than `true`, `false` or `null`.
     NotABoolean(Field),
     /// `package` is not a valid segment.
     Package(SegmentError),
@@ -371,6 +380,10 @@ pub struct Notification<'a> {
     /// own member, sent by `lockstep deploy --retry`; the service honours it only under
     /// lockstep's signature, which covers the body).
     pub retry: bool,
+    /// `"allow_downgrade": true`: deploy this version even though it was published before the
+    /// running one (lockstep's own member, sent by `lockstep deploy --allow-downgrade`; the
+    /// service honours it only under lockstep's signature).
+    pub allow_downgrade: bool,
 }
 
 /// Parses a webhook body within `limit`.
@@ -383,12 +396,18 @@ pub fn parse_body(body: &[u8], limit: BodyLimit) -> Result<Notification<'_>, Bod
     }
     // The scan accepted the body, so serde-json-core cannot fail on syntax; the visitor records
     // the first problem with the fields instead of failing, to say which field it was.
-    // `retry` is the one member read as something else than a string: a value of another
-    // type there is the only way the typed read can fail on a body the scan accepted.
-    let (raw, _) = serde_json_core::from_slice::<RawBody<'_>>(body).map_err(|e| match e {
-        serde_json_core::de::Error::InvalidType => BodyError::NotABoolean(Field::Retry),
-        _ => BodyError::Json(ScanError::Syntax { at: 0 }),
-    })?;
+    // The flags (`retry`, `allow_downgrade`) are the members read as something else than a
+    // string: a value of another type there is the only way the typed read can fail on a body
+    // the scan accepted, and `reading` says which flag it was.
+    let reading = Cell::new(Field::Retry);
+    let mut de = serde_json_core::de::Deserializer::new(body, None);
+    let raw = BodySeed { reading: &reading }
+        .deserialize(&mut de)
+        .and_then(|raw| de.end().map(|_| raw))
+        .map_err(|e| match e {
+            serde_json_core::de::Error::InvalidType => BodyError::NotABoolean(reading.get()),
+            _ => BodyError::Json(ScanError::Syntax { at: 0 }),
+        })?;
     if let Some(problem) = raw.problem {
         return Err(problem);
     }
@@ -419,24 +438,34 @@ pub fn parse_body(body: &[u8], limit: BodyLimit) -> Result<Notification<'_>, Bod
         version,
         released,
         release_notes,
-        retry: raw.retry.unwrap_or(false),
+        retry: raw.flags[0].unwrap_or(false),
+        allow_downgrade: raw.flags[1].unwrap_or(false),
     })
 }
 
 /// The body's known fields, as raw JSON string contents (escapes not decoded), in
-/// [`Field::ALL`] order; `None` when absent or `null`.
+/// [`Field::ALL`] order, and its flags, in [`Field::FLAGS`] order; `None` when absent or `null`.
 struct RawBody<'a> {
     fields: [Option<&'a str>; 4],
-    /// `retry`, when present and not `null`.
-    retry: Option<bool>,
+    flags: [Option<bool>; 2],
     problem: Option<BodyError>,
 }
 
-impl<'de> Deserialize<'de> for RawBody<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct BodyVisitor;
+/// Reads a [`RawBody`], telling `reading` which flag it reads: a read of a flag is the one
+/// that fails on a value of another type.
+struct BodySeed<'c> {
+    reading: &'c Cell<Field>,
+}
 
-        impl<'de> Visitor<'de> for BodyVisitor {
+impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = RawBody<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        struct BodyVisitor<'c> {
+            reading: &'c Cell<Field>,
+        }
+
+        impl<'de> Visitor<'de> for BodyVisitor<'_> {
             type Value = RawBody<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -446,21 +475,26 @@ impl<'de> Deserialize<'de> for RawBody<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut body = RawBody {
                     fields: [None; 4],
-                    retry: None,
+                    flags: [None; 2],
                     problem: None,
                 };
                 let mut seen = [false; 4];
-                let mut seen_retry = false;
+                let mut seen_flags = [false; 2];
                 while let Some(RawStr(key)) = map.next_key::<RawStr<'de>>()? {
-                    if json::unescaped_eq(key, Field::Retry.name()) {
+                    let flag = Field::FLAGS
+                        .iter()
+                        .zip(body.flags.iter_mut().zip(seen_flags.iter_mut()))
+                        .find(|(field, _)| json::unescaped_eq(key, field.name()));
+                    if let Some((&field, (slot, seen))) = flag {
                         // A value other than a boolean or `null` fails the read:
                         // `NotABoolean` (see `parse_body`).
+                        self.reading.set(field);
                         let value = map.next_value::<Option<bool>>()?;
-                        if seen_retry && body.problem.is_none() {
-                            body.problem = Some(BodyError::Duplicate(Field::Retry));
+                        if *seen && body.problem.is_none() {
+                            body.problem = Some(BodyError::Duplicate(field));
                         }
-                        seen_retry = true;
-                        body.retry = value;
+                        *seen = true;
+                        *slot = value;
                         continue;
                     }
                     let known = Field::ALL
@@ -494,7 +528,9 @@ impl<'de> Deserialize<'de> for RawBody<'de> {
             }
         }
 
-        deserializer.deserialize_map(BodyVisitor)
+        deserializer.deserialize_map(BodyVisitor {
+            reading: self.reading,
+        })
     }
 }
 
@@ -994,5 +1030,49 @@ mod tests {
         // An escaped key is the same member.
         let escaped = format!(r#"{{"package":"a","version":"v1-{DIGEST}","r\u0065try":true}}"#);
         assert!(parse(&escaped).unwrap().retry);
+    }
+
+    #[test]
+    fn test_allow_downgrade_is_a_boolean_member_of_its_own() {
+        let with =
+            |members: &str| format!(r#"{{"package":"a","version":"v1-{DIGEST}",{members}}}"#);
+        let flags = |body: &str| {
+            let n = parse(body).unwrap();
+            (n.retry, n.allow_downgrade)
+        };
+        assert_eq!(flags(&body(&format!("v1-{DIGEST}"))), (false, false));
+        assert_eq!(flags(&with(r#""allow_downgrade":true"#)), (false, true));
+        assert_eq!(flags(&with(r#""allow_downgrade":null"#)), (false, false));
+        assert_eq!(flags(&with(r#""allow_downgrade":false"#)), (false, false));
+        assert_eq!(
+            flags(&with(r#""retry":true,"allow_downgrade":true"#)),
+            (true, true)
+        );
+        // A bad value names the member it is in, whichever comes first.
+        for (members, field) in [
+            (
+                r#""retry":true,"allow_downgrade":"yes""#,
+                Field::AllowDowngrade,
+            ),
+            (r#""allow_downgrade":true,"retry":1"#, Field::Retry),
+            (
+                r#""allow_downgrade":[],"retry":true"#,
+                Field::AllowDowngrade,
+            ),
+        ] {
+            assert_eq!(
+                parse(&with(members)),
+                Err(BodyError::NotABoolean(field)),
+                "{members}"
+            );
+        }
+        assert_eq!(
+            format!("{}", BodyError::NotABoolean(Field::AllowDowngrade)),
+            "field `allow_downgrade` must be true or false"
+        );
+        assert_eq!(
+            parse(&with(r#""allow_downgrade":true,"allow_downgrade":true"#)),
+            Err(BodyError::Duplicate(Field::AllowDowngrade))
+        );
     }
 }

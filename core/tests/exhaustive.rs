@@ -10,8 +10,8 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::time::Instant;
 
-use lockstep_core::deployer::{Outcome, Policy, Rollback};
-use lockstep_core::sim::fixture::{NEW, cluster, request};
+use lockstep_core::deployer::{Cause, Outcome, Policy, Rollback};
+use lockstep_core::sim::fixture::{NEW, OLDER, cluster, request};
 use lockstep_core::sim::{Step, World};
 use lockstep_core::time::Duration;
 
@@ -20,9 +20,9 @@ const MAX_RESTARTS: u8 = 1;
 /// No path may be longer: every deployment ends within this many steps.
 const MAX_DEPTH: u32 = 200;
 
-fn world(n: u32, policy: Policy) -> World<1> {
+fn world(n: u32, policy: Policy, version: u8) -> World<1> {
     let mut world = World::new(policy, cluster(n, true));
-    world.notify(request(1, NEW)).unwrap();
+    world.notify(request(1, version)).unwrap();
     world
 }
 
@@ -34,11 +34,13 @@ struct Explored {
     successes: usize,
     rolled_back: usize,
     other_failures: usize,
+    /// Failures that refused a downgrade.
+    downgrades: usize,
     longest: u32,
 }
 
 /// Breadth-first over every interleaving; panics with the path to the first broken promise.
-fn explore(n: u32, policy: Policy) -> Explored {
+fn explore(n: u32, policy: Policy, version: u8) -> Explored {
     let hashers = (RandomState::new(), RandomState::new());
     let key = |w: &World<1>, budget: (u8, u8)| -> Key {
         (
@@ -46,7 +48,7 @@ fn explore(n: u32, policy: Policy) -> Explored {
             hashers.1.hash_one((w, budget)),
         )
     };
-    let start = world(n, policy);
+    let start = world(n, policy, version);
     let start_key = key(&start, (0, 0));
     // Each visited state's parent and the step that reached it, to print a counterexample.
     let mut parent: HashMap<Key, Option<(Key, Step)>> = HashMap::new();
@@ -58,6 +60,7 @@ fn explore(n: u32, policy: Policy) -> Explored {
         successes: 0,
         rolled_back: 0,
         other_failures: 0,
+        downgrades: 0,
         longest: 0,
     };
     let path = |parent: &HashMap<Key, Option<(Key, Step)>>, mut at: Key| {
@@ -84,6 +87,14 @@ fn explore(n: u32, policy: Policy) -> Explored {
                     if let Rollback::Failed { .. } = f.rollback {
                         // A failure whose rollback faulted says so.
                         assert!(f.to_string().contains("the rollback failed too"));
+                    }
+                    if let Cause::Downgrade { .. } = f.cause {
+                        explored.downgrades += 1;
+                    }
+                    if version == OLDER {
+                        // Refused (or failed earlier) before anything was loaded or scaled.
+                        assert_eq!(world.cluster.bundles.len(), 1, "N = {n}");
+                        assert_eq!(world.cluster.bundles[0].scale, Some(n), "N = {n}");
                     }
                     if let Rollback::Completed { .. } = f.rollback {
                         explored.rolled_back += 1;
@@ -151,10 +162,31 @@ fn test_exhaustive_lockstep_with_a_settle_time_n_1_to_5() {
     run(policy, " (settle 5s)");
 }
 
+/// A version published before the running one: every path ends failed, most of them refusing
+/// the downgrade; none loads or scales anything.
+#[test]
+fn test_exhaustive_downgrade_n_1_to_3() {
+    for n in 1..=3 {
+        let started = Instant::now();
+        let e = explore(n, Policy::default(), OLDER);
+        println!(
+            "N = {n} (a downgrade): {} states explored, {} ends ({} refused downgrades, {} \
+             other failures), {:.1?}",
+            e.states,
+            e.ends,
+            e.downgrades,
+            e.other_failures - e.downgrades,
+            started.elapsed()
+        );
+        assert_eq!((e.successes, e.rolled_back), (0, 0));
+        assert!(e.downgrades > 0);
+    }
+}
+
 fn run(policy: Policy, what: &str) {
     for n in 1..=5 {
         let started = Instant::now();
-        let e = explore(n, policy);
+        let e = explore(n, policy, NEW);
         println!(
             "N = {n}{what}: {} states explored, {} ends ({} successes, {} rolled back, {} other \
              failures), longest path {} steps, {:.1?}",

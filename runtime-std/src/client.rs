@@ -293,13 +293,14 @@ pub struct Notice<'a> {
     pub package: Segment<'a>,
     /// The version.
     pub version: &'a Version<'a>,
-    /// `"retry": true`, when asked.
+    /// `"retry": true`, `"allow_downgrade": true`, when asked.
     pub asks: Asks,
 }
 
 /// The body of a webhook for `version` of `package`: the official client's two fields, and
 /// `released`, the time it is sent (RFC 3339, milliseconds), as Bintray's webhook had one;
-/// and `"retry": true` when `asks` it (lockstep's own member, docs/PROTOCOL.md §1).
+/// and `"retry": true`, `"allow_downgrade": true` when `asks` them (lockstep's own members,
+/// docs/PROTOCOL.md §1).
 /// The service does not interpret `released`; it makes each notification's body, and so its
 /// `X-Lockstep-Signature`, its own, so that a second notification of a version (a `lockstep
 /// deploy` right after `lockstep publish --notify`) is never taken for a replay of the first.
@@ -313,6 +314,9 @@ pub fn webhook_body(notice: &Notice<'_>, sent: SystemTime) -> Vec<u8> {
     }
     if notice.asks.retry {
         body["retry"] = true.into();
+    }
+    if notice.asks.allow_downgrade {
+        body["allow_downgrade"] = true.into();
     }
     body.to_string().into_bytes()
 }
@@ -425,21 +429,41 @@ mod tests {
         assert_eq!(json["version"], format!("1.1.0-{}", "ab".repeat(32)));
         assert_eq!(json["released"], "2025-12-02T00:00:00.123Z");
         assert_eq!(json.get("retry"), None);
+        assert_eq!(json.get("allow_downgrade"), None);
         // A millisecond later, another body: another signature, never a replay.
         let later = webhook_body(&notice, at + StdDuration::from_millis(1));
         assert_ne!(body, later);
         // Asked to retry, it says so; core's parser reads it back.
         let retry = webhook_body(
             &Notice {
-                asks: Asks { retry: true },
+                asks: Asks {
+                    retry: true,
+                    allow_downgrade: false,
+                },
                 ..notice
             },
             at,
         );
         let json: serde_json::Value = serde_json::from_slice(&retry).unwrap();
         assert_eq!(json["retry"], true);
+        assert_eq!(json.get("allow_downgrade"), None);
         let parsed = lockstep_core::webhook::parse_body(&retry, Default::default()).unwrap();
-        assert!(parsed.retry);
+        assert!(parsed.retry && !parsed.allow_downgrade);
+        // Asked to allow a downgrade, likewise.
+        let downgrade = webhook_body(
+            &Notice {
+                asks: Asks {
+                    retry: false,
+                    allow_downgrade: true,
+                },
+                ..notice
+            },
+            at,
+        );
+        let json: serde_json::Value = serde_json::from_slice(&downgrade).unwrap();
+        assert_eq!(json["allow_downgrade"], true);
+        let parsed = lockstep_core::webhook::parse_body(&downgrade, Default::default()).unwrap();
+        assert!(parsed.allow_downgrade && !parsed.retry);
     }
 
     #[test]

@@ -107,6 +107,9 @@ pub struct Options {
     pub repository_credentials: Option<PathBuf>,
     /// `--retry`: deploy the version even though its last deployment failed.
     pub retry: bool,
+    /// `--allow-downgrade`: deploy the version even though it was published before the
+    /// running one.
+    pub allow_downgrade: bool,
 }
 
 impl Options {
@@ -126,6 +129,7 @@ impl Options {
             ca_file: None,
             repository_credentials: None,
             retry: false,
+            allow_downgrade: false,
         }
     }
 }
@@ -400,6 +404,7 @@ pub fn run(
             version: &version,
             asks: Asks {
                 retry: options.retry,
+                allow_downgrade: options.allow_downgrade,
             },
         },
         options.scheme,

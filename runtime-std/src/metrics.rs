@@ -64,6 +64,7 @@ pub const fn command(kind: &CommandKind) -> &'static str {
     match kind {
         CommandKind::Resolve { .. } => "resolve",
         CommandKind::Observe { .. } => "observe",
+        CommandKind::Order { .. } => "order",
         CommandKind::FetchConfig { .. } => "fetch_config",
         CommandKind::Load { .. } => "load",
         CommandKind::Scale { .. } => "scale",

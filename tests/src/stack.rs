@@ -341,6 +341,22 @@ pub struct Ran {
     pub stderr: String,
 }
 
+/// `lockstep deploy -y <args>` against `v`, resolving in `s`'s repository, signing with
+/// [`SECRET`], in a home of its own.
+pub fn deploy_cli(s: &Sandbox, v: &Serve, args: &[&str]) -> Ran {
+    let home = TempDir::new("lockstep-deploy-home");
+    let url = format!("http://{}", v.client.addr);
+    let repository = format!("{}/repository", s.url());
+    let mut all = vec!["deploy", "-y", "--url", &url, "--repository", &repository];
+    all.extend_from_slice(args);
+    let home = home.path().to_str().expect("UTF-8");
+    run_lockstep(
+        &all,
+        &[("HOME", home), ("BINTRAY_WEBHOOK_SECRET", SECRET)],
+        b"",
+    )
+}
+
 /// Runs `lockstep <args>` without any webhook secret or `LOCKSTEP_*` setting of the test's own
 /// environment, with `stdin` as its input, until it exits.
 ///

@@ -164,6 +164,7 @@ fn request(id: u8, tag: &str, digest: &str) -> Request {
         digest: Digest::parse(digest).unwrap(),
         tags: Tags::NONE,
         at: lockstep_core::time::UnixTime::from_secs(1_700_000_000),
+        allow_downgrade: false,
     }
 }
 

@@ -5,11 +5,10 @@
 
 use lockstep_core::signature::bintray_sign;
 use lockstep_tests::Response;
-use lockstep_tests::TempDir;
 use lockstep_tests::stack::{
-    HOOK, Ran, SECRET, Sandbox, Serve, Version, accepted, assert_cluster_replaced_at_scale_3,
-    assert_history_within_2_to_4, assert_refused, assert_succeeded, ended, failure, listing, mark,
-    notify, now_secs, post, post_signed, run_lockstep, sandbox, secret, serve, serve_on,
+    HOOK, SECRET, Serve, Version, accepted, assert_cluster_replaced_at_scale_3,
+    assert_history_within_2_to_4, assert_refused, assert_succeeded, deploy_cli as deploy, ended,
+    failure, listing, mark, notify, now_secs, post, post_signed, sandbox, secret, serve, serve_on,
     serve_runtime, the_running_bundle,
 };
 
@@ -29,21 +28,6 @@ fn redeliver(v: &Serve, version: &Version) -> Response {
 /// The body of a webhook for `version` of the demo's bundle asking to retry it.
 fn retry_body(full: &str) -> String {
     format!(r#"{{"package":"visualizer","version":"{full}","retry":true}}"#)
-}
-
-/// `lockstep deploy -y <args>` against `v`, resolving in `s`'s repository.
-fn deploy(s: &Sandbox, v: &Serve, args: &[&str]) -> Ran {
-    let home = TempDir::new("lockstep-deploy-home");
-    let url = format!("http://{}", v.client.addr);
-    let repository = format!("{}/repository", s.url());
-    let mut all = vec!["deploy", "-y", "--url", &url, "--repository", &repository];
-    all.extend_from_slice(args);
-    let home = home.path().to_str().expect("UTF-8");
-    run_lockstep(
-        &all,
-        &[("HOME", home), ("BINTRAY_WEBHOOK_SECRET", SECRET)],
-        b"",
-    )
 }
 
 /// The 409 line for `tag` failed in deployment `id` with `failure`.

@@ -415,14 +415,17 @@ fn test_serve_pending_deployment_is_superseded_by_a_later_one() {
     let original = the_running_bundle(&s);
     let mark = mark(&s);
     // Three versions of the key: A and B are the compatible ones; C is the running version
-    // itself (notification order decides, not versions).
+    // itself (notification order decides, not versions). C is published before A, which it
+    // replaces: its webhook allows the downgrade (docs/DESIGN.md rule 12).
     let (a, b, c) = (s.compatible(0), s.compatible(1), s.running());
     let id_a = accepted(&v, &notify(&v, &a), "/deployments");
     // A is active while B and C arrive: whichever of B and C resolves first, B ends
     // superseded by C (pending B replaced by later C, or B notified earlier than pending C).
     wait_until_deploying(&v, &id_a);
     let id_b = accepted(&v, &notify(&v, &b), "/deployments");
-    let id_c = accepted(&v, &notify(&v, &c), "/deployments");
+    let allowing = c.body().replace('}', r#","allow_downgrade":true}"#);
+    let r = post_signed(&v, HOOK, allowing.as_bytes(), now_secs());
+    let id_c = accepted(&v, &r, "/deployments");
     let events_b = ended(&v, &id_b);
     assert_eq!(failure(&events_b), format!("superseded by {id_c}"));
     assert!(

@@ -284,6 +284,7 @@ fn deployer_checks(input: &[u8]) -> u32 {
         digest: Digest::from_bytes([input.first().copied().unwrap_or(0); 32]),
         tags: deployer::Tags::NONE,
         at: now.unix,
+        allow_downgrade: false,
     };
     let mut ok = u32::from(machine.handle_notification(now, request).is_ok());
     let mut ledger = Ledger::<2, heapless::Vec<Retained, 2>>::new(heapless::Vec::new(), 2);

@@ -279,13 +279,21 @@ impl<const N: usize, S: Sink, H: Shelf, J: Journal> Agent<N, S, H, J> {
     /// busy ([`Deployer::handle_notification`]); or refused because the version's last
     /// deployment failed ([`Ledger::failed_version`], docs/DESIGN.md rule 11), unless a
     /// deployment of it is in flight (a redelivery is answered its id) or the webhook
-    /// [`Asks`] to retry it.
+    /// [`Asks`] to retry it; a refused downgrade (rule 12) is lifted only by a request that
+    /// allows the downgrade, and by nothing else.
     pub fn notify(&self, now: Now, request: Request, asks: Asks) -> Result<Admitted, NotAdmitted> {
         let digest = request.digest;
         let failed = self.read(|deployer, ledger| {
-            (!asks.retry && deployer.in_flight_of(&digest).is_none())
-                .then(|| ledger.failed_version(&digest))
-                .flatten()
+            if deployer.in_flight_of(&digest).is_some() {
+                return None;
+            }
+            ledger.failed_version(&digest).filter(|failed| {
+                if failed.failure.is_downgrade() {
+                    !request.allow_downgrade
+                } else {
+                    !asks.retry
+                }
+            })
         });
         if let Some(failed) = failed {
             return Err(NotAdmitted::Failed(failed));

@@ -372,7 +372,16 @@ fn test_a_failed_version_is_refused_until_a_webhook_asks_to_retry_it() {
     assert!(agent.notify(now(2), request(3), Asks::default()).is_ok());
     // Asked to retry: a new deployment, and while it runs a redelivery without `retry` is
     // answered its id.
-    let retried = agent.notify(now(3), again, Asks { retry: true }).unwrap();
+    let retried = agent
+        .notify(
+            now(3),
+            again,
+            Asks {
+                retry: true,
+                ..Asks::default()
+            },
+        )
+        .unwrap();
     assert_eq!((retried.id, retried.redelivery), (again.id, false));
     let redelivered = crate::sim::fixture::request(4, 1);
     let answer = agent.notify(now(3), redelivered, Asks::default()).unwrap();
@@ -388,4 +397,106 @@ fn test_an_aborted_version_is_not_held() {
     let again = crate::sim::fixture::request(2, 1);
     let admitted = agent.notify(now(2), again, Asks::default()).unwrap();
     assert!(!admitted.redelivery);
+}
+
+/// Runs `request`'s deployment to its Order command, the old bundle (version `OLD`) running
+/// at 1, and answers that the repository published the new version before it.
+fn refuse_as_a_downgrade(agent: &Agent<4, Quiet, Shelf, Recorder>, request: Request) {
+    use crate::sim::fixture::{OLD, old_id};
+    agent.notify(now(0), request, Asks::default()).unwrap();
+    finish(
+        agent,
+        take(agent),
+        Reply::Resolved {
+            name: "visualizer",
+            compatibility_version: "1",
+        },
+    );
+    let old = crate::deployer::BundleView {
+        id: old_id(false),
+        name: "visualizer",
+        compatibility_version: "1",
+        tags: heapless::Vec::new(),
+        scale: Some(1),
+        started: 1,
+        starting: 0,
+        has_error: false,
+    };
+    finish(agent, take(agent), Reply::Observed { bundles: &[old] });
+    let job = take(agent);
+    assert!(
+        matches!(
+            job,
+            Some(Job::Command(Command {
+                kind: CommandKind::Order { old, .. },
+                ..
+            })) if old == old_id(false)
+        ),
+        "{job:?} (version {OLD:#x} runs)"
+    );
+    let before = Some(Name::truncated("1.1.0"));
+    finish(agent, job, Reply::Ordered { before });
+}
+
+#[test]
+fn test_a_refused_downgrade_is_held_until_a_webhook_allows_it() {
+    use crate::sim::fixture::OLDER;
+    let (agent, _) = agent(4);
+    let first = crate::sim::fixture::request(1, OLDER);
+    refuse_as_a_downgrade(&agent, first);
+    assert!(agent.read(|d, _| d.is_empty()));
+    // The same version again: refused, even when it asks to retry.
+    let again = crate::sim::fixture::request(2, OLDER);
+    for asks in [
+        Asks::default(),
+        Asks {
+            retry: true,
+            ..Asks::default()
+        },
+    ] {
+        let Err(NotAdmitted::Failed(failed)) = agent.notify(now(2), again, asks) else {
+            panic!("refused as a downgrade ({asks:?})")
+        };
+        assert_eq!(failed.id, first.id);
+        assert!(failed.failure.is_downgrade());
+    }
+    // Allowing the downgrade admits it.
+    let allowing = Request {
+        allow_downgrade: true,
+        ..again
+    };
+    let admitted = agent
+        .notify(
+            now(3),
+            allowing,
+            Asks {
+                allow_downgrade: true,
+                ..Asks::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((admitted.id, admitted.redelivery), (again.id, false));
+}
+
+#[test]
+fn test_allowing_a_downgrade_does_not_lift_another_failure() {
+    let (agent, _) = agent(4);
+    agent.notify(now(0), request(1), Asks::default()).unwrap();
+    finish(
+        &agent,
+        take(&agent),
+        Reply::Failed(CommandError::DigestMismatch),
+    );
+    let again = Request {
+        allow_downgrade: true,
+        ..crate::sim::fixture::request(2, 1)
+    };
+    let asks = Asks {
+        allow_downgrade: true,
+        ..Asks::default()
+    };
+    assert!(matches!(
+        agent.notify(now(2), again, asks),
+        Err(NotAdmitted::Failed(_))
+    ));
 }

@@ -184,11 +184,14 @@ fn segment(name: &Name) -> Option<Segment<'_>> {
     Segment::parse(name.as_str()).ok()
 }
 
-/// An index that could not be read: never tried again (the same bytes would come back).
+/// An index that could not be read (malformed, or over a limit): never tried again (the same
+/// bytes would come back). [`CommandError::TooLarge`] would speak of a bundle: a failure line
+/// says `the answer could not be read` of any index lockstep cannot take.
 fn index_failed(e: IndexError) -> CommandError {
     match e {
-        IndexError::TooLarge => CommandError::TooLarge,
-        _ => CommandError::Protocol,
+        IndexError::Malformed | IndexError::ElementTooLarge | IndexError::TooLarge => {
+            CommandError::Protocol
+        }
     }
 }
 
@@ -353,6 +356,21 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
                     Reply::Observed { bundles: &views },
                 );
             }
+            CommandKind::Order {
+                org,
+                repo,
+                package,
+                digest,
+                old,
+            } => match self
+                .published_before(retrying, [org, repo, package], digest, old)
+                .await
+            {
+                Ok(before) => {
+                    agent.finish(self.id, self.time.now(), command, Reply::Ordered { before });
+                }
+                Err(e) => fail(agent, self.time, e),
+            },
             CommandKind::FetchConfig { bundle } => {
                 match self.fetch_config(retrying, deployment, bundle).await {
                     Ok(config) => agent.finish(
@@ -478,13 +496,9 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
     /// `old`, by the package's `versions.json` (docs/PROTOCOL.md §4; the rules are
     /// [`crate::index`]'s): `Some(tag of the running version)` when it was, `None` when it was
     /// not or the index cannot tell (an absent index is an empty one). Tried again as an
-    /// idempotent request, each try within `download_limit`; an index that cannot be read is
-    /// [`CommandError::Protocol`], one over [`MAX_INDEX_LEN`](crate::index::MAX_INDEX_LEN)
-    /// [`CommandError::TooLarge`], neither tried again.
-    #[allow(
-        dead_code,
-        reason = "the deployer's downgrade check wires a command to it, in its own change"
-    )]
+    /// idempotent request, each try within `download_limit`; an index that cannot be read, or
+    /// one over [`MAX_INDEX_LEN`](crate::index::MAX_INDEX_LEN), is
+    /// [`CommandError::Protocol`], not tried again.
     pub(super) async fn published_before(
         &mut self,
         retrying: Retrying<'_>,
@@ -1540,7 +1554,7 @@ mod tests {
         // A zip where the index should be.
         once(Answer::Zip, CommandError::Protocol);
         let huge = std::format!("[{}]", " ".repeat(16 * 1024 * 1024));
-        once(Answer::Index(huge.leak()), CommandError::TooLarge);
+        once(Answer::Index(huge.leak()), CommandError::Protocol);
         once(
             Answer::Fails(FetchError::Status(403)),
             CommandError::Status(403),
@@ -1620,6 +1634,7 @@ mod tests {
             digest: zip_digest(),
             tags: Tags::NONE,
             at: UnixTime::EPOCH,
+            allow_downgrade: false,
         };
         agent
             .notify(now, request, crate::service::Asks::default())

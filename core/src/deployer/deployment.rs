@@ -124,6 +124,7 @@ impl Deployment {
                 Some(ctx.step_deadline())
             }
             Phase::Targeting
+            | Phase::Ordering { .. }
             | Phase::FetchingConfig { .. }
             | Phase::Loading(_)
             | Phase::Observing(_) => Some(ctx.step_deadline()),
@@ -163,6 +164,7 @@ impl Deployment {
             && matches!(
                 self.record.phase,
                 Phase::Targeting
+                    | Phase::Ordering { .. }
                     | Phase::FetchingConfig { .. }
                     | Phase::Loading(_)
                     | Phase::Observing(_)
@@ -254,6 +256,13 @@ impl Deployment {
                 digest: r.request.digest,
             },
             Phase::Targeting | Phase::Observing(_) => observe,
+            Phase::Ordering { old, .. } => CommandKind::Order {
+                org: r.request.org,
+                repo: r.request.repo,
+                package: r.request.package,
+                digest: r.request.digest,
+                old,
+            },
             Phase::FetchingConfig { old, .. } => CommandKind::FetchConfig { bundle: old },
             Phase::Loading(plan) => CommandKind::Load {
                 digest: r.request.digest,
@@ -374,6 +383,10 @@ impl Deployment {
             ) => self.resolved(ctx, name, compatibility_version),
             (Phase::Resolving, Reply::Failed(e)) => self.fail(ctx, Cause::Resolve(e)),
             (Phase::Targeting, Reply::Observed { bundles }) => self.target(ctx, bundles),
+            (Phase::Ordering { old, scale }, Reply::Ordered { before }) => match before {
+                Some(running) => self.fail(ctx, Cause::Downgrade { running, old }),
+                None => self.replace(ctx, old, scale),
+            },
             (Phase::FetchingConfig { old, scale }, Reply::ConfigFetched { config }) => {
                 self.config_fetched(ctx, old, scale, config)
             }
@@ -417,6 +430,7 @@ impl Deployment {
             (phase, Reply::Failed(e)) => {
                 let doing = match phase {
                     Phase::Targeting => Doing::Targeting,
+                    Phase::Ordering { .. } => Doing::Ordering,
                     Phase::FetchingConfig { .. } => Doing::FetchingConfig,
                     Phase::Loading(_) => Doing::Loading,
                     Phase::Observing(_) => Doing::Observing,
@@ -447,6 +461,7 @@ impl Deployment {
         match self.record.phase {
             Phase::Resolving => self.fail(ctx, Cause::ResolveDeadline),
             Phase::Targeting => self.fault(ctx, Doing::Targeting, Fault::Deadline),
+            Phase::Ordering { .. } => self.fault(ctx, Doing::Ordering, Fault::Deadline),
             Phase::FetchingConfig { .. } => self.fault(ctx, Doing::FetchingConfig, Fault::Deadline),
             Phase::Loading(_) => self.fault(ctx, Doing::Loading, Fault::Deadline),
             Phase::Observing(_) => self.fault(ctx, Doing::Observing, Fault::Deadline),
@@ -470,6 +485,7 @@ impl Deployment {
                 return (self.fail(ctx, Cause::Aborted), Aborted::Ended);
             }
             Phase::Targeting => Doing::Targeting,
+            Phase::Ordering { .. } => Doing::Ordering,
             Phase::FetchingConfig { .. } => Doing::FetchingConfig,
             Phase::Loading(_) => Doing::Loading,
             Phase::Observing(_) => Doing::Observing,
@@ -570,17 +586,11 @@ impl Deployment {
             }
             (Some(old), None) => {
                 let scale = old.target_scale().max(1);
-                if old.id.has_config() {
-                    self.push_event(Pending::ConfigDownload { from: old.id });
-                    self.enter(ctx, Phase::FetchingConfig { old: old.id, scale });
-                    Effect::None
+                if request.allow_downgrade {
+                    self.replace(ctx, old.id, scale)
                 } else {
-                    let plan = Plan {
-                        old: Some(old.id),
-                        scale,
-                        config: None,
-                    };
-                    self.begin_load(ctx, plan)
+                    self.enter(ctx, Phase::Ordering { old: old.id, scale });
+                    Effect::None
                 }
             }
             (Some(_), Some(_)) => {
@@ -591,6 +601,23 @@ impl Deployment {
                 let count = u32::try_from(candidates().count()).unwrap_or(u32::MAX);
                 self.fail(ctx, Cause::Several { count, ids })
             }
+        }
+    }
+
+    /// Step 5: replace `old`, at `scale`, with the new version (its configuration first, when
+    /// it has one).
+    fn replace(&mut self, ctx: Ctx, old: BundleId, scale: u32) -> Effect {
+        if old.has_config() {
+            self.push_event(Pending::ConfigDownload { from: old });
+            self.enter(ctx, Phase::FetchingConfig { old, scale });
+            Effect::None
+        } else {
+            let plan = Plan {
+                old: Some(old),
+                scale,
+                config: None,
+            };
+            self.begin_load(ctx, plan)
         }
     }
 

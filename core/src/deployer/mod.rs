@@ -132,6 +132,13 @@ pub enum Reply<'a> {
         /// `compatibilityVersion` (or `compatibility-version`).
         compatibility_version: &'a str,
     },
+    /// [`CommandKind::Order`] done: `Some(tag)` when the repository's `versions.json` lists
+    /// the new version before the old bundle (whose version has this tag); `None` when it lists
+    /// it after, or cannot tell (either is absent, or there is no index).
+    Ordered {
+        /// The old bundle's version tag, when the new version was published before it.
+        before: Option<Name>,
+    },
     /// [`CommandKind::FetchConfig`] done: the old bundle's configuration has this digest.
     ConfigFetched {
         /// The SHA-256 of the configuration zip.
@@ -327,6 +334,20 @@ pub enum CommandKind {
     Observe {
         /// The bundle name.
         name: Name,
+    },
+    /// Read `{org}/{repo}/{org}/{package}/versions.json` from the repository: was the version
+    /// of `digest` published before the running bundle `old`? Answer [`Reply::Ordered`].
+    Order {
+        /// The organisation.
+        org: Name,
+        /// The repository.
+        repo: Name,
+        /// The package.
+        package: Name,
+        /// The new version's digest.
+        digest: Digest,
+        /// The running bundle it would replace.
+        old: BundleId,
     },
     /// Fetch the configuration `bundle` was loaded with: answer [`Reply::ConfigFetched`].
     FetchConfig {

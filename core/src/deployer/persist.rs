@@ -3,8 +3,9 @@
 //! flash page, a cluster store). Framing (length, checksum) is the store's business.
 //!
 //! ```text
-//! record  = version:u8 (= 1) request order:u64 next_seq:u32 compat:opt(name) phase
-//! request = id:16 org:seg repo:seg package:seg tag:seg digest:32 tags at:u64
+//! record  = version:u8 (= 2) request order:u64 next_seq:u32 compat:opt(name) phase
+//! request = id:16 org:seg repo:seg package:seg tag:seg digest:32 tags at:u64 flags:u8
+//! flags   = bit 0: allow_downgrade (the other bits 0)
 //! tags    = count:u8 (<= MAX_TAGS) seg*count
 //! seg     = name that is a valid segment      name = len:u8 (<= 64) utf8*len
 //! opt(x)  = 0 | 1 x                           bool = 0 | 1
@@ -16,8 +17,11 @@
 //! new tag, and a change of meaning takes a new [`VERSION`]. Decoding is strict: an unknown
 //! version, tag or flag, a name that is not valid (a request's names must be segments), more
 //! tags than [`MAX_TAGS`], a phase past resolving without a compatibilityVersion, a short
-//! input or trailing bytes are refused. So the encoding is canonical: whatever decodes
-//! encodes to the same bytes.
+//! input or trailing bytes are refused. So the encoding is canonical: whatever decodes as the
+//! current [`VERSION`] encodes to the same bytes.
+//!
+//! Version 1 (lockstep before `allow_downgrade`) is version 2 without the request's `flags`:
+//! it is read as a request that did not allow a downgrade, and written back as version 2.
 
 use core::fmt;
 
@@ -31,12 +35,15 @@ use crate::bundle::{BundleId, Digest, MAX_SEGMENT_LEN, Segment};
 use crate::limits::MAX_TAGS;
 use crate::time::UnixTime;
 
-/// The version of the encoding [`encode`] writes and [`decode`] reads.
-pub const VERSION: u8 = 1;
+/// The version of the encoding [`encode`] writes and [`decode`] reads (it reads version 1 too).
+pub const VERSION: u8 = 2;
+
+/// The version of the events' encoding ([`encode_event`], [`decode_event`]).
+pub const EVENT_VERSION: u8 = 1;
 
 const NAME_LEN: usize = 1 + MAX_SEGMENT_LEN;
 const BUNDLE_ID_LEN: usize = 1 + 65;
-const REQUEST_LEN: usize = 16 + 4 * NAME_LEN + 32 + (1 + MAX_TAGS * NAME_LEN) + 8;
+const REQUEST_LEN: usize = 16 + 4 * NAME_LEN + 32 + (1 + MAX_TAGS * NAME_LEN) + 8 + 1;
 const PLAN_LEN: usize = (1 + BUNDLE_ID_LEN) + 4 + (1 + 32);
 const SWAP_LEN: usize = PLAN_LEN + BUNDLE_ID_LEN;
 const STEP_LEN: usize = 4 + 4 + (1 + BUNDLE_ID_LEN) + 1 + 1;
@@ -93,7 +100,10 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownVersion(v) => {
-                write!(f, "record version {v} is not known (this reads {VERSION})")
+                write!(
+                    f,
+                    "record version {v} is not known (this reads 1 to {VERSION})"
+                )
             }
             Self::Truncated => f.write_str("the record is truncated"),
             Self::Trailing => f.write_str("bytes follow the record"),
@@ -114,11 +124,14 @@ pub fn encode(record: &Record, buf: &mut [u8]) -> Result<usize, BufferTooSmall> 
 
 /// Reads a record written by [`encode`], all of `bytes`.
 pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
-    let mut r = Reader { rest: bytes };
-    match r.u8()? {
-        VERSION => {}
+    let mut r = Reader {
+        rest: bytes,
+        version: VERSION,
+    };
+    r.version = match r.u8()? {
+        version @ (1 | VERSION) => version,
         other => return Err(DecodeError::UnknownVersion(other)),
-    }
+    };
     let record = Record::get(&mut r)?;
     if !r.rest.is_empty() {
         return Err(DecodeError::Trailing);
@@ -189,6 +202,8 @@ impl Writer<'_> {
 
 struct Reader<'b> {
     rest: &'b [u8],
+    /// The version of what is read.
+    version: u8,
 }
 
 impl<'b> Reader<'b> {
@@ -357,7 +372,8 @@ impl Persist for Request {
         self.tag.put(w)?;
         self.digest.put(w)?;
         self.tags.put(w)?;
-        self.at.put(w)
+        self.at.put(w)?;
+        w.u8(u8::from(self.allow_downgrade))
     }
 
     fn get(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -370,6 +386,14 @@ impl Persist for Request {
             digest: Digest::get(r)?,
             tags: Tags::get(r)?,
             at: UnixTime::get(r)?,
+            allow_downgrade: match r.version {
+                1 => false,
+                _ => match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::Invalid),
+                },
+            },
         })
     }
 }
@@ -473,11 +497,12 @@ impl Persist for Side {
     }
 }
 
-/// Tags: Targeting 0, FetchingConfig 1, Loading 2, Observing 3, Scaling 4.
+/// Tags: Targeting 0, FetchingConfig 1, Loading 2, Observing 3, Scaling 4, Ordering 5.
 impl Persist for Doing {
     fn put(&self, w: &mut Writer<'_>) -> Result<(), BufferTooSmall> {
         match self {
             Self::Targeting => w.u8(0),
+            Self::Ordering => w.u8(5),
             Self::FetchingConfig => w.u8(1),
             Self::Loading => w.u8(2),
             Self::Observing => w.u8(3),
@@ -499,6 +524,7 @@ impl Persist for Doing {
                 side: Side::get(r)?,
                 to: r.u32()?,
             },
+            5 => Self::Ordering,
             _ => return Err(DecodeError::Invalid),
         })
     }
@@ -534,7 +560,7 @@ impl Persist for Fault {
 }
 
 /// Tags: Superseded 0, Resolve 1, ResolveDeadline 2, NameMismatch 3, NoRunning 4, Several 5,
-/// AlreadyBeside 6, ConfigMismatch 7, LoadedIdMismatch 8, Step 9, Aborted 10.
+/// AlreadyBeside 6, ConfigMismatch 7, LoadedIdMismatch 8, Step 9, Aborted 10, Downgrade 11.
 impl Persist for Cause {
     fn put(&self, w: &mut Writer<'_>) -> Result<(), BufferTooSmall> {
         match self {
@@ -573,6 +599,11 @@ impl Persist for Cause {
             }
             Self::ConfigMismatch => w.u8(7),
             Self::Aborted => w.u8(10),
+            Self::Downgrade { running, old } => {
+                w.u8(11)?;
+                running.put(w)?;
+                old.put(w)
+            }
             Self::LoadedIdMismatch { id } => {
                 w.u8(8)?;
                 id.put(w)
@@ -613,6 +644,10 @@ impl Persist for Cause {
             },
             7 => Self::ConfigMismatch,
             10 => Self::Aborted,
+            11 => Self::Downgrade {
+                running: segment(r)?,
+                old: BundleId::get(r)?,
+            },
             8 => Self::LoadedIdMismatch {
                 id: BundleId::get(r)?,
             },
@@ -801,7 +836,7 @@ impl Persist for End {
 }
 
 /// Tags: Resolving 0, Queued 1, Targeting 2, FetchingConfig 3, Loading 4, Observing 5,
-/// LockStep 6, RollingBack 7, Ended 8.
+/// LockStep 6, RollingBack 7, Ended 8, Ordering 9.
 impl Persist for Phase {
     fn put(&self, w: &mut Writer<'_>) -> Result<(), BufferTooSmall> {
         match self {
@@ -810,6 +845,11 @@ impl Persist for Phase {
             Self::Targeting => w.u8(2),
             Self::FetchingConfig { old, scale } => {
                 w.u8(3)?;
+                old.put(w)?;
+                w.u32(*scale)
+            }
+            Self::Ordering { old, scale } => {
+                w.u8(9)?;
                 old.put(w)?;
                 w.u32(*scale)
             }
@@ -869,6 +909,10 @@ impl Persist for Phase {
                 seen: Seen::get(r)?,
             },
             8 => Self::Ended(End::get(r)?),
+            9 => Self::Ordering {
+                old: BundleId::get(r)?,
+                scale: r.u32()?,
+            },
             _ => return Err(DecodeError::Invalid),
         })
     }
@@ -913,16 +957,19 @@ pub const MAX_EVENT_LEN: usize = 1 + 16 + 4 + 1 + max(2 * NAME_LEN, CAUSE_LEN + 
 /// cause rollback) into `buf` ([`MAX_EVENT_LEN`] bytes always suffice); answers the length.
 pub fn encode_event(event: &Event, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
     let mut w = Writer { buf, len: 0 };
-    w.u8(VERSION)?;
+    w.u8(EVENT_VERSION)?;
     event.put(&mut w)?;
     Ok(w.len)
 }
 
 /// Reads an event written by [`encode_event`], all of `bytes`.
 pub fn decode_event(bytes: &[u8]) -> Result<Event, DecodeError> {
-    let mut r = Reader { rest: bytes };
+    let mut r = Reader {
+        rest: bytes,
+        version: EVENT_VERSION,
+    };
     match r.u8()? {
-        VERSION => {}
+        EVENT_VERSION => {}
         other => return Err(DecodeError::UnknownVersion(other)),
     }
     let event = Event::get(&mut r)?;

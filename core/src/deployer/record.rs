@@ -195,6 +195,9 @@ pub struct Request {
     pub tags: Tags,
     /// When the notification was accepted (wall clock).
     pub at: UnixTime,
+    /// Deploy the version even though the repository published it before the running one
+    /// (docs/DESIGN.md rule 12): asked under lockstep's signature only.
+    pub allow_downgrade: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -333,6 +336,15 @@ pub enum Phase {
     Queued,
     /// Looking at the running bundles to pick the one to replace (step 4).
     Targeting,
+    /// Reading the repository's `versions.json`: was the new version published before the
+    /// bundle it replaces? (step 4, docs/DESIGN.md rule 12; skipped when the request allows a
+    /// downgrade.)
+    Ordering {
+        /// The running bundle it would replace.
+        old: BundleId,
+        /// Its scale: the lock-step's N.
+        scale: u32,
+    },
     /// Fetching the configuration of the bundle it replaces (step 5).
     FetchingConfig {
         /// The running bundle it replaces.
@@ -373,7 +385,7 @@ impl Phase {
     pub const fn plan(&self) -> Option<Plan> {
         match self {
             Self::Resolving | Self::Queued | Self::Targeting => None,
-            Self::FetchingConfig { old, scale } => Some(Plan {
+            Self::Ordering { old, scale } | Self::FetchingConfig { old, scale } => Some(Plan {
                 old: Some(*old),
                 scale: *scale,
                 config: None,
@@ -504,6 +516,8 @@ impl core::error::Error for CommandError {}
 pub enum Doing {
     /// Listing the running bundles.
     Targeting,
+    /// Reading the repository's `versions.json`.
+    Ordering,
     /// Fetching the old bundle's configuration.
     FetchingConfig,
     /// Loading the new bundle.
@@ -523,6 +537,7 @@ impl fmt::Display for Doing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Targeting => f.write_str("listing the running bundles"),
+            Self::Ordering => f.write_str("reading the repository's versions.json"),
             Self::FetchingConfig => f.write_str("fetching the old bundle's configuration"),
             Self::Loading => f.write_str("loading the new bundle"),
             Self::Observing => f.write_str("observing the cluster"),
@@ -622,6 +637,14 @@ pub enum Cause {
     },
     /// An operator aborted it before it changed anything in the cluster.
     Aborted,
+    /// The repository published the new version before the running bundle it would replace,
+    /// and the request did not allow a downgrade (docs/DESIGN.md rule 12).
+    Downgrade {
+        /// The running version's tag, as `versions.json` lists it.
+        running: Name,
+        /// The running bundle.
+        old: BundleId,
+    },
     /// A step of the deployment failed.
     Step {
         /// What was being done.
@@ -638,6 +661,11 @@ impl fmt::Display for Cause {
             Self::Resolve(e) => write!(f, "the bundle could not be resolved: {e}"),
             Self::ResolveDeadline => f.write_str("resolving the bundle took too long"),
             Self::Aborted => f.write_str("aborted"),
+            Self::Downgrade { running, old } => write!(
+                f,
+                "refused a downgrade: the repository published this version before the running \
+                 {running} ({old}); `lockstep deploy --allow-downgrade` deploys it"
+            ),
             Self::NameMismatch { found } => {
                 write!(
                     f,
@@ -685,6 +713,11 @@ impl fmt::Display for Cause {
                     "the control API loaded the bundle as {id}, not the expected id"
                 )
             }
+            // The one step that asks the repository rather than the control API.
+            Self::Step {
+                doing: doing @ Doing::Ordering,
+                fault: Fault::Command(e),
+            } => write!(f, "{doing}: the repository {e}"),
             Self::Step { doing, fault } => write!(f, "{doing}: {fault}"),
         }
     }
@@ -745,6 +778,12 @@ impl Failure {
                     ..
                 }
         )
+    }
+
+    /// Whether it was a refused downgrade (docs/DESIGN.md rule 12): a webhook of the version
+    /// is then refused until it allows the downgrade, not merely until it asks to retry.
+    pub const fn is_downgrade(&self) -> bool {
+        matches!(self.cause, Cause::Downgrade { .. })
     }
 }
 
@@ -868,6 +907,7 @@ impl Record {
             Phase::Queued => State::Queued,
             Phase::RollingBack { .. } => State::RollingBack,
             Phase::Targeting
+            | Phase::Ordering { .. }
             | Phase::FetchingConfig { .. }
             | Phase::Loading(_)
             | Phase::Observing(_)
@@ -897,11 +937,15 @@ impl Record {
     }
 
     /// Whether resuming it needs the bundle it downloaded: it has not been loaded yet (queued,
-    /// targeting, fetching the configuration, loading).
+    /// targeting, ordering, fetching the configuration, loading).
     pub const fn needs_bundle_file(&self) -> bool {
         matches!(
             self.phase,
-            Phase::Queued | Phase::Targeting | Phase::FetchingConfig { .. } | Phase::Loading(_)
+            Phase::Queued
+                | Phase::Targeting
+                | Phase::Ordering { .. }
+                | Phase::FetchingConfig { .. }
+                | Phase::Loading(_)
         )
     }
 

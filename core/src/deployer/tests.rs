@@ -36,6 +36,7 @@ fn request(id_byte: u8, digest_byte: u8) -> Request {
         digest: digest(digest_byte),
         tags: Tags::NONE,
         at: UnixTime::from_secs(1_700_000_000),
+        allow_downgrade: false,
     }
 }
 
@@ -80,6 +81,8 @@ struct Cluster {
     frozen: bool,
     /// Scale requests of this bundle are refused (500).
     refused: Option<BundleId>,
+    /// The repository lists the new version before the running one, whose tag this is.
+    published_before: Option<&'static str>,
 }
 
 impl Cluster {
@@ -189,6 +192,15 @@ impl Harness {
         applied
     }
 
+    /// Answers the waiting Order: the repository lists the new version before the running one
+    /// (tagged `before`), or not.
+    fn ordered(&mut self, before: Option<&str>) {
+        let c = self.take();
+        assert!(matches!(c.kind, CommandKind::Order { .. }), "{c:?}");
+        let before = before.map(Name::truncated);
+        self.answer(&c, Reply::Ordered { before }).unwrap();
+    }
+
     /// Answers the waiting Resolve as bundle.conf with `name` and `compat` says.
     fn resolve(&mut self, name: &str, compat: &str) {
         let c = self.take();
@@ -261,6 +273,11 @@ impl Harness {
                     b.started = scale;
                 }
                 self.answer(c, Reply::Scaled).unwrap();
+            }
+            CommandKind::Order { old, .. } => {
+                assert!(cluster.get(old).is_some(), "ordered against {old}");
+                let before = cluster.published_before.map(Name::truncated);
+                self.answer(c, Reply::Ordered { before }).unwrap();
             }
             CommandKind::Resolve { .. } => panic!("resolve is answered by hand"),
         }
@@ -905,6 +922,7 @@ fn test_fetching_config_mismatch() {
     let c = h.take();
     let views = cluster.views();
     h.answer(&c, Reply::Observed { bundles: &views }).unwrap();
+    h.ordered(None);
     let c = h.take();
     assert_eq!(c.kind, CommandKind::FetchConfig { bundle: old_id() });
     h.answer(
@@ -924,8 +942,186 @@ fn loading() -> (Harness, Command) {
     let c = h.take();
     let views = cluster.views();
     h.answer(&c, Reply::Observed { bundles: &views }).unwrap();
+    h.ordered(None);
     let load = h.take();
     (h, load)
+}
+
+// ---- ordering (step 4, rule 12) ----------------------------------------------------------------
+
+/// A deployment that targeted the old bundle at scale 2, its Order command out.
+fn ordering(request: Request) -> (Harness, Command) {
+    let mut h = Harness::new(Policy::default());
+    h.notify(request).unwrap();
+    h.resolve(NAME, "1");
+    let cluster = Cluster::with(vec![Loaded::new(old_id(), "1", 2)]);
+    let c = h.take();
+    let views = cluster.views();
+    h.answer(&c, Reply::Observed { bundles: &views }).unwrap();
+    let order = h.take();
+    (h, order)
+}
+
+#[test]
+fn test_ordering_asks_the_repository_about_the_two_versions() {
+    let (h, c) = ordering(request(1, 0xB0));
+    assert_eq!(
+        c.kind,
+        CommandKind::Order {
+            org: Name::truncated("typesafe"),
+            repo: Name::truncated("bundle"),
+            package: Name::truncated(NAME),
+            digest: digest(0xB0),
+            old: old_id(),
+        }
+    );
+    let record = h.d.record(id(1)).unwrap();
+    assert_eq!(
+        record.phase,
+        Phase::Ordering {
+            old: old_id(),
+            scale: 2
+        }
+    );
+    assert_eq!(record.state(), State::Deploying);
+    assert!(record.needs_bundle_file());
+}
+
+#[test]
+fn test_ordering_refuses_a_downgrade_before_anything_changes() {
+    let (mut h, c) = ordering(request(1, 0xB0));
+    h.answer(
+        &c,
+        Reply::Ordered {
+            before: Some(Name::truncated("1.1.0")),
+        },
+    )
+    .unwrap();
+    let f = h.failure(id(1));
+    assert_eq!(
+        f.cause,
+        Cause::Downgrade {
+            running: Name::truncated("1.1.0"),
+            old: old_id(),
+        }
+    );
+    assert_eq!(f.rollback, Rollback::NotNeeded);
+    assert!(f.holds_version() && f.is_downgrade());
+    assert_eq!(
+        f.to_string(),
+        "refused a downgrade: the repository published this version before the running \
+         1.1.0 (a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0-c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0); \
+         `lockstep deploy --allow-downgrade` deploys it"
+    );
+    assert!(h.commands.is_empty());
+    assert_eq!(
+        h.types(id(1)),
+        ["deploymentStarted", "bundleDownload", "deploymentFailure"]
+    );
+}
+
+#[test]
+fn test_ordering_goes_on_when_the_new_version_is_not_older() {
+    let (mut h, c) = ordering(request(1, 0xB0));
+    h.answer(&c, Reply::Ordered { before: None }).unwrap();
+    assert_eq!(h.take().kind, CommandKind::FetchConfig { bundle: old_id() });
+}
+
+#[test]
+fn test_allow_downgrade_skips_ordering() {
+    let mut h = Harness::new(Policy::default());
+    let mut allowing = request(1, 0xB0);
+    allowing.allow_downgrade = true;
+    h.notify(allowing).unwrap();
+    h.resolve(NAME, "1");
+    let cluster = Cluster::with(vec![Loaded::new(old_id(), "1", 2)]);
+    let c = h.take();
+    let views = cluster.views();
+    h.answer(&c, Reply::Observed { bundles: &views }).unwrap();
+    assert_eq!(h.take().kind, CommandKind::FetchConfig { bundle: old_id() });
+}
+
+#[test]
+fn test_a_downgrade_deployed_end_to_end_when_allowed() {
+    let mut cluster = Cluster::with(vec![Loaded::new(old_id(), "1", 2)]);
+    cluster.published_before = Some("1.1.0");
+    let mut refused = Harness::new(Policy::default());
+    refused.notify(request(1, 0xB0)).unwrap();
+    refused.resolve(NAME, "1");
+    refused.run(&mut cluster);
+    assert!(refused.failure(id(1)).is_downgrade());
+    assert!(
+        !cluster
+            .commands
+            .iter()
+            .any(|c| matches!(c, CommandKind::Load { .. } | CommandKind::Scale { .. })),
+        "{:?}",
+        cluster.commands
+    );
+    let mut allowed = Harness::new(Policy::default());
+    let mut allowing = request(2, 0xB0);
+    allowing.allow_downgrade = true;
+    allowed.notify(allowing).unwrap();
+    allowed.resolve(NAME, "1");
+    allowed.run(&mut cluster);
+    let ended = allowed.ended.iter().find(|r| r.id() == id(2)).unwrap();
+    assert!(
+        matches!(ended.outcome(), Some(Outcome::Succeeded { .. })),
+        "{ended:?}"
+    );
+}
+
+#[test]
+fn test_ordering_fails_its_step_on_an_error_a_deadline_or_an_abort() {
+    let (mut h, c) = ordering(request(1, 0xB0));
+    h.answer(&c, Reply::Failed(CommandError::Protocol)).unwrap();
+    assert_eq!(
+        h.failure(id(1)).cause,
+        Cause::Step {
+            doing: Doing::Ordering,
+            fault: Fault::Command(CommandError::Protocol)
+        }
+    );
+    assert_eq!(
+        h.failure(id(1)).to_string(),
+        "reading the repository's versions.json: the repository the answer could not be read"
+    );
+    let (mut h, _) = ordering(request(1, 0xB0));
+    h.timeout();
+    let f = h.failure(id(1));
+    assert_eq!(
+        f.cause,
+        Cause::Step {
+            doing: Doing::Ordering,
+            fault: Fault::Deadline
+        }
+    );
+    assert_eq!(f.rollback, Rollback::NotNeeded);
+    assert_eq!(
+        f.to_string(),
+        "reading the repository's versions.json: the deadline passed"
+    );
+    let (mut h, _) = ordering(request(1, 0xB0));
+    h.d.handle_abort(h.now, id(1)).unwrap();
+    h.drain();
+    let f = h.failure(id(1));
+    assert_eq!(
+        f.cause,
+        Cause::Step {
+            doing: Doing::Ordering,
+            fault: Fault::Aborted
+        }
+    );
+    assert!(!f.holds_version());
+}
+
+#[test]
+fn test_ordering_resumes_by_asking_again() {
+    let (h, c) = ordering(request(1, 0xB0));
+    let record = *h.d.record(id(1)).unwrap();
+    let mut resumed = Harness::new(Policy::default());
+    resumed.resume(record).unwrap();
+    assert_eq!(resumed.take().kind, c.kind);
 }
 
 #[test]

@@ -193,7 +193,7 @@ fn test_corrupt_kinds() {
 /// The bounds docs/PROTOCOL.md §8 and §9 state.
 #[test]
 fn test_documented_bounds() {
-    assert_eq!(MAX_RECORD_LEN, 1_378);
-    assert_eq!(MAX_BODY_LEN, 1_380);
-    assert_eq!(MAX_FRAME_LEN, 1_392);
+    assert_eq!(MAX_RECORD_LEN, 1_379);
+    assert_eq!(MAX_BODY_LEN, 1_381);
+    assert_eq!(MAX_FRAME_LEN, 1_393);
 }

@@ -30,6 +30,7 @@ fn live(n: u8) -> Record {
             digest: Digest::parse(DIGEST).unwrap(),
             tags: Tags::NONE,
             at: UnixTime::from_millis(1_700_000_000_123),
+            allow_downgrade: false,
         },
         u64::from(n),
     )

@@ -438,7 +438,7 @@ fn test_webhook_of_a_failed_version_is_409_unless_a_lockstep_signature_asks_to_r
     let sig = lockstep(&body(), T);
     let refused = f.send(TARGET, None, signed(&sig), &body(), 1).unwrap_err();
     assert_eq!(refused.status(), Status::Conflict);
-    assert_eq!(f.asked, Some(Asks { retry: false }));
+    assert_eq!(f.asked, Some(Asks::default()));
     assert_eq!(
         refused.reason.to_string(),
         format!(
@@ -454,13 +454,78 @@ fn test_webhook_of_a_failed_version_is_409_unless_a_lockstep_signature_asks_to_r
     // The Bintray scheme signs no body: its `retry` is not honoured.
     let refused = f.send(TARGET, None, bintray_signed(&bintray()), &retry, 2);
     assert_eq!(reason(refused).status(), Status::Conflict);
-    assert_eq!(f.asked, Some(Asks { retry: false }));
+    assert_eq!(f.asked, Some(Asks::default()));
     // Lockstep's signature covers `retry`: admitted.
     let sig = lockstep(&retry, T);
     let admitted = f.send(TARGET, None, signed(&sig), &retry, 3).unwrap();
-    assert_eq!(f.asked, Some(Asks { retry: true }));
+    assert_eq!(
+        f.asked,
+        Some(Asks {
+            retry: true,
+            ..Asks::default()
+        })
+    );
     assert_eq!(admitted.id, id(3));
     assert_eq!(f.hooks.replay_fill(now()), 1);
+}
+
+#[test]
+fn test_allow_downgrade_is_asked_only_under_a_lockstep_signature_and_recorded() {
+    let allowing =
+        format!(r#"{{"package":"visualizer","version":"v2-{DIGEST}","allow_downgrade":true}}"#);
+    let asking = Asks {
+        allow_downgrade: true,
+        ..Asks::default()
+    };
+    // The Bintray scheme signs no body: not honoured, not recorded.
+    let mut f = Fixture::new(Config::default());
+    f.send(TARGET, None, bintray_signed(&bintray()), &allowing, 1)
+        .unwrap();
+    assert_eq!(f.asked, Some(Asks::default()));
+    assert!(!f.deployer.record(id(1)).unwrap().request.allow_downgrade);
+    // Lockstep's signature covers it: asked, and the request carries it on to the deployer.
+    let mut f = Fixture::new(Config::default());
+    let sig = lockstep(&allowing, T);
+    f.send(TARGET, None, signed(&sig), &allowing, 2).unwrap();
+    assert_eq!(f.asked, Some(asking));
+    assert!(f.deployer.record(id(2)).unwrap().request.allow_downgrade);
+    // A bad value is the body's fault: 400, naming the member.
+    let bad = format!(r#"{{"package":"visualizer","version":"v2-{DIGEST}","allow_downgrade":1}}"#);
+    let sig = lockstep(&bad, T);
+    let refused = f.send(TARGET, None, signed(&sig), &bad, 3).unwrap_err();
+    assert_eq!(refused.status(), Status::BadRequest);
+    assert_eq!(
+        refused.reason.to_string(),
+        "field `allow_downgrade` must be true or false"
+    );
+}
+
+#[test]
+fn test_a_refused_downgrade_409_names_what_deploys_it_not_retry() {
+    let mut f = Fixture::new(Config::default());
+    let old = crate::bundle::BundleId::of(&crate::bundle::Digest::from_bytes([0xA0; 32]), None);
+    f.failed = Some(FailedBefore {
+        failure: Failure {
+            cause: Cause::Downgrade {
+                running: Name::new("v3").unwrap(),
+                old,
+            },
+            rollback: Rollback::NotNeeded,
+        },
+        ..failed_before()
+    });
+    let sig = lockstep(&body(), T);
+    let refused = f.send(TARGET, None, signed(&sig), &body(), 1).unwrap_err();
+    assert_eq!(refused.status(), Status::Conflict);
+    assert_eq!(
+        refused.reason.to_string(),
+        format!(
+            "version v2 failed 42s ago (deployment {}): refused a downgrade: the repository \
+             published this version before the running v3 ({old}); `lockstep deploy \
+             --allow-downgrade` deploys it",
+            id(9)
+        )
+    );
 }
 
 #[test]

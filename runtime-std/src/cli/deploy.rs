@@ -46,6 +46,8 @@ Options:
   --target-tag TAG     Replace only a running bundle carrying TAG (?tag=); repeatable, up to 8
   --retry              Deploy the version even though its last deployment failed (the service
                        refuses it otherwise, 409); needs lockstep's signature, not --bintray
+  --allow-downgrade    Deploy the version even though the repository published it before the
+                       running one (refused otherwise); needs lockstep's signature
   -y, --yes            Do not ask before deploying
   --no-wait            Print the deployment id and exit without following it
   --wait-timeout DUR   How long to follow the deployment (180, 180s, 3m)     [default: 180s]
@@ -108,6 +110,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, Error> {
                 options.target_tags.push(tag);
             }
             Long("retry") => options.retry = true,
+            Long("allow-downgrade") => options.allow_downgrade = true,
             Short('y') | Long("yes") => options.yes = true,
             Long("no-wait") => options.no_wait = true,
             Long("wait-timeout") => {
@@ -129,9 +132,18 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, Error> {
             }
         }
     }
-    if options.retry && options.scheme == Scheme::Bintray {
+    let body_asks = [
+        (options.retry, "--retry"),
+        (options.allow_downgrade, "--allow-downgrade"),
+    ];
+    if let Some(option) = body_asks
+        .iter()
+        .find(|(asked, _)| *asked)
+        .map(|(_, option)| *option)
+        && options.scheme == Scheme::Bintray
+    {
         return Err(Error::Invalid {
-            option: "--retry",
+            option,
             why: "needs lockstep's signature: the Bintray one does not cover the body, so the \
                   service would not honour it (drop --bintray)"
                 .to_owned(),
@@ -218,6 +230,14 @@ mod tests {
     }
 
     #[test]
+    fn test_parse_allow_downgrade() {
+        let plain = parse(&args(&["x"])).unwrap().unwrap();
+        assert!(!plain.allow_downgrade);
+        let allowing = parse(&args(&["--allow-downgrade", "x"])).unwrap().unwrap();
+        assert!(allowing.allow_downgrade && !allowing.retry);
+    }
+
+    #[test]
     fn test_parse_refuses_what_it_cannot_send() {
         for (list, expected) in [
             (&["--url", "ftp://h", "x"][..], "--url"),
@@ -226,6 +246,10 @@ mod tests {
             (&["x", "y"][..], "deploy --help"),
             (&["--wait-timeout", "soon", "x"][..], "--wait-timeout"),
             (&["--retry", "--bintray", "x"][..], "drop --bintray"),
+            (
+                &["--bintray", "--allow-downgrade", "x"][..],
+                "--allow-downgrade",
+            ),
         ] {
             let e = parse(&args(list)).unwrap_err();
             assert_eq!(e.exit_code(), 2);

@@ -18,6 +18,7 @@ fn record(id: u8, order: u64) -> Record {
             digest: lockstep_core::bundle::Digest::from_bytes([id; 32]),
             tags: Tags::NONE,
             at: UnixTime::from_secs(1_700_000_000),
+            allow_downgrade: false,
         },
         order,
     );

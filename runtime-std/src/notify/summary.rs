@@ -279,6 +279,7 @@ mod tests {
             digest: Digest::parse(DIGEST).unwrap(),
             tags: Tags::NONE,
             at: UnixTime::from_millis(1_796_137_176_920),
+            allow_downgrade: false,
         };
         let mut record = Record::new(request, 1);
         record.compatibility_version = Some(name("1"));

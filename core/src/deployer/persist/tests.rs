@@ -25,6 +25,7 @@ pub(crate) fn request() -> Request {
         digest: digest(0xB0),
         tags: Tags::NONE,
         at: UnixTime::from_millis(1_700_000_000_123),
+        allow_downgrade: false,
     }
 }
 
@@ -142,6 +143,14 @@ fn test_round_trip_every_phase_and_outcome() {
             narrowed: true,
         },
         Cause::AlreadyBeside { old },
+        Cause::Downgrade {
+            running: Name::truncated("1.1.0"),
+            old,
+        },
+        Cause::Step {
+            doing: Doing::Ordering,
+            fault: Fault::Command(CommandError::Protocol),
+        },
         Cause::ConfigMismatch,
         Cause::LoadedIdMismatch { id: old },
         Cause::Step {
@@ -177,6 +186,7 @@ fn test_round_trip_every_phase_and_outcome() {
     let mut phases = Vec::from([
         Phase::Queued,
         Phase::Targeting,
+        Phase::Ordering { old, scale: 3 },
         Phase::FetchingConfig { old, scale: 3 },
         Phase::Loading(plan),
         Phase::Observing(swap),
@@ -249,34 +259,55 @@ fn test_round_trip_every_record_of_simulated_deployments() {
             world.apply(step);
         }
     }
-    // Resolving, Queued, Targeting, FetchingConfig, Loading, Observing, LockStep,
+    // Resolving, Queued, Targeting, Ordering, FetchingConfig, Loading, Observing, LockStep,
     // RollingBack, Ended: every phase was met.
-    assert_eq!(phases.len(), 9);
+    assert_eq!(phases.len(), 10);
 }
 
 // ---- a frozen vector -------------------------------------------------------------------------
 
-/// Version 1's bytes for a deployment just admitted, written out by hand from the grammar in
-/// the module doc: a change of the format shows here first.
+/// Version 2's bytes for a deployment just admitted, written out by hand from the grammar in
+/// the module doc: a change of the format shows here first. `allow_downgrade` is the flags byte
+/// after the time; version 1 wrote none, and still reads as a request without it.
 #[test]
 fn test_vector_resolving_record() {
     let mut record = Record::new(request(), 7);
     record.request.tags = Tags::new([Segment::parse("blue").unwrap()]).unwrap();
-    let mut expected = Vec::from([1u8]);
-    expected.extend([0x11; 16]);
-    for name in ["typesafe", "bundle", "visualizer", "v2"] {
-        expected.push(name.len() as u8);
-        expected.extend(name.as_bytes());
+    let bytes = |version: u8, flags: Option<u8>| {
+        let mut expected = Vec::from([version]);
+        expected.extend([0x11; 16]);
+        for name in ["typesafe", "bundle", "visualizer", "v2"] {
+            expected.push(name.len() as u8);
+            expected.extend(name.as_bytes());
+        }
+        expected.extend([0xB0; 32]);
+        expected.extend([1, 4]);
+        expected.extend(b"blue");
+        expected.extend(1_700_000_000_123u64.to_le_bytes());
+        expected.extend(flags);
+        expected.extend(7u64.to_le_bytes());
+        expected.extend(1u32.to_le_bytes());
+        expected.extend([0, 0]); // no compatibilityVersion; phase Resolving
+        expected
+    };
+    assert_eq!(encoded(&record), bytes(2, Some(0)));
+    assert_eq!(decode(&bytes(2, Some(0))), Ok(record));
+    // Version 1: the same record, written back as version 2.
+    assert_eq!(decode(&bytes(1, None)), Ok(record));
+    // Version 2 with the flag; a version 1 record cannot carry it.
+    let mut allowing = record;
+    allowing.request.allow_downgrade = true;
+    assert_eq!(encoded(&allowing), bytes(2, Some(1)));
+    assert_eq!(decode(&bytes(2, Some(1))), Ok(allowing));
+    assert_eq!(decode(&bytes(1, Some(1))), Err(DecodeError::Trailing));
+    // Unknown flags are refused.
+    for flags in [2, 3, 0x80] {
+        assert_eq!(
+            decode(&bytes(2, Some(flags))),
+            Err(DecodeError::Invalid),
+            "{flags}"
+        );
     }
-    expected.extend([0xB0; 32]);
-    expected.extend([1, 4]);
-    expected.extend(b"blue");
-    expected.extend(1_700_000_000_123u64.to_le_bytes());
-    expected.extend(7u64.to_le_bytes());
-    expected.extend(1u32.to_le_bytes());
-    expected.extend([0, 0]); // no compatibilityVersion; phase Resolving
-    assert_eq!(encoded(&record), expected);
-    assert_eq!(decode(&expected), Ok(record));
 }
 
 // ---- refusals --------------------------------------------------------------------------------
@@ -295,7 +326,7 @@ fn test_reject_trailing_bytes_and_unknown_versions() {
     bytes.push(0);
     assert_eq!(decode(&bytes), Err(DecodeError::Trailing));
     bytes.pop();
-    for version in [0u8, 2, 0xFF] {
+    for version in [0u8, 3, 0xFF] {
         bytes[0] = version;
         assert_eq!(decode(&bytes), Err(DecodeError::UnknownVersion(version)));
     }
@@ -317,7 +348,8 @@ fn test_reject_invalid_values() {
     // Where each field starts: version, id, then org's length byte.
     let org = 1 + 16;
     let tags = org + 9 + 7 + 11 + 3 + 32;
-    let compat = tags + 1 + 8 + 8 + 4;
+    let flags = tags + 1 + 8;
+    let compat = flags + 1 + 8 + 4;
     let phase = compat + 3;
     let corrupt = |at: usize, byte: u8| {
         let mut bytes = good.clone();
@@ -334,7 +366,8 @@ fn test_reject_invalid_values() {
     assert_eq!(decode(&many), Err(DecodeError::Invalid));
     // An option or flag other than 0 or 1; an unknown phase.
     assert_eq!(corrupt(compat, 2), Err(DecodeError::Invalid));
-    assert_eq!(corrupt(phase, 9), Err(DecodeError::Invalid));
+    assert_eq!(corrupt(flags, 2), Err(DecodeError::Invalid));
+    assert_eq!(corrupt(phase, 10), Err(DecodeError::Invalid));
     assert_eq!(corrupt(phase + 1, 2), Err(DecodeError::Invalid));
     // A phase past resolving without a compatibilityVersion.
     let keyless = Record {
@@ -435,7 +468,7 @@ fn test_event_round_trip_every_kind_within_its_bound() {
         decode_event(&unknown[..len]),
         Err(DecodeError::UnknownVersion(2))
     );
-    unknown[0] = VERSION;
+    unknown[0] = EVENT_VERSION;
     unknown[1 + 16 + 4] = 7;
     assert_eq!(decode_event(&unknown[..len]), Err(DecodeError::Invalid));
 }
