@@ -351,7 +351,7 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
                 let stamp = accepted.stamp.map(|s| self.agent.record_stamp(s));
                 if matches!(stamp, Some(Err(_))) || self.agent.commit().is_err() {
                     self.webhooks.borrow_mut().set_recording(false);
-                    return refuse(line, Refusal::new(Reason::Unrecorded));
+                    return self.after_body(refuse(line, Refusal::new(Reason::Unrecorded)));
                 }
                 let id = accepted.admitted.id;
                 let _ = write!(id_text, "{id}");
@@ -365,7 +365,7 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
                     refusal: None,
                 }
             }
-            Err(refusal) => refuse(line, refusal),
+            Err(refusal) => self.after_body(refuse(line, refusal)),
         }
     }
 
@@ -397,13 +397,21 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
             Ok(done) => {
                 if self.agent.record_stamp(done.stamp).is_err() || self.agent.commit().is_err() {
                     self.webhooks.borrow_mut().set_recording(false);
-                    return refuse(line, Refusal::new(Reason::Unrecorded));
+                    return self.after_body(refuse(line, Refusal::new(Reason::Unrecorded)));
                 }
                 let _ = writeln!(line, "{}", done.aborted);
                 ok(200, TEXT, line.as_bytes())
             }
-            Err(refusal) => refuse(line, refusal),
+            Err(refusal) => self.after_body(refuse(line, refusal)),
         }
+    }
+
+    /// A refusal of a request whose body was read whole (docs/PROTOCOL.md §7, "Order of
+    /// checks", step 4): the connection stays open for the client's next request, as `lockstep
+    /// serve` keeps it, unless the app is draining.
+    fn after_body<'b>(&self, mut answer: Answer<'b>) -> Answer<'b> {
+        answer.close = self.draining.get();
+        answer
     }
 
     fn health<'b>(&self, line: &'b mut heapless::String<LINE>) -> Answer<'b> {
@@ -606,7 +614,8 @@ const fn ok<'b>(status: u16, content_type: &'static str, body: &'b [u8]) -> Answ
     }
 }
 
-/// A refusal: its status, its one line, its headers; the connection closes after it.
+/// A refusal: its status, its one line, its headers; the connection closes after it (unless
+/// the body was read whole: [`App::after_body`]).
 fn refuse(line: &mut heapless::String<LINE>, refusal: Refusal) -> Answer<'_> {
     line.clear();
     let _ = writeln!(line, "{}", refusal.reason);
@@ -625,7 +634,8 @@ fn refuse(line: &mut heapless::String<LINE>, refusal: Refusal) -> Answer<'_> {
     }
 }
 
-/// Writes an answer: whole, kept alive as the client asked; or, for a refusal, closing.
+/// Writes an answer: whole, kept alive as the client asked; or, for a refusal that closes,
+/// saying so and closing.
 async fn write_answer<Rd: Read, W: ResponseWriter<Error = Rd::Error>>(
     answer: Answer<'_>,
     head: bool,
@@ -654,6 +664,8 @@ async fn write_answer<Rd: Read, W: ResponseWriter<Error = Rd::Error>>(
             .write_to(connection, writer)
             .await;
     }
+    // A refusal kept alive (after a body read whole) brings its headers too.
+    let refusal = answer.refusal;
     picoserve::response::Response::new(
         status,
         Bytes {
@@ -663,6 +675,16 @@ async fn write_answer<Rd: Read, W: ResponseWriter<Error = Rd::Error>>(
         },
     )
     .with_headers(answer.location.map(|l| ("Location", l)))
+    .with_headers(
+        refusal
+            .and_then(|r| r.retry_after())
+            .map(|s| ("Retry-After", s)),
+    )
+    .with_headers(
+        refusal
+            .and_then(|r| r.challenge())
+            .map(|c| ("WWW-Authenticate", c)),
+    )
     .write_to(connection, writer)
     .await
 }

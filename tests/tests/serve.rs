@@ -1646,3 +1646,54 @@ fn test_minimal_serves_kept_alive_requests_without_allocating() {
     );
     println!("{warm} allocations at start-up and warm-up; none after");
 }
+
+lockstep_tests::on_both_runtimes! {
+    /// A refusal of a webhook whose body was read whole (docs/PROTOCOL.md §7, "Order of
+    /// checks", step 4) leaves a kept-alive connection open: 401, 403, 400, 422 and 409 are each
+    /// followed by another request on the same connection, and say nothing of closing.
+    fn test_a_webhook_refused_after_its_body_keeps_the_connection(runtime: Runtime) {
+        let s = sandbox(&[]);
+        let v = serve_runtime(runtime, &s, &[]);
+        let mut stream = connect(v.client.addr);
+        let good = s.compatible(0).body();
+        let signed = |body: &str| lockstep_header(body.as_bytes(), now_secs());
+        let wrong = lockstep_header(b"another body", now_secs());
+        let cases: [(u16, Option<String>, String); 4] = [
+            (401, None, good.clone()),
+            (403, Some(wrong), good.clone()),
+            (400, Some(signed("[1]")), "[1]".to_owned()),
+            (422, Some(signed(r#"{"package":"a/b","version":"x"}"#)),
+                r#"{"package":"a/b","version":"x"}"#.to_owned()),
+        ];
+        for (status, signature, body) in cases {
+            let header = signature
+                .map(|h| format!("X-Lockstep-Signature: {h}\r\n"))
+                .unwrap_or_default();
+            let request = format!(
+                "POST {HOOK} HTTP/1.1\r\nHost: lockstep\r\nContent-Type: application/json\r\n\
+                 {header}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(request.as_bytes()).expect("write");
+            let raw = read_response(&mut stream).expect("an answer");
+            assert_eq!(raw.status, status, "{}", raw.head);
+            assert_ne!(raw.header("connection").as_deref(), Some("close"), "{status}");
+            assert_eq!(ask_healthz(&mut stream), 200, "after {status}");
+        }
+        // A 409 (a failed version) too, with nothing created by it.
+        let bad = s.incompatible();
+        let first = accepted(&v, &notify(&v, &bad), "/deployments");
+        ended(&v, &first);
+        let body = bad.body().replace('}', r#","release_notes":"again"}"#);
+        let request = format!(
+            "POST {HOOK} HTTP/1.1\r\nHost: lockstep\r\nX-Lockstep-Signature: {}\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            signed(&body),
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).expect("write");
+        let raw = read_response(&mut stream).expect("an answer");
+        assert_eq!(raw.status, 409, "{}", raw.head);
+        assert_eq!(ask_healthz(&mut stream), 200, "after 409");
+    }
+}
