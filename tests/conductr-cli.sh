@@ -101,8 +101,11 @@ deploy_at() {
 deploy() {
   deploy_at "$serve_port" "$@"
 }
+# The demo publishes 1.0.0 (running), 1.1.0, 1.2.0 (compatible), then 2.0.0, in that order: each
+# deployment below goes to a version published after the running one (DESIGN.md rule 12).
+first=$(sed -n 's/^version visualizer:\(.*\) compatible$/\1/p' "$work/out" | head -n 1)
 version=$(sed -n 's/^version visualizer:\(.*\) compatible$/\1/p' "$work/out" | tail -n 1)
-out=$(deploy "${version%-*}" "${version##*-}" 2>&1) || { echo "FAIL: conduct deploy:"; echo "$out"; exit 1; }
+out=$(deploy "${first%-*}" "${first##*-}" 2>&1) || { echo "FAIL: conduct deploy:"; echo "$out"; exit 1; }
 expect "conduct deploy sends the webhook" "Deployment id: " "$out"
 listing=$(curl -s "http://127.0.0.1:$serve_port/deployments" 2>/dev/null || python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:$serve_port/deployments').read().decode())")
 expect "conduct deploy followed it to its success" '"state":"succeeded"' "$listing"
@@ -140,16 +143,15 @@ forwarder_port=$(sed -n 's#^listening on http://127.0.0.1:##p' "$work/forwarder.
 [ -n "$forwarder_port" ] || { echo "FAIL: the forwarding sandbox did not start:"; cat "$work/forwarder.err"; exit 1; }
 expect "the sandbox says where it forwards" "^deployments forwarded to http://127.0.0.1:$serve_port$" \
   "$(cat "$work/forwarder.out")"
-first=$(sed -n 's/^version visualizer:\(.*\) compatible$/\1/p' "$work/out" | head -n 1)
-out=$(deploy_at "$forwarder_port" "${first%-*}" "${first##*-}" 2>&1) \
+out=$(deploy_at "$forwarder_port" "${version%-*}" "${version##*-}" 2>&1) \
   || { echo "FAIL: conduct deploy through the sandbox:"; echo "$out"; exit 1; }
 expect "conduct deploy through the sandbox sends the webhook" "Deployment id: " "$out"
 id=$(sed -n 's/^Deployment id: //p' <<<"$out" | tr -d '[:space:]')
 # It exits 0 once it saw the deployment succeed; the events say so too.
 events=$(python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:$forwarder_port/v2/deployments/$id').read().decode())")
 expect "its events read through the sandbox end in success" '"eventType":"deploymentSuccess"' "$events"
-# --api-version 1: the paths without /v2, forwarded as well. The version deployed first (and
-# replaced since) deploys again and is followed to its end.
+# --api-version 1: the paths without /v2, forwarded as well. The version now running is
+# deployed again (nothing to replace: it succeeds at once) and followed to its end.
 out=$(deploy_at "$forwarder_port" "${version%-*}" "${version##*-}" --api-version 1 2>&1) \
   || { echo "FAIL: conduct deploy --api-version 1 through the sandbox:"; echo "$out"; exit 1; }
 id=$(sed -n 's/^Deployment id: //p' <<<"$out" | tr -d '[:space:]')
@@ -163,3 +165,10 @@ if out=$(deploy_at "$forwarder_port" "${incompatible%-*}" "${incompatible##*-}" 
 fi
 expect "conduct deploy of a version that failed shows lockstep's 409 line" \
   "version ${incompatible%-*} failed .*lockstep deploy --retry" "$out"
+# A version published before the running one: the deployment refuses the downgrade before it
+# loads anything, and the official client shows why.
+if out=$(deploy_at "$forwarder_port" "${first%-*}" "${first##*-}" 2>&1); then
+  echo "FAIL: conduct deploy of an older version succeeded:"; echo "$out"; exit 1
+fi
+expect "conduct deploy of an older version shows the refused downgrade" \
+  "refused a downgrade: the repository published this version before the running ${version%-*}" "$out"

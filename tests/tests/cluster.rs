@@ -392,16 +392,21 @@ fn test_cluster_behind_the_readmes_haproxy_round_robin() {
         }
         assert_eq!(r.status, 202, "webhook {i}: {}", r.text());
         let id = r.text();
-        // Redelivered at once, straight to one of the instances: the same deployment.
-        let direct = if i % 2 == 0 { &a } else { &b };
-        let again = direct
-            .client
-            .request("POST", HOOK, &headers, body.as_bytes());
-        assert_eq!(
-            (again.status, again.text()),
-            (202, id.clone()),
-            "redelivery {i}"
-        );
+        // Redelivered at once, straight to one of the instances: the same deployment. Only
+        // the first two rounds deploy anything that takes time: the third is refused as a
+        // downgrade, the fourth finds its version running, so a redelivery could come after
+        // their end (a new deployment, or a 409).
+        if i / BUNDLES.len() < 2 {
+            let direct = if i % 2 == 0 { &a } else { &b };
+            let again = direct
+                .client
+                .request("POST", HOOK, &headers, body.as_bytes());
+            assert_eq!(
+                (again.status, again.text()),
+                (202, id.clone()),
+                "redelivery {i}"
+            );
+        }
         if !ids.contains(&id) {
             ids.push(id);
         }
