@@ -12,7 +12,8 @@
 lockstep's paths: reject (a bad X-Lockstep-Signature over the body: 401/403), redelivery (the
 version whose deployment is in flight, Bintray-signed: 202, the same id) and fresh (each request
 a different version, Bintray-signed: 202 until --max-in-flight, then 503). Each kept alive and
-with one connection per request (`Connection: close`). Then RSS before and after, binary sizes,
+with one connection per request (`Connection: close`). RSS after each run (and the growth since
+the start), then RSS before and after all runs, binary sizes,
 and the deployer and agent's own overhead: a scale-10 deployment on the sandbox with zero start
 and stop delays, wall time per lock-step step.
 
@@ -343,9 +344,12 @@ def main():
                 r = wrk(servers[name].addr, script_path, close)
                 results.setdefault((name, path, close), []).append(r)
                 mode = "close" if close else "keep-alive"
+                # RSS after each run: which path grows a server, and by how much.
+                rss = rss_kib(servers[name].proc.pid)
                 print(f"run {repeat + 1}/{REPEATS} {mode:10} {name:8} {path:10} "
                       f"{r['rps']:>9.0f} req/s  p99 {r['p99']:6.2f} ms  "
-                      f"non-2xx {r['non2xx']}/{r['total']}  {r['errors']}", flush=True)
+                      f"non-2xx {r['non2xx']}/{r['total']}  {r['errors']}  "
+                      f"rss {rss} KiB (+{rss - rss_before[name]})", flush=True)
     rss_after = {n: rss_kib(s.proc.pid) for n, s in servers.items()}
     for s in servers.values():
         s.stop()
