@@ -99,6 +99,10 @@ impl From<SplitError> for IndexError {
     }
 }
 
+/// The most running bundles [`IndexScan::among`] compares with (as many as an observation
+/// keeps).
+pub const MAX_OLDS: usize = 16;
+
 /// Reads a `versions.json` as it streams by, and answers whether the notified version was
 /// published before the running one (the module doc's rules).
 ///
@@ -124,15 +128,16 @@ impl From<SplitError> for IndexError {
 pub struct IndexScan<'b> {
     splitter: ArraySplitter<'b>,
     new: Digest,
-    old: BundleId,
+    /// The running bundles ([`among`](Self::among)); their earliest entry is the one compared.
+    olds: heapless::Vec<BundleId, MAX_OLDS>,
     /// Bytes of the body fed so far.
     received: u64,
     /// Elements read so far.
     elements: u64,
     /// The first entry of the notified digest.
     new_at: Option<u64>,
-    /// The first entry of the running bundle, and its tag.
-    old_at: Option<(u64, Tag)>,
+    /// The earliest entry of a running bundle: where, its tag, and which bundle.
+    old_at: Option<(u64, Tag, BundleId)>,
     error: Option<IndexError>,
 }
 
@@ -140,11 +145,11 @@ impl fmt::Debug for IndexScan<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IndexScan")
             .field("new", &self.new)
-            .field("old", &self.old)
+            .field("olds", &self.olds)
             .field("received", &self.received)
             .field("elements", &self.elements)
             .field("new_at", &self.new_at)
-            .field("old_at", &self.old_at.map(|(at, _)| at))
+            .field("old_at", &self.old_at.map(|(at, _, _)| at))
             .field("error", &self.error)
             .finish()
     }
@@ -166,10 +171,17 @@ impl<'b> IndexScan<'b> {
     /// A scan whose entries may be up to `buf.len()` bytes long, asking whether `new` was
     /// published before the bundle `old`.
     pub fn new(buf: &'b mut [u8], new: Digest, old: BundleId) -> Self {
+        Self::among(buf, new, &[old])
+    }
+
+    /// A scan asking whether `new` was published before EVERY bundle of `olds` that the index
+    /// lists (the first [`MAX_OLDS`] of them; none listed: `None`): compared with the one listed
+    /// earliest, whose tag [`finish_which`](Self::finish_which) names with its id.
+    pub fn among(buf: &'b mut [u8], new: Digest, olds: &[BundleId]) -> Self {
         Self {
             splitter: ArraySplitter::new(buf),
             new,
-            old,
+            olds: olds.iter().take(MAX_OLDS).copied().collect(),
             received: 0,
             elements: 0,
             new_at: None,
@@ -193,12 +205,18 @@ impl<'b> IndexScan<'b> {
     /// The answer, once the whole body was fed: `Some(tag of the running version)` when the
     /// notified version was published before it, `None` otherwise (the module doc's rule 4).
     pub fn finish(self) -> Result<Option<Tag>, IndexError> {
+        self.finish_which().map(|which| which.map(|(tag, _)| tag))
+    }
+
+    /// As [`finish`](Self::finish), with the running bundle it compared with: the one of
+    /// [`among`](Self::among)'s that the index lists earliest.
+    pub fn finish_which(self) -> Result<Option<(Tag, BundleId)>, IndexError> {
         if let Some(e) = self.error {
             return Err(e);
         }
         self.splitter.finish()?;
         Ok(match (self.new_at, self.old_at) {
-            (Some(new_at), Some((old_at, tag))) if new_at < old_at => Some(tag),
+            (Some(new_at), Some((old_at, tag, old))) if new_at < old_at => Some((tag, old)),
             _ => None,
         })
     }
@@ -216,10 +234,12 @@ impl<'b> IndexScan<'b> {
             if self.new_at.is_none() && version.digest == self.new {
                 self.new_at = Some(at);
             }
-            if self.old_at.is_none() && self.old.is_of_bundle(&version.digest) {
+            if self.old_at.is_none()
+                && let Some(old) = self.olds.iter().find(|o| o.is_of_bundle(&version.digest))
+            {
                 // A segment is at most MAX_SEGMENT_LEN bytes: it fits.
                 let tag = Tag::new(version.tag.as_str()).map_err(|_| IndexError::Malformed)?;
-                self.old_at = Some((at, tag));
+                self.old_at = Some((at, tag, *old));
             }
         }
         Ok(())
@@ -369,6 +389,34 @@ mod tests {
                 assert_eq!(scan(EXAMPLE, new, id(old)), expected, "new {i}, old {j}");
             }
         }
+    }
+
+    // Among several running bundles, the notified version must come before every one the index
+    // lists; the answer names the earliest of them, and which bundle it is.
+    #[test]
+    fn test_among_several_running_bundles() {
+        let among = |new: &str, olds: &[BundleId]| {
+            let mut buf = [0u8; 1024];
+            let mut scan = IndexScan::among(&mut buf, digest(new), olds);
+            scan.feed(EXAMPLE.as_bytes()).unwrap();
+            scan.finish_which()
+                .unwrap()
+                .map(|(t, old)| (String::from(t.as_str()), old))
+        };
+        // 1.0.0 before both 1.2.0 and 2.0.0: compared with 1.2.0, listed first.
+        assert_eq!(
+            among(V100, &[id(V200), id(V120)]),
+            Some(("1.2.0".into(), id(V120)))
+        );
+        // 1.1.0 is before 2.0.0 but after 1.0.0: not before every one.
+        assert_eq!(among(V110, &[id(V200), id(V100)]), None);
+        // A running bundle the index does not list is not compared.
+        assert_eq!(
+            among(V110, &[id(ABSENT), id(V200)]),
+            Some(("2.0.0".into(), id(V200)))
+        );
+        assert_eq!(among(V110, &[id(ABSENT)]), None);
+        assert_eq!(among(V110, &[]), None);
     }
 
     #[test]

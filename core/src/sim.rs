@@ -124,6 +124,7 @@ pub struct Cluster {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Answer {
     Resolved(Published),
+    Screened(Option<(Name, BundleId)>),
     Ordered(Option<Name>),
     ConfigFetched(Digest),
     Loaded(BundleId),
@@ -154,19 +155,18 @@ impl Cluster {
             }
             CommandKind::Observe { .. } => Answer::Observed,
             CommandKind::Order { digest, old, .. } => {
-                // The repository's index lists `published` in order; version i has tag `v{i}`.
-                const TAGS: [&str; MAX_PUBLISHED] = ["v0", "v1", "v2", "v3", "v4", "v5"];
-                let new = self.published.iter().position(|p| p.digest == digest);
-                let running = self
-                    .published
+                Answer::Ordered(self.published_before(&digest, &[old]).map(|(tag, _)| tag))
+            }
+            CommandKind::Screen {
+                package, digest, ..
+            } => {
+                let running: heapless::Vec<BundleId, MAX_BUNDLES> = self
+                    .views(&package)
                     .iter()
-                    .position(|p| old.is_of_bundle(&p.digest));
-                Answer::Ordered(match (new, running) {
-                    (Some(new), Some(running)) if new < running => {
-                        TAGS.get(running).map(|tag| Name::truncated(tag))
-                    }
-                    _ => None,
-                })
+                    .filter(|b| b.is_running())
+                    .map(|b| b.id)
+                    .collect();
+                Answer::Screened(self.published_before(&digest, &running))
             }
             CommandKind::FetchConfig { bundle } => match self.get(bundle).and_then(|b| b.config) {
                 Some(config) => Answer::ConfigFetched(config),
@@ -198,6 +198,20 @@ impl Cluster {
                 Answer::Scaled
             }
         }
+    }
+
+    /// What the repository's index says (docs/DESIGN.md rule 12): whether `digest` was
+    /// published before every bundle of `olds` it lists, compared with the one it lists
+    /// earliest. The index lists `published` in order; version i has tag `v{i}`.
+    fn published_before(&self, digest: &Digest, olds: &[BundleId]) -> Option<(Name, BundleId)> {
+        const TAGS: [&str; MAX_PUBLISHED] = ["v0", "v1", "v2", "v3", "v4", "v5"];
+        let new = self.published.iter().position(|p| p.digest == *digest)?;
+        let (at, old) = self.published.iter().enumerate().find_map(|(at, p)| {
+            olds.iter()
+                .find(|old| old.is_of_bundle(&p.digest))
+                .map(|old| (at, *old))
+        })?;
+        (new < at).then(|| (Name::truncated(TAGS.get(at).copied().unwrap_or("v?")), old))
     }
 
     /// The views of the bundles named `name`, as `GET /v2/bundles` would show them.
@@ -546,6 +560,7 @@ impl<const D: usize> World<D> {
                 },
             ),
             Answer::Ordered(before) => self.reply(&c, Reply::Ordered { before }),
+            Answer::Screened(before) => self.reply(&c, Reply::Screened { before }),
             Answer::ConfigFetched(config) => self.reply(&c, Reply::ConfigFetched { config }),
             Answer::Loaded(id) => self.reply(&c, Reply::Loaded { id }),
             Answer::Scaled => self.reply(&c, Reply::Scaled),

@@ -247,8 +247,13 @@ fn test_sim_deadline_rolls_back() {
 }
 
 /// Whether a command goes to the control API (the repository download does not).
+/// The commands whose refusal fails the deployment: all but the download, and the screening
+/// (a screening that cannot tell lets the deployment go on; the check after targeting stands).
 fn control_api(kind: &CommandKind) -> bool {
-    !matches!(kind, CommandKind::Resolve { .. })
+    !matches!(
+        kind,
+        CommandKind::Resolve { .. } | CommandKind::Screen { .. }
+    )
 }
 
 /// Drives without faults, but refuses the `k`-th control-API command (counting from 0);

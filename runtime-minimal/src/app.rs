@@ -6,7 +6,7 @@ use core::cell::{Cell, RefCell};
 use core::fmt::Write as _;
 use core::future::poll_fn;
 
-use lockstep_core::agent::{Agent, Link, Sink, Time, with_deadline};
+use lockstep_core::agent::{Agent, Link, SCREENING_WAIT, Sink, Time, with_deadline};
 use lockstep_core::deployer::{DeploymentId, SSE_HEARTBEAT, write_sse};
 use lockstep_core::journal::Journal;
 use lockstep_core::ledger::Shelf;
@@ -239,14 +239,17 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
                             let read = body_connection.body().read_all().await;
                             admission.request_read();
                             match (read, with_body) {
-                                (Ok(body), Endpoint::Webhook(destination)) => self.webhook(
-                                    &parts,
-                                    &destination,
-                                    body,
-                                    &mut line,
-                                    &mut id_text,
-                                    &mut location,
-                                ),
+                                (Ok(body), Endpoint::Webhook(destination)) => {
+                                    self.webhook(
+                                        &parts,
+                                        &destination,
+                                        body,
+                                        &mut line,
+                                        &mut id_text,
+                                        &mut location,
+                                    )
+                                    .await
+                                }
                                 (Ok(body), Endpoint::Abort { id, .. }) => {
                                     self.abort(&parts, id, body, &mut line)
                                 }
@@ -317,7 +320,7 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
         self.platform.answered(method, path, status, took);
     }
 
-    fn webhook<'b>(
+    async fn webhook<'b>(
         &self,
         parts: &RequestParts<'_>,
         destination: &Destination,
@@ -354,6 +357,19 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
                     return self.after_body(refuse(line, Refusal::new(Reason::Unrecorded)));
                 }
                 let id = accepted.admitted.id;
+                // A new deployment screens its version first (docs/DESIGN.md rule 12): a
+                // downgrade found in time is answered 409, as a later webhook of it would be.
+                if !accepted.admitted.redelivery
+                    && let Some(failed) = self.agent.screened(self.time, id, SCREENING_WAIT).await
+                {
+                    let _ = self.agent.commit();
+                    let now = self.time.now().unix;
+                    let ago = Duration::from_millis(
+                        now.as_millis().saturating_sub(failed.at.as_millis()),
+                    );
+                    let refusal = Refusal::new(Reason::FailedVersion { failed, ago });
+                    return self.after_body(refuse(line, refusal));
+                }
                 let _ = write!(id_text, "{id}");
                 let _ = write!(location, "{}/{id}", destination.prefix.as_str());
                 Answer {

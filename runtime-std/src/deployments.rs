@@ -492,6 +492,15 @@ impl Deployments {
         self.agent.notify(self.time.now(), request, asks)
     }
 
+    /// Waits, at most [`SCREENING_WAIT`](agent::SCREENING_WAIT), for the
+    /// screening of the deployment `id` just admitted ([`Agent::screened`]): its refusal of a
+    /// downgrade, if it came in time.
+    pub async fn screened(&self, id: DeploymentId) -> Option<ledger::FailedBefore> {
+        self.agent
+            .screened(&*self.time, id, agent::SCREENING_WAIT)
+            .await
+    }
+
     /// An operator's abort (core decides: [`Agent::abort`]); commit before answering.
     pub fn abort(&self, id: DeploymentId) -> Result<Aborted, NotHere> {
         self.agent.abort(self.time.now(), id)

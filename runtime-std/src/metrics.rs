@@ -65,6 +65,7 @@ pub const fn command(kind: &CommandKind) -> &'static str {
         CommandKind::Resolve { .. } => "resolve",
         CommandKind::Observe { .. } => "observe",
         CommandKind::Order { .. } => "order",
+        CommandKind::Screen { .. } => "screen",
         CommandKind::FetchConfig { .. } => "fetch_config",
         CommandKind::Load { .. } => "load",
         CommandKind::Scale { .. } => "scale",

@@ -223,7 +223,7 @@ impl http::App for State {
         request: Request,
         connection: Connection,
     ) -> Pin<Box<dyn Future<Output = Response>>> {
-        Box::pin(async move { handle(&self, endpoint, &request, &connection) })
+        Box::pin(async move { handle(&self, endpoint, &request, &connection).await })
     }
 
     fn answered(
@@ -244,7 +244,7 @@ impl http::App for State {
     }
 }
 
-fn handle(
+async fn handle(
     state: &State,
     endpoint: Endpoint,
     request: &Request,
@@ -255,7 +255,7 @@ fn handle(
         return refusal(r);
     }
     match endpoint {
-        Endpoint::Webhook(target) => webhook(state, request, &target),
+        Endpoint::Webhook(target) => webhook(state, request, &target).await,
         Endpoint::Abort { id, .. } => abort(state, request, id),
         Endpoint::Deployment { id, .. } => {
             let mut body = String::new();
@@ -320,7 +320,7 @@ fn new_id() -> DeploymentId {
     DeploymentId::random_v4(bytes)
 }
 
-fn webhook(state: &State, request: &Request, target: &service::Destination) -> Response {
+async fn webhook(state: &State, request: &Request, target: &service::Destination) -> Response {
     let hook = Webhook {
         target,
         content_type: request.header("content-type"),
@@ -347,6 +347,17 @@ fn webhook(state: &State, request: &Request, target: &service::Destination) -> R
                 return refusal(Refusal::new(Reason::Unrecorded));
             }
             let id = accepted.admitted.id;
+            // A new deployment screens its version first (docs/DESIGN.md rule 12): a downgrade
+            // found in time is answered 409, as a later webhook of the version would be.
+            if !accepted.admitted.redelivery
+                && let Some(failed) = state.deployments.screened(id).await
+            {
+                let _ = state.deployments.commit();
+                return refusal(Refusal::new(Reason::FailedVersion {
+                    failed,
+                    ago: failed_ago(state, &failed),
+                }));
+            }
             let location = format!("{}/{}", target.prefix.as_str(), id);
             Response::new(202, "text/plain; charset=utf-8", id.to_string())
                 .with_header("Location", location)
@@ -358,6 +369,17 @@ fn webhook(state: &State, request: &Request, target: &service::Destination) -> R
             refusal(r)
         }
     }
+}
+
+/// How long ago `failed` ended, by the wall clock.
+fn failed_ago(
+    state: &State,
+    failed: &lockstep_core::ledger::FailedBefore,
+) -> lockstep_core::time::Duration {
+    let now = state.deployments.time().now().unix;
+    lockstep_core::time::Duration::from_millis(
+        now.as_millis().saturating_sub(failed.at.as_millis()),
+    )
 }
 
 /// `POST /deployments/{id}/abort`: core checks it and the agent carries it out; the answer is

@@ -48,6 +48,17 @@ pub struct Version {
 }
 
 impl Version {
+    /// Where the sandbox's repository serves its zip: the prefix a fault rule holds its
+    /// download by (`/repository/` alone would hold the package's versions.json too, which a
+    /// deployment reads first to screen the version, docs/DESIGN.md rule 12).
+    pub fn zip_path(&self) -> String {
+        format!(
+            "/repository/typesafe/bundle/typesafe/{}/{}/",
+            self.name,
+            self.full()
+        )
+    }
+
     /// `<tag>-<digest>`.
     pub fn full(&self) -> String {
         format!("{}-{}", self.tag, self.digest)

@@ -87,7 +87,8 @@ lockstep_tests::on_both_runtimes! {
     fn test_abort_while_resolving_ends_it_and_changes_nothing(runtime: Runtime) {
         let s = sandbox(&[]);
         // The download is held: the deployment stays resolving.
-        s.add_faults(r#"{"requests":[{"path":"/repository/","hold":true}]}"#);
+        let zip = s.compatible(0).zip_path();
+        s.add_faults(&format!(r#"{{"requests":[{{"path":"{zip}","hold":true}}]}}"#));
         let v = serve_runtime(runtime, &s, &[]);
         let before = bundles(&s);
         let id = accepted(&v, &notify(&v, &s.compatible(0)), "/deployments");

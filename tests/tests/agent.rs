@@ -331,10 +331,11 @@ fn test_agent_refuses_an_oversized_bundle() {
 fn test_agent_retries_the_download() {
     let s = sandbox();
     let l = lockstep(&s, quick());
-    s.add_faults(
-        r#"{"requests": [{"path": "/repository/", "status": 500, "times": 1},
-                         {"path": "/repository/", "hang": true, "times": 1}]}"#,
-    );
+    let zip = s.compatible(0).zip_path();
+    s.add_faults(&format!(
+        r#"{{"requests": [{{"path": "{zip}", "status": 500, "times": 1}},
+                         {{"path": "{zip}", "hang": true, "times": 1}}]}}"#
+    ));
     let (tag, digest) = compatible(&s);
     let r = request(4, &tag, &digest);
     l.notify(r).unwrap();
@@ -359,8 +360,11 @@ fn test_agent_does_not_retry_a_404_from_the_repository() {
     let s = sandbox();
     let l = lockstep(&s, quick());
     // Counts the repository's requests: each spends one of the rule's times, delayed by nothing.
-    s.add_faults(r#"{"requests": [{"path": "/repository/", "delayMs": 0, "times": 100}]}"#);
     let (tag, _) = compatible(&s);
+    let zip = format!("/repository/typesafe/bundle/typesafe/visualizer/{tag}-");
+    s.add_faults(&format!(
+        r#"{{"requests": [{{"path": "{zip}", "delayMs": 0, "times": 100}}]}}"#
+    ));
     let r = request(5, &tag, &"1".repeat(64));
     l.notify(r).unwrap();
     let events = l.until_end(r.id);

@@ -368,9 +368,10 @@ fn test_cluster_behind_the_readmes_haproxy_round_robin() {
         ];
         let body = version.body();
         let r = front.request("POST", HOOK, &headers, body.as_bytes());
-        // The third round (1.1.0 over the running 1.2.0) was refused as a downgrade
-        // (docs/DESIGN.md rule 12): the fifth, 1.1.0 again, is refused 409 by every instance.
-        if i / BUNDLES.len() == 4 {
+        // The third round (1.1.0 over the running 1.2.0) is refused as a downgrade
+        // (docs/DESIGN.md rule 12): 409 through HAProxy, and from the instance it is sent
+        // to straight after; the fifth, 1.1.0 again, the same.
+        if matches!(i / BUNDLES.len(), 2 | 4) {
             let direct = if i % 2 == 0 { &a } else { &b };
             let again = direct
                 .client
@@ -393,9 +394,8 @@ fn test_cluster_behind_the_readmes_haproxy_round_robin() {
         assert_eq!(r.status, 202, "webhook {i}: {}", r.text());
         let id = r.text();
         // Redelivered at once, straight to one of the instances: the same deployment. Only
-        // the first two rounds deploy anything that takes time: the third is refused as a
-        // downgrade, the fourth finds its version running, so a redelivery could come after
-        // their end (a new deployment, or a 409).
+        // the first two rounds deploy anything that takes time: the fourth finds its version
+        // running, so a redelivery could come after its end (a new deployment).
         if i / BUNDLES.len() < 2 {
             let direct = if i % 2 == 0 { &a } else { &b };
             let again = direct
@@ -416,12 +416,6 @@ fn test_cluster_behind_the_readmes_haproxy_round_robin() {
             for id in &ids {
                 ended(&a, id);
             }
-            if i / BUNDLES.len() == 2 {
-                for id in &ids[ids.len() - BUNDLES.len()..] {
-                    let why = failure(&ended(&a, id));
-                    assert!(why.starts_with("refused a downgrade"), "{id}: {why}");
-                }
-            }
         }
     }
     assert_each_bundle_within_2_to_4(&s, &before);
@@ -434,8 +428,8 @@ fn test_cluster_behind_the_readmes_haproxy_round_robin() {
         );
     }
     println!(
-        "20 webhooks through HAProxy for {} bundles: {} deployments, all ended (4 refused as \
-         downgrades, 4 webhooks refused 409 after them)",
+        "20 webhooks through HAProxy for {} bundles: {} deployments accepted, all ended (8 \
+         webhooks of downgrades refused 409)",
         BUNDLES.len(),
         ids.len()
     );

@@ -1,13 +1,15 @@
 //! No silent downgrade (docs/DESIGN.md rule 12, docs/PROTOCOL.md §1, §2 and §7): a webhook
 //! naming a version that the repository's `versions.json` lists before the running one is
-//! refused before anything is loaded (the deployment fails `refused a downgrade`, and every
-//! webhook of that version after it is refused 409), unless a webhook under lockstep's
-//! signature asks `"allow_downgrade": true` (`lockstep deploy --allow-downgrade`). The sandbox
-//! publishes the demo's versions in order: 1.0.0 (running), 1.1.0, 1.2.0, then 2.0.0.
+//! refused 409 before anything is downloaded (its deployment, screening the version, fails
+//! `refused a downgrade`; when the screening takes longer than 2 s, the webhook gets its 202
+//! and the deployment fails by itself), and so is every webhook of that version after it,
+//! unless a webhook under lockstep's signature asks `"allow_downgrade": true` (`lockstep
+//! deploy --allow-downgrade`). The sandbox publishes the demo's versions in order: 1.0.0
+//! (running), 1.1.0, 1.2.0, then 2.0.0.
 
 use lockstep_core::signature::bintray_sign;
 use lockstep_tests::stack::{
-    HOOK, Sandbox, Serve, Version, accepted, assert_history_within_2_to_4, assert_refused,
+    HOOK, Runtime, Sandbox, Serve, Version, accepted, assert_history_within_2_to_4, assert_refused,
     assert_succeeded, bundle_of, bundles, deploy_cli, ended, event_types, failure, listing, mark,
     notify, now_secs, post, post_signed, sandbox, secret, serve, serve_runtime,
 };
@@ -47,6 +49,37 @@ fn upgraded(s: &Sandbox, v: &Serve) -> Version {
     newer
 }
 
+/// The webhook's answer waits for the screening at most `SCREENING_WAIT` (2 s): past it, 202,
+/// and the deployment refuses the downgrade by itself once the index comes.
+fn slow_index_is_answered_202_then_refused(runtime: Runtime) {
+    let s = sandbox(&[]);
+    let v = serve_runtime(runtime, &s, &[]);
+    let newer = upgraded(&s, &v);
+    let older = s.compatible(0);
+    let before = bundles(&s);
+    s.add_faults(
+        r#"{"requests":[{"path":"/repository/typesafe/bundle/typesafe/visualizer/versions.json",
+            "delayMs":3000,"times":1}]}"#,
+    );
+    let mac = bintray_sign(&secret(), "visualizer").as_str().to_owned();
+    let r = post(
+        &v,
+        HOOK,
+        &[("X-Bintray-Hook-Hmac", &mac)],
+        older.body().as_bytes(),
+    );
+    let id = accepted(&v, &r, "/deployments");
+    let events = ended(&v, &id);
+    assert_eq!(failure(&events), refused_line(&newer, &s));
+    assert_eq!(bundles(&s), before, "nothing was loaded or scaled");
+}
+
+lockstep_tests::on_both_runtimes! {
+    fn test_a_webhook_waits_for_its_screening_at_most_2s(runtime: Runtime) {
+        slow_index_is_answered_202_then_refused(runtime);
+    }
+}
+
 /// What the deployment of a refused downgrade says.
 fn refused_line(newer: &Version, s: &Sandbox) -> String {
     format!(
@@ -69,12 +102,21 @@ lockstep_tests::on_both_runtimes! {
         let mark = mark(&s);
 
         // A Bintray-signed replay of the older version (the Bintray MAC is the same for every
-        // version of the package): the deployment reads versions.json and ends failed before
-        // it loads anything.
+        // version of the package): its deployment screens it (the running bundles, then
+        // versions.json) and ends failed before it downloads anything; the webhook is answered
+        // 409, naming that deployment.
         let mac = bintray_sign(&secret(), "visualizer").as_str().to_owned();
         let bintray = [("X-Bintray-Hook-Hmac", mac.as_str())];
         let replay = older.body();
-        let first = accepted(&v, &post(&v, HOOK, &bintray, replay.as_bytes()), "/deployments");
+        let r = post(&v, HOOK, &bintray, replay.as_bytes());
+        let line = assert_refused(&r, 409, "a downgrade");
+        assert!(line.starts_with(&format!("version {} failed 0s ago (deployment ", older.tag)), "{line}");
+        let first = line
+            .split_once("(deployment ")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(id, _)| id.to_owned())
+            .expect("the deployment's id");
+        assert!(line.ends_with(&format!("): {}", refused_line(&newer, &s))), "{line}");
         let events = ended(&v, &first);
         assert_eq!(
             event_types(&events),
@@ -137,11 +179,12 @@ fn test_lockstep_deploy_allow_downgrade_deploys_an_older_version() {
     let older = s.compatible(0);
     let mark = mark(&s);
 
-    // Without the flag, `lockstep deploy` follows the deployment to its refusal.
+    // Without the flag, the service refuses it (409), and says what deploys it; asked again,
+    // the same.
     let ran = deploy_cli(&s, &v, &[&format!("visualizer:{}", older.tag)]);
     assert_eq!(ran.code, Some(1), "{ran:#?}");
+    assert!(ran.stderr.contains("refused the webhook: 409"), "{ran:#?}");
     assert!(ran.stderr.contains(&refused_line(&newer, &s)), "{ran:#?}");
-    // Asked again, the service refuses it at once (409), and says what deploys it.
     let ran = deploy_cli(&s, &v, &[&format!("visualizer:{}", older.tag)]);
     assert_eq!(ran.code, Some(1), "{ran:#?}");
     assert!(ran.stderr.contains("refused the webhook: 409"), "{ran:#?}");

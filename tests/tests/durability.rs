@@ -44,12 +44,20 @@ fn held(s: &stack::Sandbox) -> Vec<serde_json::Value> {
 
 /// The kill points of a scale-3 deployment with a configuration: for each, what it is and the
 /// fault rules that hold the request there (carried out, its answer withheld).
-fn kill_points(old_id: &str) -> Vec<(String, String)> {
+fn kill_points(old_id: &str, new: &stack::Version) -> Vec<(String, String)> {
+    let zip = new.zip_path();
     let mut points = vec![
         (
+            "while it screened its version (the index held)".to_owned(),
+            format!(
+                r#"{{"requests": [{{"path": "/repository/typesafe/bundle/typesafe/{}/versions.json",
+                                   "hold": true, "times": 1}}]}}"#,
+                new.name
+            ),
+        ),
+        (
             "in the middle of the bundle download".to_owned(),
-            r#"{"requests": [{"path": "/repository/", "holdAfterBytes": 64, "times": 1}]}"#
-                .to_owned(),
+            format!(r#"{{"requests": [{{"path": "{zip}", "holdAfterBytes": 64, "times": 1}}]}}"#),
         ),
         (
             "after the old bundle's configuration was fetched".to_owned(),
@@ -107,14 +115,16 @@ lockstep_tests::on_both_runtimes! {
         let started = Instant::now();
         let mut covered = 0;
         let probe = sandbox(&[]);
-        let points = kill_points(&the_running_bundle(&probe).id);
+        let points = kill_points(&the_running_bundle(&probe).id, &probe.compatible(0));
         drop(probe);
         for (what, _) in &points {
             let s = sandbox(&[]);
             let old = the_running_bundle(&s);
-            let points = kill_points(&old.id);
+            let points = kill_points(&old.id, &s.compatible(0));
             let rules = &points.iter().find(|(w, _)| w == what).expect("the point").1;
-            let v = serve_runtime(runtime, &s, &[]);
+            // A held request must stay held until the kill: the webhook's answer alone waits
+            // up to 2 s for the screening, the tests' usual I/O time-out.
+            let v = serve_runtime(runtime, &s, &["--io-timeout", "1h"]);
             // Its bundle event stream is connected (the only control-API request of an idle
             // service) before a rule can hold it by mistake.
             eventually("the event stream to connect", WAIT, || {
@@ -172,8 +182,8 @@ lockstep_tests::on_both_runtimes! {
             (count >= 1).then_some(())
         });
         // Killed while fetching the old configuration: the bundle is downloaded, not loaded.
-        let points = kill_points(&old.id);
-        s.add_faults(&points[1].1);
+        let points = kill_points(&old.id, &s.compatible(0));
+        s.add_faults(&points[2].1);
         let new = s.compatible(0);
         let before = mark(&s);
         let id = accepted(&v, &notify(&v, &new), "/deployments");

@@ -1573,8 +1573,11 @@ fn test_minimal_serves_kept_alive_requests_without_allocating() {
     );
     // The deployment stays in flight, its download held: every webhook of its version is a
     // redelivery, and the agent waits.
-    s.add_faults(r#"{"requests": [{"path": "/repository/", "holdAfterBytes": 64, "times": 1}]}"#);
     let new = s.compatible(0);
+    let zip = new.zip_path();
+    s.add_faults(&format!(
+        r#"{{"requests": [{{"path": "{zip}", "holdAfterBytes": 64, "times": 1}}]}}"#
+    ));
     let body = new.body();
     let mac = bintray_sign(&secret(), "visualizer").as_str().to_owned();
     let id = accepted(

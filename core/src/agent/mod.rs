@@ -88,10 +88,10 @@ use core::task::{Poll, Waker};
 
 use crate::deployer::{
     Aborted, Admitted, Command, CommandError, Deployer, DeploymentId, Event, NotHere, NotResumed,
-    Output, Record, Reply, Request,
+    Output, Phase, Record, Reply, Request,
 };
 use crate::journal::{Entry, Journal, Unrecorded};
-use crate::ledger::{Ledger, Shelf};
+use crate::ledger::{FailedBefore, Ledger, Shelf};
 use crate::service::{Asks, NotAdmitted};
 use crate::signature::Stamp;
 use crate::time::{Duration, Instant, Now};
@@ -101,6 +101,30 @@ pub use store::{
 };
 pub use time::{ConnectError, Connector, Time, TimedOut, TlsError, with_deadline};
 pub use worker::{Buffers, Config, MAX_OBSERVED, Worker};
+
+/// How long the answer to a webhook waits for its new deployment's screening
+/// (docs/DESIGN.md rule 12): a downgrade found within it is answered 409; past it, 202, and the
+/// deployment refuses the downgrade by itself.
+pub const SCREENING_WAIT: Duration = Duration::from_secs(2);
+
+/// How often a webhook waiting for its screening looks again.
+const SCREENING_POLL: Duration = Duration::from_millis(5);
+
+/// Where a new deployment's screening stands ([`Agent::screening`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a transient answer, never stored; core has no Box for the refusal"
+)]
+pub enum Screening {
+    /// Not answered yet.
+    Pending,
+    /// Over: the deployment goes on (or ended for another reason, or is not known here).
+    Passed,
+    /// It refused a downgrade: the deployment ended failed.
+    Refused(FailedBefore),
+}
 
 /// The most workers an agent serves.
 pub const MAX_WORKERS: usize = 16;
@@ -300,6 +324,57 @@ impl<const N: usize, S: Sink, H: Shelf, J: Journal> Agent<N, S, H, J> {
         }
         self.input(|deployer| deployer.handle_notification(now, request))
             .map_err(NotAdmitted::Busy)
+    }
+
+    /// Where the screening of deployment `id` stands (docs/DESIGN.md rule 12).
+    pub fn screening(&self, id: DeploymentId) -> Screening {
+        self.read(|deployer, ledger| {
+            if let Some(record) = deployer.record(id) {
+                return match record.phase {
+                    Phase::Screening => Screening::Pending,
+                    _ => Screening::Passed,
+                };
+            }
+            let Some(record) = ledger.ended(id) else {
+                return Screening::Passed;
+            };
+            match (record.failure(), record.end()) {
+                (Some(failure), Some(end)) if failure.is_downgrade() => {
+                    Screening::Refused(FailedBefore {
+                        id,
+                        tag: record.request.tag,
+                        at: end.at,
+                        failure: *failure,
+                    })
+                }
+                _ => Screening::Passed,
+            }
+        })
+    }
+
+    /// Waits, at most `within`, for the screening of the deployment `id` just admitted: the
+    /// refusal, when it refused a downgrade in time; `None` otherwise. For the runtime's
+    /// webhook handler, between admission and its answer ([`SCREENING_WAIT`]).
+    pub async fn screened<T: Time>(
+        &self,
+        time: &T,
+        id: DeploymentId,
+        within: Duration,
+    ) -> Option<FailedBefore> {
+        let deadline = time.now().instant.saturating_add(within);
+        loop {
+            match self.screening(id) {
+                Screening::Refused(failed) => return Some(failed),
+                Screening::Passed => return None,
+                Screening::Pending => {}
+            }
+            let now = time.now().instant;
+            if now >= deadline {
+                return None;
+            }
+            time.at(now.saturating_add(SCREENING_POLL).min(deadline))
+                .await;
+        }
     }
 
     /// An operator's abort of deployment `id` ([`Deployer::handle_abort`]). One that ended and

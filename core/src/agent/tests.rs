@@ -100,12 +100,19 @@ fn request(id: u8) -> Request {
     crate::sim::fixture::request(id, id)
 }
 
-/// The next job a worker would get; a cleanup is done at once.
+/// The next job a worker would get; a cleanup is done at once, and a screening (rule 12) is
+/// answered at once: nothing published before.
 fn take<J: Journal>(agent: &Agent<4, Quiet, Shelf, J>) -> Option<Job> {
     loop {
         let job = agent.inner.borrow_mut().take_job(0);
         match job {
             Some(Job::Cleanup(_)) => agent.cleaned(0),
+            Some(Job::Command(
+                command @ Command {
+                    kind: CommandKind::Screen { .. },
+                    ..
+                },
+            )) => agent.finish(0, now(1), &command, Reply::Screened { before: None }),
             other => return other,
         }
     }
@@ -166,10 +173,11 @@ fn test_a_notification_is_written_ahead_of_its_first_command() {
             compatibility_version: "2",
         },
     );
-    // The reply moved the record on (targeting), written before its command goes out.
+    // The reply moved the record on (targeting), written before its command goes out. (`take`
+    // answered the screening first: its record, resolving, is committed already.)
     let appended = journal.0.borrow().appended.len();
-    assert!(appended > 3);
-    assert_eq!(journal.0.borrow().committed, 3);
+    assert!(appended > 4);
+    assert_eq!(journal.0.borrow().committed, 4);
     let job = take(&agent);
     assert!(job.is_some());
     assert_eq!(journal.0.borrow().committed, appended);
@@ -499,4 +507,45 @@ fn test_allowing_a_downgrade_does_not_lift_another_failure() {
         agent.notify(now(2), again, asks),
         Err(NotAdmitted::Failed(_))
     ));
+}
+
+#[test]
+fn test_screening_is_pending_then_refused_or_passed() {
+    use crate::sim::fixture::{NEW, OLDER, old_id};
+    let (agent, _) = agent(4);
+    for (byte, before) in [
+        (OLDER, Some((Name::truncated("1.0.0"), old_id(false)))),
+        (NEW, None),
+    ] {
+        let request = crate::sim::fixture::request(byte, byte);
+        let admitted = agent.notify(now(0), request, Asks::default()).unwrap();
+        assert_eq!(agent.screening(admitted.id), Screening::Pending);
+        // Answered by hand (`take` would answer it); a cleanup of the first is done first.
+        let job = loop {
+            let job = agent.inner.borrow_mut().take_job(0);
+            match job {
+                Some(Job::Cleanup(_)) => agent.cleaned(0),
+                job => break job,
+            }
+        };
+        let Some(Job::Command(command)) = job else {
+            panic!("the screening: {job:?}")
+        };
+        assert!(matches!(command.kind, CommandKind::Screen { .. }));
+        agent.finish(0, now(1), &command, Reply::Screened { before });
+        match agent.screening(admitted.id) {
+            Screening::Refused(failed) => {
+                assert!(before.is_some());
+                assert_eq!((failed.id, failed.tag), (admitted.id, request.tag));
+                assert!(failed.failure.is_downgrade());
+            }
+            Screening::Passed => assert!(before.is_none()),
+            Screening::Pending => panic!("answered"),
+        }
+    }
+    // An id never seen: nothing to wait for.
+    assert_eq!(
+        agent.screening(DeploymentId::from_bytes([0x77; 16])),
+        Screening::Passed
+    );
 }

@@ -356,6 +356,22 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
                     Reply::Observed { bundles: &views },
                 );
             }
+            CommandKind::Screen {
+                org,
+                repo,
+                package,
+                digest,
+            } => match self.screen(retrying, [org, repo, package], digest).await {
+                Ok(before) => {
+                    agent.finish(
+                        self.id,
+                        self.time.now(),
+                        command,
+                        Reply::Screened { before },
+                    );
+                }
+                Err(e) => fail(agent, self.time, e),
+            },
             CommandKind::Order {
                 org,
                 repo,
@@ -512,10 +528,54 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
             return Err(CommandError::Protocol);
         };
         let at = IndexLocation { org, repo, package };
+        let before = with_retries!(
+            self,
+            retrying,
+            self.try_published_before(&at, new, &[old]).await
+        )?;
+        Ok(before.map(|(tag, _)| tag))
+    }
+
+    /// Whether the version `new` of `package` was published before EVERY running bundle of
+    /// that name (docs/DESIGN.md rule 12, screening): the bundles are listed (`GET
+    /// /v2/bundles`, as an observation), then the index is read as
+    /// [`published_before`](Self::published_before) reads it, compared with the running
+    /// bundle it lists earliest. Nothing running: `None`, and no index is read.
+    async fn screen(
+        &mut self,
+        retrying: Retrying<'_>,
+        [org, repo, package]: [Name; 3],
+        new: Digest,
+    ) -> Result<Option<(Name, BundleId)>, CommandError> {
+        let mut spans: heapless::Vec<(usize, usize), MAX_OBSERVED> = heapless::Vec::new();
+        self.list(retrying, Looking::Name(&package), &mut spans)
+            .await?;
+        let mut running: heapless::Vec<BundleId, MAX_OBSERVED> = heapless::Vec::new();
+        for (start, end) in spans {
+            let info = self
+                .work
+                .found
+                .get(start..end)
+                .and_then(|element| BundleInfo::parse(element).ok())
+                .ok_or(CommandError::Protocol)?;
+            if BundleView::from(&info).is_running() {
+                // As many slots as spans: never full.
+                let _ = running.push(info.id);
+            }
+        }
+        if running.is_empty() {
+            return Ok(None);
+        }
+        let (Some(org), Some(repo), Some(package)) =
+            (segment(&org), segment(&repo), segment(&package))
+        else {
+            return Err(CommandError::Protocol);
+        };
+        let at = IndexLocation { org, repo, package };
         with_retries!(
             self,
             retrying,
-            self.try_published_before(&at, new, old).await
+            self.try_published_before(&at, new, &running).await
         )
     }
 
@@ -524,9 +584,9 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         &mut self,
         at: &IndexLocation<'_>,
         new: Digest,
-        old: BundleId,
-    ) -> Result<Option<Name>, Attempt> {
-        let mut scan = IndexScan::new(&mut self.work.element, new, old);
+        olds: &[BundleId],
+    ) -> Result<Option<(Name, BundleId)>, Attempt> {
+        let mut scan = IndexScan::among(&mut self.work.element, new, olds);
         let deadline = self
             .time
             .now()
@@ -544,12 +604,14 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
             // An absent index is an empty one: it tells of no downgrade.
             Ok(Err(FetchError::NotFound)) => Ok(None),
             // The scan refused what it was written: its own error says why.
-            Ok(Err(FetchError::Write)) => Err(Attempt::Fatal(match scan.finish() {
+            Ok(Err(FetchError::Write)) => Err(Attempt::Fatal(match scan.finish_which() {
                 Err(e) => index_failed(e),
                 Ok(_) => CommandError::Protocol,
             })),
             Ok(Err(e)) => Err(download_failed(e, false)),
-            Ok(Ok(_)) => scan.finish().map_err(|e| Attempt::Fatal(index_failed(e))),
+            Ok(Ok(_)) => scan
+                .finish_which()
+                .map_err(|e| Attempt::Fatal(index_failed(e))),
         }
     }
 
@@ -1639,6 +1701,11 @@ mod tests {
         agent
             .notify(now, request, crate::service::Asks::default())
             .unwrap();
+        let Some(Job::Command(screen)) = agent.inner.borrow_mut().take_job(0) else {
+            panic!("the screening is queued");
+        };
+        assert!(matches!(screen.kind, CommandKind::Screen { .. }));
+        agent.finish(0, now, &screen, Reply::Screened { before: None });
         let Some(Job::Command(command)) = agent.inner.borrow_mut().take_job(0) else {
             panic!("the download is queued");
         };

@@ -101,16 +101,32 @@ pub(super) struct Deployment {
 }
 
 impl Deployment {
-    /// A deployment just admitted: it logs `deploymentStarted` and `bundleDownload` and starts
-    /// resolving (step 2).
-    pub(super) fn admitted(ctx: Ctx, record: Record) -> Self {
+    /// A deployment just admitted: it logs `deploymentStarted` and `bundleDownload` and
+    /// screens the version (rule 12), or, when its request allows a downgrade or the policy
+    /// starts a bundle where none runs, starts resolving (step 2).
+    pub(super) fn admitted(ctx: Ctx, mut record: Record) -> Self {
+        let screens = !record.request.allow_downgrade
+            && ctx.policy.nothing_running != NothingRunning::StartOne;
+        let deadline = if screens {
+            record.phase = Phase::Screening;
+            ctx.step_deadline()
+        } else {
+            ctx.now.instant.saturating_add(ctx.policy.resolve_deadline)
+        };
         let mut d = Self::with(record);
         d.push_event(Pending::Started);
         d.push_event(Pending::BundleDownload);
-        d.issue(Some(
+        d.issue(Some(deadline));
+        d
+    }
+
+    /// Screening is over, or could not tell (its command failed, or its deadline passed: the
+    /// check after targeting still stands): resolve (step 2).
+    fn start_resolving(&mut self, ctx: Ctx) {
+        self.record.phase = Phase::Resolving;
+        self.issue(Some(
             ctx.now.instant.saturating_add(ctx.policy.resolve_deadline),
         ));
-        d
     }
 
     /// A deployment read back from its record: the step it stood at is requested again
@@ -118,6 +134,7 @@ impl Deployment {
     pub(super) fn resumed(ctx: Ctx, mut record: Record) -> Self {
         let deadline = match &mut record.phase {
             Phase::Resolving => Some(ctx.now.instant.saturating_add(ctx.policy.resolve_deadline)),
+            Phase::Screening => Some(ctx.step_deadline()),
             Phase::Queued | Phase::Ended(_) => None,
             Phase::LockStep { step, .. } | Phase::RollingBack { step, .. } => {
                 step.waiting = false;
@@ -248,6 +265,12 @@ impl Deployment {
             name: r.request.package,
         };
         let kind = match r.phase {
+            Phase::Screening => CommandKind::Screen {
+                org: r.request.org,
+                repo: r.request.repo,
+                package: r.request.package,
+                digest: r.request.digest,
+            },
             Phase::Resolving => CommandKind::Resolve {
                 org: r.request.org,
                 repo: r.request.repo,
@@ -382,6 +405,17 @@ impl Deployment {
                 },
             ) => self.resolved(ctx, name, compatibility_version),
             (Phase::Resolving, Reply::Failed(e)) => self.fail(ctx, Cause::Resolve(e)),
+            (Phase::Screening, Reply::Screened { before }) => match before {
+                Some((running, old)) => self.fail(ctx, Cause::Downgrade { running, old }),
+                None => {
+                    self.start_resolving(ctx);
+                    Effect::None
+                }
+            },
+            (Phase::Screening, Reply::Failed(_)) => {
+                self.start_resolving(ctx);
+                Effect::None
+            }
             (Phase::Targeting, Reply::Observed { bundles }) => self.target(ctx, bundles),
             (Phase::Ordering { old, scale }, Reply::Ordered { before }) => match before {
                 Some(running) => self.fail(ctx, Cause::Downgrade { running, old }),
@@ -435,7 +469,7 @@ impl Deployment {
                     Phase::Loading(_) => Doing::Loading,
                     Phase::Observing(_) => Doing::Observing,
                     Phase::LockStep { step, .. } | Phase::RollingBack { step, .. } => step.doing(),
-                    Phase::Resolving | Phase::Queued | Phase::Ended(_) => {
+                    Phase::Screening | Phase::Resolving | Phase::Queued | Phase::Ended(_) => {
                         return Err(Ignored::Unexpected);
                     }
                 };
@@ -460,6 +494,10 @@ impl Deployment {
         }
         match self.record.phase {
             Phase::Resolving => self.fail(ctx, Cause::ResolveDeadline),
+            Phase::Screening => {
+                self.start_resolving(ctx);
+                Effect::None
+            }
             Phase::Targeting => self.fault(ctx, Doing::Targeting, Fault::Deadline),
             Phase::Ordering { .. } => self.fault(ctx, Doing::Ordering, Fault::Deadline),
             Phase::FetchingConfig { .. } => self.fault(ctx, Doing::FetchingConfig, Fault::Deadline),
@@ -481,7 +519,7 @@ impl Deployment {
     /// it is. A command in flight is not waited for: its answer, when it comes, is ignored.
     pub(super) fn abort(&mut self, ctx: Ctx) -> (Effect, Aborted) {
         let doing = match self.record.phase {
-            Phase::Resolving | Phase::Queued => {
+            Phase::Screening | Phase::Resolving | Phase::Queued => {
                 return (self.fail(ctx, Cause::Aborted), Aborted::Ended);
             }
             Phase::Targeting => Doing::Targeting,

@@ -132,6 +132,14 @@ pub enum Reply<'a> {
         /// `compatibilityVersion` (or `compatibility-version`).
         compatibility_version: &'a str,
     },
+    /// [`CommandKind::Screen`] done: `Some((tag, bundle))` when the repository's
+    /// `versions.json` lists the new version before every running bundle of the package it
+    /// lists (compared with `bundle`, listed earliest, whose version has this tag); `None`
+    /// otherwise, or when nothing can be told (no running bundle listed, no index).
+    Screened {
+        /// The running version's tag and bundle, when the new version was published before.
+        before: Option<(Name, BundleId)>,
+    },
     /// [`CommandKind::Order`] done: `Some(tag)` when the repository's `versions.json` lists
     /// the new version before the old bundle (whose version has this tag); `None` when it lists
     /// it after, or cannot tell (either is absent, or there is no index).
@@ -334,6 +342,20 @@ pub enum CommandKind {
     Observe {
         /// The bundle name.
         name: Name,
+    },
+    /// List the running bundles named `package`, then read
+    /// `{org}/{repo}/{org}/{package}/versions.json`: was the version of `digest` published
+    /// before every one of them? Answer [`Reply::Screened`] (nothing running: `None`, without
+    /// reading the index).
+    Screen {
+        /// The organisation.
+        org: Name,
+        /// The repository.
+        repo: Name,
+        /// The package (the bundle name).
+        package: Name,
+        /// The new version's digest.
+        digest: Digest,
     },
     /// Read `{org}/{repo}/{org}/{package}/versions.json` from the repository: was the version
     /// of `digest` published before the running bundle `old`? Answer [`Reply::Ordered`].
@@ -642,7 +664,9 @@ impl<const N: usize> Deployer<N> {
         if record.has_ended() {
             return Err(NotResumed::Ended);
         }
-        if record.compatibility_version.is_none() && !matches!(record.phase, Phase::Resolving) {
+        if record.compatibility_version.is_none()
+            && !matches!(record.phase, Phase::Screening | Phase::Resolving)
+        {
             // Only resolving finds the key: every later phase has it.
             return Err(NotResumed::Inconsistent);
         }

@@ -836,11 +836,12 @@ impl Persist for End {
 }
 
 /// Tags: Resolving 0, Queued 1, Targeting 2, FetchingConfig 3, Loading 4, Observing 5,
-/// LockStep 6, RollingBack 7, Ended 8, Ordering 9.
+/// LockStep 6, RollingBack 7, Ended 8, Ordering 9, Screening 10.
 impl Persist for Phase {
     fn put(&self, w: &mut Writer<'_>) -> Result<(), BufferTooSmall> {
         match self {
             Self::Resolving => w.u8(0),
+            Self::Screening => w.u8(10),
             Self::Queued => w.u8(1),
             Self::Targeting => w.u8(2),
             Self::FetchingConfig { old, scale } => {
@@ -913,6 +914,7 @@ impl Persist for Phase {
                 old: BundleId::get(r)?,
                 scale: r.u32()?,
             },
+            10 => Self::Screening,
             _ => return Err(DecodeError::Invalid),
         })
     }
@@ -936,7 +938,10 @@ impl Persist for Record {
             phase: Phase::get(r)?,
         };
         // Only resolving finds the key; an ended deployment may have ended while resolving.
-        let needs_key = !matches!(record.phase, Phase::Resolving | Phase::Ended(_));
+        let needs_key = !matches!(
+            record.phase,
+            Phase::Screening | Phase::Resolving | Phase::Ended(_)
+        );
         if needs_key && record.compatibility_version.is_none() {
             return Err(DecodeError::Invalid);
         }

@@ -329,6 +329,10 @@ pub struct End {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Phase {
+    /// Before anything is downloaded: is the notified version published before every running
+    /// bundle of its package? (docs/DESIGN.md rule 12; skipped when the request allows a
+    /// downgrade, or when the policy starts a bundle where none runs.)
+    Screening,
     /// Downloading and checking the bundle, reading its bundle.conf (step 2).
     Resolving,
     /// Resolved; another deployment of its key is active, and this one waits as the key's
@@ -384,7 +388,7 @@ impl Phase {
     /// The plan, once chosen (and until the end).
     pub const fn plan(&self) -> Option<Plan> {
         match self {
-            Self::Resolving | Self::Queued | Self::Targeting => None,
+            Self::Screening | Self::Resolving | Self::Queued | Self::Targeting => None,
             Self::Ordering { old, scale } | Self::FetchingConfig { old, scale } => Some(Plan {
                 old: Some(*old),
                 scale: *scale,
@@ -903,7 +907,7 @@ impl Record {
                 outcome: Outcome::Failed(_),
                 ..
             }) => State::Failed,
-            Phase::Resolving => State::Resolving,
+            Phase::Screening | Phase::Resolving => State::Resolving,
             Phase::Queued => State::Queued,
             Phase::RollingBack { .. } => State::RollingBack,
             Phase::Targeting

@@ -161,7 +161,23 @@ impl Harness {
         }
     }
 
+    /// Notifies `r`; its screening (rule 12) is answered at once: nothing published before
+    /// (see [`Harness::notify_unscreened`] to answer it by hand).
     fn notify(&mut self, r: Request) -> Result<Admitted, Busy> {
+        let admitted = self.notify_unscreened(r);
+        let screen = self
+            .commands
+            .iter()
+            .position(|c| c.deployment == r.id && matches!(c.kind, CommandKind::Screen { .. }));
+        if let Some(at) = screen {
+            let c = self.commands.remove(at);
+            self.answer(&c, Reply::Screened { before: None }).unwrap();
+        }
+        admitted
+    }
+
+    /// Notifies `r`, its Screen command (if any) left waiting.
+    fn notify_unscreened(&mut self, r: Request) -> Result<Admitted, Busy> {
         let admitted = self.d.handle_notification(self.now, r);
         self.drain();
         admitted
@@ -273,6 +289,14 @@ impl Harness {
                     b.started = scale;
                 }
                 self.answer(c, Reply::Scaled).unwrap();
+            }
+            CommandKind::Screen { .. } => {
+                let running = cluster.bundles.iter().find(|b| b.scale.unwrap_or(0) > 0);
+                let before = cluster
+                    .published_before
+                    .zip(running)
+                    .map(|(tag, b)| (Name::truncated(tag), b.id));
+                self.answer(c, Reply::Screened { before }).unwrap();
             }
             CommandKind::Order { old, .. } => {
                 assert!(cluster.get(old).is_some(), "ordered against {old}");
@@ -945,6 +969,118 @@ fn loading() -> (Harness, Command) {
     h.ordered(None);
     let load = h.take();
     (h, load)
+}
+
+// ---- screening (rule 12) -----------------------------------------------------------------------
+
+/// A deployment just notified, its Screen command out.
+fn screening(policy: Policy, request: Request) -> (Harness, Command) {
+    let mut h = Harness::new(policy);
+    h.notify_unscreened(request).unwrap();
+    let c = h.take();
+    (h, c)
+}
+
+#[test]
+fn test_screening_comes_first_and_asks_about_the_package() {
+    let (h, c) = screening(Policy::default(), request(1, 0xB0));
+    assert_eq!(
+        c.kind,
+        CommandKind::Screen {
+            org: Name::truncated("typesafe"),
+            repo: Name::truncated("bundle"),
+            package: Name::truncated(NAME),
+            digest: digest(0xB0),
+        }
+    );
+    let record = h.d.record(id(1)).unwrap();
+    assert_eq!(record.phase, Phase::Screening);
+    assert_eq!(record.state(), State::Resolving);
+    assert!(!record.needs_bundle_file());
+    // The two events of an admission are out already.
+    assert_eq!(h.types(id(1)), ["deploymentStarted", "bundleDownload"]);
+}
+
+#[test]
+fn test_screening_refuses_a_downgrade_before_the_download() {
+    let (mut h, c) = screening(Policy::default(), request(1, 0xB0));
+    let before = Some((Name::truncated("1.2.0"), old_id()));
+    h.answer(&c, Reply::Screened { before }).unwrap();
+    let f = h.failure(id(1));
+    assert_eq!(
+        f.cause,
+        Cause::Downgrade {
+            running: Name::truncated("1.2.0"),
+            old: old_id(),
+        }
+    );
+    assert_eq!(f.rollback, Rollback::NotNeeded);
+    assert!(
+        h.commands.is_empty(),
+        "nothing downloaded: {:?}",
+        h.commands
+    );
+    assert_eq!(
+        h.types(id(1)),
+        ["deploymentStarted", "bundleDownload", "deploymentFailure"]
+    );
+}
+
+#[test]
+fn test_screening_that_cannot_tell_lets_the_deployment_resolve() {
+    // Nothing published before; the command failed; its deadline passed: resolving, with a
+    // resolve deadline of its own.
+    for how in 0..3 {
+        let (mut h, c) = screening(Policy::default(), request(1, 0xB0));
+        match how {
+            0 => h.answer(&c, Reply::Screened { before: None }).unwrap(),
+            1 => h
+                .answer(&c, Reply::Failed(CommandError::Unreachable))
+                .unwrap(),
+            _ => {
+                assert_eq!(h.timeout(), 1);
+            }
+        }
+        let resolve = h.take();
+        assert!(matches!(resolve.kind, CommandKind::Resolve { .. }), "{how}");
+        assert_eq!(h.d.record(id(1)).unwrap().phase, Phase::Resolving);
+        let resolve_by = h
+            .now
+            .instant
+            .saturating_add(Policy::default().resolve_deadline);
+        assert_eq!(h.d.poll_timeout(), Some(resolve_by), "{how}");
+    }
+}
+
+#[test]
+fn test_no_screening_when_a_downgrade_is_allowed_or_a_bundle_may_start_from_nothing() {
+    let mut allowing = request(1, 0xB0);
+    allowing.allow_downgrade = true;
+    let (_, c) = screening(Policy::default(), allowing);
+    assert!(matches!(c.kind, CommandKind::Resolve { .. }), "{c:?}");
+    let start_one = Policy {
+        nothing_running: NothingRunning::StartOne,
+        ..Policy::default()
+    };
+    let (_, c) = screening(start_one, request(1, 0xB0));
+    assert!(matches!(c.kind, CommandKind::Resolve { .. }), "{c:?}");
+}
+
+#[test]
+fn test_screening_aborted_or_resumed() {
+    let (mut h, c) = screening(Policy::default(), request(1, 0xB0));
+    let record = *h.d.record(id(1)).unwrap();
+    h.d.handle_abort(h.now, id(1)).unwrap();
+    h.drain();
+    assert_eq!(h.failure(id(1)).cause, Cause::Aborted);
+    // A late answer changes nothing.
+    assert!(
+        h.answer(&c, Reply::Screened { before: None }).is_err(),
+        "a stale answer"
+    );
+    let mut resumed = Harness::new(Policy::default());
+    resumed.resume(record).unwrap();
+    assert_eq!(resumed.take().kind, c.kind);
 }
 
 // ---- ordering (step 4, rule 12) ----------------------------------------------------------------
