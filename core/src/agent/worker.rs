@@ -24,7 +24,7 @@ use crate::index::{IndexError, IndexScan};
 use crate::journal::Journal;
 use crate::ledger::Shelf;
 use crate::text::{self, Cursor, InlineStr, len_u64};
-use crate::time::Duration;
+use crate::time::{Duration, Instant};
 
 /// The most bundles of one name an observation keeps.
 pub const MAX_OBSERVED: usize = 16;
@@ -412,6 +412,14 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         }
     }
 
+    /// When a transfer from the repository started now must have ended: `download_limit` on.
+    fn transfer_deadline(&self) -> Instant {
+        self.time
+            .now()
+            .instant
+            .saturating_add(self.config.download_limit)
+    }
+
     /// Waits before try number `attempt` (from 1): the backoff, doubled each time, up to
     /// [`MAX_BACKOFF`].
     async fn backoff(&self, attempt: u32) {
@@ -480,11 +488,7 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
             .await
             .map_err(|_| Attempt::Fatal(CommandError::Storage))?;
         let mut out = Hashing::new(file, self.config.max_bundle_size);
-        let deadline = self
-            .time
-            .now()
-            .instant
-            .saturating_add(self.config.download_limit);
+        let deadline = self.transfer_deadline();
         let fetched = with_deadline(
             self.time,
             deadline,
@@ -586,12 +590,8 @@ impl<'w, C: Connector, T: Time, S: Store, R: Repository> Worker<'w, C, T, S, R> 
         new: Digest,
         olds: &[BundleId],
     ) -> Result<Option<(Name, BundleId)>, Attempt> {
+        let deadline = self.transfer_deadline();
         let mut scan = IndexScan::among(&mut self.work.element, new, olds);
-        let deadline = self
-            .time
-            .now()
-            .instant
-            .saturating_add(self.config.download_limit);
         let fetched = with_deadline(
             self.time,
             deadline,
