@@ -468,6 +468,17 @@ pub struct Refusal {
     pub allow: Option<&'static str>,
 }
 
+impl Reason {
+    /// [`Reason::FailedVersion`] for `failed`, its age taken at `now` (wall clock): what a
+    /// webhook of a held version gets, at admission or once its screening refused it.
+    pub const fn failed_version(now: Now, failed: FailedBefore) -> Self {
+        Self::FailedVersion {
+            failed,
+            ago: Duration::from_millis(now.unix.as_millis().saturating_sub(failed.at.as_millis())),
+        }
+    }
+}
+
 impl Refusal {
     /// A refusal for `reason`.
     pub const fn new(reason: Reason) -> Self {
@@ -851,12 +862,7 @@ impl<const R: usize> Webhooks<R> {
         };
         let admitted = admit(request, asks).map_err(|e| match e {
             NotAdmitted::Busy(busy) => Reason::Busy(busy),
-            NotAdmitted::Failed(failed) => Reason::FailedVersion {
-                failed,
-                ago: Duration::from_millis(
-                    now.unix.as_millis().saturating_sub(failed.at.as_millis()),
-                ),
-            },
+            NotAdmitted::Failed(failed) => Reason::failed_version(now, failed),
         })?;
         let stamp = fresh.map(|fresh| {
             let stamp = fresh.stamp();

@@ -363,12 +363,8 @@ impl<'a, const N: usize, const R: usize, P: Platform> App<'a, N, R, P> {
                     && let Some(failed) = self.agent.screened(self.time, id, SCREENING_WAIT).await
                 {
                     let _ = self.agent.commit();
-                    let now = self.time.now().unix;
-                    let ago = Duration::from_millis(
-                        now.as_millis().saturating_sub(failed.at.as_millis()),
-                    );
-                    let refusal = Refusal::new(Reason::FailedVersion { failed, ago });
-                    return self.after_body(refuse(line, refusal));
+                    let reason = Reason::failed_version(self.time.now(), failed);
+                    return self.after_body(refuse(line, Refusal::new(reason)));
                 }
                 let _ = write!(id_text, "{id}");
                 let _ = write!(location, "{}/{id}", destination.prefix.as_str());

@@ -353,10 +353,8 @@ async fn webhook(state: &State, request: &Request, target: &service::Destination
                 && let Some(failed) = state.deployments.screened(id).await
             {
                 let _ = state.deployments.commit();
-                return refusal(Refusal::new(Reason::FailedVersion {
-                    failed,
-                    ago: failed_ago(state, &failed),
-                }));
+                let now = state.deployments.time().now();
+                return refusal(Refusal::new(Reason::failed_version(now, failed)));
             }
             let location = format!("{}/{}", target.prefix.as_str(), id);
             Response::new(202, "text/plain; charset=utf-8", id.to_string())
@@ -369,17 +367,6 @@ async fn webhook(state: &State, request: &Request, target: &service::Destination
             refusal(r)
         }
     }
-}
-
-/// How long ago `failed` ended, by the wall clock.
-fn failed_ago(
-    state: &State,
-    failed: &lockstep_core::ledger::FailedBefore,
-) -> lockstep_core::time::Duration {
-    let now = state.deployments.time().now().unix;
-    lockstep_core::time::Duration::from_millis(
-        now.as_millis().saturating_sub(failed.at.as_millis()),
-    )
 }
 
 /// `POST /deployments/{id}/abort`: core checks it and the agent carries it out; the answer is
