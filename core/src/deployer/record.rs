@@ -99,13 +99,22 @@ impl DeploymentId {
 
 impl fmt::Display for DeploymentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, byte) in self.0.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_char('-')?;
+        // 8-4-4-4-12 digits, built on the stack and written at once (it is in every answer
+        // and event of a deployment).
+        let mut text = [b'-'; DEPLOYMENT_ID_LEN];
+        let groups = [
+            (0..4, 0..8),
+            (4..6, 9..13),
+            (6..8, 14..18),
+            (8..10, 19..23),
+            (10..16, 24..36),
+        ];
+        for (bytes, digits) in groups {
+            if let (Some(bytes), Some(digits)) = (self.0.get(bytes), text.get_mut(digits)) {
+                hex::encode(bytes, digits);
             }
-            write!(f, "{byte:02x}")?;
         }
-        Ok(())
+        f.write_str(core::str::from_utf8(&text).unwrap_or_default())
     }
 }
 
