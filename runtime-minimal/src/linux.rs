@@ -50,10 +50,8 @@ impl Platform for Linux {
     type Time = RtTime;
 
     fn random(&self) -> [u8; 16] {
-        let mut bytes = [0u8; 16];
         // Without the OS's randomness no id can be drawn; a fixed one would collide.
-        getrandom::fill(&mut bytes).expect("the OS random number generator failed");
-        bytes
+        lockstep::random::id_bytes().expect("the OS random number generator failed")
     }
 
     fn answered(&self, method: &str, path: &str, status: u16, took: CoreDuration) {

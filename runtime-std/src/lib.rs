@@ -23,6 +23,7 @@ pub mod notify;
 pub mod pack;
 pub mod platform;
 pub mod publish;
+pub mod random;
 pub mod relay;
 pub mod repository;
 pub mod samples;

@@ -314,9 +314,8 @@ async fn handle(
 }
 
 fn new_id() -> DeploymentId {
-    let mut bytes = [0u8; 16];
     // Without the OS's randomness no id can be drawn; a fixed one would collide, so fail loud.
-    getrandom::fill(&mut bytes).expect("the OS random number generator failed");
+    let bytes = crate::random::id_bytes().expect("the OS random number generator failed");
     DeploymentId::random_v4(bytes)
 }
 
