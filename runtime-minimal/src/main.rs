@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Ok(config::Parsed::Run(options)) => linux::run(*options),
         Err(e) => Err(e),
     };
+    lockstep::log::flush();
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -355,6 +355,8 @@ impl Runtime {
     /// Waits for I/O, a timer or a wake-up from another thread (not at all when a task is
     /// woken already), and wakes what is ready.
     fn turn(&self) {
+        // The request lines of the tasks just run, in one write (lockstep::log::HELD).
+        lockstep::log::flush();
         let now = Instant::now();
         let mut timeout = self
             .next_alarm()

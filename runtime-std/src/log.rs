@@ -7,9 +7,10 @@
 //! configuration's contents are never passed to these functions.
 
 use std::io::Write;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant, SystemTime};
 
 use lockstep_core::agent::http::HttpError;
 use lockstep_core::agent::{Link, Retry};
@@ -129,20 +130,145 @@ fn text_of(
     }
 }
 
-/// Writes one line to stderr (one `write` of the line and its newline when it fits).
+/// Writes one line to stderr now, after the request lines held before it (one `write` of
+/// them all when they fit in [`HELD_MAX`]).
 fn emit(text: &str) {
     if CAPTURED.load(Ordering::Relaxed) {
         eprintln!("{text}");
         return;
     }
-    let mut stderr = std::io::stderr().lock();
-    let mut line = LineBuf::new();
-    if std::fmt::Write::write_str(&mut line, text).is_ok()
-        && std::fmt::Write::write_str(&mut line, "\n").is_ok()
-    {
-        let _ = stderr.write_all(line.as_str().as_bytes());
-    } else {
-        let _ = writeln!(stderr, "{text}");
+    let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+    held.write_through(text.as_bytes(), &mut std::io::stderr().lock());
+}
+
+/// The most bytes of request lines held before they are written.
+pub const HELD_MAX: usize = 8 * 1024;
+
+/// The longest a request line is held while more lines come.
+pub const HELD_FOR: Duration = Duration::from_millis(100);
+
+/// Request lines not yet written to stderr.
+///
+/// A request's line used to cost a `write` of its own, a quarter of a kept-alive request's
+/// system calls. The lines of requests answered together are written together instead: a
+/// runtime writes them when it has nothing else to run ([`flush`]: `lockstep-minimal`'s
+/// loop before it waits; [`held`] wakes `lockstep serve`'s writer task, which runs after the
+/// tasks already woken), and they are written at once when [`HELD_MAX`] bytes are held,
+/// when the first is [`HELD_FOR`] old as another comes, and before any other line. A line is
+/// held for at most one turn of a busy runtime; a SIGKILL loses what is held then.
+static HELD: Mutex<Held<HELD_MAX>> = Mutex::new(Held::new());
+
+/// Lines waiting in a buffer of `N` bytes (allocated with the first line, never again), and
+/// the task to wake when one comes. (An inline array would put `N` bytes in the binary: the
+/// `None` of an `Instant` is not zeroes, so the static would not be in `.bss`.)
+struct Held<const N: usize> {
+    bytes: Vec<u8>,
+    since: Option<Instant>,
+    waker: Option<Waker>,
+}
+
+impl<const N: usize> Held<N> {
+    const fn new() -> Self {
+        Self {
+            bytes: Vec::new(),
+            since: None,
+            waker: None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Writes what is held (a write error drops it: logging never stops serving).
+    fn write_out(&mut self, out: &mut impl Write) {
+        if !self.bytes.is_empty() {
+            let _ = out.write_all(&self.bytes);
+        }
+        self.bytes.clear();
+        self.since = None;
+    }
+
+    /// Appends `line` and its newline if they fit.
+    fn append(&mut self, line: &[u8]) -> bool {
+        if self.len().saturating_add(line.len()) >= N {
+            return false;
+        }
+        if self.bytes.capacity() < N {
+            self.bytes.reserve_exact(N - self.bytes.len());
+        }
+        self.bytes.extend_from_slice(line);
+        self.bytes.push(b'\n');
+        true
+    }
+
+    /// Holds `line`; returns the waker to wake when it is the first line held.
+    fn hold(&mut self, line: &[u8], now: Instant, out: &mut impl Write) -> Option<Waker> {
+        if !self.append(line) {
+            self.write_out(out);
+            if !self.append(line) {
+                self.write_through(line, out);
+                return None;
+            }
+        }
+        match self.since {
+            None => {
+                self.since = Some(now);
+                self.waker.take()
+            }
+            Some(since) if now.saturating_duration_since(since) >= HELD_FOR => {
+                self.write_out(out);
+                None
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Writes what is held, then `line`.
+    fn write_through(&mut self, line: &[u8], out: &mut impl Write) {
+        if self.append(line) {
+            self.write_out(out);
+            return;
+        }
+        self.write_out(out);
+        let _ = out.write_all(line);
+        let _ = out.write_all(b"\n");
+    }
+}
+
+/// Writes the request lines held now. A runtime calls it when it has nothing left to run,
+/// and before it exits.
+pub fn flush() {
+    let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+    if held.len() > 0 {
+        held.write_out(&mut std::io::stderr().lock());
+    }
+}
+
+/// Ready when request lines are held; otherwise `cx` is woken when the first one is. A
+/// runtime's writer task waits on it, then calls [`flush`].
+pub fn held(cx: &mut Context<'_>) -> Poll<()> {
+    let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+    if held.len() > 0 {
+        return Poll::Ready(());
+    }
+    held.waker = Some(cx.waker().clone());
+    Poll::Pending
+}
+
+/// Holds a request's line (see [`HELD`]).
+fn hold(text: &str) {
+    if CAPTURED.load(Ordering::Relaxed) {
+        eprintln!("{text}");
+        return;
+    }
+    let waker = HELD.lock().unwrap_or_else(PoisonError::into_inner).hold(
+        text.as_bytes(),
+        Instant::now(),
+        &mut std::io::stderr().lock(),
+    );
+    if let Some(waker) = waker {
+        waker.wake();
     }
 }
 
@@ -157,7 +283,7 @@ pub fn request(method: &str, path: &str, status: u16, took: Duration) {
     let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
     let time = Rfc3339::new(SystemTime::now()).ok();
     match request_text(logger.format, time.as_ref(), method, path, status, ms) {
-        Some(line) => emit(line.as_str()),
+        Some(line) => hold(line.as_str()),
         None => request_allocating(method, path, status, ms),
     }
 }
@@ -407,6 +533,50 @@ pub fn info(message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_held_lines_are_written_together_and_in_order() {
+        let mut held = Held::<64>::new();
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        let waker = Waker::noop().clone();
+        held.waker = Some(waker);
+        // The first line held hands out the waker; the next ones do not.
+        assert!(held.hold(b"one", t0, &mut out).is_some());
+        assert!(held.hold(b"two", t0, &mut out).is_none());
+        assert!(out.is_empty());
+        // Another line is written at once, after those held.
+        held.write_through(b"step", &mut out);
+        assert_eq!(out, b"one\ntwo\nstep\n");
+        assert_eq!(held.len(), 0);
+    }
+
+    #[test]
+    fn test_held_lines_are_written_at_their_limits() {
+        let mut held = Held::<16>::new();
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        // 16 bytes exactly fit: still held.
+        held.hold(b"1234567", t0, &mut out);
+        held.hold(b"abcdefg", t0, &mut out);
+        assert_eq!(held.len(), 16);
+        assert!(out.is_empty());
+        // One more: the held lines go first.
+        held.hold(b"x", t0, &mut out);
+        assert_eq!(out, b"1234567\nabcdefg\n");
+        // Younger than HELD_FOR: held; at HELD_FOR: written.
+        held.hold(b"y", t0 + HELD_FOR - Duration::from_millis(1), &mut out);
+        assert_eq!(held.len(), 4);
+        held.hold(b"z", t0 + HELD_FOR, &mut out);
+        assert_eq!(out, b"1234567\nabcdefg\nx\ny\nz\n");
+        assert_eq!(held.len(), 0);
+        // A line longer than the buffer is written at once, whole.
+        let long = [b'L'; 20];
+        held.hold(b"w", t0, &mut out);
+        held.hold(&long, t0, &mut out);
+        assert!(out.ends_with(b"w\nLLLLLLLLLLLLLLLLLLLL\n"));
+        assert_eq!(held.len(), 0);
+    }
 
     /// The request line written on the stack is the line the general writer writes.
     #[test]

@@ -165,6 +165,7 @@ pub async fn start_telling(
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     executor.spawn(server).detach();
     executor.spawn(keep_journal(state.clone())).detach();
+    executor.spawn(write_request_lines()).detach();
     Ok(Service {
         addr,
         state,
@@ -402,6 +403,15 @@ fn abort(state: &State, request: &Request, id: DeploymentId) -> Response {
             }
             refusal(r)
         }
+    }
+}
+
+/// Writes the request lines held (`log::HELD`) once the tasks woken before this one ran:
+/// the lines of the requests answered in one turn of the executor go out in one write.
+async fn write_request_lines() {
+    loop {
+        std::future::poll_fn(log::held).await;
+        log::flush();
     }
 }
 
