@@ -801,30 +801,41 @@ async fn read_request<A: App>(
 /// `Content-Length` is the body's whether it is sent or not: a `HEAD`'s answer is `GET`'s
 /// without the body.
 fn encode(response: &Response, head_only: bool, persist: Persist) -> Vec<u8> {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\n",
-        response.status,
-        reason(response.status)
-    );
+    use std::io::Write as _;
+    let body = match (&response.body, head_only) {
+        (Body::Bytes(body), false) => body.as_slice(),
+        _ => &[],
+    };
+    // One buffer, sized for the head and the body: written in one `send`.
+    let headers: usize = response
+        .headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + 4)
+        .sum();
+    let mut out = Vec::with_capacity(96 + headers + body.len());
+    // Writing into a Vec cannot fail.
+    let status = response.status;
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
     for (name, value) in &response.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+        for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+            out.extend_from_slice(part);
+        }
     }
     match response.body {
-        Body::Bytes(ref all) => head.push_str(&format!("Content-Length: {}\r\n", all.len())),
-        Body::Stream(_) => head.push_str("Transfer-Encoding: chunked\r\n"),
+        Body::Bytes(ref all) => {
+            let _ = write!(out, "Content-Length: {}\r\n", all.len());
+        }
+        Body::Stream(_) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         // Never encoded: a relayed answer brings its own head.
         Body::Relay { .. } => {}
     }
     match persist {
-        Persist::Close => head.push_str("Connection: close\r\n"),
-        Persist::KeepAlive10 => head.push_str("Connection: keep-alive\r\n"),
+        Persist::Close => out.extend_from_slice(b"Connection: close\r\n"),
+        Persist::KeepAlive10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
         Persist::KeepAlive => {}
     }
-    head.push_str("\r\n");
-    let mut out = head.into_bytes();
-    if let (Body::Bytes(body), false) = (&response.body, head_only) {
-        out.extend_from_slice(body);
-    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
     out
 }
 
