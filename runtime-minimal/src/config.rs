@@ -44,6 +44,7 @@ Options (flag, then its default):
       --heartbeat DURATION    2s        interval of the event stream's heartbeats
       --poll-interval DURATION 1s       how often a waiting step looks at the cluster
       --io-timeout DURATION   10s       deadline of every connect, read and write
+      --step-deadline DURATION 2m       how long each step of a deployment may take
       --retention N           64        ended deployments kept for reading (at most 64)
       --replay-window DURATION 5m       how far from now a lockstep signature's time may be
   -h, --help                  Print this help
@@ -98,6 +99,7 @@ pub(crate) struct Options {
     pub(crate) heartbeat: Duration,
     pub(crate) poll_interval: Duration,
     pub(crate) io_timeout: Duration,
+    pub(crate) step_deadline: Duration,
     pub(crate) retention: usize,
     pub(crate) replay_window: Duration,
 }
@@ -121,6 +123,7 @@ const NAMES: &[&str] = &[
     "heartbeat",
     "poll-interval",
     "io-timeout",
+    "step-deadline",
     "retention",
     "replay-window",
 ];
@@ -246,6 +249,7 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<Parsed, Failure> {
         heartbeat: duration("heartbeat", Duration::from_secs(2))?,
         poll_interval: duration("poll-interval", Duration::from_secs(1))?,
         io_timeout: duration("io-timeout", Duration::from_secs(10))?,
+        step_deadline: duration("step-deadline", Duration::from_secs(120))?,
         retention: count("retention", RETENTION, RETENTION)?,
         replay_window: duration("replay-window", Duration::from_secs(300))?,
     })))
@@ -313,6 +317,38 @@ mod tests {
                 )
             );
         }
+    }
+
+    #[test]
+    fn test_step_deadline() {
+        let dir = std::env::temp_dir().join(format!("minimal-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "s3cret-for-the-test").unwrap();
+        let args = |deadline: Option<&str>| {
+            let mut args: Vec<OsString> = vec![
+                "--repository".into(),
+                "http://repo.example".into(),
+                "--secret-file".into(),
+                secret.clone().into(),
+                "--data-dir".into(),
+                dir.clone().into(),
+            ];
+            if let Some(d) = deadline {
+                args.extend(["--step-deadline".into(), d.into()]);
+            }
+            args
+        };
+        let deadline = |parsed| match parsed {
+            Ok(Parsed::Run(options)) => options.step_deadline,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(deadline(parse(args(None))), Duration::from_secs(120));
+        assert_eq!(deadline(parse(args(Some("1h")))), Duration::from_secs(3600));
+        let e = parse(args(Some("0s"))).unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(e.message.contains("--step-deadline"), "{}", e.message);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

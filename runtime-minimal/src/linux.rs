@@ -117,6 +117,7 @@ pub(crate) fn run(options: Options) -> Result<(), Failure> {
     let time: &'static RtTime = Box::leak(Box::new(RtTime::new(rt)));
     let policy = Policy {
         max_in_flight: IN_FLIGHT,
+        step_deadline: lockstep::platform::from_std_duration(options.step_deadline),
         ..Policy::default()
     };
     let ledger = Ledger::new(heapless::Vec::new(), options.retention);

@@ -295,38 +295,40 @@ lockstep_tests::on_both_runtimes! {
 
 // ---- 5. redelivery ---------------------------------------------------------------------------
 
-#[test]
-fn test_serve_redelivery_lands_on_the_deployment_in_flight() {
-    let s = sandbox(&[]);
-    let v = serve(&s, &["--step-deadline", "2s"]);
-    let new = s.compatible(0);
-    // Its instances never start: the deployment stays in flight until its step deadline.
-    s.never_start(&new);
-    let body = new.body();
-    let t = now_secs();
-    let first = accepted(
-        &v,
-        &post_signed(&v, HOOK, body.as_bytes(), t),
-        "/deployments",
-    );
-    // Signed afresh (another timestamp), as a registry redelivers.
-    let second = accepted(
-        &v,
-        &post_signed(&v, HOOK, body.as_bytes(), t - 1),
-        "/deployments",
-    );
-    assert_eq!(first, second);
-    let third = accepted(
-        &v,
-        &post_signed(&v, HOOK_V2, body.as_bytes(), t - 2),
-        "/v2/deployments",
-    );
-    assert_eq!(first, third);
-    let listed = listing(&v, "/deployments");
-    assert_eq!(listed.len(), 1, "{listed:#?}");
-    assert!(listed[0].get("endedAt").is_none(), "still in flight");
-    failure(&ended(&v, &first));
-    assert_eq!(listing(&v, "/deployments").len(), 1);
+lockstep_tests::on_both_runtimes! {
+    fn test_serve_redelivery_lands_on_the_deployment_in_flight(runtime: Runtime) {
+        let s = sandbox(&[]);
+        // lockstep-minimal takes --step-deadline too.
+        let v = serve_runtime(runtime, &s, &["--step-deadline", "2s"]);
+        let new = s.compatible(0);
+        // Its instances never start: the deployment stays in flight until its step deadline.
+        s.never_start(&new);
+        let body = new.body();
+        let t = now_secs();
+        let first = accepted(
+            &v,
+            &post_signed(&v, HOOK, body.as_bytes(), t),
+            "/deployments",
+        );
+        // Signed afresh (another timestamp), as a registry redelivers.
+        let second = accepted(
+            &v,
+            &post_signed(&v, HOOK, body.as_bytes(), t - 1),
+            "/deployments",
+        );
+        assert_eq!(first, second);
+        let third = accepted(
+            &v,
+            &post_signed(&v, HOOK_V2, body.as_bytes(), t - 2),
+            "/v2/deployments",
+        );
+        assert_eq!(first, third);
+        let listed = listing(&v, "/deployments");
+        assert_eq!(listed.len(), 1, "{listed:#?}");
+        assert!(listed[0].get("endedAt").is_none(), "still in flight");
+        failure(&ended(&v, &first));
+        assert_eq!(listing(&v, "/deployments").len(), 1);
+    }
 }
 
 // ---- 6. supersession -------------------------------------------------------------------------
