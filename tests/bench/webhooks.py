@@ -7,7 +7,7 @@
   webhook   adnanh/webhook (Debian's `webhook`) verifying a body HMAC-SHA256: its reject path
             (bad signature, 403) and its accept path (good signature; runs /bin/true)
   serve     `lockstep serve` (dist build), against a sandbox
-  minimal   `lockstep-minimal` (dist build), against the same sandbox
+  minimal   `lockstep-minimal` (dist build), against a sandbox of its own
 
 lockstep's paths: reject (a bad X-Lockstep-Signature over the body: 401/403), redelivery (the
 version whose deployment is in flight, Bintray-signed: 202, the same id) and fresh (each request
@@ -257,16 +257,23 @@ def main():
     minimal = str(ROOT / "target" / "dist" / "lockstep-minimal")
     work = pathlib.Path(tempfile.mkdtemp(prefix="lockstep-bench-"))
 
-    sandbox = Server("sandbox", [lockstep, "sandbox", "--listen", "127.0.0.1:0", "--demo",
-                                 "--data-dir", str(work / "sandbox")], stdout_lines=5)
-    in_flight = next(l.split()[1].split(":", 1)[1] for l in sandbox.lines
-                     if l.endswith(" compatible"))
+    # One sandbox per lockstep server: a cluster runs one deployment of a version, and a
+    # second server notified of it would find it already loaded and fail (409, rule 11), so
+    # its "redelivery" runs would measure a refusal.
+    sandboxes = {}
+    for name in ("serve", "minimal"):
+        sandboxes[name] = Server(f"sandbox-{name}",
+                                 [lockstep, "sandbox", "--listen", "127.0.0.1:0", "--demo",
+                                  "--data-dir", str(work / f"sandbox-{name}")], stdout_lines=5)
+    lines = sandboxes["serve"].lines
+    in_flight = next(l.split()[1].split(":", 1)[1] for l in lines if l.endswith(" compatible"))
     digest = in_flight.rsplit("-", 1)[1]
     # The redelivered version's deployment never ends: its instances never start.
-    status, _ = request(sandbox.addr, "POST", "/sandbox/faults",
-                        json.dumps({"bundles": [{"match": digest[:12], "neverStart": True}]})
-                        .encode())
-    assert status == 200
+    for sandbox in sandboxes.values():
+        status, _ = request(sandbox.addr, "POST", "/sandbox/faults",
+                            json.dumps({"bundles": [{"match": digest[:12], "neverStart": True}]})
+                            .encode())
+        assert status == 200
 
     hooks = work / "hooks.json"
     hooks.write_text(json.dumps([{
@@ -277,18 +284,19 @@ def main():
                                                  "name": "X-Hub-Signature-256"}}}}]))
     webhook_port = free_port()
     env = {"BINTRAY_WEBHOOK_SECRET": SECRET}
-    common = ["--listen", "127.0.0.1:0", "--conductr", f"http://{sandbox.addr}",
-              "--repository", f"http://{sandbox.addr}/repository", "--step-deadline", "1h"]
+    def common(name):
+        addr = sandboxes[name].addr
+        return ["--listen", "127.0.0.1:0", "--conductr", f"http://{addr}",
+                "--repository", f"http://{addr}/repository", "--step-deadline", "1h"]
     servers = {
         "noop": Server("noop", [str(noop_bin)]),
         "webhook": Server("webhook", ["webhook", "-hooks", str(hooks), "-ip", "127.0.0.1",
                                       "-port", str(webhook_port), "-urlprefix", "deployments",
                                       "-template=false"],
                           addr=f"127.0.0.1:{webhook_port}"),
-        "serve": Server("serve", [lockstep, "serve", *common,
+        "serve": Server("serve", [lockstep, "serve", *common("serve"),
                                   "--data-dir", str(work / "serve")], env=env),
-        "minimal": Server("minimal", [minimal, *[c for c in common if c not in
-                                                  ("--step-deadline", "1h")],
+        "minimal": Server("minimal", [minimal, *common("minimal"),
                                       "--data-dir", str(work / "minimal")], env=env),
     }
     body = json.dumps({"package": "visualizer", "version": in_flight}, separators=(",", ":"))
@@ -328,6 +336,7 @@ def main():
         cases = [c for c in cases if c[0] in only.split(",")]
     rss_before = {n: rss_kib(s.proc.pid) for n, s in servers.items()}
     results = {}
+    wrong_paths = []
     fresh_offset = 0
     # All kept-alive runs first: the one-connection-per-request runs leave tens of thousands of
     # sockets in TIME_WAIT, which slow the kernel's connection handling for a minute after.
@@ -350,10 +359,16 @@ def main():
                       f"{r['rps']:>9.0f} req/s  p99 {r['p99']:6.2f} ms  "
                       f"non-2xx {r['non2xx']}/{r['total']}  {r['errors']}  "
                       f"rss {rss} KiB (+{rss - rss_before[name]})", flush=True)
+                # A run that measured another path than its name says is no measurement.
+                wrong = {"redelivery": r["non2xx"] > 0, "reject": r["non2xx"] < r["total"]}
+                if name in ("serve", "minimal") and wrong.get(path):
+                    wrong_paths.append(f"{name} {path} (run {repeat + 1}, {mode}): "
+                                       f"{r['non2xx']} of {r['total']} answers were refusals")
     rss_after = {n: rss_kib(s.proc.pid) for n, s in servers.items()}
     for s in servers.values():
         s.stop()
-    sandbox.stop()
+    for sandbox in sandboxes.values():
+        sandbox.stop()
 
     def med(name, path, close, key="rps"):
         return statistics.median(r[key] for r in results[(name, path, close)])
@@ -391,6 +406,8 @@ def main():
     print(f"deployer + agent: a scale-10 deployment, zero start and stop delays: {elapsed * 1000:.0f}"
           f" ms for {steps} lock-step steps = {elapsed * 1000 / steps:.2f} ms per step")
     shutil.rmtree(work, ignore_errors=True)
+    if wrong_paths:
+        sys.exit("not measured as named:\n  " + "\n  ".join(wrong_paths))
 
 
 if __name__ == "__main__":
