@@ -12,7 +12,8 @@
 lockstep's paths: reject (a bad X-Lockstep-Signature over the body: 401/403), redelivery (the
 version whose deployment is in flight, Bintray-signed: 202, the same id) and fresh (each request
 a different version, Bintray-signed: 202 until --max-in-flight, then 503). Each kept alive and
-with one connection per request (`Connection: close`). RSS after each run (and the growth since
+with one connection per request (`Connection: close`). The share of a core the server and wrk
+used in each run (which of the two was the limit), RSS after each run (and the growth since
 the start), then RSS before and after all runs, binary sizes,
 and the deployer and agent's own overhead: a scale-10 deployment on the sandbox with zero start
 and stop delays, wall time per lock-step step.
@@ -31,6 +32,7 @@ import json
 import os
 import pathlib
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -172,12 +174,22 @@ def lua_fresh(path, headers, offset):
     path.write_text("\n".join(lines) + "\n")
 
 
-def wrk(addr, script, close):
+def wrk(addr, script, close, server_pid):
+    """One wrk run; with the share of a core that the server and wrk itself used during it (which
+    of the two is the limit)."""
     argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION}", "--latency", "-s", str(script)]
     if close:
         argv += ["-H", "Connection: close"]
     argv.append(f"http://{addr}{WEBHOOK_PATH}")
+    server_before = cpu_ticks(server_pid)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    wall = time.monotonic() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (children.ru_utime - children_before.ru_utime
+               + children.ru_stime - children_before.ru_stime)
+    server_cpu = (cpu_ticks(server_pid) - server_before) / os.sysconf("SC_CLK_TCK")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -188,7 +200,8 @@ def wrk(addr, script, close):
     total = int(m.group(1)) if m else 0
     errors = re.search(r"Socket errors: (.*)", out)
     return {"rps": rps, "p99": p99_ms, "non2xx": non2xx, "total": total,
-            "errors": errors.group(1) if errors else ""}
+            "errors": errors.group(1) if errors else "",
+            "cpu": f"cpu server {server_cpu / wall:.0%} wrk {wrk_cpu / wall:.0%}"}
 
 
 def lockstep_signature(body, t, good):
@@ -350,14 +363,14 @@ def main():
                 else:
                     script_path = scripts / script
                 settle(servers)
-                r = wrk(servers[name].addr, script_path, close)
+                r = wrk(servers[name].addr, script_path, close, servers[name].proc.pid)
                 results.setdefault((name, path, close), []).append(r)
                 mode = "close" if close else "keep-alive"
                 # RSS after each run: which path grows a server, and by how much.
                 rss = rss_kib(servers[name].proc.pid)
                 print(f"run {repeat + 1}/{REPEATS} {mode:10} {name:8} {path:10} "
                       f"{r['rps']:>9.0f} req/s  p99 {r['p99']:6.2f} ms  "
-                      f"non-2xx {r['non2xx']}/{r['total']}  {r['errors']}  "
+                      f"non-2xx {r['non2xx']}/{r['total']}  {r['errors']}  {r['cpu']}  "
                       f"rss {rss} KiB (+{rss - rss_before[name]})", flush=True)
                 # A run that measured another path than its name says is no measurement.
                 wrong = {"redelivery": r["non2xx"] > 0, "reject": r["non2xx"] < r["total"]}
