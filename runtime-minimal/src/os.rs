@@ -78,6 +78,8 @@ pub(crate) struct TcpWrite<'a> {
     stream: &'a Io<TcpStream>,
     buf: Box<[u8; 1024]>,
     len: usize,
+    /// A flush let the response head in `buf` wait (see [`TcpWrite::holds_only_a_head`]).
+    head_waits: bool,
 }
 
 async fn read(stream: &Io<TcpStream>, buf: &mut [u8]) -> io::Result<usize> {
@@ -119,6 +121,7 @@ impl TcpWrite<'_> {
     async fn send(&mut self) -> Result<(), io::Error> {
         let len = self.len;
         self.len = 0;
+        self.head_waits = false;
         write_all(self.stream, self.buf.get(..len).unwrap_or_default()).await
     }
 }
@@ -141,18 +144,23 @@ impl picoserve::io::BaseWrite for TcpWrite<'_> {
     }
 
     async fn flush(&mut self) -> Result<(), io::Error> {
-        if self.len > 0 && !self.holds_only_a_head() {
-            self.send().await?;
+        if self.len == 0 {
+            return Ok(());
         }
-        Ok(())
+        if !self.head_waits && self.holds_only_a_head() {
+            self.head_waits = true;
+            return Ok(());
+        }
+        self.send().await
     }
 }
 
 impl TcpWrite<'_> {
     /// Whether the buffer holds a response's head and nothing else: picoserve flushes after
     /// the head and again after the body, and every body flushes (its own, `Closing` and the
-    /// event stream's first thing), so the head waits for the body and the answer goes out in
-    /// one `send`, not two (a third of a kept-alive request's system calls).
+    /// event stream's first thing), so the head waits for the body's flush and the answer goes
+    /// out in one `send`, not two (a third of a kept-alive request's system calls). It waits
+    /// for one flush only: the next sends it, body or none (a `HEAD`).
     fn holds_only_a_head(&self) -> bool {
         let held = self.buf.get(..self.len).unwrap_or_default();
         held.starts_with(b"HTTP/1.1 ") && held.ends_with(b"\r\n\r\n")
@@ -187,6 +195,7 @@ impl picoserve::io::Socket<Rt> for Tcp {
                 stream: &self.0,
                 buf: Box::new([0; 1024]),
                 len: 0,
+                head_waits: false,
             },
         )
     }
@@ -507,16 +516,21 @@ mod tests {
             // Anything else is sent at its flush: an event stream's frame, say.
             w.write_all(b"2\r\nhi\r\n").await.unwrap();
             w.flush().await.unwrap();
+            // A HEAD: the head waits for one flush, and goes at the next, bodiless.
+            w.write_all(b"HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\n")
+                .await
+                .unwrap();
+            w.flush().await.unwrap();
+            w.flush().await.unwrap();
         });
         let mut got = Vec::new();
         let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
-        while !got.ends_with(b"2\r\nhi\r\n") && std::time::Instant::now() < deadline {
+        let want: &[u8] = b"HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nok2\r\nhi\r\n\
+            HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\n";
+        while got.len() < want.len() && std::time::Instant::now() < deadline {
             got.extend(pending(&mut client).unwrap_or_default());
         }
-        assert_eq!(
-            got,
-            b"HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nok2\r\nhi\r\n"
-        );
+        assert_eq!(got, want);
     }
 
     #[test]
