@@ -149,8 +149,8 @@ pub const HELD_FOR: Duration = Duration::from_millis(100);
 
 /// Request lines not yet written to stderr.
 ///
-/// A request's line used to cost a `write` of its own, a quarter of a kept-alive request's
-/// system calls. The lines of requests answered together are written together instead: a
+/// A request's line used to cost a `write` of its own: one of the four system calls of a
+/// kept-alive request to `lockstep serve`, of the five to `lockstep-minimal` (`strace -c`). The lines of requests answered together are written together instead: a
 /// runtime writes them when it has nothing else to run ([`flush`]: `lockstep-minimal`'s
 /// loop before it waits; [`held`] wakes `lockstep serve`'s writer task, which runs after the
 /// tasks already woken), and they are written at once when [`HELD_MAX`] bytes are held,
